@@ -1,0 +1,1 @@
+"""EdgeSplit agents: baselines, learned policies and their export."""

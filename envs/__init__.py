@@ -1,0 +1,2 @@
+"""EdgeSplit environments: one batched simulator core under Gymnasium, VectorEnv and
+PettingZoo faces."""

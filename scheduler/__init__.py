@@ -1,0 +1,1 @@
+"""EdgeSplit edge scheduler: loads exported policies (numpy + onnxruntime only)."""
