@@ -1,0 +1,770 @@
+"""Network profiles: nodes, split candidates and measured latencies of one network.
+
+A profile is a JSON file (schema ``edgesplit.network-profile``, version 1; documented field
+by field in ``docs/profiles.md``) written by the profiler
+(:mod:`edgesplit.cost_models.profile`). It holds the nodes of the network's ``torch.fx``
+graph in topological order, every topological-prefix split candidate with the values that
+cross its cut, and, per measured device class, each node's latency percentiles with the
+provenance of the measurement.
+
+Everything is validated on load; a bad file raises :class:`ProfileError`, whose message
+names the file, the field (a JSON path such as ``nodes[3].flops``) and the value.
+
+>>> from edgesplit.cost_models.network import load_network
+>>> p = load_network("resnet18")
+>>> p.name, p.input_shape, p.candidates[0].kind, p.candidates[-1].kind
+('resnet18', (1, 3, 224, 224), 'input', 'output')
+>>> head, tail = p.split_latency(p.measurements["x86_cpu_1t"].median_s)
+>>> bool(head[0] == 0 and tail[-1] == 0)
+True
+>>> int(p.candidate_bytes()[0])  # the raw image as uint8
+150528
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "CANDIDATE_KINDS",
+    "INPUT",
+    "PROFILES_PACKAGE",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "Candidate",
+    "Measurement",
+    "NetworkProfile",
+    "Node",
+    "ProfileError",
+    "available_networks",
+    "load_network",
+    "parse_profile",
+]
+
+SCHEMA = "edgesplit.network-profile"
+"""Value of a profile's top-level ``schema`` field."""
+SCHEMA_VERSION = 1
+"""The schema version this module reads and the profiler writes."""
+INPUT = "input"
+"""Name of the network input wherever a node or cut refers to it."""
+CANDIDATE_KINDS = ("input", "intermediate", "output")
+"""Kinds of split candidate: send the input, an intermediate cut, or the result."""
+PROFILES_PACKAGE = "edgesplit.cost_models.profiles"
+"""Package holding the shipped profiles, one ``NAME.json`` per network."""
+
+_FLOAT32_BYTES = 4
+_CLASS_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "nothing (field missing)"
+
+
+_MISSING: Any = _Missing()
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class ProfileError(ValueError):
+    """A network profile is malformed.
+
+    Parameters
+    ----------
+    file
+        The profile's path (or the name asked for).
+    field
+        JSON path of the offending field, e.g. ``nodes[3].flops``.
+    value
+        The offending value.
+    problem
+        What is wrong with it.
+    """
+
+    def __init__(self, file: str | Path, field: str, value: Any, problem: str) -> None:
+        self.file = str(file)
+        self.field = field
+        self.value = value
+        self.problem = problem
+        super().__init__(f"{self.file}: {field}: {problem} (got {_short_repr(value)})")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.file, self.field, self.value, self.problem))
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node of the network's graph, in topological order.
+
+    Attributes
+    ----------
+    name
+        Unique name (the torch.fx node name, e.g. ``layer1_0_conv1``).
+    op
+        What it computes: ``conv2d``, ``relu``, ``add``, ``linear``, ...
+    inputs
+        Names of the producers it reads (``"input"`` for the network input).
+    flops
+        Floating-point operations (``torch.utils.flop_counter``: 2 x MACs for conv and
+        linear layers, 0 for element-wise and pooling operations).
+    param_bytes
+        Bytes of the parameters and buffers it reads.
+    input_bytes
+        Bytes of the values it reads, as float32.
+    output_bytes
+        Bytes of the value it writes, as float32 (``4 * output_numel``).
+    output_numel
+        Elements of the value it writes.
+    """
+
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+    flops: int
+    param_bytes: int
+    input_bytes: int
+    output_bytes: int
+    output_numel: int
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A split candidate: the first ``n_head`` nodes run on the device, the rest remotely.
+
+    Attributes
+    ----------
+    index
+        Position in the profile's candidate list.
+    name
+        Last node of the head, ``"input"`` for index 0.
+    n_head
+        How many nodes (in the profile's topological order) run on the device.
+    cut
+        Names of every value that crosses the cut (``"input"`` for the network input).
+    cut_numel
+        Elements sent: the sum of the cut values' sizes.
+    kind
+        ``"input"`` (send the raw input), ``"intermediate"`` or ``"output"`` (run all
+        locally, send the result).
+    """
+
+    index: int
+    name: str
+    n_head: int
+    cut: tuple[str, ...]
+    cut_numel: int
+    kind: str
+
+
+@dataclass(frozen=True, eq=False)
+class Measurement:
+    """Measured latencies of every node on one device class.
+
+    Attributes
+    ----------
+    device_class
+        Name of the device class, e.g. ``x86_cpu_1t``.
+    median_s, p10_s, p90_s
+        Per-node latency percentiles over the profiling rounds, seconds (read-only arrays
+        in node order).
+    whole_p10_s, whole_p50_s, whole_p90_s
+        Whole-network latency percentiles, seconds.
+    provenance
+        How, where and when it was measured (read-only mapping; see ``docs/profiles.md``).
+    """
+
+    device_class: str
+    median_s: NDArray[np.float64]
+    p10_s: NDArray[np.float64]
+    p90_s: NDArray[np.float64]
+    whole_p10_s: float
+    whole_p50_s: float
+    whole_p90_s: float
+    provenance: Mapping[str, Any]
+
+    @property
+    def sum_over_whole(self) -> float:
+        """Summed node medians over the whole-network median (1.0 is a perfect match)."""
+        return float(self.median_s.sum() / self.whole_p50_s) if self.whole_p50_s else math.nan
+
+    @property
+    def whole_spread(self) -> float:
+        """``(p90 - p10) / p50`` of the whole network: the run-to-run spread."""
+        if not self.whole_p50_s:
+            return math.nan
+        return (self.whole_p90_s - self.whole_p10_s) / self.whole_p50_s
+
+
+@dataclass(frozen=True, eq=False)
+class NetworkProfile:
+    """A network's graph, split candidates and measurements (see the module docstring).
+
+    Attributes
+    ----------
+    name
+        Network name, e.g. ``resnet18``.
+    input_shape
+        Shape of the profiled input, batch included.
+    input_numel, output_numel
+        Elements of the input and of the result.
+    macs
+        Multiply-accumulates of one inference (half the summed node FLOPs).
+    params
+        Number of parameters.
+    nodes
+        Nodes in topological order.
+    candidates
+        Split candidates, by increasing ``n_head``; the first sends the input, the last the
+        result.
+    measurements
+        Device class name -> :class:`Measurement` (read-only mapping).
+    source
+        Where the network came from (e.g. ``edgesplit.cost_models.zoo:resnet18``).
+    path
+        File it was loaded from, if any.
+    """
+
+    name: str
+    input_shape: tuple[int, ...]
+    input_numel: int
+    output_numel: int
+    macs: int
+    params: int
+    nodes: tuple[Node, ...]
+    candidates: tuple[Candidate, ...]
+    measurements: Mapping[str, Measurement]
+    source: str = ""
+    path: Path | None = field(default=None, repr=False)
+
+    def split_latency(
+        self, node_latency_s: ArrayLike
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Head and tail latency of every candidate.
+
+        Parameters
+        ----------
+        node_latency_s
+            Latency of each node, seconds, shape ``(..., len(nodes))`` (leading axes, e.g.
+            device classes, broadcast).
+
+        Returns
+        -------
+        head_s, tail_s
+            Arrays of shape ``(..., len(candidates))``: the summed latency of the nodes
+            before and after each cut. ``head_s[..., 0] == 0``, ``tail_s[..., -1] == 0`` and
+            ``head_s + tail_s`` equals the summed node latency (up to rounding).
+
+        Raises
+        ------
+        ValueError
+            If the last axis does not have one entry per node.
+        """
+        lat = np.asarray(node_latency_s, dtype=np.float64)
+        if lat.ndim == 0 or lat.shape[-1] != len(self.nodes):
+            raise ValueError(
+                f"{self.name}: node_latency_s must have {len(self.nodes)} entries on its last "
+                f"axis, got shape {lat.shape}"
+            )
+        zeros = np.zeros((*lat.shape[:-1], 1))
+        cumulative = np.concatenate([zeros, np.cumsum(lat, axis=-1)], axis=-1)
+        n_head = np.fromiter((c.n_head for c in self.candidates), dtype=np.intp)
+        head = cumulative[..., n_head]
+        tail = cumulative[..., -1:] - head
+        return head, tail
+
+    def candidate_bytes(
+        self,
+        wire_bytes_per_element: float = 4.0,
+        input_bytes_per_element: float = 1.0,
+        input_compression: float = 1.0,
+    ) -> NDArray[np.float64]:
+        """Bytes sent for each candidate, counted as they would travel.
+
+        Parameters
+        ----------
+        wire_bytes_per_element
+            Precision of an intermediate cut on the wire: 4 (float32), 2 (float16), 1 (int8).
+        input_bytes_per_element
+            Precision of the raw input: 1 for a camera image as uint8.
+        input_compression
+            Compression ratio of the raw input (e.g. 10 for a JPEG at 10:1); 1 sends it raw.
+
+        Returns
+        -------
+        ndarray
+            One value per candidate: the input (``input_numel * input_bytes_per_element /
+            input_compression``), an intermediate cut at wire precision, the result as
+            float32.
+
+        Raises
+        ------
+        ValueError
+            If an argument is not a positive finite number.
+        """
+        for arg, value in (
+            ("wire_bytes_per_element", wire_bytes_per_element),
+            ("input_bytes_per_element", input_bytes_per_element),
+            ("input_compression", input_compression),
+        ):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{arg} must be a positive finite number, got {value!r}")
+        out = np.empty(len(self.candidates))
+        for i, c in enumerate(self.candidates):
+            if c.kind == "input":
+                out[i] = c.cut_numel * input_bytes_per_element / input_compression
+            elif c.kind == "output":
+                out[i] = c.cut_numel * _FLOAT32_BYTES
+            else:
+                out[i] = c.cut_numel * wire_bytes_per_element
+        return out
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+class _Checker:
+    """Field-by-field validation that names the file, the JSON path and the value."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def fail(self, path: str, value: Any, problem: str) -> ProfileError:
+        return ProfileError(self.file, path, value, problem)
+
+    def obj(
+        self,
+        value: Any,
+        path: str,
+        required: Sequence[str],
+        optional: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(path or "(document)", value, "must be a JSON object")
+        allowed = (*required, *optional)
+        for key in value:
+            if key not in allowed:
+                raise self.fail(
+                    _join(path, key), value[key], f"unknown key (allowed: {', '.join(allowed)})"
+                )
+        for key in required:
+            if key not in value:
+                raise self.fail(_join(path, key), _MISSING, "required field is missing")
+        return value
+
+    def string(self, value: Any, path: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.fail(path, value, "must be a non-empty string")
+        return value
+
+    def integer(self, value: Any, path: str, minimum: int = 0) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.fail(path, value, "must be an integer")
+        if value < minimum:
+            raise self.fail(path, value, f"must be >= {minimum}")
+        return value
+
+    def number(self, value: Any, path: str, positive: bool = False) -> float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise self.fail(path, value, "must be a number")
+        if not math.isfinite(value):
+            raise self.fail(path, value, "must be finite")
+        if value < 0 or (positive and value == 0):
+            raise self.fail(path, value, "must be > 0" if positive else "must be >= 0")
+        return float(value)
+
+    def array(self, value: Any, path: str, length: int) -> NDArray[np.float64]:
+        if not isinstance(value, list):
+            raise self.fail(path, value, "must be a list of numbers")
+        if len(value) != length:
+            raise self.fail(
+                path, f"{len(value)} entries", f"must have one entry per node ({length})"
+            )
+        arr = np.array([self.number(v, f"{path}[{i}]") for i, v in enumerate(value)])
+        arr.setflags(write=False)
+        return arr
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+_TOP_KEYS = (
+    "schema", "schema_version", "name", "source", "input_shape", "macs", "params", "nodes",
+    "candidates", "measurements",
+)  # fmt: skip
+_NODE_KEYS = (
+    "name", "op", "inputs", "flops", "param_bytes", "input_bytes", "output_bytes",
+    "output_numel",
+)  # fmt: skip
+_CANDIDATE_KEYS = ("index", "name", "n_head", "cut", "cut_numel", "kind")
+_MEASUREMENT_KEYS = (
+    "median_s", "p10_s", "p90_s", "whole_p10_s", "whole_p50_s", "whole_p90_s", "provenance",
+)  # fmt: skip
+_PROVENANCE_KEYS = (
+    "tool", "model", "hardware", "software", "date", "threads", "warmup", "rounds",
+    "sum_over_whole", "whole_spread",
+)  # fmt: skip
+_PROVENANCE_OPTIONAL = ("load_average_1m", "notes")
+_HARDWARE_KEYS = ("cpu", "machine", "logical_cpus")
+_HARDWARE_OPTIONAL = ("os", "accelerator")
+
+
+def parse_profile(doc: Any, file: str | Path = "<profile>") -> NetworkProfile:
+    """Validate a decoded profile document and build the :class:`NetworkProfile`.
+
+    Parameters
+    ----------
+    doc
+        The decoded JSON document.
+    file
+        Name used in error messages (the file it came from).
+
+    Returns
+    -------
+    NetworkProfile
+
+    Raises
+    ------
+    ProfileError
+        On the first field that breaks the schema, naming the file, field and value.
+    """
+    ck = _Checker(str(file))
+    top = ck.obj(doc, "", _TOP_KEYS)
+    if top["schema"] != SCHEMA:
+        raise ck.fail("schema", top["schema"], f"must be {SCHEMA!r}")
+    version = top["schema_version"]
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        raise ck.fail(
+            "schema_version", version, f"unsupported version (this reader reads {SCHEMA_VERSION})"
+        )
+    name = ck.string(top["name"], "name")
+    source = ck.string(top["source"], "source")
+
+    shape = top["input_shape"]
+    if not isinstance(shape, list) or not shape:
+        raise ck.fail("input_shape", shape, "must be a non-empty list of positive integers")
+    input_shape = tuple(ck.integer(s, f"input_shape[{i}]", 1) for i, s in enumerate(shape))
+    input_numel = math.prod(input_shape)
+
+    nodes = _parse_nodes(ck, top["nodes"], input_numel)
+    macs = ck.integer(top["macs"], "macs")
+    expected_macs = sum(n.flops for n in nodes) // 2
+    if macs != expected_macs:
+        raise ck.fail("macs", macs, f"must be half the summed node flops ({expected_macs})")
+    params = ck.integer(top["params"], "params")
+    candidates = _parse_candidates(ck, top["candidates"], nodes, input_numel)
+    measurements = _parse_measurements(ck, top["measurements"], len(nodes))
+    return NetworkProfile(
+        name=name,
+        input_shape=input_shape,
+        input_numel=input_numel,
+        output_numel=candidates[-1].cut_numel,
+        macs=macs,
+        params=params,
+        nodes=nodes,
+        candidates=candidates,
+        measurements=measurements,
+        source=source,
+        path=Path(file) if isinstance(file, Path) else None,
+    )
+
+
+def _parse_nodes(ck: _Checker, raw: Any, input_numel: int) -> tuple[Node, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ck.fail("nodes", raw, "must be a non-empty list of node objects")
+    numel: dict[str, int] = {INPUT: input_numel}
+    nodes: list[Node] = []
+    for i, item in enumerate(raw):
+        p = f"nodes[{i}]"
+        d = ck.obj(item, p, _NODE_KEYS)
+        name = ck.string(d["name"], f"{p}.name")
+        if name in numel:
+            problem = "is reserved for the network input" if name == INPUT else "is a duplicate"
+            raise ck.fail(f"{p}.name", name, f"node name {problem}")
+        op = ck.string(d["op"], f"{p}.op")
+        inputs = d["inputs"]
+        if not isinstance(inputs, list):
+            raise ck.fail(f"{p}.inputs", inputs, "must be a list of producer names")
+        for j, src in enumerate(inputs):
+            if not isinstance(src, str) or src not in numel:
+                raise ck.fail(
+                    f"{p}.inputs[{j}]",
+                    src,
+                    "must name the input or an earlier node (nodes are in topological order)",
+                )
+            if src in inputs[:j]:
+                raise ck.fail(f"{p}.inputs[{j}]", src, "is listed twice")
+        flops = ck.integer(d["flops"], f"{p}.flops")
+        param_bytes = ck.integer(d["param_bytes"], f"{p}.param_bytes")
+        input_bytes = ck.integer(d["input_bytes"], f"{p}.input_bytes")
+        output_bytes = ck.integer(d["output_bytes"], f"{p}.output_bytes")
+        output_numel = ck.integer(d["output_numel"], f"{p}.output_numel")
+        expected_in = _FLOAT32_BYTES * sum(numel[s] for s in inputs)
+        if input_bytes != expected_in:
+            raise ck.fail(
+                f"{p}.input_bytes", input_bytes, f"must be 4 x its inputs' elements ({expected_in})"
+            )
+        if output_bytes != _FLOAT32_BYTES * output_numel:
+            raise ck.fail(
+                f"{p}.output_bytes",
+                output_bytes,
+                f"must be 4 x output_numel ({_FLOAT32_BYTES * output_numel})",
+            )
+        numel[name] = output_numel
+        nodes.append(
+            Node(name, op, tuple(inputs), flops, param_bytes, input_bytes, output_bytes,
+                 output_numel)
+        )  # fmt: skip
+    return tuple(nodes)
+
+
+def _parse_candidates(
+    ck: _Checker, raw: Any, nodes: tuple[Node, ...], input_numel: int
+) -> tuple[Candidate, ...]:
+    # deferred: graph imports this module for Node and Candidate
+    from edgesplit.cost_models.graph import crossing_values
+
+    n = len(nodes)
+    if not isinstance(raw, list) or len(raw) < 2:
+        raise ck.fail("candidates", raw, "must be a list of at least two candidate objects")
+    numel = {INPUT: input_numel, **{nd.name: nd.output_numel for nd in nodes}}
+    parsed: list[Candidate] = []
+    previous = -1
+    for i, item in enumerate(raw):
+        p = f"candidates[{i}]"
+        d = ck.obj(item, p, _CANDIDATE_KEYS)
+        index = ck.integer(d["index"], f"{p}.index")
+        if index != i:
+            raise ck.fail(f"{p}.index", index, f"must equal the position in the list ({i})")
+        n_head = ck.integer(d["n_head"], f"{p}.n_head")
+        first, last = i == 0, i == len(raw) - 1
+        if first and n_head != 0:
+            raise ck.fail(f"{p}.n_head", n_head, "the first candidate must have n_head 0")
+        if last and n_head != n:
+            raise ck.fail(f"{p}.n_head", n_head, f"the last candidate must have n_head {n}")
+        if n_head <= previous or n_head > n:
+            raise ck.fail(
+                f"{p}.n_head", n_head, f"must increase strictly, from 0 to len(nodes) ({n})"
+            )
+        previous = n_head
+        kind = d["kind"]
+        expected_kind = "input" if first else ("output" if last else "intermediate")
+        if kind != expected_kind:
+            raise ck.fail(f"{p}.kind", kind, f"must be {expected_kind!r} at this position")
+        name = ck.string(d["name"], f"{p}.name")
+        expected_name = INPUT if n_head == 0 else nodes[n_head - 1].name
+        if name != expected_name:
+            raise ck.fail(f"{p}.name", name, f"must name the last head node ({expected_name!r})")
+        cut = d["cut"]
+        if not isinstance(cut, list) or not cut:
+            raise ck.fail(f"{p}.cut", cut, "must be a non-empty list of value names")
+        for j, v in enumerate(cut):
+            if not isinstance(v, str) or v not in numel:
+                raise ck.fail(f"{p}.cut[{j}]", v, "must name the input or a node")
+            if v in cut[:j]:
+                raise ck.fail(f"{p}.cut[{j}]", v, "is listed twice")
+        cut_numel = ck.integer(d["cut_numel"], f"{p}.cut_numel")
+        expected_numel = sum(numel[v] for v in cut)
+        if cut_numel != expected_numel:
+            raise ck.fail(
+                f"{p}.cut_numel", cut_numel, f"must be the cut values' elements ({expected_numel})"
+            )
+        parsed.append(Candidate(index, name, n_head, tuple(cut), cut_numel, kind))
+
+    # every cut must be exactly the values crossing it, given the graph and the result
+    crossing = crossing_values(nodes, parsed[-1].cut)
+    for c in parsed[:-1]:
+        expected = crossing[c.n_head]
+        if set(c.cut) != set(expected):
+            raise ck.fail(
+                f"candidates[{c.index}].cut",
+                list(c.cut),
+                f"must be the values crossing the cut after {c.n_head} nodes ({expected})",
+            )
+    return tuple(parsed)
+
+
+def _parse_measurements(ck: _Checker, raw: Any, n_nodes: int) -> Mapping[str, Measurement]:
+    if not isinstance(raw, dict):
+        raise ck.fail("measurements", raw, "must be an object: device class -> measurement")
+    out: dict[str, Measurement] = {}
+    for cls, item in raw.items():
+        p = f"measurements.{cls}"
+        if not _CLASS_NAME.match(cls):
+            raise ck.fail(p, cls, "device class names use letters, digits, '_', '.', '-'")
+        d = ck.obj(item, p, _MEASUREMENT_KEYS)
+        median = ck.array(d["median_s"], f"{p}.median_s", n_nodes)
+        p10 = ck.array(d["p10_s"], f"{p}.p10_s", n_nodes)
+        p90 = ck.array(d["p90_s"], f"{p}.p90_s", n_nodes)
+        for lo_name, lo, hi_name, hi in (("p10_s", p10, "median_s", median),
+                                         ("median_s", median, "p90_s", p90)):  # fmt: skip
+            bad = np.flatnonzero(lo > hi)
+            if bad.size:
+                j = int(bad[0])
+                raise ck.fail(
+                    f"{p}.{lo_name}[{j}]", float(lo[j]), f"must not exceed {hi_name}[{j}] ({hi[j]})"
+                )
+        w10 = ck.number(d["whole_p10_s"], f"{p}.whole_p10_s")
+        w50 = ck.number(d["whole_p50_s"], f"{p}.whole_p50_s", positive=True)
+        w90 = ck.number(d["whole_p90_s"], f"{p}.whole_p90_s")
+        if w10 > w50:
+            raise ck.fail(f"{p}.whole_p10_s", w10, f"must not exceed whole_p50_s ({w50})")
+        if w50 > w90:
+            raise ck.fail(f"{p}.whole_p90_s", w90, f"must not be below whole_p50_s ({w50})")
+        prov = _parse_provenance(ck, d["provenance"], f"{p}.provenance")
+        m = Measurement(cls, median, p10, p90, w10, w50, w90, _freeze(prov))
+        for key, actual in (("sum_over_whole", m.sum_over_whole),
+                            ("whole_spread", m.whole_spread)):  # fmt: skip
+            recorded = prov[key]
+            if not math.isclose(recorded, actual, rel_tol=0.01, abs_tol=1e-3):
+                raise ck.fail(
+                    f"{p}.provenance.{key}",
+                    recorded,
+                    f"does not match the measurement ({actual:.4g})",
+                )
+        out[cls] = m
+    return MappingProxyType(out)
+
+
+def _parse_provenance(ck: _Checker, raw: Any, p: str) -> dict[str, Any]:
+    d = ck.obj(raw, p, _PROVENANCE_KEYS, _PROVENANCE_OPTIONAL)
+    ck.string(d["tool"], f"{p}.tool")
+    ck.string(d["model"], f"{p}.model")
+    hw = ck.obj(d["hardware"], f"{p}.hardware", _HARDWARE_KEYS, _HARDWARE_OPTIONAL)
+    ck.string(hw["cpu"], f"{p}.hardware.cpu")
+    ck.string(hw["machine"], f"{p}.hardware.machine")
+    ck.integer(hw["logical_cpus"], f"{p}.hardware.logical_cpus", 1)
+    for key in _HARDWARE_OPTIONAL:
+        if key in hw:
+            ck.string(hw[key], f"{p}.hardware.{key}")
+    sw = d["software"]
+    if not isinstance(sw, dict) or "python" not in sw:
+        raise ck.fail(
+            f"{p}.software", sw, "must be an object of package -> version, python included"
+        )
+    for key, version in sw.items():
+        ck.string(version, f"{p}.software.{key}")
+    date = ck.string(d["date"], f"{p}.date")
+    try:
+        _dt.datetime.fromisoformat(date.replace("Z", "+00:00"))
+    except ValueError:
+        raise ck.fail(f"{p}.date", date, "must be an ISO 8601 date-time") from None
+    ck.integer(d["threads"], f"{p}.threads", 1)
+    ck.integer(d["warmup"], f"{p}.warmup", 0)
+    ck.integer(d["rounds"], f"{p}.rounds", 1)
+    ck.number(d["sum_over_whole"], f"{p}.sum_over_whole", positive=True)
+    ck.number(d["whole_spread"], f"{p}.whole_spread")
+    if "load_average_1m" in d:
+        ck.number(d["load_average_1m"], f"{p}.load_average_1m")
+    if "notes" in d and not isinstance(d["notes"], str):
+        raise ck.fail(f"{p}.notes", d["notes"], "must be a string")
+    return d
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _profiles_dir() -> Path:
+    return Path(str(resources.files(PROFILES_PACKAGE)))
+
+
+def available_networks() -> list[str]:
+    """Names of the shipped network profiles, sorted.
+
+    >>> "resnet50" in available_networks()
+    True
+    """
+    return sorted(p.stem for p in _profiles_dir().glob("*.json"))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKeyError(key)
+        out[key] = value
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _load_cached(path: str, mtime_ns: int, size: int) -> NetworkProfile:
+    del mtime_ns, size  # cache keys only: an edited file is read again
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(
+                f, parse_constant=_reject_constant, object_pairs_hook=_reject_duplicates
+            )
+    except json.JSONDecodeError as e:
+        raise ProfileError(path, "(document)", f"line {e.lineno} column {e.colno}", e.msg) from e
+    except _DuplicateKeyError as e:
+        raise ProfileError(path, str(e), str(e), "key appears twice in one object") from e
+    except ValueError as e:
+        raise ProfileError(path, "(document)", str(e).split()[0], "not valid JSON") from e
+    return parse_profile(doc, Path(path))
+
+
+def load_network(name_or_path: str | Path) -> NetworkProfile:
+    """Load and validate a network profile (cached while the file is unchanged).
+
+    Parameters
+    ----------
+    name_or_path
+        A shipped network name (see :func:`available_networks`) or the path of a profile
+        file (anything with a path separator or a ``.json`` suffix).
+
+    Returns
+    -------
+    NetworkProfile
+        Immutable; the same object is returned while the file is unchanged.
+
+    Raises
+    ------
+    ProfileError
+        If the name is not shipped or the file breaks the schema.
+    FileNotFoundError
+        If a path does not exist.
+    """
+    text = str(name_or_path)
+    if isinstance(name_or_path, Path) or "/" in text or "\\" in text or text.endswith(".json"):
+        path = Path(name_or_path).expanduser().resolve()
+    else:
+        path = _profiles_dir() / f"{text}.json"
+        if not path.is_file():
+            raise ProfileError(
+                path, "name", text,
+                f"no shipped profile of that name (available: {', '.join(available_networks())})",
+            )  # fmt: skip
+    st = path.stat()
+    return _load_cached(str(path), st.st_mtime_ns, st.st_size)
