@@ -1,0 +1,328 @@
+"""Observation encoder and action decoder: pure numpy, shared by the environment and the
+scheduler, so that what a policy saw in training is exactly what it sees in production.
+
+This module imports nothing but numpy (no gymnasium, torch or pettingzoo). Everything it needs
+is in :class:`Tables`, plain arrays that a policy manifest can carry (:meth:`Tables.to_dict`).
+
+Per-device observation (all entries in [0, 1], float32), in this order:
+
+========================  ==========  ===============================================
+block                     size        meaning
+========================  ==========  ===============================================
+has_task                  1           1 if the device has a pending task this slot
+app                       A           one-hot application of the pending task
+wait                      1           w / (w + deadline): time the task has waited
+queue                     1           pending tasks / queue capacity
+candidates                S * (3+J)   per split candidate: valid, head latency on this
+                                      device, bytes sent, tail latency on each target
+                                      (x / (x + scale) with the scenario's fixed scales)
+device_backlog            1           Qd / (Qd + latency scale)
+link_rates                M           r / (r + rate scale) to each access point (0: none)
+reachable                 J           1 if the target can be reached from this device
+server_backlog            J           Qs / (Qs + latency scale) of each target
+time                      1           slot / horizon
+========================  ==========  ===============================================
+
+Unbounded physical quantities use the squashing ``x / (x + scale)`` with scales fixed by the
+scenario, so there are no running statistics to ship and the bounds hold by construction.
+
+Decisions per device are ``(split, target, bandwidth level, compute level)``; three views:
+
+* ``multidiscrete``: ``[S, J, L, L]`` per device;
+* ``discrete``: one index ``((split * J + target) * L + bw) * L + cpu`` in ``S * J * L * L``;
+* ``continuous``: ``J + 3`` values in [-1, 1]: the split as a fraction of the task's valid
+  candidates, one logit per target (argmax over reachable ones), and the two weights
+  mapped to [0.05, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ACTION_TYPES", "ActionError", "Decisions", "Tables", "decode", "encode_devices"]
+
+ACTION_TYPES = ("discrete", "multidiscrete", "continuous")
+MIN_WEIGHT = 0.05  # continuous weights map to [MIN_WEIGHT, 1]
+
+
+class ActionError(ValueError):
+    """An action is malformed or out of range; the message names the device and the value."""
+
+
+@dataclass
+class Tables:
+    """Static cost tables of one scenario (numpy only).
+
+    Shapes: N devices, A applications, S split candidates (padded), J targets, M access
+    points (= edge servers; the cloud is reached through the home access point).
+    """
+
+    device_names: list[str]
+    app_names: list[str]
+    target_names: list[str]
+    access_point_names: list[str]  # the edge servers' access points (M)
+    candidate_names: list[list[str]]  # per app, the kept candidates' names
+    weight_levels: np.ndarray  # [L]
+    head_s: np.ndarray  # [N, A, S] head latency on each device's class
+    tail_s: np.ndarray  # [A, S, J] tail latency on each target's class (full share)
+    bytes_: np.ndarray  # [A, S] bytes sent at each candidate (0 for all-local)
+    valid: np.ndarray  # [A, S] bool
+    n_valid: np.ndarray  # [A] int
+    deadline_s: np.ndarray  # [A]
+    reachable: np.ndarray  # [N, J] bool
+    home: np.ndarray  # [N] int, index of the home access point
+    ap_of_target: np.ndarray  # [N, J] int, access point used to reach each target
+    queue_capacity: int
+    horizon: int
+    latency_scale_s: float
+    bytes_scale: float
+    rate_scale_mbps: float
+
+    def __post_init__(self) -> None:
+        self.weight_levels = np.asarray(self.weight_levels, dtype=np.float64)
+        for name in ("head_s", "tail_s", "bytes_", "deadline_s"):
+            setattr(self, name, np.asarray(getattr(self, name), dtype=np.float64))
+        self.valid = np.asarray(self.valid, dtype=bool)
+        self.reachable = np.asarray(self.reachable, dtype=bool)
+        self.n_valid = np.asarray(self.n_valid, dtype=np.int64)
+        self.home = np.asarray(self.home, dtype=np.int64)
+        self.ap_of_target = np.asarray(self.ap_of_target, dtype=np.int64)
+        _n, a, s = self.head_s.shape
+        j = len(self.target_names)
+        if self.tail_s.shape != (a, s, j) or self.bytes_.shape != (a, s):
+            raise ValueError(
+                f"tables: shapes disagree: head {self.head_s.shape}, tail {self.tail_s.shape}, "
+                f"bytes {self.bytes_.shape}"
+            )
+        self._static = self._static_blocks()
+
+    # sizes -------------------------------------------------------------------------
+    @property
+    def n_devices(self) -> int:
+        return self.head_s.shape[0]
+
+    @property
+    def n_apps(self) -> int:
+        return self.head_s.shape[1]
+
+    @property
+    def n_candidates(self) -> int:
+        return self.head_s.shape[2]
+
+    @property
+    def n_targets(self) -> int:
+        return len(self.target_names)
+
+    @property
+    def n_aps(self) -> int:
+        return len(self.access_point_names)
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.weight_levels)
+
+    @property
+    def obs_dim(self) -> int:
+        """Length of one device's observation."""
+        a, s, j, m = self.n_apps, self.n_candidates, self.n_targets, self.n_aps
+        return 1 + a + 2 + s * (3 + j) + 1 + m + j + j + 1
+
+    def action_nvec(self) -> np.ndarray:
+        """Per-device MultiDiscrete sizes ``[S, J, L, L]``."""
+        return np.array(
+            [self.n_candidates, self.n_targets, self.n_levels, self.n_levels], dtype=np.int64
+        )
+
+    # static observation blocks ----------------------------------------------------
+    def _static_blocks(self) -> np.ndarray:
+        """[N, A, S*(3+J)] candidate block of the observation, one per (device, app)."""
+        ls, bs = self.latency_scale_s, self.bytes_scale
+        n, a, s, j = self.n_devices, self.n_apps, self.n_candidates, self.n_targets
+        out = np.zeros((n, a, s, 3 + j), dtype=np.float64)
+        out[..., 0] = self.valid[None]
+        out[..., 1] = self.head_s / (self.head_s + ls)
+        out[..., 2] = (self.bytes_ / (self.bytes_ + bs))[None]
+        out[..., 3:] = (self.tail_s / (self.tail_s + ls))[None]
+        out *= self.valid[None, :, :, None]
+        return out.reshape(n, a, s * (3 + j))
+
+    # serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (lists and numbers) for a policy manifest."""
+        out: dict[str, Any] = {}
+        for k in self.__dataclass_fields__:
+            v = getattr(self, k)
+            out[k] = v.tolist() if isinstance(v, np.ndarray) else v
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Tables:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        missing = known - set(d)
+        if unknown or missing:
+            raise ValueError(f"tables: unknown keys {sorted(unknown)}, missing {sorted(missing)}")
+        return cls(**d)
+
+
+def encode_devices(
+    tables: Tables,
+    has_task: np.ndarray,
+    app: np.ndarray,
+    wait_s: np.ndarray,
+    qlen: np.ndarray,
+    device_backlog_s: np.ndarray,
+    rates_mbps: np.ndarray,
+    server_backlog_s: np.ndarray,
+    t: np.ndarray,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Encode a batch of system snapshots into per-device observations.
+
+    Parameters
+    ----------
+    has_task, app, wait_s, qlen, device_backlog_s:
+        arrays ``[E, N]`` (``app`` is any valid index where ``has_task`` is false).
+    rates_mbps:
+        ``[E, N, M]`` link rate of each device to each access point (0 where none).
+    server_backlog_s:
+        ``[E, J]``.
+    t:
+        ``[E]`` current slot.
+
+    Returns
+    -------
+    ndarray ``[E, N, D]`` float32, every entry in [0, 1].
+    """
+    e, n = has_task.shape
+    ta = tables
+    a_n, s_n, j_n, m_n = ta.n_apps, ta.n_candidates, ta.n_targets, ta.n_aps
+    d = ta.obs_dim
+    if out is None:
+        out = np.empty((e, n, d), dtype=np.float32)
+    ls = ta.latency_scale_s
+    has = has_task.astype(np.float64)
+    i = 0
+    out[:, :, 0] = has
+    i = 1
+    onehot = out[:, :, i : i + a_n]
+    onehot[:] = 0.0
+    ee, nn = np.nonzero(has_task)
+    onehot[ee, nn, app[ee, nn]] = 1.0
+    i += a_n
+    dl = ta.deadline_s[app]
+    out[:, :, i] = has * wait_s / (wait_s + dl)
+    out[:, :, i + 1] = qlen / ta.queue_capacity
+    i += 2
+    block = s_n * (3 + j_n)
+    out[:, :, i : i + block] = ta._static[np.arange(n)[None, :], app] * has[..., None]
+    i += block
+    out[:, :, i] = device_backlog_s / (device_backlog_s + ls)
+    i += 1
+    out[:, :, i : i + m_n] = rates_mbps / (rates_mbps + ta.rate_scale_mbps)
+    i += m_n
+    out[:, :, i : i + j_n] = ta.reachable[None]
+    i += j_n
+    out[:, :, i : i + j_n] = (server_backlog_s / (server_backlog_s + ls))[:, None, :]
+    i += j_n
+    out[:, :, i] = (t / ta.horizon)[:, None]
+    return out
+
+
+@dataclass
+class Decisions:
+    """Decoded decisions for a batch: arrays ``[E, N]``."""
+
+    split: np.ndarray  # int, index among the app's padded candidates
+    target: np.ndarray  # int
+    bw_weight: np.ndarray  # float in (0, 1]
+    cpu_weight: np.ndarray  # float in (0, 1]
+
+
+def _check_int(x: np.ndarray, high: np.ndarray | int, names: list[str], what: str) -> None:
+    bad = (x < 0) | (x >= high)
+    if bad.any():
+        idx = np.argwhere(bad)[0]
+        dev = names[idx[-1]] if len(idx) else "?"
+        hi = high if np.isscalar(high) else np.broadcast_to(high, x.shape)[tuple(idx)]
+        raise ActionError(
+            f"action of device {dev!r}: {what} = {x[tuple(idx)]} out of range [0, {hi})"
+        )
+
+
+def decode(tables: Tables, action: np.ndarray, action_type: str, app: np.ndarray) -> Decisions:
+    """Decode a batch of actions ``[E, N, ...]`` into :class:`Decisions`.
+
+    ``app`` ``[E, N]`` is needed by the continuous view (its split is a fraction of the
+    task's valid candidates). Malformed or out-of-range actions raise :class:`ActionError`
+    naming the device and the value. Feasibility (masked choices) is not judged here.
+    """
+    ta = tables
+    names = ta.device_names
+    a = np.asarray(action)
+    e, n = app.shape
+    if action_type == "multidiscrete":
+        if a.shape != (e, n, 4):
+            raise ActionError(f"action: expected shape {(n, 4)} per environment, got {a.shape}")
+        if not np.issubdtype(a.dtype, np.integer):
+            if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
+                raise ActionError(f"action: expected integers, got {a.reshape(-1)[:8]}...")
+            a = a.astype(np.int64)
+        nvec = ta.action_nvec()
+        for k, what in enumerate(("split", "target", "bandwidth level", "compute level")):
+            _check_int(a[..., k], int(nvec[k]), names, what)
+        lv = ta.weight_levels
+        return Decisions(a[..., 0], a[..., 1], lv[a[..., 2]], lv[a[..., 3]])
+    if action_type == "discrete":
+        if a.shape != (e, n):
+            raise ActionError(f"action: expected shape {(n,)} per environment, got {a.shape}")
+        if not np.issubdtype(a.dtype, np.integer):
+            if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
+                raise ActionError(f"action: expected integers, got {a.reshape(-1)[:8]}")
+            a = a.astype(np.int64)
+        s_n, j_n, l_n = ta.n_candidates, ta.n_targets, ta.n_levels
+        _check_int(a, s_n * j_n * l_n * l_n, names, "action index")
+        lc = a % l_n
+        r = a // l_n
+        lb = r % l_n
+        r //= l_n
+        tgt = r % j_n
+        spl = r // j_n
+        lv = ta.weight_levels
+        return Decisions(spl, tgt, lv[lb], lv[lc])
+    if action_type == "continuous":
+        j_n = ta.n_targets
+        if a.shape != (e, n, j_n + 3):
+            raise ActionError(
+                f"action: expected shape {(n, j_n + 3)} per environment, got {a.shape}"
+            )
+        a = a.astype(np.float64, copy=False)
+        bad = ~np.isfinite(a) | (a < -1.0 - 1e-6) | (a > 1.0 + 1e-6)
+        if bad.any():
+            idx = np.argwhere(bad)[0]
+            raise ActionError(
+                f"action of device {names[idx[1]]!r}: component {idx[2]} = {a[tuple(idx)]} "
+                "outside [-1, 1]"
+            )
+        a = np.clip(a, -1.0, 1.0)
+        nv = ta.n_valid[app]
+        spl = np.minimum((0.5 * (a[..., 0] + 1.0) * nv).astype(np.int64), nv - 1)
+        logits = np.where(ta.reachable[None], a[..., 1 : 1 + j_n], -np.inf)
+        tgt = np.argmax(logits, axis=-1)
+        wb = MIN_WEIGHT + (1.0 - MIN_WEIGHT) * 0.5 * (a[..., 1 + j_n] + 1.0)
+        wc = MIN_WEIGHT + (1.0 - MIN_WEIGHT) * 0.5 * (a[..., 2 + j_n] + 1.0)
+        return Decisions(spl, tgt, wb, wc)
+    raise ValueError(f"action_type: {action_type!r} is not one of {ACTION_TYPES}")
+
+
+def split_target_masks(tables: Tables, app: np.ndarray, has_task: np.ndarray) -> tuple:
+    """Feasible splits ``[E, N, S]`` and targets ``[E, N, J]``.
+
+    A device without a pending task may choose anything (its decision is ignored).
+    """
+    split = tables.valid[app] | ~has_task[..., None]
+    target = np.broadcast_to(tables.reachable[None], (*app.shape, tables.n_targets))
+    return split, target

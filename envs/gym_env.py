@@ -1,0 +1,536 @@
+"""Gymnasium faces of the EdgeSplit core: a centralised env and a native VectorEnv."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from .core import Core, StepResult
+from .encoding import ActionError, Decisions, decode, split_target_masks
+from .render import render_slot
+from .scenario import Scenario, load_scenario
+
+__all__ = ["SplitOffloadEnv", "SplitOffloadVectorEnv"]
+
+DECISION_MODES = ("joint", "sequential")
+_DEFAULT_ACTION = {"joint": "multidiscrete", "sequential": "discrete"}
+_ALLOWED = {
+    "joint": ("multidiscrete", "continuous"),
+    "sequential": ("discrete", "multidiscrete", "continuous"),
+}
+
+
+def _resolve(
+    scenario: str | Path | Mapping[str, Any] | Scenario,
+    decision_mode: str,
+    action_type: str | None,
+    max_cycles: int | None,
+) -> tuple[Scenario, str]:
+    sc = load_scenario(scenario)
+    if max_cycles is not None:
+        if (
+            isinstance(max_cycles, bool)
+            or not isinstance(max_cycles, (int, np.integer))
+            or max_cycles < 1
+        ):
+            raise ValueError(f"max_cycles: expected a positive integer, got {max_cycles!r}")
+        sc = sc.replace(horizon=int(max_cycles))
+    if decision_mode not in DECISION_MODES:
+        raise ValueError(f"decision_mode: {decision_mode!r} is not one of {DECISION_MODES}")
+    at = action_type or _DEFAULT_ACTION[decision_mode]
+    if at not in _ALLOWED[decision_mode]:
+        raise ValueError(
+            f"action_type: {at!r} is not available with decision_mode={decision_mode!r} "
+            f"(choose from {_ALLOWED[decision_mode]})"
+        )
+    return sc, at
+
+
+def _device_action_space(core: Core, action_type: str) -> spaces.Space:
+    ta = core.tables
+    if action_type == "discrete":
+        return spaces.Discrete(int(np.prod(ta.action_nvec())))
+    if action_type == "multidiscrete":
+        return spaces.MultiDiscrete(ta.action_nvec())
+    return spaces.Box(-1.0, 1.0, shape=(ta.n_targets + 3,), dtype=np.float32)
+
+
+def _masks(core: Core, action_type: str, has: np.ndarray, app: np.ndarray) -> np.ndarray:
+    """Per-device action masks ``[E, N, K]`` for the discrete views (True: allowed)."""
+    ta = core.tables
+    sm, tm = split_target_masks(ta, app, has)
+    lv = np.ones((*app.shape, ta.n_levels), dtype=bool)
+    if action_type == "multidiscrete":
+        return np.concatenate([sm, tm, lv, lv], axis=-1)
+    full = sm[..., :, None] & tm[..., None, :]  # [E, N, S, J]
+    l2 = ta.n_levels * ta.n_levels
+    return np.repeat(full.reshape(*full.shape[:-2], -1), l2, axis=-1)
+
+
+def _info(res: StepResult, e: int | None = None) -> dict[str, Any]:
+    sel = (lambda x: x[e]) if e is not None else (lambda x: x)
+    has = sel(res.has_task)
+    return {
+        "has_task": has,
+        "latency_s": sel(res.latency_s),  # 0 where has_task is False
+        "energy_j": sel(res.energy_j),
+        "deadline_miss": sel(res.deadline_miss),
+        "dropped": sel(res.dropped),
+        "infeasible": sel(res.infeasible),
+        "app": sel(res.app),
+        "split": sel(res.split),
+        "target": sel(res.target),
+        "bw_weight": sel(res.bw_weight),
+        "cpu_weight": sel(res.cpu_weight),
+        "head_s": sel(res.head_s),
+        "transfer_s": sel(res.transfer_s),
+        "tail_s": sel(res.tail_s),
+        "wait_s": sel(res.wait_s),
+        "cost": sel(res.cost),
+    }
+
+
+class SplitOffloadEnv(gym.Env):
+    """Joint DNN partitioning, task offloading and resource allocation at the edge.
+
+    ## Description
+
+    ``N`` end devices produce DNN inference tasks (AlexNet, VGG16, ResNet18/50, MobileNetV2,
+    or any profiled network). Each slot (default 100 ms), every device with a pending task
+    chooses where to **split** the network (the prefix runs on the device), which **target**
+    runs the rest (an edge server, or the cloud through the home access point and a wired
+    backhaul) and its **bandwidth and compute weights**: tasks sharing an access point split
+    its rate, tasks sharing a server split its compute, in proportion to their weights. Work
+    not done within a slot carries over as backlog. Costs come from profiled cost models:
+    per-layer latency measured on a real CPU or modelled by a calibrated roofline for
+    Raspberry Pi 4, Jetson Nano/Orin, T4 and A100 classes, the bytes that cross each cut,
+    and Markov-modulated or trace-driven wireless links. The system model is documented in
+    :mod:`edgesplit.envs.core`; scenarios in :mod:`edgesplit.envs.scenario`.
+
+    ## Action Space
+
+    ``decision_mode="joint"`` (one step decides every device):
+
+    * ``action_type="multidiscrete"`` (default): ``MultiDiscrete([S, J, L, L] * N)``, per device
+      the split candidate, the target, the bandwidth level and the compute level;
+    * ``action_type="continuous"``: ``Box(-1, 1, (N * (J + 3),))``, per device the split as a
+      fraction of its task's candidates, ``J`` target logits (argmax) and the two weights.
+
+    ``decision_mode="sequential"`` (one device per step; the slot resolves after the last
+    device with a pending task): ``Discrete(S * J * L * L)`` (default), or the per-device
+    multidiscrete or continuous spaces. ``S`` = ``costs.max_candidates``, ``J`` = edge
+    servers (+ cloud), ``L`` = ``len(weight_levels)``.
+
+    Infeasible choices (a split index past the network's candidates, an unreachable target)
+    are masked: :meth:`action_masks` (for sb3-contrib's MaskablePPO) and ``info["action_mask"]``.
+    A masked choice taken anyway is replaced (all-local, home edge) and penalised. An action
+    outside the space raises :class:`~edgesplit.envs.encoding.ActionError` naming the device.
+
+    ## Observation Space
+
+    ``Box(0, 1, float32)``. Joint: the ``N`` per-device blocks of
+    :mod:`edgesplit.envs.encoding` concatenated (``N * D``). Sequential: the current
+    device's block, a one-hot of the device, and what this slot has already claimed
+    (tasks per access point / N, tail work per target, squashed).
+
+    | block | size | meaning |
+    |---|---|---|
+    | has_task | 1 | the device has a pending task |
+    | app | A | one-hot application |
+    | wait, queue | 2 | waiting time / deadline (squashed), queue occupancy |
+    | candidates | S * (3 + J) | valid, head latency, bytes, tail latency per target |
+    | device backlog | 1 | squashed seconds |
+    | link rates | M | squashed Mbps to each access point |
+    | reachable | J | target reachable |
+    | server backlog | J | squashed seconds |
+    | time | 1 | slot / horizon |
+
+    ## Rewards
+
+    Minus the mean over devices of each task's cost
+    ``w_l * latency / deadline + w_e * energy / E_ref + w_m * [miss] + w_inf * [masked]``,
+    minus ``drop_penalty`` per task dropped at a full queue (weights in the scenario's
+    ``reward``). In sequential mode the slot's reward comes on the step that resolves it.
+
+    ## Starting State
+
+    Empty queues and backlogs, link states drawn from each link class's process, and the
+    first slot's arrivals. All randomness comes from the generator seeded by ``reset(seed)``.
+
+    ## Episode End
+
+    Never terminated. Truncated after ``horizon`` slots (``max_cycles`` overrides it).
+
+    ## Arguments
+
+    * ``scenario``: a shipped name (``"default"``, ``"single"``, ``"dense"``,
+      ``"three_tier"``), a YAML/JSON path or a dict.
+    * ``decision_mode``: ``"joint"`` or ``"sequential"``.
+    * ``action_type``: ``None`` (the mode's default), ``"discrete"``, ``"multidiscrete"`` or
+      ``"continuous"``.
+    * ``max_cycles``: override the scenario's horizon.
+    * ``render_mode``: ``None`` or ``"ansi"``.
+
+    >>> import gymnasium as gym
+    >>> import edgesplit.envs
+    >>> env = gym.make("edgesplit/SplitOffload-v0", scenario="single")
+    >>> obs, info = env.reset(seed=0)
+    >>> env.observation_space.contains(obs)
+    True
+    >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    >>> bool(terminated), float(reward) <= 0.0, sorted(info)[:3]
+    (False, True, ['action_mask', 'app', 'bw_weight'])
+
+    ## Version History
+
+    * v0: initial release.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 10}
+
+    def __init__(
+        self,
+        scenario: str | Path | Mapping[str, Any] | Scenario = "default",
+        decision_mode: str = "joint",
+        action_type: str | None = None,
+        max_cycles: int | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        sc, at = _resolve(scenario, decision_mode, action_type, max_cycles)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode: {render_mode!r} is not one of ['ansi', None]")
+        self.scenario = sc
+        self.decision_mode = decision_mode
+        self.action_type = at
+        self.render_mode = render_mode
+        self.core = Core(sc, 1)
+        ta = self.core.tables
+        n, d = ta.n_devices, ta.obs_dim
+        self._n = n
+        dev_space = _device_action_space(self.core, at)
+        if decision_mode == "joint":
+            if at == "multidiscrete":
+                self.action_space = spaces.MultiDiscrete(np.tile(ta.action_nvec(), n))
+            else:
+                self.action_space = spaces.Box(-1.0, 1.0, (n * (ta.n_targets + 3),), np.float32)
+            self.observation_space = spaces.Box(0.0, 1.0, (n * d,), np.float32)
+        else:
+            self.action_space = dev_space
+            self.observation_space = spaces.Box(
+                0.0, 1.0, (d + n + ta.n_aps + ta.n_targets,), np.float32
+            )
+        self._obs_buf = np.zeros((1, n, d), dtype=np.float32)
+        self._last: StepResult | None = None
+        # sequential mode: decisions collected this slot
+        self._order: np.ndarray = np.zeros(0, dtype=np.int64)
+        self._k = 0
+        self._pending = self._empty_decisions()
+        self._acc_reward = 0.0
+        self._done = False
+
+    # helpers ---------------------------------------------------------------------------
+    def _empty_decisions(self) -> Decisions:
+        n = self._n
+        return Decisions(
+            np.zeros((1, n), np.int64),
+            self.core.tables.home[None].copy(),
+            np.ones((1, n)),
+            np.ones((1, n)),
+        )
+
+    def _device_obs(self) -> np.ndarray:
+        return self.core.observe(out=self._obs_buf)
+
+    def _seq_obs(self) -> np.ndarray:
+        ta = self.core.tables
+        dev = self._order[self._k] if self._k < len(self._order) else 0
+        block = self._device_obs()[0, dev]
+        onehot = np.zeros(self._n, np.float32)
+        onehot[dev] = 1.0
+        done = self._order[: self._k]
+        _has, app = self.core.pending()
+        ap_load = np.zeros(ta.n_aps, np.float32)
+        work = np.zeros(ta.n_targets, np.float32)
+        if len(done):
+            p = self._pending
+            s = np.minimum(p.split[0, done], ta.n_valid[app[0, done]] - 1)
+            tg = p.target[0, done]
+            off = s != ta.n_valid[app[0, done]] - 1
+            aps = ta.ap_of_target[done, tg]
+            np.add.at(ap_load, aps[off], 1.0 / self._n)
+            w = ta.tail_s[app[0, done], s, tg] * off
+            np.add.at(work, tg, w)
+        work = work / (work + ta.latency_scale_s)
+        return np.concatenate([block, onehot, ap_load, work]).astype(np.float32)
+
+    def _mask_now(self) -> np.ndarray:
+        has, app = self.core.pending()
+        m = _masks(
+            self.core,
+            "multidiscrete" if self.action_type == "multidiscrete" else "discrete",
+            has,
+            app,
+        )[0]
+        if self.decision_mode == "joint":
+            return m.reshape(-1)
+        dev = self._order[self._k] if self._k < len(self._order) else 0
+        return m[dev]
+
+    def action_masks(self) -> np.ndarray:
+        """Boolean mask of allowed actions (sb3-contrib MaskablePPO's convention).
+
+        Joint multidiscrete: the per-dimension masks of every device, concatenated.
+        Sequential discrete: one flag per action of the current device.
+        """
+        if self.action_type == "continuous":
+            raise NotImplementedError("continuous actions are decoded to feasible choices")
+        return self._mask_now()
+
+    def _start_slot(self) -> None:
+        """Sequential mode: order the devices with a pending task; skip empty slots."""
+        while True:
+            has, _ = self.core.pending()
+            self._order = np.flatnonzero(has[0])
+            self._k = 0
+            self._pending = self._empty_decisions()
+            if len(self._order):
+                return
+            if self.core.truncated[0]:
+                # the episode ran out while nobody had a task: one last (ignored) decision
+                # lets the agent see the truncation
+                self._order = np.zeros(1, dtype=np.int64)
+                return
+            res = self.core.step(self._pending)  # nobody to decide: the slot passes
+            self._acc_reward += float(res.team_reward[0])
+            self._last = res
+
+    def _obs(self) -> np.ndarray:
+        if self.decision_mode == "joint":
+            return self._device_obs().reshape(-1).copy()
+        return self._seq_obs()
+
+    # API -------------------------------------------------------------------------------
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        key = self.np_random.integers(0, 2**63, dtype=np.int64)
+        self.core.reset(np.array([key], dtype=np.uint64))
+        self._last = None
+        self._acc_reward = 0.0
+        self._done = False
+        if self.decision_mode == "sequential":
+            self._start_slot()
+        return self._obs(), {"action_mask": self._mask_now()}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        core = self.core
+        if self._done:
+            raise RuntimeError("step() called after the episode was truncated: call reset()")
+        _has, app = core.pending()
+        if self.decision_mode == "joint":
+            a = np.asarray(action)
+            shape = (1, self._n, -1) if self.action_type != "discrete" else (1, self._n)
+            try:
+                a = a.reshape(shape)
+            except ValueError as e:
+                raise ActionError(
+                    f"action: shape {np.shape(action)} does not fit {self.action_space}"
+                ) from e
+            dec = decode(core.tables, a, self.action_type, app)
+            res = core.step(dec)
+            reward = float(res.team_reward[0])
+        else:
+            dev = int(self._order[self._k])
+            a = np.asarray(action)
+            a1 = a.reshape(1, 1, *a.shape) if a.ndim else a.reshape(1, 1)
+            dec = _decode_one(core, a1, self.action_type, app[:, dev : dev + 1], dev)
+            p = self._pending
+            p.split[0, dev] = dec.split[0, 0]
+            p.target[0, dev] = dec.target[0, 0]
+            p.bw_weight[0, dev] = dec.bw_weight[0, 0]
+            p.cpu_weight[0, dev] = dec.cpu_weight[0, 0]
+            self._k += 1
+            if self._k < len(self._order):
+                return self._obs(), 0.0, False, False, {"action_mask": self._mask_now()}
+            if core.truncated[0]:  # the ignored last decision of an empty final stretch
+                res = core.resolve(p)
+            else:
+                res = core.step(p)
+            reward = float(res.team_reward[0])
+            if not core.truncated[0]:
+                self._start_slot()
+            reward += self._acc_reward
+            self._acc_reward = 0.0
+        self._last = res
+        truncated = bool(core.truncated[0])
+        self._done = truncated
+        info = _info(res, 0)
+        info["action_mask"] = self._mask_now()
+        return self._obs(), reward, False, truncated, info
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        return render_slot(self.core, self._last, 0)
+
+
+def _decode_one(
+    core: Core, a: np.ndarray, action_type: str, app: np.ndarray, dev: int
+) -> Decisions:
+    """Decode one device's action (sequential mode) with that device's name in errors."""
+    ta = core.tables
+    view = _OneDevice(ta, dev)
+    return decode(view, a, action_type, app)  # type: ignore[arg-type]
+
+
+class _OneDevice:
+    """A one-device view of :class:`Tables` for decoding (names and reachability)."""
+
+    def __init__(self, ta: Any, dev: int) -> None:
+        self._ta = ta
+        self.device_names = [ta.device_names[dev]]
+        self.reachable = ta.reachable[dev : dev + 1]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ta, name)
+
+
+class SplitOffloadVectorEnv(VectorEnv):
+    """Native vectorised EdgeSplit (joint decisions): one batched core for all copies.
+
+    Same dynamics, spaces and infos as ``num_envs`` copies of :class:`SplitOffloadEnv` with
+    ``decision_mode="joint"``, stepped in one numpy pass. Autoreset follows
+    ``AutoresetMode.NEXT_STEP``: the step after a truncation resets that copy (its action is
+    ignored, its reward is 0). ``reset(seed=s)`` seeds copy ``i`` with ``s + i``, exactly as
+    :class:`gymnasium.vector.SyncVectorEnv` does, so copy ``i`` matches a single env reset with
+    ``seed=s + i`` step for step. Infos are arrays ``[num_envs, N]``.
+
+    >>> import gymnasium as gym
+    >>> import edgesplit.envs
+    >>> envs = gym.make_vec("edgesplit/SplitOffload-v0", num_envs=4, scenario="single")
+    >>> obs, info = envs.reset(seed=0)
+    >>> obs.shape[0], envs.metadata["autoreset_mode"].name
+    (4, 'NEXT_STEP')
+    """
+
+    metadata = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        scenario: str | Path | Mapping[str, Any] | Scenario = "default",
+        decision_mode: str = "joint",
+        action_type: str | None = None,
+        max_cycles: int | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        if decision_mode != "joint":
+            raise ValueError(
+                f"decision_mode: {decision_mode!r}: the native VectorEnv supports 'joint' only; "
+                "use gymnasium.make_vec(..., vectorization_mode='sync') for sequential"
+            )
+        sc, at = _resolve(scenario, decision_mode, action_type, max_cycles)
+        self.scenario = sc
+        self.action_type = at
+        self.render_mode = render_mode
+        self.num_envs = int(num_envs)
+        self.core = Core(sc, self.num_envs)
+        ta = self.core.tables
+        n, d = ta.n_devices, ta.obs_dim
+        self._n = n
+        if at == "multidiscrete":
+            self.single_action_space = spaces.MultiDiscrete(np.tile(ta.action_nvec(), n))
+        else:
+            self.single_action_space = spaces.Box(-1.0, 1.0, (n * (ta.n_targets + 3),), np.float32)
+        self.single_observation_space = spaces.Box(0.0, 1.0, (n * d,), np.float32)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
+        self.observation_space = gym.vector.utils.batch_space(
+            self.single_observation_space, self.num_envs
+        )
+        self._obs_buf = np.zeros((self.num_envs, n, d), dtype=np.float32)
+        self._rngs: list[np.random.Generator] = []
+        self._autoreset = np.zeros(self.num_envs, dtype=bool)
+        self._last: StepResult | None = None
+
+    def _keys(self, mask: np.ndarray) -> np.ndarray:
+        keys = np.zeros(self.num_envs, dtype=np.uint64)
+        for i in np.flatnonzero(mask):
+            keys[i] = self._rngs[i].integers(0, 2**63, dtype=np.int64)
+        return keys
+
+    def reset(
+        self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        e = self.num_envs
+        if seed is None:
+            seeds: list[int | None] = [None] * e
+        elif isinstance(seed, (int, np.integer)):
+            seeds = [int(seed) + i for i in range(e)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != e:
+                raise ValueError(f"seed: expected {e} seeds, got {len(seeds)}")
+        if seeds[0] is not None or not self._rngs:
+            self._rngs = [seeding.np_random(s)[0] for s in seeds]
+        mask = np.ones(e, dtype=bool)
+        self.core.reset(self._keys(mask), mask)
+        self._autoreset[:] = False
+        self._last = None
+        obs = self.core.observe(out=self._obs_buf).reshape(e, -1).copy()
+        return obs, {"action_mask": self._masks()}
+
+    def _masks(self) -> np.ndarray:
+        has, app = self.core.pending()
+        if self.action_type == "continuous":
+            return np.ones((self.num_envs, 1), dtype=bool)
+        return _masks(self.core, "multidiscrete", has, app).reshape(self.num_envs, -1)
+
+    def action_masks(self) -> np.ndarray:
+        """``[num_envs, ...]`` masks, as :meth:`SplitOffloadEnv.action_masks`."""
+        return self._masks()
+
+    def step(self, actions: Any):
+        e, core = self.num_envs, self.core
+        _has, app = core.pending()
+        a = np.asarray(actions)
+        try:
+            a = a.reshape(e, self._n, -1)
+        except ValueError as err:
+            raise ActionError(
+                f"actions: shape {np.shape(actions)} does not fit {self.action_space}"
+            ) from err
+        ar = self._autoreset
+        if ar.any():  # ignored actions of copies about to reset: make them valid
+            a = a.copy()
+            a[ar] = 0
+        dec = decode(core.tables, a, self.action_type, app)
+        res = core.step(dec)
+        rewards = res.team_reward.copy()
+        truncated = core.truncated.copy()
+        if ar.any():
+            core.reset(self._keys(ar), ar)
+            rewards[ar] = 0.0
+            truncated[ar] = False
+        self._autoreset = truncated.copy()
+        self._last = res
+        obs = core.observe(out=self._obs_buf).reshape(e, -1).copy()
+        info = _info(res)
+        if ar.any():
+            for k, v in info.items():
+                info[k] = v.copy() if isinstance(v, np.ndarray) else v
+        info["action_mask"] = self._masks()
+        info["autoreset"] = ar.copy()
+        return obs, rewards, np.zeros(e, dtype=bool), truncated, info
+
+    def render(self) -> tuple[str, ...] | None:
+        if self.render_mode != "ansi":
+            return None
+        return tuple(render_slot(self.core, self._last, i) for i in range(self.num_envs))

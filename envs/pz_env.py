@@ -1,0 +1,203 @@
+"""PettingZoo face: one agent per end device, over the same batched core."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from pettingzoo import ParallelEnv
+
+from .core import Core, StepResult
+from .encoding import ActionError, decode
+from .gym_env import _device_action_space, _masks, _resolve
+from .render import render_slot
+from .scenario import Scenario
+
+__all__ = ["SplitOffloadParallelEnv"]
+
+
+class SplitOffloadParallelEnv(ParallelEnv):
+    """Multi-agent EdgeSplit: each end device is an agent choosing its own task's split,
+    target and weights; the slot resolves when all agents have acted.
+
+    ## Agents
+
+    One per device of the scenario (``possible_agents`` = device names). All agents act
+    every step; a device without a pending task has its action ignored.
+
+    ## Action Space (per agent)
+
+    ``action_type="discrete"`` (default): ``Discrete(S * J * L * L)``;
+    ``"multidiscrete"``: ``MultiDiscrete([S, J, L, L])``; ``"continuous"``:
+    ``Box(-1, 1, (J + 3,))`` (for MADDPG-style actors). Masks of feasible choices are in
+    ``infos[agent]["action_mask"]`` (discrete views).
+
+    ## Observation Space (per agent)
+
+    ``Box(0, 1, (D,), float32)``: the device's block of :mod:`edgesplit.envs.encoding`.
+    ``state()`` is the concatenation of every device's block (``N * D``), for centralised
+    critics.
+
+    ## Rewards
+
+    Agent ``i`` gets ``team_weight * team + (1 - team_weight) * own_i`` where ``own_i`` is
+    minus its task's cost (and drops) and ``team`` the mean of ``own`` over all agents
+    (``reward.team_weight`` of the scenario; 1 = fully cooperative).
+
+    ## Episode End
+
+    Never terminated; every agent is truncated after ``horizon`` slots (``max_cycles``).
+
+    ## Arguments
+
+    ``scenario``, ``action_type``, ``max_cycles``, ``render_mode`` (``"ansi"``), as for
+    :class:`~edgesplit.envs.gym_env.SplitOffloadEnv`.
+
+    >>> from edgesplit.envs import split_offload_v0
+    >>> env = split_offload_v0.parallel_env(scenario="single", max_cycles=5)
+    >>> obs, infos = env.reset(seed=0)
+    >>> env.agents, env.state().shape == env.state_space.shape
+    (['device_0'], True)
+    >>> actions = {a: env.action_space(a).sample() for a in env.agents}
+    >>> obs, rewards, terminations, truncations, infos = env.step(actions)
+
+    ## Version History
+
+    * v0: initial release.
+    """
+
+    metadata = {"render_modes": ["ansi"], "name": "split_offload_v0", "is_parallelizable": True}
+
+    def __init__(
+        self,
+        scenario: str | Path | Mapping[str, Any] | Scenario = "default",
+        action_type: str | None = "discrete",
+        max_cycles: int | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        sc, at = _resolve(scenario, "sequential", action_type, max_cycles)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode: {render_mode!r} is not one of ['ansi', None]")
+        self.scenario = sc
+        self.action_type = at
+        self.render_mode = render_mode
+        self.core = Core(sc, 1)
+        ta = self.core.tables
+        self.possible_agents = list(ta.device_names)
+        self.agents: list[str] = []
+        self._index = {a: i for i, a in enumerate(self.possible_agents)}
+        self._act_space = _device_action_space(self.core, at)
+        self._obs_space = spaces.Box(0.0, 1.0, (ta.obs_dim,), np.float32)
+        self.observation_spaces = dict.fromkeys(self.possible_agents, self._obs_space)
+        self.action_spaces = dict.fromkeys(self.possible_agents, self._act_space)
+        self.state_space = spaces.Box(0.0, 1.0, (ta.n_devices * ta.obs_dim,), np.float32)
+        self._obs = np.zeros((1, ta.n_devices, ta.obs_dim), dtype=np.float32)
+        self._rng, _ = seeding.np_random(None)
+        self._last: StepResult | None = None
+        tw = sc.reward.team_weight
+        self._tw = tw
+
+    def observation_space(self, agent: str) -> spaces.Space:
+        return self._obs_space
+
+    def action_space(self, agent: str) -> spaces.Space:
+        return self._act_space
+
+    def state(self) -> np.ndarray:
+        return self._obs.reshape(-1).copy()
+
+    def _observations(self) -> dict[str, np.ndarray]:
+        self.core.observe(out=self._obs)
+        return {
+            a: self._obs[0, i].copy()
+            for i, a in enumerate(self.possible_agents)
+            if a in self.agents
+        }
+
+    def _agent_masks(self) -> list[Any] | None:
+        """Per-agent masks in Gymnasium's ``space.sample(mask)`` convention: an int8 array
+        for ``Discrete``, a tuple of int8 arrays (split, target, bw, cpu) for
+        ``MultiDiscrete``; ``None`` for the continuous view."""
+        if self.action_type == "continuous":
+            return None
+        has, app = self.core.pending()
+        m = _masks(self.core, self.action_type, has, app)[0].astype(np.int8)
+        if self.action_type == "discrete":
+            return list(m)
+        cuts = np.cumsum(self.core.tables.action_nvec())[:-1]
+        return [tuple(np.split(row, cuts)) for row in m]
+
+    def reset(
+        self, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
+        if seed is not None:
+            self._rng, _ = seeding.np_random(seed)
+        key = self._rng.integers(0, 2**63, dtype=np.int64)
+        self.core.reset(np.array([key], dtype=np.uint64))
+        self.agents = list(self.possible_agents)
+        self._last = None
+        masks = self._agent_masks()
+        infos = {
+            a: ({"action_mask": masks[i]} if masks is not None else {})
+            for i, a in enumerate(self.agents)
+        }
+        return self._observations(), infos
+
+    def step(self, actions: dict[str, Any]):
+        if not self.agents:
+            raise RuntimeError("step() called after the episode ended: call reset()")
+        core, ta = self.core, self.core.tables
+        missing = [a for a in self.agents if a not in actions]
+        unknown = [a for a in actions if a not in self._index]
+        if missing or unknown:
+            raise ActionError(f"actions: missing agents {missing}, unknown agents {unknown}")
+        per = [np.asarray(actions[a]) for a in self.possible_agents]
+        try:
+            arr = np.stack(per)[None]
+        except ValueError as e:
+            raise ActionError(
+                f"actions: agents' actions differ in shape: {[p.shape for p in per]}"
+            ) from e
+        _has, app = core.pending()
+        dec = decode(ta, arr, self.action_type, app)
+        res = core.step(dec)
+        self._last = res
+        own = -res.cost[0]
+        team = float(res.team_reward[0])
+        r = self._tw * team + (1.0 - self._tw) * own
+        trunc = bool(core.truncated[0])
+        obs = self._observations()
+        masks = self._agent_masks()
+        rewards, terms, truncs, infos = {}, {}, {}, {}
+        for i, a in enumerate(self.possible_agents):
+            rewards[a] = float(r[i])
+            terms[a] = False
+            truncs[a] = trunc
+            info = {
+                "has_task": bool(res.has_task[0, i]),
+                "latency_s": float(res.latency_s[0, i]),
+                "energy_j": float(res.energy_j[0, i]),
+                "deadline_miss": bool(res.deadline_miss[0, i]),
+                "dropped": int(res.dropped[0, i]),
+                "infeasible": bool(res.infeasible[0, i]),
+                "split": int(res.split[0, i]),
+                "target": int(res.target[0, i]),
+            }
+            if masks is not None:
+                info["action_mask"] = masks[i]
+            infos[a] = info
+        if trunc:
+            self.agents = []
+        return obs, rewards, terms, truncs, infos
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        return render_slot(self.core, self._last, 0)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,485 @@
+"""Scenarios: typed, validated descriptions of an edge system that fix an environment's spaces.
+
+A scenario is a YAML (or JSON) file, or a plain dict, with the keys below. Every key is
+checked: an unknown key, a wrong type or an out-of-range value raises
+:class:`ScenarioError` naming the field (as a dotted path) and the value. Shipped scenarios
+live in ``edgesplit/envs/scenarios/`` and are found by name (``"default"``, ``"single"``,
+``"dense"``, ``"three_tier"``), so they work from an installed wheel.
+
+Units are in the field names or comments: seconds (``_s``), hertz (``_hz``), joules
+(``_j``), megabits per second (``_mbps``).
+
+Example
+-------
+>>> from edgesplit.envs.scenario import load_scenario
+>>> sc = load_scenario("single")
+>>> sc.name, len(sc.devices), [s.name for s in sc.servers], sc.cloud is None
+('single', 1, ['edge0'], True)
+>>> load_scenario({"name": "x", "bogus": 1})
+Traceback (most recent call last):
+...
+edgesplit.envs.scenario.ScenarioError: scenario 'x': unknown key 'bogus' (known: ...)
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "AppSpec",
+    "CloudSpec",
+    "CostSpec",
+    "DeviceSpec",
+    "RewardSpec",
+    "Scenario",
+    "ScenarioError",
+    "ServerSpec",
+    "available_scenarios",
+    "load_scenario",
+]
+
+WIRE_BYTES = {"float32": 4.0, "float16": 2.0, "int8": 1.0}
+
+
+class ScenarioError(ValueError):
+    """A scenario is malformed; the message names the source, the field and the value."""
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """An application: a network and its deadline."""
+
+    name: str
+    network: str
+    deadline_s: float  # [s] end-to-end latency target of one inference
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """An edge server, co-located with a wireless access point of the same name."""
+
+    name: str
+    device_class: str
+
+
+@dataclass(frozen=True)
+class CloudSpec:
+    """The cloud: reached through a device's home access point and a wired backhaul."""
+
+    device_class: str = "cloud_a100"
+    backhaul: str = "wired_backhaul"
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """One end device (groups with ``count`` are expanded to several of these)."""
+
+    name: str
+    device_class: str
+    home: str  # home edge server / access point
+    links: dict[str, str]  # access point (server name) -> link class
+    arrival_rate_hz: float  # [1/s] Poisson task arrivals
+    apps: dict[str, float]  # application name -> relative frequency
+
+
+@dataclass(frozen=True)
+class RewardSpec:
+    """Weights of the per-task cost; reward = -cost.
+
+    cost = latency_weight * latency / deadline + energy_weight * energy / energy_ref_j
+           + miss_penalty * [latency > deadline] + infeasible_penalty * [masked choice]
+    and every dropped task (queue overflow) costs ``drop_penalty``.
+    """
+
+    latency_weight: float = 1.0
+    energy_weight: float = 0.1
+    energy_ref_j: float = 1.0  # [J]
+    miss_penalty: float = 1.0
+    drop_penalty: float = 2.0
+    infeasible_penalty: float = 1.0
+    team_weight: float = 1.0  # PettingZoo: share of the team term in each agent's reward
+
+
+@dataclass(frozen=True)
+class CostSpec:
+    """How profiles become split candidates."""
+
+    max_candidates: int = 8  # split candidates kept per network (both ends always kept)
+    wire_dtype: str = "float32"  # precision of intermediate tensors on the wire
+    input_compression: float = 1.0  # raw uint8 input bytes are divided by this (e.g. JPEG)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario. Build with :func:`load_scenario`."""
+
+    name: str
+    description: str
+    slot_s: float  # [s] slot length
+    horizon: int  # [slots] episode truncation
+    queue_capacity: int  # [tasks] pending tasks per device
+    weight_levels: tuple[float, ...]  # discrete choices of bandwidth / compute weight
+    applications: tuple[AppSpec, ...]
+    servers: tuple[ServerSpec, ...]
+    cloud: CloudSpec | None
+    devices: tuple[DeviceSpec, ...]
+    reward: RewardSpec = field(default_factory=RewardSpec)
+    costs: CostSpec = field(default_factory=CostSpec)
+    source: str = "<dict>"
+
+    @property
+    def n_devices(self) -> int:
+        return len(self.devices)
+
+    @property
+    def n_servers(self) -> int:
+        return len(self.servers)
+
+    @property
+    def n_targets(self) -> int:
+        """Edge servers, plus the cloud when there is one (the last target)."""
+        return len(self.servers) + (self.cloud is not None)
+
+    @property
+    def target_names(self) -> tuple[str, ...]:
+        names = tuple(s.name for s in self.servers)
+        return (*names, "cloud") if self.cloud is not None else names
+
+    def replace(self, **changes: Any) -> Scenario:
+        """A copy with top-level fields changed (validated again)."""
+        d = self.to_dict()
+        d.update(changes)
+        return load_scenario(d)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The scenario as plain data (devices expanded), loadable by :func:`load_scenario`."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "slot_s": self.slot_s,
+            "horizon": self.horizon,
+            "queue_capacity": self.queue_capacity,
+            "weight_levels": list(self.weight_levels),
+            "applications": [
+                {"name": a.name, "network": a.network, "deadline_s": a.deadline_s}
+                for a in self.applications
+            ],
+            "servers": [{"name": s.name, "device_class": s.device_class} for s in self.servers],
+            "cloud": None
+            if self.cloud is None
+            else {"device_class": self.cloud.device_class, "backhaul": self.cloud.backhaul},
+            "devices": [
+                {
+                    "name": d.name,
+                    "device_class": d.device_class,
+                    "home": d.home,
+                    "links": dict(d.links),
+                    "arrival_rate_hz": d.arrival_rate_hz,
+                    "apps": dict(d.apps),
+                }
+                for d in self.devices
+            ],
+            "reward": {f.name: getattr(self.reward, f.name) for f in fields(RewardSpec)},
+            "costs": {f.name: getattr(self.costs, f.name) for f in fields(CostSpec)},
+        }
+
+
+# --------------------------------------------------------------------------- validation
+
+
+class _Checker:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, path: str, value: Any, why: str) -> ScenarioError:
+        return ScenarioError(f"scenario {self.source}: field '{path}' = {value!r}: {why}")
+
+    def keys(self, d: Any, path: str, required: set[str], optional: set[str]) -> None:
+        if not isinstance(d, Mapping):
+            raise self.fail(path, d, "expected a mapping")
+        for k in d:
+            if k not in required | optional:
+                where = f"'{path}.{k}'" if path else f"'{k}'"
+                known = ", ".join(sorted(required | optional))
+                raise ScenarioError(f"scenario {self.source}: unknown key {where} (known: {known})")
+        for k in sorted(required):
+            if k not in d:
+                raise ScenarioError(f"scenario {self.source}: missing key '{_join(path, k)}'")
+
+    def number(
+        self,
+        v: Any,
+        path: str,
+        *,
+        low: float | None = None,
+        high: float | None = None,
+        low_open: bool = False,
+        integer: bool = False,
+    ) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise self.fail(path, v, "expected a number")
+        if not math.isfinite(v):
+            raise self.fail(path, v, "expected a finite number")
+        if integer and (not float(v).is_integer()):
+            raise self.fail(path, v, "expected an integer")
+        if low is not None and (v < low or (low_open and v == low)):
+            raise self.fail(path, v, f"must be {'>' if low_open else '>='} {low}")
+        if high is not None and v > high:
+            raise self.fail(path, v, f"must be <= {high}")
+        return int(v) if integer else float(v)
+
+    def string(self, v: Any, path: str) -> str:
+        if not isinstance(v, str) or not v:
+            raise self.fail(path, v, "expected a non-empty string")
+        return v
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _build(raw: Mapping[str, Any], source: str) -> Scenario:
+    ck = _Checker(source)
+    if isinstance(raw, Mapping) and isinstance(raw.get("name"), str):
+        nm = raw["name"]
+        ck.source = f"'{nm}'" if source == "<dict>" else f"'{nm}' ({source})"
+    ck.keys(
+        raw,
+        "",
+        {"name", "applications", "servers", "devices"},
+        {
+            "description",
+            "slot_s",
+            "horizon",
+            "queue_capacity",
+            "weight_levels",
+            "cloud",
+            "reward",
+            "costs",
+        },
+    )
+    name = ck.string(raw["name"], "name")
+    desc = raw.get("description", "")
+    if not isinstance(desc, str):
+        raise ck.fail("description", desc, "expected a string")
+    slot_s = ck.number(raw.get("slot_s", 0.1), "slot_s", low=0.0, low_open=True, high=10.0)
+    horizon = ck.number(raw.get("horizon", 200), "horizon", low=1, integer=True)
+    qcap = ck.number(raw.get("queue_capacity", 4), "queue_capacity", low=1, high=64, integer=True)
+    levels_raw = raw.get("weight_levels", [0.25, 0.5, 1.0])
+    if not isinstance(levels_raw, (list, tuple)) or not levels_raw:
+        raise ck.fail("weight_levels", levels_raw, "expected a non-empty list")
+    levels = tuple(
+        ck.number(v, f"weight_levels[{i}]", low=0.0, low_open=True, high=1.0)
+        for i, v in enumerate(levels_raw)
+    )
+
+    # applications
+    apps_raw = raw["applications"]
+    if not isinstance(apps_raw, (list, tuple)) or not apps_raw:
+        raise ck.fail("applications", apps_raw, "expected a non-empty list")
+    apps: list[AppSpec] = []
+    for i, a in enumerate(apps_raw):
+        p = f"applications[{i}]"
+        ck.keys(a, p, {"network", "deadline_s"}, {"name"})
+        net = ck.string(a["network"], f"{p}.network")
+        aname = ck.string(a.get("name", net), f"{p}.name")
+        dl = ck.number(a["deadline_s"], f"{p}.deadline_s", low=0.0, low_open=True)
+        apps.append(AppSpec(aname, net, dl))
+    app_names = [a.name for a in apps]
+    if len(set(app_names)) != len(app_names):
+        raise ck.fail("applications", app_names, "application names must be unique")
+
+    # servers
+    srv_raw = raw["servers"]
+    if not isinstance(srv_raw, (list, tuple)) or not srv_raw:
+        raise ck.fail("servers", srv_raw, "expected a non-empty list of edge servers")
+    servers = []
+    for i, s in enumerate(srv_raw):
+        p = f"servers[{i}]"
+        ck.keys(s, p, {"name", "device_class"}, set())
+        sname = ck.string(s["name"], f"{p}.name")
+        if sname == "cloud":
+            raise ck.fail(f"{p}.name", sname, "'cloud' is reserved for the cloud target")
+        servers.append(ServerSpec(sname, ck.string(s["device_class"], f"{p}.device_class")))
+    snames = [s.name for s in servers]
+    if len(set(snames)) != len(snames):
+        raise ck.fail("servers", snames, "server names must be unique")
+
+    cloud_raw = raw.get("cloud")
+    cloud = None
+    if cloud_raw is not None:
+        ck.keys(cloud_raw, "cloud", set(), {"device_class", "backhaul"})
+        cloud = CloudSpec(
+            ck.string(cloud_raw.get("device_class", "cloud_a100"), "cloud.device_class"),
+            ck.string(cloud_raw.get("backhaul", "wired_backhaul"), "cloud.backhaul"),
+        )
+
+    # devices (groups with count expand to name_0, name_1, ...)
+    dev_raw = raw["devices"]
+    if not isinstance(dev_raw, (list, tuple)) or not dev_raw:
+        raise ck.fail("devices", dev_raw, "expected a non-empty list")
+    devices: list[DeviceSpec] = []
+    for i, d in enumerate(dev_raw):
+        p = f"devices[{i}]"
+        ck.keys(
+            d,
+            p,
+            {"name", "device_class", "home", "links", "arrival_rate_hz", "apps"},
+            {"count"},
+        )
+        count = ck.number(d.get("count", 1), f"{p}.count", low=1, high=256, integer=True)
+        dname = ck.string(d["name"], f"{p}.name")
+        dclass = ck.string(d["device_class"], f"{p}.device_class")
+        home = ck.string(d["home"], f"{p}.home")
+        if home not in snames:
+            raise ck.fail(f"{p}.home", home, f"not a server (servers: {snames})")
+        links = d["links"]
+        if not isinstance(links, Mapping) or not links:
+            raise ck.fail(f"{p}.links", links, "expected a mapping server -> link class")
+        for ap, lc in links.items():
+            if ap not in snames:
+                raise ck.fail(f"{p}.links", ap, f"not a server (servers: {snames})")
+            ck.string(lc, f"{p}.links.{ap}")
+        if home not in links:
+            raise ck.fail(f"{p}.links", dict(links), f"no link to the home server {home!r}")
+        rate = ck.number(d["arrival_rate_hz"], f"{p}.arrival_rate_hz", low=0.0)
+        mix = d["apps"]
+        if isinstance(mix, (list, tuple)):
+            mix = dict.fromkeys(mix, 1.0)
+        if not isinstance(mix, Mapping) or not mix:
+            raise ck.fail(f"{p}.apps", mix, "expected a mapping application -> weight")
+        for an, w in mix.items():
+            if an not in app_names:
+                raise ck.fail(f"{p}.apps", an, f"not an application (applications: {app_names})")
+            ck.number(w, f"{p}.apps.{an}", low=0.0, low_open=True)
+        for k in range(count):
+            devices.append(
+                DeviceSpec(
+                    name=f"{dname}_{k}" if count > 1 else dname,
+                    device_class=dclass,
+                    home=home,
+                    links=dict(links),
+                    arrival_rate_hz=rate,
+                    apps={str(k2): float(v) for k2, v in mix.items()},
+                )
+            )
+    dnames = [d.name for d in devices]
+    if len(set(dnames)) != len(dnames):
+        raise ck.fail("devices", dnames, "device names must be unique")
+
+    # reward and costs
+    rew_raw = raw.get("reward", {}) or {}
+    known = {f.name for f in fields(RewardSpec)}
+    ck.keys(rew_raw, "reward", set(), known)
+    rew_vals = {}
+    for k, v in rew_raw.items():
+        if k == "energy_ref_j":
+            rew_vals[k] = ck.number(v, f"reward.{k}", low=0.0, low_open=True)
+        elif k == "team_weight":
+            rew_vals[k] = ck.number(v, f"reward.{k}", low=0.0, high=1.0)
+        else:
+            rew_vals[k] = ck.number(v, f"reward.{k}", low=0.0)
+    reward = RewardSpec(**rew_vals)
+
+    cost_raw = raw.get("costs", {}) or {}
+    ck.keys(cost_raw, "costs", set(), {f.name for f in fields(CostSpec)})
+    cvals: dict[str, Any] = {}
+    if "max_candidates" in cost_raw:
+        cvals["max_candidates"] = ck.number(
+            cost_raw["max_candidates"], "costs.max_candidates", low=2, high=64, integer=True
+        )
+    if "wire_dtype" in cost_raw:
+        wd = cost_raw["wire_dtype"]
+        if wd not in WIRE_BYTES:
+            raise ck.fail("costs.wire_dtype", wd, f"expected one of {sorted(WIRE_BYTES)}")
+        cvals["wire_dtype"] = wd
+    if "input_compression" in cost_raw:
+        cvals["input_compression"] = ck.number(
+            cost_raw["input_compression"], "costs.input_compression", low=1.0
+        )
+    costs = CostSpec(**cvals)
+
+    return Scenario(
+        name=name,
+        description=desc,
+        slot_s=slot_s,
+        horizon=horizon,
+        queue_capacity=qcap,
+        weight_levels=levels,
+        applications=tuple(apps),
+        servers=tuple(servers),
+        cloud=cloud,
+        devices=tuple(devices),
+        reward=reward,
+        costs=costs,
+        source=source,
+    )
+
+
+def available_scenarios() -> list[str]:
+    """Names of the scenarios shipped in the package."""
+    root = resources.files("edgesplit.envs.scenarios")
+    return sorted(
+        p.name.rsplit(".", 1)[0] for p in root.iterdir() if p.name.endswith((".yaml", ".json"))
+    )
+
+
+def _read_file(path: Path) -> Any:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ScenarioError(f"scenario file {path}: invalid JSON: {e}") from e
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ScenarioError(f"scenario file {path}: invalid YAML: {e}") from e
+
+
+def load_scenario(spec: str | Path | Mapping[str, Any] | Scenario) -> Scenario:
+    """Load and validate a scenario from a shipped name, a file path, or a dict.
+
+    Parameters
+    ----------
+    spec:
+        ``"default"`` (or any name in :func:`available_scenarios`), a path to a ``.yaml`` or
+        ``.json`` file, a mapping with the scenario's keys, or a :class:`Scenario`.
+
+    Raises
+    ------
+    ScenarioError
+        naming the field and the value, for any unknown key or bad value.
+    """
+    if isinstance(spec, Scenario):
+        return spec
+    if isinstance(spec, Mapping):
+        return _build(copy.deepcopy(dict(spec)), "<dict>")
+    if isinstance(spec, (str, Path)):
+        s = str(spec)
+        if s in available_scenarios():
+            root = resources.files("edgesplit.envs.scenarios")
+            for ext in (".yaml", ".json"):
+                res = root / f"{s}{ext}"
+                if res.is_file():
+                    with resources.as_file(res) as p:
+                        return _build(_read_file(Path(p)), f"{s}{ext}")
+        path = Path(s)
+        if path.is_file():
+            raw = _read_file(path)
+            if not isinstance(raw, Mapping):
+                raise ScenarioError(f"scenario file {path}: expected a mapping at the top level")
+            return _build(raw, str(path))
+        raise ScenarioError(
+            f"scenario {s!r}: neither a shipped scenario ({available_scenarios()}) nor a file"
+        )
+    raise ScenarioError(f"scenario: expected a name, a path or a dict, got {type(spec).__name__}")

@@ -1,0 +1,179 @@
+"""Build a scenario's static cost tables from the profiled cost models.
+
+This is the only place where :mod:`edgesplit.envs` reads :mod:`edgesplit.cost_models`:
+profiles give per-node latency (measured, or roofline-modelled for catalogue classes) and the
+bytes crossing each split; the candidates are compressed per network against the device
+classes that run its head in the scenario; the result is a :class:`~edgesplit.envs.encoding.Tables`
+of plain arrays, plus the physical constants the simulator needs (power, links, arrivals).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgesplit.cost_models.candidates import compress_candidates
+from edgesplit.cost_models.devices import DeviceCatalogue, load_devices, node_latency
+from edgesplit.cost_models.links import LinkCatalogue, LinkClass, load_links
+from edgesplit.cost_models.network import load_network
+
+from .encoding import Tables
+from .scenario import WIRE_BYTES, Scenario, ScenarioError
+
+__all__ = ["Physics", "build"]
+
+
+@dataclass
+class Physics:
+    """Per-device and per-link constants the simulator needs beside the tables."""
+
+    p_active_w: np.ndarray  # [N] device compute power while running the head
+    p_tx_w: np.ndarray  # [N] device radio power while transmitting
+    rtt_s: np.ndarray  # [N, M] round-trip time of each device's link to each access point
+    link_pairs: dict[str, tuple[LinkClass, np.ndarray, np.ndarray]]  # class -> (n idx, m idx)
+    backhaul: LinkClass | None
+    arrival_mean: np.ndarray  # [N] mean arrivals per slot
+    app_cdf: np.ndarray  # [N, A] cumulative application mix
+
+
+def build(
+    scenario: Scenario,
+    devices: DeviceCatalogue | None = None,
+    links: LinkCatalogue | None = None,
+) -> tuple[Tables, Physics]:
+    """Cost tables and physical constants for ``scenario``.
+
+    Raises :class:`~edgesplit.envs.scenario.ScenarioError` when the scenario names a network,
+    device class or link class that the catalogues do not have.
+    """
+    sc = scenario
+    devices = devices or load_devices()
+    links = links or load_links()
+
+    def dev_class(name: str, field: str):
+        if name not in devices:
+            raise ScenarioError(
+                f"scenario '{sc.name}': field '{field}' = {name!r}: unknown device class "
+                f"(catalogue: {list(devices.names())})"
+            )
+        return devices[name]
+
+    def link_class(name: str, field: str) -> LinkClass:
+        if name not in links:
+            raise ScenarioError(
+                f"scenario '{sc.name}': field '{field}' = {name!r}: unknown link class "
+                f"(catalogue: {list(links.names())})"
+            )
+        return links[name]
+
+    n_dev, n_app, m_ap = sc.n_devices, len(sc.applications), sc.n_servers
+    dclasses = [
+        dev_class(d.device_class, f"devices[{i}].device_class") for i, d in enumerate(sc.devices)
+    ]
+    tclasses = [
+        dev_class(s.device_class, f"servers[{i}].device_class") for i, s in enumerate(sc.servers)
+    ]
+    if sc.cloud is not None:
+        tclasses.append(dev_class(sc.cloud.device_class, "cloud.device_class"))
+    n_tgt = len(tclasses)
+    cap = sc.costs.max_candidates
+    wire = WIRE_BYTES[sc.costs.wire_dtype]
+
+    head = np.zeros((n_dev, n_app, cap))
+    tail = np.zeros((n_app, cap, n_tgt))
+    byt = np.zeros((n_app, cap))
+    valid = np.zeros((n_app, cap), dtype=bool)
+    n_valid = np.zeros(n_app, dtype=np.int64)
+    cand_names: list[list[str]] = []
+    uniq_dev = sorted({c.name for c in dclasses})
+    for a, app in enumerate(sc.applications):
+        try:
+            prof = load_network(app.network)
+        except (OSError, ValueError) as e:
+            raise ScenarioError(
+                f"scenario '{sc.name}': field 'applications[{a}].network' = {app.network!r}: {e}"
+            ) from e
+        lat = {c: node_latency(prof, devices[c]) for c in uniq_dev}
+        heads = {c: prof.split_latency(lat[c])[0] for c in uniq_dev}
+        b_all = prof.candidate_bytes(
+            wire_bytes_per_element=wire, input_compression=sc.costs.input_compression
+        )
+        keep = compress_candidates(np.stack([heads[c] for c in uniq_dev]), b_all, cap)
+        k = len(keep)
+        n_valid[a] = k
+        valid[a, :k] = True
+        cand_names.append([prof.candidates[i].name for i in keep])
+        for n, dc in enumerate(dclasses):
+            head[n, a, :k] = heads[dc.name][keep]
+        for jt, tc in enumerate(tclasses):
+            tail[a, :k, jt] = prof.split_latency(node_latency(prof, tc))[1][keep]
+        b = b_all[keep].copy()
+        b[k - 1] = 0.0  # all-local: nothing travels (the application runs on the device)
+        byt[a, :k] = b
+
+    snames = [s.name for s in sc.servers]
+    reach = np.zeros((n_dev, n_tgt), dtype=bool)
+    home = np.zeros(n_dev, dtype=np.int64)
+    ap_of = np.zeros((n_dev, n_tgt), dtype=np.int64)
+    rtt = np.zeros((n_dev, m_ap))
+    pairs: dict[str, tuple[list[int], list[int]]] = {}
+    lc_by_name: dict[str, LinkClass] = {}
+    for n, d in enumerate(sc.devices):
+        home[n] = snames.index(d.home)
+        for m, sname in enumerate(snames):
+            if sname in d.links:
+                lc = link_class(d.links[sname], f"devices[{n}].links.{sname}")
+                lc_by_name[lc.name] = lc
+                pairs.setdefault(lc.name, ([], []))
+                pairs[lc.name][0].append(n)
+                pairs[lc.name][1].append(m)
+                rtt[n, m] = lc.rtt_s
+                reach[n, m] = True
+                ap_of[n, m] = m
+        if sc.cloud is not None:
+            reach[n, m_ap] = True
+            ap_of[n, m_ap] = home[n]
+    backhaul = link_class(sc.cloud.backhaul, "cloud.backhaul") if sc.cloud else None
+
+    deadlines = np.array([a.deadline_s for a in sc.applications])
+    used = [lc_by_name[k] for k in pairs]
+    rate_scale = float(np.mean([lc.mean_mbps for lc in used])) if used else 10.0
+    tables = Tables(
+        device_names=[d.name for d in sc.devices],
+        app_names=[a.name for a in sc.applications],
+        target_names=list(sc.target_names),
+        access_point_names=snames,
+        candidate_names=cand_names,
+        weight_levels=np.array(sc.weight_levels),
+        head_s=head,
+        tail_s=tail,
+        bytes_=byt,
+        valid=valid,
+        n_valid=n_valid,
+        deadline_s=deadlines,
+        reachable=reach,
+        home=home,
+        ap_of_target=ap_of,
+        queue_capacity=sc.queue_capacity,
+        horizon=sc.horizon,
+        latency_scale_s=float(deadlines.max()),
+        bytes_scale=float(byt.max()) if byt.max() > 0 else 1.0,
+        rate_scale_mbps=rate_scale,
+    )
+    app_idx = {a.name: i for i, a in enumerate(sc.applications)}
+    mix = np.zeros((n_dev, n_app))
+    for n, d in enumerate(sc.devices):
+        for an, w in d.apps.items():
+            mix[n, app_idx[an]] = w
+    mix /= mix.sum(1, keepdims=True)
+    physics = Physics(
+        p_active_w=np.array([c.p_active_w for c in dclasses]),
+        p_tx_w=np.array([c.p_tx_w for c in dclasses]),
+        rtt_s=rtt,
+        link_pairs={k: (lc_by_name[k], np.array(v[0]), np.array(v[1])) for k, v in pairs.items()},
+        backhaul=backhaul,
+        arrival_mean=np.array([d.arrival_rate_hz * sc.slot_s for d in sc.devices]),
+        app_cdf=np.cumsum(mix, axis=1),
+    )
+    return tables, physics

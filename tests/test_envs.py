@@ -1,0 +1,240 @@
+"""The environment against the upstream conformance suites and our own properties."""
+
+from __future__ import annotations
+
+import functools
+import types
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from pettingzoo.test import (
+    api_test,
+    max_cycles_test,
+    parallel_api_test,
+    parallel_seed_test,
+    state_test,
+)
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+from edgesplit.envs import ENV_ID, split_offload_v0
+from edgesplit.envs.encoding import ActionError
+from edgesplit.envs.gym_env import SplitOffloadEnv, SplitOffloadVectorEnv
+from edgesplit.envs.scenario import ScenarioError, available_scenarios, load_scenario
+
+SCENARIOS = available_scenarios()
+MODES = [
+    ("joint", "multidiscrete"),
+    ("joint", "continuous"),
+    ("sequential", "discrete"),
+    ("sequential", "multidiscrete"),
+    ("sequential", "continuous"),
+]
+PZ_ACTIONS = ["discrete", "multidiscrete", "continuous"]
+
+
+def test_shipped_scenarios() -> None:
+    assert {"default", "single", "dense", "three_tier"} <= set(SCENARIOS)
+    sc = load_scenario("default")
+    assert len({d.device_class for d in sc.devices}) == 3
+    assert len({s.device_class for s in sc.servers}) == 2 and sc.cloud is not None
+    assert len(load_scenario("dense").devices) >= 16
+    assert len(load_scenario("dense").servers) == 3
+
+
+@pytest.mark.parametrize(
+    ("patch", "field", "value"),
+    [
+        ({"bogus": 1}, "bogus", None),
+        ({"slot_s": -0.1}, "slot_s", "-0.1"),
+        ({"horizon": 2.5}, "horizon", "2.5"),
+        ({"weight_levels": [0.5, 1.5]}, "weight_levels[1]", "1.5"),
+        ({"costs": {"wire_dtype": "float8"}}, "costs.wire_dtype", "float8"),
+        ({"reward": {"team_weight": 2}}, "reward.team_weight", "2"),
+    ],
+)
+def test_bad_scenarios_name_field_and_value(patch: dict, field: str, value: str | None) -> None:
+    d = load_scenario("single").to_dict()
+    d.update(patch)
+    with pytest.raises(ScenarioError) as ei:
+        load_scenario(d)
+    assert field in str(ei.value)
+    if value is not None:
+        assert value in str(ei.value)
+
+
+def test_bad_device_fields() -> None:
+    d = load_scenario("single").to_dict()
+    d["devices"][0]["home"] = "nowhere"
+    with pytest.raises(ScenarioError, match=r"devices\[0\]\.home.*nowhere"):
+        load_scenario(d)
+    d = load_scenario("single").to_dict()
+    d["devices"][0]["device_class"] = "pdp11"
+    with pytest.raises(ScenarioError, match=r"devices\[0\]\.device_class.*pdp11"):
+        SplitOffloadEnv(scenario=d)
+    d = load_scenario("single").to_dict()
+    d["applications"][0]["network"] = "lenet_missing"
+    with pytest.raises(ScenarioError, match=r"applications\[0\]\.network.*lenet_missing"):
+        SplitOffloadEnv(scenario=d)
+
+
+def test_make_accepts_name_path_and_dict(tmp_path) -> None:
+    import yaml
+
+    d = load_scenario("single").to_dict()
+    p = tmp_path / "mine.yaml"
+    p.write_text(yaml.safe_dump(d))
+    for spec in ("single", str(p), d):
+        env = gym.make("edgesplit/SplitOffload-v0", scenario=spec)
+        obs, _ = env.reset(seed=0)
+        assert env.observation_space.contains(obs)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize(("mode", "action_type"), MODES)
+def test_gymnasium_and_sb3_check_env(scenario: str, mode: str, action_type: str) -> None:
+    env = gym.make(ENV_ID, scenario=scenario, decision_mode=mode, action_type=action_type)
+    gym_check_env(env.unwrapped, skip_render_check=False)
+    sb3_check_env(SplitOffloadEnv(scenario=scenario, decision_mode=mode, action_type=action_type))
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_make_vec_native(scenario: str) -> None:
+    envs = gym.make_vec("edgesplit/SplitOffload-v0", num_envs=3, scenario=scenario)
+    assert isinstance(envs.unwrapped, SplitOffloadVectorEnv)
+    obs, _ = envs.reset(seed=1)
+    assert envs.observation_space.contains(obs)
+    obs, rew, term, _trunc, _info = envs.step(envs.action_space.sample())
+    assert obs.shape == (3, *envs.single_observation_space.shape)
+    assert rew.shape == (3,) and not term.any()
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("action_type", PZ_ACTIONS)
+def test_pettingzoo_suites(scenario: str, action_type: str) -> None:
+    kw = {"scenario": scenario, "action_type": action_type}
+    parallel_api_test(split_offload_v0.parallel_env(**kw), num_cycles=50)
+    parallel_seed_test(functools.partial(split_offload_v0.parallel_env, **kw), num_cycles=50)
+    api_test(split_offload_v0.env(**kw), num_cycles=20)
+    mod = types.SimpleNamespace(
+        parallel_env=functools.partial(split_offload_v0.parallel_env, **kw),
+        env=functools.partial(split_offload_v0.env, **kw),
+    )
+    max_cycles_test(mod)
+    state_test(split_offload_v0.env(**kw), split_offload_v0.parallel_env(**kw))
+
+
+def _rollout(env: gym.Env, seed: int, steps: int) -> list:
+    env.action_space.seed(seed)
+    obs, info = env.reset(seed=seed)
+    out = [obs]
+    for _ in range(steps):
+        obs, r, term, trunc, info = env.step(env.action_space.sample())
+        out.append((obs, r, term, trunc, {k: np.copy(v) for k, v in info.items()}))
+        if term or trunc:
+            obs, info = env.reset()
+            out.append(obs)
+    return out
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (tuple, list)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=False))
+    return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("mode", ["joint", "sequential"])
+def test_determinism_200_steps(scenario: str, mode: str) -> None:
+    mk = functools.partial(SplitOffloadEnv, scenario=scenario, decision_mode=mode)
+    a, b, c = _rollout(mk(), 7, 200), _rollout(mk(), 7, 200), _rollout(mk(), 8, 200)
+    assert _same(a, b)
+    assert not _same(a, c)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("action_type", ["multidiscrete", "continuous"])
+def test_vector_env_matches_single_envs(scenario: str, action_type: str) -> None:
+    n, seed, cycles = 3, 11, 6
+    venv = SplitOffloadVectorEnv(
+        num_envs=n, scenario=scenario, action_type=action_type, max_cycles=cycles
+    )
+    singles = [
+        SplitOffloadEnv(scenario=scenario, action_type=action_type, max_cycles=cycles)
+        for _ in range(n)
+    ]
+    vobs, _ = venv.reset(seed=seed)
+    sobs = [e.reset(seed=seed + i)[0] for i, e in enumerate(singles)]
+    np.testing.assert_array_equal(vobs, np.stack(sobs))
+    rng = np.random.default_rng(0)
+    space = venv.single_action_space
+    space.seed(1)
+    pending_reset = [False] * n
+    for _ in range(3 * cycles + 2):  # crosses two autoresets
+        acts = np.stack([space.sample() for _ in range(n)])
+        vobs, vr, vterm, vtrunc, vinfo = venv.step(acts)
+        for i, e in enumerate(singles):
+            if pending_reset[i]:
+                o, _ = e.reset()
+                r, term, trunc = 0.0, False, False
+                pending_reset[i] = False
+            else:
+                o, r, term, trunc, info = e.step(acts[i])
+                np.testing.assert_allclose(vinfo["latency_s"][i], info["latency_s"])
+                pending_reset[i] = trunc
+            np.testing.assert_array_equal(vobs[i], o)
+            assert vr[i] == pytest.approx(r, rel=1e-12, abs=1e-12)
+            assert vtrunc[i] == trunc and vterm[i] == term
+    del rng
+
+
+def test_out_of_range_actions_name_device_and_value() -> None:
+    env = SplitOffloadEnv(scenario="default")
+    env.reset(seed=0)
+    a = env.action_space.sample()
+    a[4] = 99  # device 1's split
+    with pytest.raises(ActionError, match=r"pi_1.*99"):
+        env.step(a)
+    with pytest.raises(ActionError, match="shape"):
+        env.step(np.zeros(3, dtype=np.int64))
+    env = SplitOffloadEnv(scenario="default", action_type="continuous")
+    env.reset(seed=0)
+    a = np.zeros(env.action_space.shape, np.float32)
+    a[-1] = 3.0
+    with pytest.raises(ActionError, match=r"orin_1.*3\.0"):
+        env.step(a)
+    a[-1] = np.nan
+    with pytest.raises(ActionError, match="orin_1"):
+        env.step(a)
+    env = SplitOffloadEnv(scenario="default", decision_mode="sequential")
+    env.reset(seed=0)
+    with pytest.raises(ActionError, match="out of range"):
+        env.step(env.action_space.n)
+
+
+def test_masked_choices_are_replaced_and_penalised() -> None:
+    sc = load_scenario("default")
+    env = SplitOffloadEnv(scenario=sc)
+    env.reset(seed=3)
+    ta = env.unwrapped.core.tables
+    has, app = env.unwrapped.core.pending()
+    mask = env.action_masks()
+    assert mask.dtype == bool and mask.shape == (sc.n_devices * int(ta.action_nvec().sum()),)
+    a = np.zeros((sc.n_devices, 4), dtype=np.int64)
+    a[:, 0] = ta.n_candidates - 1  # past some networks' candidates
+    a[:, 2:] = ta.n_levels - 1
+    _, _, _, _, info = env.step(a.reshape(-1))
+    short = has[0] & (ta.n_valid[app[0]] < ta.n_candidates)
+    np.testing.assert_array_equal(info["infeasible"], short)
+    assert (info["split"][has[0]] == ta.n_valid[app[0]][has[0]] - 1).all()
+
+
+def test_render_ansi() -> None:
+    env = SplitOffloadEnv(scenario="default", render_mode="ansi")
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    text = env.render()
+    assert "slot 1/" in text and "pi_0" in text and "server backlog" in text

@@ -1,0 +1,84 @@
+"""Property-based tests over random scenarios and random actions (hypothesis)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edgesplit.envs.gym_env import SplitOffloadEnv
+
+NETWORKS = ["alexnet", "vgg16", "resnet18", "resnet50", "mobilenet_v2"]
+DEVICE_CLASSES = ["rpi4", "jetson_nano", "jetson_orin_nano", "x86_cpu_1t"]
+SERVER_CLASSES = ["edge_t4", "x86_cpu_1t", "jetson_orin_nano", "cloud_a100"]
+LINKS = ["hsdpa_3g", "lte", "nr_5g", "wifi", "trace_synthetic_3g"]
+
+
+@st.composite
+def scenarios(draw) -> dict:
+    n_srv = draw(st.integers(1, 3))
+    servers = [
+        {"name": f"s{j}", "device_class": draw(st.sampled_from(SERVER_CLASSES))}
+        for j in range(n_srv)
+    ]
+    nets = draw(st.lists(st.sampled_from(NETWORKS), min_size=1, max_size=3, unique=True))
+    apps = [{"network": n, "deadline_s": draw(st.floats(0.02, 2.0))} for n in nets]
+    devices = []
+    for i in range(draw(st.integers(1, 4))):
+        reach = draw(st.lists(st.integers(0, n_srv - 1), min_size=1, max_size=n_srv, unique=True))
+        devices.append(
+            {
+                "name": f"d{i}",
+                "device_class": draw(st.sampled_from(DEVICE_CLASSES)),
+                "home": f"s{reach[0]}",
+                "links": {f"s{j}": draw(st.sampled_from(LINKS)) for j in reach},
+                "arrival_rate_hz": draw(st.floats(0.0, 30.0)),
+                "apps": {n: draw(st.floats(0.1, 5.0)) for n in nets},
+            }
+        )
+    return {
+        "name": "random",
+        "slot_s": draw(st.sampled_from([0.02, 0.1, 0.5])),
+        "horizon": draw(st.integers(1, 30)),
+        "queue_capacity": draw(st.integers(1, 6)),
+        "weight_levels": draw(st.lists(st.floats(0.05, 1.0), min_size=1, max_size=3, unique=True)),
+        "applications": apps,
+        "servers": servers,
+        "cloud": draw(st.sampled_from([None, {"device_class": "cloud_a100"}])),
+        "devices": devices,
+        "costs": {
+            "max_candidates": draw(st.integers(2, 10)),
+            "wire_dtype": draw(st.sampled_from(["float32", "float16", "int8"])),
+            "input_compression": draw(st.floats(1.0, 20.0)),
+        },
+    }
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sc=scenarios(),
+    mode=st.sampled_from(
+        [("joint", "multidiscrete"), ("joint", "continuous"), ("sequential", "discrete")]
+    ),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_random_scenarios_and_actions(sc: dict, mode: tuple[str, str], seed: int) -> None:
+    env = SplitOffloadEnv(scenario=sc, decision_mode=mode[0], action_type=mode[1])
+    env.action_space.seed(seed)
+    obs, info = env.reset(seed=seed)
+    assert env.observation_space.contains(obs)
+    for _ in range(40):
+        obs, r, _term, trunc, info = env.step(env.action_space.sample())
+        assert obs.dtype == np.float32 and np.isfinite(obs).all()
+        assert env.observation_space.contains(obs), obs[(obs < 0) | (obs > 1)]
+        assert np.isfinite(r)
+        if "latency_s" in info:
+            for k in ("latency_s", "energy_j", "head_s", "transfer_s", "tail_s", "cost"):
+                assert np.isfinite(info[k]).all(), k
+            has = info["has_task"]
+            lat = info["latency_s"][has]
+            floor = (info["head_s"] + info["transfer_s"] + info["tail_s"])[has]
+            assert (lat >= floor - 1e-12).all()
+            assert (info["energy_j"] >= 0).all()
+        if trunc:
+            obs, info = env.reset()
