@@ -1,0 +1,1 @@
+"""EdgeSplit benchmarks: ``python -m benchmarks.run`` (results go to BENCHMARKS.md)."""
