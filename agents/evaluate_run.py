@@ -1,0 +1,54 @@
+"""Body of ``evaluate.py``: evaluate a run directory against the baselines."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .evaluation import compare, evaluate_policy, markdown_table, summarise
+from .registry import get_agent
+
+__all__ = ["evaluate_run"]
+
+
+def evaluate_run(run: str | Path, episodes: int, first_seed: int, baselines: list[str]) -> Path:
+    """Evaluate ``run``'s final model and the baselines; returns the Markdown table's path."""
+    run = Path(run)
+    summary_path = run / "summary.json"
+    model_path = run / "model.zip"
+    for p in (summary_path, model_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"run {run}: missing {p.name} (is it a train.py run?)")
+    try:
+        summary = json.loads(summary_path.read_text())
+        spec = get_agent(summary["algo"])
+        kw = dict(summary["env_kwargs"])
+    except (json.JSONDecodeError, KeyError, ValueError) as e:
+        raise ValueError(f"run {run}: summary.json is malformed: {e}") from e
+    torch.set_num_threads(1)
+    model = spec.load_class().load(model_path, device="cpu")
+    seeds = list(range(first_seed, first_seed + episodes))
+
+    def predict(obs: np.ndarray) -> np.ndarray:
+        return model.predict(obs, deterministic=True)[0]
+
+    results = compare(
+        {spec.name: evaluate_policy(predict, kw, seeds)}, kw["scenario"], seeds, baselines
+    )
+    rows = summarise(results)
+    out_dir = run / "evaluate"
+    out_dir.mkdir(exist_ok=True)
+    with (out_dir / "eval.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    md = out_dir / "eval.md"
+    md.write_text(
+        f"# {spec.name} on {kw['scenario']}: {episodes} held-out episodes "
+        f"(seeds {first_seed}..{first_seed + episodes - 1})\n\n" + markdown_table(rows)
+    )
+    return md

@@ -1,0 +1,123 @@
+"""Evaluate learned policies and baselines on the same held-out episodes.
+
+Episodes are identified by seeds: ``env.reset(seed=s)`` and the baselines'
+:func:`~edgesplit.agents.baselines.seed_keys` give the same episode, so every row of a
+comparison table is measured on exactly the same arrivals and link traces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from edgesplit.envs.gym_env import SplitOffloadEnv, SplitOffloadVectorEnv
+
+from .baselines import make_baseline, run_episodes
+
+__all__ = ["compare", "evaluate_policy", "summarise"]
+
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+def _metrics(tot: dict[str, np.ndarray], horizon: int, n_dev: int) -> dict[str, np.ndarray]:
+    tasks = np.maximum(tot["tasks"], 1)
+    return {
+        "cost_per_slot": tot["cost"] / (horizon * n_dev),
+        "mean_latency_s": tot["latency_s"] / tasks,
+        "mean_energy_j": tot["energy_j"] / tasks,
+        "miss_rate": tot["misses"] / tasks,
+        "drops": tot["drops"],
+        "tasks": tot["tasks"],
+    }
+
+
+def evaluate_policy(
+    predict: Predict,
+    env_kwargs: dict[str, Any],
+    seeds: Sequence[int],
+) -> dict[str, np.ndarray]:
+    """Per-seed metrics of ``predict`` (batched observations -> actions), one episode each.
+
+    Joint decision mode runs all seeds at once in the native VectorEnv; sequential mode
+    runs one single env per seed.
+    """
+    seeds = [int(s) for s in seeds]
+    e = len(seeds)
+    keys = ("cost", "latency_s", "energy_j", "misses", "tasks", "drops")
+    tot = {k: np.zeros(e) for k in keys}
+
+    def add(i: Any, info: dict[str, Any]) -> None:
+        tot["cost"][i] += np.sum(info["cost"], axis=-1)
+        tot["latency_s"][i] += np.sum(info["latency_s"], axis=-1)
+        tot["energy_j"][i] += np.sum(info["energy_j"], axis=-1)
+        tot["misses"][i] += np.sum(info["deadline_miss"], axis=-1)
+        tot["tasks"][i] += np.sum(info["has_task"], axis=-1)
+        tot["drops"][i] += np.sum(info["dropped"], axis=-1)
+
+    mode = env_kwargs.get("decision_mode", "joint")
+    if mode == "joint":
+        venv = SplitOffloadVectorEnv(num_envs=e, **env_kwargs)
+        obs, _ = venv.reset(seed=seeds)
+        horizon, n_dev = venv.scenario.horizon, venv.core.n_devices
+        for _ in range(horizon):
+            obs, _, _, _, info = venv.step(predict(obs))
+            add(slice(None), info)
+        return _metrics(tot, horizon, n_dev)
+    for i, s in enumerate(seeds):
+        env = SplitOffloadEnv(**env_kwargs)
+        obs, _ = env.reset(seed=s)
+        done = False
+        while not done:
+            obs, _, term, trunc, info = env.step(predict(obs[None])[0])
+            done = term or trunc
+            if "cost" in info:
+                add(i, info)
+        horizon, n_dev = env.scenario.horizon, env.core.n_devices
+    return _metrics(tot, horizon, n_dev)
+
+
+def compare(
+    policies: dict[str, dict[str, np.ndarray]],
+    scenario: Any,
+    seeds: Sequence[int],
+    baselines: Sequence[str] = ("local", "offload", "random", "neurosurgeon", "greedy", "oracle"),
+) -> dict[str, dict[str, np.ndarray]]:
+    """Learned policies' metrics (already computed) plus every baseline on the same seeds."""
+    out = dict(policies)
+    for nm in baselines:
+        out[nm] = run_episodes(make_baseline(nm), scenario, seeds)
+    return out
+
+
+def summarise(results: dict[str, dict[str, np.ndarray]]) -> list[dict[str, float | str]]:
+    """Rows (mean and standard error over seeds) for a table."""
+    rows = []
+    for nm, m in results.items():
+        c = m["cost_per_slot"]
+        rows.append(
+            {
+                "policy": nm,
+                "cost_per_slot": float(c.mean()),
+                "cost_se": float(c.std(ddof=1) / np.sqrt(len(c))) if len(c) > 1 else 0.0,
+                "latency_ms": float(1e3 * m["mean_latency_s"].mean()),
+                "miss_rate": float(m["miss_rate"].mean()),
+                "energy_mj": float(1e3 * m["mean_energy_j"].mean()),
+                "drops": float(m["drops"].mean()),
+            }
+        )
+    return rows
+
+
+def markdown_table(rows: list[dict[str, float | str]]) -> str:
+    """A Markdown table of :func:`summarise` rows."""
+    head = "| policy | cost / device-slot | ± se | latency ms | miss % | energy mJ | drops |\n"
+    head += "|---|---:|---:|---:|---:|---:|---:|\n"
+    body = "".join(
+        f"| {r['policy']} | {r['cost_per_slot']:.4f} | {r['cost_se']:.4f} | "
+        f"{r['latency_ms']:.1f} | {100 * float(r['miss_rate']):.1f} | {r['energy_mj']:.1f} | "
+        f"{r['drops']:.1f} |\n"
+        for r in rows
+    )
+    return head + body

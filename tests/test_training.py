@@ -1,0 +1,123 @@
+"""Agents train on the environment through the same code path as ``train.py``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+
+from edgesplit.agents.ddqn import DDQN
+from edgesplit.agents.registry import AGENTS
+from edgesplit.agents.training import train
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = str(REPO / "configs")
+
+
+def _cfg(overrides: list[str]) -> dict:
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.mark.parametrize("algo", sorted(AGENTS))
+@pytest.mark.parametrize("env", ["default", "single", "dense", "three_tier"])
+def test_every_config_composes(algo: str, env: str) -> None:
+    cfg = _cfg([f"algo={algo}", f"env={env}"])
+    assert cfg["algo"]["name"] == algo and cfg["env"]["scenario"] == env
+
+
+def test_unknown_override_is_an_error() -> None:
+    with pytest.raises(ConfigCompositionException):
+        _cfg(["total_timestep=10"])
+    with pytest.raises(ConfigCompositionException):
+        _cfg(["algo=sarsa"])
+
+
+@pytest.mark.parametrize("algo", sorted(AGENTS))
+def test_each_agent_trains_checkpoints_and_evaluates(algo: str, tmp_path: Path) -> None:
+    cfg = _cfg(
+        [
+            f"algo={algo}",
+            "env=single",
+            "env.max_cycles=20",
+            "total_timesteps=300",
+            "checkpoint_every=100",
+            "n_envs=2",
+            "eval.episodes=2",
+            "eval.baselines=[local,neurosurgeon]",
+        ]
+    )
+    if "learning_starts" in cfg["algo"]["kwargs"]:
+        cfg["algo"]["kwargs"]["learning_starts"] = 50
+    if "n_steps" in cfg["algo"]["kwargs"]:
+        cfg["algo"]["kwargs"]["n_steps"] = 64
+        cfg["algo"]["kwargs"]["batch_size"] = 64
+    s = train(cfg, tmp_path)
+    assert s["total_timesteps"] >= 300 and s["resumed_from"] == 0
+    for f in ("model.zip", "checkpoint.zip", "eval.csv", "eval.md", "summary.json"):
+        assert (tmp_path / f).is_file(), f
+    assert {r["policy"] for r in s["eval"]} == {algo, "local", "neurosurgeon"}
+    assert all(np.isfinite(r["cost_per_slot"]) for r in s["eval"])
+    assert any((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    # a second run with a larger budget resumes from the checkpoint
+    cfg["total_timesteps"] = 400
+    s2 = train(cfg, tmp_path)
+    assert s2["resumed_from"] >= 300 and s2["total_timesteps"] >= 400
+
+
+def test_ddqn_target_uses_online_argmax_and_target_values() -> None:
+    torch.manual_seed(0)
+    model = DDQN("MlpPolicy", gym.make("CartPole-v1"), learning_starts=0, seed=0)
+    model.learn(200)
+    data = model.replay_buffer.sample(32)
+    with torch.no_grad():  # make online and target networks disagree
+        for p in model.q_net_target.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+        a_online = model.q_net(data.next_observations).argmax(1, keepdim=True)
+        q_t = model.q_net_target(data.next_observations)
+        expected = data.rewards + (1 - data.dones) * model.gamma * q_t.gather(1, a_online)
+        vanilla = data.rewards + (1 - data.dones) * model.gamma * q_t.max(1, keepdim=True)[0]
+    got = model.td_target(data)
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(got, vanilla)  # the double-Q target is not DQN's
+
+
+def test_train_and_evaluate_cli(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "train.py",
+        "algo=ppo",
+        "env=single",
+        "env.max_cycles=10",
+        "total_timesteps=128",
+        "n_envs=1",
+        "algo.kwargs.n_steps=64",
+        "algo.kwargs.batch_size=64",
+        "eval.episodes=2",
+        "eval.baselines=[local]",
+        f"hydra.run.dir={run}",
+    ]
+    subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, timeout=300)
+    assert json.loads((run / "summary.json").read_text())["algo"] == "ppo"
+    assert (run / ".hydra" / "config.yaml").is_file()
+    out = subprocess.run(
+        [sys.executable, "evaluate.py", f"run={run}", "episodes=2", "baselines=[local]"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "| ppo |" in out.stdout and (run / "evaluate" / "eval.md").is_file()
