@@ -32,7 +32,7 @@ import torch
 from torch import fx, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from edgesplit.cost_models.network import INPUT, Candidate, Node
+from edgesplit.cost_models.network import INPUT, Candidate, Node, crossing_values
 
 __all__ = ["FLOAT32_BYTES", "TracedNetwork", "numel_of", "op_name", "trace_network"]
 
@@ -270,44 +270,6 @@ def trace_network(
         macs=total_flops // 2,
         params=params,
     )
-
-
-def crossing_values(nodes: Sequence[Node], result: Sequence[str]) -> list[list[str]]:
-    """Names of the values crossing each prefix cut ``k = 0..len(nodes)``.
-
-    Parameters
-    ----------
-    nodes
-        Nodes in topological order (their ``inputs`` name producers or ``"input"``).
-    result
-        Names of the values the network returns.
-
-    Returns
-    -------
-    list of list of str
-        For each ``k``, the values produced before node ``k`` (the input first) that a node
-        at position ``>= k`` reads or that the network returns, in production order.
-
-    >>> a = Node("a", "conv2d", ("input",), 0, 0, 0, 0, 1)
-    >>> b = Node("b", "conv2d", ("a",), 0, 0, 0, 0, 1)
-    >>> c = Node("c", "add", ("a", "b"), 0, 0, 0, 0, 1)
-    >>> crossing_values([a, b, c], ["c"])
-    [['input'], ['a'], ['a', 'b'], ['c']]
-    """
-    order = [INPUT, *(n.name for n in nodes)]
-    position = {name: i for i, name in enumerate(order)}  # input at 0, node j at j + 1
-    n = len(nodes)
-    last_use = dict.fromkeys(order, -1)  # last consuming node index; n + 1 for the result
-    for j, node in enumerate(nodes):
-        for p in node.inputs:
-            last_use[p] = max(last_use[p], j)
-    for r in result:
-        last_use[r] = n + 1
-    cuts: list[list[str]] = []
-    for k in range(n + 1):
-        # produced in the head: position <= k; consumed in the tail: last use >= k
-        cuts.append([v for v in order if position[v] <= k and last_use[v] >= k])
-    return cuts
 
 
 def prefix_candidates(
