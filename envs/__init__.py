@@ -3,7 +3,9 @@ PettingZoo faces.
 
 Importing this package registers ``edgesplit/SplitOffload-v0`` with Gymnasium (a
 centralised env with a native ``vector_entry_point``). The PettingZoo face is
-:mod:`edgesplit.envs.split_offload_v0`.
+:mod:`edgesplit.envs.split_offload_v0`. The observation encoder and action decoder,
+:mod:`edgesplit.envs.encoding`, need numpy only: where Gymnasium is not installed (an edge
+scheduler's host), importing this package skips the registration and the encoder still works.
 
 >>> import gymnasium as gym
 >>> import edgesplit.envs
@@ -11,16 +13,19 @@ centralised env with a native ``vector_entry_point``). The PettingZoo face is
 True
 """
 
-from gymnasium.envs.registration import register, registry
-
 ENV_ID = "edgesplit/SplitOffload-v0"
 
-if ENV_ID not in registry:
-    register(
-        id=ENV_ID,
-        entry_point="edgesplit.envs.gym_env:SplitOffloadEnv",
-        vector_entry_point="edgesplit.envs.gym_env:SplitOffloadVectorEnv",
-        kwargs={"scenario": "default"},
-    )
+try:
+    from gymnasium.envs.registration import register, registry
+except ImportError:  # pragma: no cover - numpy-only deployments (the scheduler)
+    pass
+else:
+    if ENV_ID not in registry:
+        register(
+            id=ENV_ID,
+            entry_point="edgesplit.envs.gym_env:SplitOffloadEnv",
+            vector_entry_point="edgesplit.envs.gym_env:SplitOffloadVectorEnv",
+            kwargs={"scenario": "default"},
+        )
 
 __all__ = ["ENV_ID"]

@@ -238,3 +238,35 @@ def test_render_ansi() -> None:
     env.step(env.action_space.sample())
     text = env.render()
     assert "slot 1/" in text and "pi_0" in text and "server backlog" in text
+
+
+def test_encoding_needs_numpy_only() -> None:
+    """The scheduler reuses the encoder on hosts without gymnasium, torch or pettingzoo."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for m in ('gymnasium', 'torch', 'pettingzoo', 'stable_baselines3'):\n"
+        "    sys.modules[m] = None\n"
+        "import edgesplit.envs.encoding as enc\n"
+        "assert callable(enc.encode_devices) and callable(enc.decode)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_environment_runs_without_torch() -> None:
+    """envs needs numpy, gymnasium and pettingzoo only: profiles load without torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = None\n"
+        "import gymnasium as gym\n"
+        "import edgesplit.envs\n"
+        "env = gym.make('edgesplit/SplitOffload-v0', scenario='default')\n"
+        "env.reset(seed=0)\n"
+        "env.step(env.action_space.sample())\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
