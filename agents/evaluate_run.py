@@ -6,10 +6,9 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from .evaluation import compare, evaluate_policy, markdown_table, summarise
+from .evaluation import compare, evaluate_policy, markdown_table, policy_predictor, summarise
 from .registry import get_agent
 
 __all__ = ["evaluate_run"]
@@ -33,8 +32,7 @@ def evaluate_run(run: str | Path, episodes: int, first_seed: int, baselines: lis
     model = spec.load_class().load(model_path, device="cpu")
     seeds = list(range(first_seed, first_seed + episodes))
 
-    def predict(obs: np.ndarray) -> np.ndarray:
-        return model.predict(obs, deterministic=True)[0]
+    predict = policy_predictor(model)
 
     results = compare(
         {spec.name: evaluate_policy(predict, kw, seeds)}, kw["scenario"], seeds, baselines

@@ -16,9 +16,9 @@ from edgesplit.envs.gym_env import SplitOffloadEnv, SplitOffloadVectorEnv
 
 from .baselines import make_baseline, run_episodes
 
-__all__ = ["compare", "evaluate_policy", "summarise"]
+__all__ = ["compare", "evaluate_policy", "policy_predictor", "summarise"]
 
-Predict = Callable[[np.ndarray], np.ndarray]
+Predict = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (obs, action masks) -> actions
 
 
 def _metrics(tot: dict[str, np.ndarray], horizon: int, n_dev: int) -> dict[str, np.ndarray]:
@@ -38,7 +38,8 @@ def evaluate_policy(
     env_kwargs: dict[str, Any],
     seeds: Sequence[int],
 ) -> dict[str, np.ndarray]:
-    """Per-seed metrics of ``predict`` (batched observations -> actions), one episode each.
+    """Per-seed metrics of ``predict`` (batched observations and action masks -> actions),
+    one episode each.
 
     Joint decision mode runs all seeds at once in the native VectorEnv; sequential mode
     runs one single env per seed.
@@ -59,23 +60,31 @@ def evaluate_policy(
     mode = env_kwargs.get("decision_mode", "joint")
     if mode == "joint":
         venv = SplitOffloadVectorEnv(num_envs=e, **env_kwargs)
-        obs, _ = venv.reset(seed=seeds)
+        obs, info = venv.reset(seed=seeds)
         horizon, n_dev = venv.scenario.horizon, venv.core.n_devices
         for _ in range(horizon):
-            obs, _, _, _, info = venv.step(predict(obs))
+            obs, _, _, _, info = venv.step(predict(obs, info["action_mask"]))
             add(slice(None), info)
         return _metrics(tot, horizon, n_dev)
     for i, s in enumerate(seeds):
         env = SplitOffloadEnv(**env_kwargs)
-        obs, _ = env.reset(seed=s)
+        obs, info = env.reset(seed=s)
         done = False
         while not done:
-            obs, _, term, trunc, info = env.step(predict(obs[None])[0])
+            obs, _, term, trunc, info = env.step(predict(obs[None], info["action_mask"][None])[0])
             done = term or trunc
             if "cost" in info:
                 add(i, info)
         horizon, n_dev = env.scenario.horizon, env.core.n_devices
     return _metrics(tot, horizon, n_dev)
+
+
+def policy_predictor(model: Any) -> Predict:
+    """Deterministic ``(obs, masks) -> actions`` of an SB3 model; maskable models get the
+    env's action masks (sb3-contrib's convention), the others ignore them."""
+    if type(model).__name__.startswith("Maskable"):
+        return lambda obs, masks: model.predict(obs, action_masks=masks, deterministic=True)[0]
+    return lambda obs, masks: model.predict(obs, deterministic=True)[0]
 
 
 def compare(

@@ -34,7 +34,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from edgesplit.envs import ENV_ID
 
-from .evaluation import compare, evaluate_policy, markdown_table, summarise
+from .evaluation import compare, evaluate_policy, markdown_table, policy_predictor, summarise
 from .registry import get_agent
 
 __all__ = ["AtomicCheckpoint", "env_kwargs", "train"]
@@ -156,8 +156,7 @@ def train(cfg: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     first, n_eval = int(cfg["eval"]["first_seed"]), int(cfg["eval"]["episodes"])
     seeds = list(range(first, first + n_eval))
 
-    def predict(obs: np.ndarray) -> np.ndarray:
-        return model.predict(obs, deterministic=True)[0]
+    predict = policy_predictor(model)
 
     learned = evaluate_policy(predict, kw, seeds)
     results = compare({spec.name: learned}, kw["scenario"], seeds, cfg["eval"]["baselines"])
