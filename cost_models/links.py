@@ -69,6 +69,7 @@ __all__ = [
     "FLOOR_MBPS",
     "SCHEMA",
     "SCHEMA_VERSION",
+    "LinkBank",
     "LinkCatalogue",
     "LinkClass",
     "LinkError",
@@ -1136,5 +1137,199 @@ class LinkProcess:
             out = self._flat.take(self._base + self._pos)
         else:
             out = np.full(self.shape, self._const)
+        self._rates = _readonly(out)
+        return self._rates
+
+
+class LinkBank:
+    """Links of several classes stepped as one batch.
+
+    Link ``l`` (the last axis of ``shape``) is of class ``links[l]``. Each link takes the
+    uniforms its class's :class:`LinkProcess` would take, from the first entries of its row of
+    ``u`` (the last axis of ``u`` is the largest count over the classes), and gives the same
+    rates as that process fed the same uniforms. All ``"markov"`` links, whatever their class,
+    are stepped together with per-link parameters, so a bank costs a handful of array
+    operations per slot however many classes it mixes; ``"trace"`` classes keep one
+    :class:`LinkProcess` each and ``"wired"`` links are constant.
+
+    Parameters
+    ----------
+    links : sequence of LinkClass
+        The class of each link, ``len(links) == shape[-1]``.
+    slot_s : float
+        Slot length in seconds.
+    shape : tuple of int
+        Shape of the batch, e.g. ``(n_envs, n_links)``; ``shape[0]`` is what
+        ``reset(..., mask=...)`` selects over.
+
+    Attributes
+    ----------
+    n_reset_uniforms, n_step_uniforms : int
+        Uniforms per link that :meth:`reset` and :meth:`step` take (the largest over the
+        classes; a link reads the first ones its class needs).
+    rates : numpy.ndarray
+        The current rates, float64 Mbps, ``shape``; read-only, as for :class:`LinkProcess`.
+
+    >>> import numpy as np
+    >>> from edgesplit.cost_models.links import LinkBank, load_links
+    >>> cat = load_links()
+    >>> bank = LinkBank([cat["lte"], cat["wifi"], cat["nr_5g"]], slot_s=0.1, shape=(4, 3))
+    >>> rng = np.random.default_rng(0)
+    >>> r0 = bank.reset(rng.random((4, 3, bank.n_reset_uniforms)))
+    >>> bank.step(rng.random((4, 3, bank.n_step_uniforms))).shape
+    (4, 3)
+    """
+
+    def __init__(self, links: Sequence[LinkClass], slot_s: float, shape: Sequence[int] | int):
+        if isinstance(shape, (int, np.integer)):
+            shape = (int(shape),)
+        shp = tuple(int(s) for s in shape)
+        links = list(links)
+        if not shp or len(links) != shp[-1]:
+            raise ValueError(
+                f"LinkBank: {len(links)} link classes for shape {shape!r} (need shape[-1])"
+            )
+        # LinkProcess validates slot_s and shape; one per class (they also give the
+        # per-class constants of the fused markov step)
+        by_class: dict[LinkClass, list[int]] = {}
+        for i, lc in enumerate(links):
+            by_class.setdefault(lc, []).append(i)
+        self.link_classes = links
+        self.slot_s = float(slot_s)
+        self.shape: tuple[int, ...] = shp
+        self._rates: np.ndarray | None = None
+        self._procs = {
+            lc: LinkProcess(lc, slot_s, (*shp[:-1], len(cols))) for lc, cols in by_class.items()
+        }
+        self.n_reset_uniforms = max(p.n_reset_uniforms for p in self._procs.values())
+        self.n_step_uniforms = max(p.n_step_uniforms for p in self._procs.values())
+        n_l = shp[-1]
+        # markov links: one fused process with per-link constants
+        mcols = [i for i, lc in enumerate(links) if isinstance(lc.params, MarkovParams)]
+        self._mcols: slice | np.ndarray = (
+            slice(None) if len(mcols) == n_l else np.array(mcols, dtype=np.intp)
+        )
+        self._has_markov = bool(mcols)
+        if mcols:
+            procs = [self._procs[links[i]] for i in mcols]
+            kmax = max(p._k for p in procs)
+            lev = np.zeros((len(mcols), kmax))
+            for r, p in enumerate(procs):
+                lev[r, : p._k] = p._log_levels
+                lev[r, p._k :] = p._log_levels[-1]
+            self._m_k = np.array([p._k for p in procs], dtype=np.intp)
+            self._m_kf = self._m_k.astype(np.float64)
+            self._m_log_levels = lev.reshape(-1)  # [Lm * kmax], row r at r * kmax
+            self._m_row = np.arange(len(mcols), dtype=np.intp) * kmax
+            self._m_p_switch = np.array([p._p_switch for p in procs])
+            self._m_k_over_p = np.array([p._k / p._p_switch for p in procs])
+            self._m_rho = np.array([p._rho for p in procs])
+            self._m_sigma = np.array([p._sigma for p in procs])
+            self._m_innov = np.array([p._innov for p in procs])
+            self._table = _normal_table()
+            self._ntab = float(self._table.size)
+            mshape = (*shp[:-1], len(mcols))
+            self._m_row_b = np.broadcast_to(self._m_row, mshape)
+            self._m_state = np.zeros(mshape, dtype=np.intp)
+            self._m_loglev = np.zeros(mshape)
+            self._m_x = np.zeros(mshape)
+            self._m_ibuf = np.zeros(mshape, dtype=np.intp)
+        # other classes: their own process over their columns
+        self._others = [
+            (self._procs[lc], np.array(cols, dtype=np.intp))
+            for lc, cols in by_class.items()
+            if not isinstance(lc.params, MarkovParams)
+        ]
+
+    @property
+    def rates(self) -> np.ndarray:
+        """Current rates (float64 Mbps, read-only); ``reset`` must have been called."""
+        if self._rates is None:
+            raise RuntimeError("LinkBank: call reset() first")
+        return self._rates
+
+    def __repr__(self) -> str:
+        names = sorted({lc.name for lc in self.link_classes})
+        return f"LinkBank({names}, slot_s={self.slot_s}, shape={self.shape})"
+
+    def _check(self, u: np.ndarray | None, n: int, what: str) -> np.ndarray:
+        want = (*self.shape, n)
+        if u is None:
+            if n == 0:
+                return np.zeros(want)
+            raise ValueError(f"{what}: expected uniforms of shape {want}, got None")
+        u = np.asarray(u, dtype=np.float64)
+        if u.shape != want:
+            raise ValueError(f"{what}: expected uniforms of shape {want}, got {u.shape}")
+        return u
+
+    def reset(self, u: np.ndarray | None, mask: np.ndarray | None = None) -> np.ndarray:
+        """(Re)initialise links from their stationary law; as :meth:`LinkProcess.reset`."""
+        u = self._check(u, self.n_reset_uniforms, "reset")
+        if mask is not None:
+            mask = np.asarray(mask)
+            if mask.dtype != np.bool_ or mask.shape != (self.shape[0],):
+                raise ValueError(
+                    f"reset: mask must be a bool array of shape ({self.shape[0]},), "
+                    f"got {mask.dtype} {mask.shape}"
+                )
+            if self._rates is None and not mask.all():
+                raise RuntimeError("LinkBank: the first reset() must cover every row")
+            rows: slice | np.ndarray = mask
+        else:
+            rows = slice(None)
+        out = np.empty(self.shape) if self._rates is None else self._rates.copy()
+        if self._has_markov:
+            uu = u[..., self._mcols, :][rows]
+            st = np.minimum((uu[..., 0] * self._m_kf).astype(np.intp), self._m_k - 1)
+            self._m_state[rows] = st
+            self._m_loglev[rows] = self._m_log_levels.take(self._m_row_b[rows] + st)
+            zi = (uu[..., 1] * self._ntab).astype(np.intp)
+            self._m_x[rows] = self._m_sigma * self._table.take(zi, mode="clip")
+            out[..., self._mcols] = np.exp(self._m_x + self._m_loglev)
+        for proc, cols in self._others:
+            uc = u[..., cols, : proc.n_reset_uniforms]
+            out[..., cols] = proc.reset(uc, mask=mask)
+        np.maximum(out, FLOOR_MBPS, out=out)
+        self._rates = _readonly(out)
+        return self._rates
+
+    def step(self, u: np.ndarray | None) -> np.ndarray:
+        """Advance every link by one slot and return the new rates; as
+        :meth:`LinkProcess.step`."""
+        if self._rates is None:
+            raise RuntimeError("LinkBank: call reset() first")
+        u = self._check(u, self.n_step_uniforms, "step")
+        if not self._has_markov:
+            out = np.empty(self.shape)
+        else:
+            um = u if isinstance(self._mcols, slice) else u[..., self._mcols, :]
+            u0 = um[..., 0]
+            hit = np.flatnonzero(u0 < self._m_p_switch)
+            if hit.size:
+                rr = hit % self._m_k.size
+                st = np.minimum(
+                    (u0.reshape(-1)[hit] * self._m_k_over_p[rr]).astype(np.intp),
+                    self._m_k[rr] - 1,
+                )
+                self._m_state.reshape(-1)[hit] = st
+                self._m_loglev.reshape(-1)[hit] = self._m_log_levels.take(self._m_row[rr] + st)
+            # fast factor: exact Ornstein-Uhlenbeck step of its log
+            np.multiply(um[..., 1], self._ntab, out=self._m_ibuf, casting="unsafe")
+            z = self._table.take(self._m_ibuf, mode="clip")
+            z *= self._m_innov
+            self._m_x *= self._m_rho
+            self._m_x += z
+            np.add(self._m_x, self._m_loglev, out=z)
+            if isinstance(self._mcols, slice):
+                out = np.exp(z, out=z)
+            else:
+                out = np.empty(self.shape)
+                out[..., self._mcols] = np.exp(z)
+        for proc, cols in self._others:
+            uc = u[..., cols, : proc.n_step_uniforms]
+            out[..., cols] = proc.step(uc)
+        if out.min() < FLOOR_MBPS:  # rare: cheaper to test than to clamp every slot
+            np.maximum(out, FLOOR_MBPS, out=out)
         self._rates = _readonly(out)
         return self._rates

@@ -510,3 +510,37 @@ def test_process_argument_errors(links):
         LinkProcess(links["lte"], 0.0, (3,))
     with pytest.raises(ValueError, match="shape"):
         LinkProcess(links["lte"], 0.1, (0, 2))
+
+
+def test_link_bank_equals_per_class_processes() -> None:
+    """A mixed bank gives bit-for-bit the rates of one LinkProcess per class, masked
+    resets included."""
+    from edgesplit.cost_models.links import LinkBank
+
+    cat = load_links()
+    names = ["lte", "wifi", "nr_5g", "hsdpa_3g", "trace_synthetic_3g", "wired_backhaul", "lte"]
+    classes = [cat[n] for n in names]
+    e, slot = 5, 0.1
+    bank = LinkBank(classes, slot, (e, len(classes)))
+    procs = [LinkProcess(c, slot, (e, 1)) for c in classes]
+    rng = np.random.default_rng(3)
+
+    def feed(u: np.ndarray, reset: bool, mask: np.ndarray | None = None) -> None:
+        got = bank.reset(u, mask=mask) if reset else bank.step(u)
+        for i, p in enumerate(procs):
+            k = p.n_reset_uniforms if reset else p.n_step_uniforms
+            ui = u[:, i : i + 1, :k]
+            want = p.reset(ui, mask=mask) if reset else p.step(ui)
+            np.testing.assert_array_equal(got[:, i], np.asarray(want)[:, 0], err_msg=names[i])
+
+    feed(rng.random((e, len(classes), bank.n_reset_uniforms)), True)
+    for t in range(60):
+        feed(
+            rng.random((e, len(classes), max(bank.n_step_uniforms, 1)))[
+                ..., : bank.n_step_uniforms
+            ],
+            False,
+        )
+        if t % 20 == 19:
+            mask = rng.random(e) < 0.5
+            feed(rng.random((e, len(classes), bank.n_reset_uniforms)), True, mask)
