@@ -32,10 +32,14 @@ application drawn from the device's mix; they join the device's queue and become
 the next slot; one task per device is decided per slot; tasks that find the queue full are
 dropped (``drop_penalty`` each).
 
-Randomness: a counter-based generator (splitmix64 over the environment's key, its slot
-counter, a stream id and the element index). Each environment's key is drawn from its own
-seeded ``numpy`` generator at reset, so a batch of environments reproduces exactly the same
-environments stepped one by one, whatever the batch size.
+Randomness: a counter-based generator. Each environment's key is drawn from its own seeded
+``numpy`` generator at reset; every random number of a slot is a hash (one splitmix64
+finaliser round) of the pre-mixed key, the environment's slot counter, a stream id and the
+element's index, so it depends on nothing else: a batch of environments reproduces exactly
+the same environments stepped one by one, whatever the batch size or their position in it.
+A slot draws one block of 64-bit words per environment (one per device for its arrivals, one
+per link for its step); each word gives two 32-bit uniforms. The applications of the second
+and later tasks arriving at a device in one slot (rare) are hashed individually.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgesplit.cost_models.links import LinkProcess
+from edgesplit.cost_models.links import LinkBank
 
 from .encoding import Decisions, Tables, encode_devices
 from .scenario import Scenario
@@ -58,10 +62,13 @@ _M2 = np.uint64(0x94D049BB133111EB)
 _K_T = np.uint64(0xD6E8FEB86659FD93)
 _K_S = np.uint64(0xA0761D6478BD642F)
 _K_I = np.uint64(0xE7037ED1A0B428DB)
-_S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
+_S30, _S27, _S31, _S11, _S32 = (np.uint64(k) for k in (30, 27, 31, 11, 32))
+_U32 = 1.0 / 4294967296.0
+_LO32 = np.uint64(0xFFFFFFFF)
+_U53 = 1.0 / 9007199254740992.0
 
 # stream ids of the counter-based generator
-_ARRIVALS, _APPS, _LINK_STEP, _LINK_RESET = 1, 2, 100, 200
+_SLOT, _LINK_RESET = 1, 200
 
 
 def _splitmix(z: np.ndarray) -> np.ndarray:
@@ -69,6 +76,31 @@ def _splitmix(z: np.ndarray) -> np.ndarray:
     z = (z ^ (z >> _S30)) * _M1
     z = (z ^ (z >> _S27)) * _M2
     return z ^ (z >> _S31)
+
+
+def _finalise(z: np.ndarray) -> np.ndarray:
+    """splitmix64's output function, in place on a uint64 array (returned)."""
+    z ^= z >> _S30
+    z *= _M1
+    z ^= z >> _S27
+    z *= _M2
+    z ^= z >> _S31
+    return z
+
+
+def _offsets(stream: int, idx: np.ndarray) -> np.ndarray:
+    """Per-element part of the generator's input for ``stream`` at element indices ``idx``."""
+    with np.errstate(over="ignore"):
+        return (
+            _GOLDEN
+            + np.uint64((stream * int(_K_S)) % 2**64)
+            + np.asarray(idx, dtype=np.uint64) * _K_I
+        )
+
+
+def _halves(words: np.ndarray) -> np.ndarray:
+    """Two uniforms in [0, 1) (32 bits each, low half first) per 64-bit word, ``[E, 2W]``."""
+    return words.astype("<u8", copy=False).view("<u4") * _U32
 
 
 @dataclass
@@ -93,6 +125,33 @@ class StepResult:
     dropped: np.ndarray  # tasks dropped at arrival this slot
     cost: np.ndarray  # per device, drops included
     team_reward: np.ndarray  # [E]
+
+
+# columns of the per-choice tables (see Core._choice_tables)
+_F_HEAD, _F_MBITS, _F_OFF, _F_NOTOFF, _F_WORK, _F_BH, _F_RTT, _F_INF, _F_EHEAD, _F_DL = range(10)
+_I_SPLIT, _I_TARGET, _I_AP, _I_NM = range(4)
+
+
+class _Pending:
+    """The pending task of every device at the current slot (computed once per slot)."""
+
+    __slots__ = ("app", "app0", "arr", "has", "kbase", "row", "wait")
+
+    def __init__(self, core: Core) -> None:
+        ta = core.tables
+        a_n = ta.n_apps
+        self.has = has = core.qlen > 0
+        hidx = core._qbase + core.qhead
+        app = core.qapp.take(hidx)
+        self.arr = core.qarr.take(hidx)
+        self.app0 = np.where(has, app, 0)  # app, 0 where none
+        app_x = np.where(has, app, a_n)  # app, A ("no task") where none
+        # row of (device, app or none) in the static tables
+        self.row = row = core._row_n + app_x
+        self.kbase = row * core._sj
+        self.wait = np.where(has, (core.t[:, None] - self.arr) * core.slot_s, 0.0)
+        for a in (has, self.app0, row):
+            a.flags.writeable = False
 
 
 class Core:
@@ -147,13 +206,59 @@ class Core:
         pmf[:, 1:] *= ph.arrival_mean[:, None] > 0
         self._arr_cdf = np.cumsum(pmf, axis=1)  # [N, K]
         self._app_cdf = ph.app_cdf
-        # link processes, one per link class
-        self._links = [
-            (LinkProcess(lc, sc.slot_s, (e, len(ni))), ni, mi)
-            for lc, ni, mi in ph.link_pairs.values()
-        ]
+        # the same cdfs as thresholds on 32-bit integer uniforms U (U / 2^32 >= c exactly
+        # when U >= ceil(c * 2^32)), each device's shifted by n * 2^33 so that one sorted
+        # array serves all devices: searchsorted gives n * K + (number of thresholds <= U)
+        shift = np.arange(n, dtype=np.uint64)[:, None] << np.uint64(33)
+        arr_thr = np.ceil(self._arr_cdf * 2.0**32).astype(np.uint64)
+        app_thr = np.ceil(self._app_cdf * 2.0**32).astype(np.uint64)
+        # a slot's arrival word w of a device gives U = w >> 32 (count) and w & (2^32 - 1)
+        # (app of the first task); "at least one arrival" is w >= thr0 << 32
+        never = arr_thr[:, 0] >= np.uint64(2**32)  # no arrivals (rate 0)
+        self._arr_hit = np.where(never, np.uint64(2**64 - 1), arr_thr[:, 0] << _S32)
+        self._arr_sorted = (arr_thr + shift).ravel()
+        self._app_sorted = (app_thr + shift).ravel()
+        self._shift = shift[:, 0]
+        self._arr_k0 = np.arange(n, dtype=np.int64) * self._qmax_arr
+        self._app_k0 = np.arange(n, dtype=np.int64) * ta.n_apps
+        # links: every (device, access point) link of every class in one bank
+        classes, ln, lm = [], [], []
+        for lc, ni, mi in ph.link_pairs.values():
+            classes += [lc] * len(ni)
+            ln.append(ni)
+            lm.append(mi)
+        self._n_links = len(classes)
+        if classes:
+            self._bank: LinkBank | None = LinkBank(classes, sc.slot_s, (e, len(classes)))
+            self._link_n = np.concatenate(ln).astype(np.intp)
+            self._link_m = np.concatenate(lm).astype(np.intp)
+            wr = (self._bank.n_reset_uniforms + 1) // 2  # words per link
+            ws = (self._bank.n_step_uniforms + 1) // 2
+        else:
+            self._bank, wr, ws = None, 0, 0
+        self._link_words = (wr, ws)
+        # generator layout of a slot: [arrivals (N) | link steps (L * ws)], then, hashed
+        # one by one, the apps of extra arrivals at index slot_words + n * kmax + m
+        self._slot_words = n + len(classes) * ws
+        self._off_slot = _offsets(_SLOT, np.arange(self._slot_words))
+        self._off_reset = _offsets(_LINK_RESET, np.arange(len(classes) * wr))
+        self._off_extra = _offsets(_SLOT, self._slot_words + np.arange(n * self._qmax_arr))
+        # flat (environment, device) index -> device, environment, its arrival word
+        self._dev_of = np.tile(np.arange(n, dtype=np.intp), e)
+        self._env_of = np.repeat(np.arange(e, dtype=np.intp), n)
+        self._word_of = self._env_of * self._slot_words + self._dev_of
+        # flat indices
+        a_n, s_n, j_n, m_n = ta.n_apps, ta.n_candidates, ta.n_targets, self.n_aps
+        self._qbase = (np.arange(e * n, dtype=np.intp) * q).reshape(e, n)
+        self._row_n = np.arange(n, dtype=np.intp) * (a_n + 1)
+        self._sj = s_n * j_n
+        self._bm = np.arange(e, dtype=np.intp)[:, None] * m_n
+        self._bj = np.arange(e, dtype=np.intp)[:, None] * j_n
+        self._bnm = np.arange(e, dtype=np.intp)[:, None] * (n * m_n)
+        self._ftab, self._itab = self._choice_tables()
         # state
         self.key = np.zeros(e, dtype=np.uint64)
+        self._mkey = np.zeros(e, dtype=np.uint64)
         self.t = np.zeros(e, dtype=np.int64)
         self.qapp = np.zeros((e, n, q), dtype=np.int64)
         self.qarr = np.zeros((e, n, q), dtype=np.int64)
@@ -162,19 +267,74 @@ class Core:
         self.dev_backlog = np.zeros((e, n))
         self.srv_backlog = np.zeros((e, ta.n_targets))
         self.rates = np.zeros((e, n, sc.n_servers))
+        self._pend: _Pending | None = None
+
+    def _choice_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """Everything static about a device's choice, by ``(device, app or none, split,
+        target)`` as chosen (before masking): float ``[K, 10]`` and int ``[K, 4]`` tables.
+
+        App index ``A`` stands for "no pending task": nothing runs, nothing is masked, the
+        split is reported as chosen. A masked split is replaced by all-local, an unreachable
+        target by the home edge (for every device, as the reported target)."""
+        ta, ph = self.tables, self.physics
+        n_n, a_n, s_n, j_n, m_n = (
+            ta.n_devices,
+            ta.n_apps,
+            ta.n_candidates,
+            ta.n_targets,
+            self.n_aps,
+        )
+        nn, aa, ss, jj = np.meshgrid(
+            np.arange(n_n), np.arange(a_n + 1), np.arange(s_n), np.arange(j_n), indexing="ij"
+        )
+        task = aa < a_n
+        ac = np.minimum(aa, a_n - 1)  # a valid app index to read tables with
+        last = self._last_valid[ac]
+        inf_s = task & (ss > last)
+        split = np.where(inf_s, last, ss)
+        reach = ta.reachable[nn, jj]
+        target = np.where(reach, jj, ta.home[nn])
+        inf_t = task & ~reach
+        off = task & (split != last)
+        ap = ta.ap_of_target[nn, target]
+        head = ta.head_s[nn, ac, split] * task
+        nbytes = ta.bytes_[ac, split] * off
+        rtt = np.where(off, ph.rtt_s[nn, ap], 0.0)
+        bh = np.zeros(off.shape)
+        if self.has_cloud:
+            cloud = off & (target == j_n - 1)
+            bh = np.where(cloud, nbytes * 8.0 / self._bh_rate, 0.0)
+            rtt = rtt + np.where(cloud, self._bh_rtt, 0.0)
+        f = np.zeros((*off.shape, 10))
+        f[..., _F_HEAD] = head
+        f[..., _F_MBITS] = nbytes * 8.0 / 1e6
+        f[..., _F_OFF] = off
+        f[..., _F_NOTOFF] = ~off
+        f[..., _F_WORK] = ta.tail_s[ac, split, target] * off
+        f[..., _F_BH] = bh
+        f[..., _F_RTT] = rtt
+        f[..., _F_INF] = inf_s | inf_t
+        f[..., _F_EHEAD] = ph.p_active_w[nn] * head
+        f[..., _F_DL] = np.where(task, self._deadline[ac], 1.0)
+        i = np.zeros((*off.shape, 4), dtype=np.intp)
+        i[..., _I_SPLIT] = split
+        i[..., _I_TARGET] = target
+        i[..., _I_AP] = ap
+        i[..., _I_NM] = nn * m_n + ap
+        return f.reshape(-1, 10), i.reshape(-1, 4)
 
     # randomness ------------------------------------------------------------------------
+    def _slot_base(self, t: np.ndarray) -> np.ndarray:
+        """``[E]`` per-environment part of the generator's input at slots ``t``."""
+        return self._mkey + (t + 1).astype(np.uint64) * _K_T
+
     def uniforms(self, stream: int, size: int, t: np.ndarray | None = None) -> np.ndarray:
-        """``[E, size]`` uniforms in [0, 1) for ``stream`` at each environment's slot."""
-        tt = (self.t if t is None else t).astype(np.uint64)
-        z = (
-            self.key[:, None]
-            + (tt[:, None] + np.uint64(1)) * _K_T
-            + np.uint64((stream * int(_K_S)) % 2**64)
-            + np.arange(size, dtype=np.uint64)[None, :] * _K_I
-        )
-        z = _splitmix(_splitmix(z))
-        return (z >> _S11).astype(np.float64) * (1.0 / 9007199254740992.0)
+        """``[E, size]`` uniforms in [0, 1) (53 bits) of ``stream`` at each environment's
+        slot (``t``, default the current one): element ``i`` of environment ``e`` depends
+        only on its key, its slot, ``stream`` and ``i``."""
+        base = self._slot_base(self.t if t is None else np.asarray(t))
+        z = _finalise(base[:, None] + _offsets(stream, np.arange(size))[None, :])
+        return (z >> _S11).astype(np.float64) * _U53
 
     # reset -----------------------------------------------------------------------------
     def reset(self, keys: np.ndarray, mask: np.ndarray | None = None) -> None:
@@ -184,68 +344,103 @@ class Core:
             mask = np.ones(self.num_envs, dtype=bool)
         keys = np.asarray(keys, dtype=np.uint64)
         self.key[mask] = keys[mask]
+        self._mkey[mask] = _splitmix(keys)[mask]
         self.t[mask] = 0
         self.qhead[mask] = 0
         self.qlen[mask] = 0
         self.dev_backlog[mask] = 0.0
         self.srv_backlog[mask] = 0.0
-        for g, (proc, ni, mi) in enumerate(self._links):
-            u = self.uniforms(_LINK_RESET + g, len(ni) * max(proc.n_reset_uniforms, 1))
-            u = u.reshape(self.num_envs, len(ni), -1)[..., : proc.n_reset_uniforms]
-            proc.reset(u, mask=mask)
-            self.rates[:, ni, mi] = proc.rates
-        # the first slot's tasks: arrivals drawn at slot -1
-        t_prev = self.t.copy()
-        t_prev[mask] = -1
-        self._arrive(mask, t_prev)
+        # the first slot's tasks and link states: drawn at slot -1
+        t_prev = np.where(mask, -1, self.t)
+        base = self._slot_base(t_prev)
+        bank = self._bank
+        if bank is not None:
+            u = _halves(_finalise(base[:, None] + self._off_reset[None, :]))
+            u = u.reshape(self.num_envs, self._n_links, -1)[..., : bank.n_reset_uniforms]
+            bank.reset(u, mask=mask)
+            self.rates[:, self._link_n, self._link_m] = bank.rates
+        words = _finalise(base[:, None] + self._off_slot[None, :])
+        self._arrive(mask, t_prev, words, base)
+        self._pend = None
 
     # arrivals --------------------------------------------------------------------------
-    def _arrive(self, mask: np.ndarray | None, t: np.ndarray) -> np.ndarray:
-        """Draw this slot's arrivals; returns the number dropped per device ``[E, N]``."""
-        n, q, kmax = self.n_devices, self.tables.queue_capacity, self._qmax_arr
-        u = self.uniforms(_ARRIVALS, n, t)  # [E, N]
-        count = (u[..., None] >= self._arr_cdf[None]).sum(-1)  # [E, N] in 0..kmax
+    def _arrive(
+        self, mask: np.ndarray | None, t: np.ndarray, words: np.ndarray, base: np.ndarray
+    ) -> np.ndarray | None:
+        """Draw the arrivals of slots ``t`` from their generator words ``[E, slot words]``
+        (``base``: the slots' generator input); returns the number dropped per device
+        ``[E, N]`` (None when none)."""
+        n, q = self.n_devices, self.tables.queue_capacity
+        hit = words[:, :n] >= self._arr_hit  # at least one arrival
         if mask is not None:
-            count = np.where(mask[:, None], count, 0)
-        room = q - self.qlen
-        accepted = np.minimum(count, room)
-        dropped = count - accepted
-        if accepted.any():
-            ua = self.uniforms(_APPS, n * kmax, t).reshape(self.num_envs, n, kmax)
-            apps = (ua[..., None] >= self._app_cdf[None, :, None, :]).sum(-1)  # [E, N, K]
-            np.minimum(apps, self.tables.n_apps - 1, out=apps)
-            for m in range(int(accepted.max())):
-                sel = accepted > m
-                ee, nn = np.nonzero(sel)
-                pos = (self.qhead[ee, nn] + self.qlen[ee, nn] + m) % q
-                self.qapp[ee, nn, pos] = apps[ee, nn, m]
-                self.qarr[ee, nn, pos] = t[ee] + 1
-            self.qlen += accepted
+            hit &= mask[:, None]
+        fi = np.flatnonzero(hit)  # flat (environment, device) indices
+        if not fi.size:
+            return None
+        nn = self._dev_of.take(fi)
+        w = words.reshape(-1).take(self._word_of.take(fi))
+        count = self._arr_sorted.searchsorted((w >> _S32) + self._shift.take(nn), "right")
+        count -= self._arr_k0.take(nn)
+        qlen_f = self.qlen.reshape(-1)
+        qlen = qlen_f.take(fi)
+        acc = np.minimum(count, q - qlen)
+        dropped = None
+        if (count > acc).any():
+            dropped = np.zeros(self.num_envs * n, dtype=np.int64)
+            dropped[fi] = count - acc
+            dropped = dropped.reshape(self.num_envs, n)
+        if acc.min() == 0:  # full queues
+            keep = acc > 0
+            fi, nn, w, acc, qlen = fi[keep], nn[keep], w[keep], acc[keep], qlen[keep]
+            if not fi.size:
+                return dropped
+        qlen_f.put(fi, qlen + acc)
+        u_app = w & _LO32
+        if acc.max() > 1:  # several arrivals at a device: one hashed uniform each for m >= 1
+            rep = np.repeat(np.arange(len(fi)), acc - 1)
+            first = np.cumsum(acc - 1) - (acc - 1)
+            mx = np.arange(len(rep)) - first[rep] + 1
+            fr, nr = fi[rep], nn[rep]
+            z = _finalise(base[fr // n] + self._off_extra[nr * self._qmax_arr + mx])
+            fi, nn = np.append(fi, fr), np.append(nn, nr)
+            qlen = np.append(qlen, qlen[rep] + mx)
+            u_app = np.append(u_app, z >> _S32)
+        apps = self._app_sorted.searchsorted(u_app + self._shift.take(nn), "right")
+        apps -= self._app_k0.take(nn)
+        np.minimum(apps, self.tables.n_apps - 1, out=apps)
+        flat = fi * q + (self.qhead.reshape(-1).take(fi) + qlen) % q
+        self.qapp.put(flat, apps)
+        self.qarr.put(flat, (t + 1).take(fi // n))
         return dropped
 
     # views -----------------------------------------------------------------------------
+    def _pending(self) -> _Pending:
+        p = self._pend
+        if p is None:
+            p = self._pend = _Pending(self)
+        return p
+
     def pending(self) -> tuple[np.ndarray, np.ndarray]:
-        """``has_task`` and ``app`` (0 where none) of each device's pending task, ``[E, N]``."""
-        has = self.qlen > 0
-        app = np.take_along_axis(self.qapp, self.qhead[..., None], axis=2)[..., 0]
-        return has, np.where(has, app, 0)
+        """``has_task`` and ``app`` (0 where none) of each device's pending task, ``[E, N]``
+        (read-only)."""
+        p = self._pending()
+        return p.has, p.app0
 
     def observe(self, out: np.ndarray | None = None) -> np.ndarray:
         """Per-device observations ``[E, N, D]`` (float32)."""
-        has, app = self.pending()
-        wait = self.t[:, None] - np.take_along_axis(self.qarr, self.qhead[..., None], 2)[..., 0]
-        wait = np.where(has, wait * self.slot_s, 0.0)
+        p = self._pending()
         return encode_devices(
             self.tables,
-            has,
-            app,
-            wait,
+            p.has,
+            p.app0,
+            p.wait,
             self.qlen,
             self.dev_backlog,
             self.rates,
             self.srv_backlog,
             self.t,
             out=out,
+            rows=p.row,
         )
 
     # step ------------------------------------------------------------------------------
@@ -263,70 +458,64 @@ class Core:
         devices from the slot (their tasks neither act nor contend). Arrivals and drops are
         not part of the outcome: :meth:`step` adds them.
         """
-        ta, ph = self.tables, self.physics
-        j_n, m_n = self.n_targets, self.n_aps
-        has, app = self.pending()
-        qarr_head = np.take_along_axis(self.qarr, self.qhead[..., None], 2)[..., 0]
-        t, dev_b, srv_b, rates_all = self.t, self.dev_backlog, self.srv_backlog, self.rates
+        p = self._pending()
+        has, app, wait_q, kbase = p.has, p.app0, p.wait, p.kbase
+        dev_b, srv_b, rates = self.dev_backlog, self.srv_backlog, self.rates
         if rows is not None:
-            has, app, qarr_head = has[rows], app[rows], qarr_head[rows]
-            t, dev_b, srv_b, rates_all = t[rows], dev_b[rows], srv_b[rows], rates_all[rows]
+            has, app, wait_q, kbase = has[rows], app[rows], wait_q[rows], kbase[rows]
+            dev_b, srv_b, rates = dev_b[rows], srv_b[rows], rates[rows]
         if active is not None:
             has = has & active
-        b_n = has.shape[0]
-        bi = np.arange(b_n)[:, None]
-        ni = self._nidx
-        last = self._last_valid[app]
-        split = np.asarray(dec.split)
-        target = np.asarray(dec.target)
-        inf_s = has & (split > last)
-        split = np.where(inf_s, last, split)
-        reach = ta.reachable[ni, target]
-        inf_t = has & ~reach
-        target = np.where(reach, target, ta.home[ni])
-        off = has & (split != last)
-        head = ta.head_s[ni, app, split] * has
-        nbytes = ta.bytes_[app, split] * off
-        ap = ta.ap_of_target[ni, target]
-        # bandwidth: tasks through one access point share it in proportion to wb
-        wb = np.where(off, dec.bw_weight, 0.0)
-        flat = (bi * m_n + ap).ravel()
-        tot_b = np.bincount(flat, weights=wb.ravel(), minlength=b_n * m_n)[flat].reshape(wb.shape)
-        rate = rates_all[bi, ni, ap] * 1e6
-        air = np.where(off, nbytes * 8.0 * tot_b / (np.where(off, wb, 1.0) * rate), 0.0)
-        rtt = np.where(off, ph.rtt_s[ni, ap], 0.0)
-        if self.has_cloud:
-            cloud = off & (target == j_n - 1)
-            transfer = air + np.where(cloud, nbytes * 8.0 / self._bh_rate, 0.0)
-            rtt = rtt + np.where(cloud, self._bh_rtt, 0.0)
+            wait_q = wait_q * has
+            kbase = np.where(has, kbase, (self._row_n + self.tables.n_apps) * self._sj)
+        b_n, j_n, m_n = has.shape[0], self.n_targets, self.n_aps
+        if b_n == self.num_envs:
+            bm, bj, bnm = self._bm, self._bj, self._bnm
         else:
-            transfer = air
+            bi = np.arange(b_n, dtype=np.intp)[:, None]
+            bm, bj, bnm = bi * m_n, bi * j_n, bi * (self.n_devices * m_n)
+        # everything static about each choice, in two gathers
+        split_req = np.asarray(dec.split)
+        k = kbase + split_req * j_n + dec.target
+        f = self._ftab.take(k, axis=0, mode="clip")
+        ci = self._itab.take(k, axis=0, mode="clip")
+        off = f[..., _F_OFF]
+        target = ci[..., _I_TARGET]
+        bw = np.asarray(dec.bw_weight, dtype=np.float64)
+        cpu = np.asarray(dec.cpu_weight, dtype=np.float64)
+        # bandwidth: tasks through one access point share it in proportion to wb
+        wb = bw * off
+        flat = bm + ci[..., _I_AP]
+        tot_b = np.bincount(flat.ravel(), weights=wb.ravel(), minlength=b_n * m_n).take(flat)
+        rate = rates.reshape(-1).take(bnm + ci[..., _I_NM])
+        air = f[..., _F_MBITS] * tot_b / ((wb + f[..., _F_NOTOFF]) * rate)
+        transfer = air + f[..., _F_BH]
         # compute: tasks with tail work on one target share it in proportion to wc
-        work = ta.tail_s[app, split, target] * off
+        work = f[..., _F_WORK]
         busy = work > 0
-        wc = np.where(busy, dec.cpu_weight, 0.0)
-        flat_j = (bi * j_n + target).ravel()
-        tot_c = np.bincount(flat_j, weights=wc.ravel(), minlength=b_n * j_n)[flat_j]
-        tail = np.where(busy, work * tot_c.reshape(work.shape) / np.where(busy, wc, 1.0), 0.0)
-        wait_q = np.where(has, (t[:, None] - qarr_head) * self.slot_s, 0.0)
+        wc = cpu * busy
+        flat_j = bj + target
+        tot_c = np.bincount(flat_j.ravel(), weights=wc.ravel(), minlength=b_n * j_n).take(flat_j)
+        tail = work * tot_c / np.where(busy, cpu, 1.0)
+        head = f[..., _F_HEAD]
         wait_d = dev_b * has
-        wait_s = np.where(
-            busy, np.maximum(0.0, srv_b[bi, target] - (wait_d + head + transfer)), 0.0
-        )
-        latency = wait_q + wait_d + head + transfer + rtt + wait_s + tail
-        energy = ph.p_active_w[None] * head + ph.p_tx_w[None] * air
-        dl = self._deadline[app]
-        miss = has & (latency > dl)
+        ready = wait_d + head + transfer
+        wait_s = np.maximum(srv_b.reshape(-1).take(flat_j) - ready, 0.0) * busy
+        rtt = f[..., _F_RTT]
+        latency = wait_q + ready + rtt + wait_s + tail
+        energy = f[..., _F_EHEAD] + self.physics.p_tx_w * air
+        dl = f[..., _F_DL]
+        miss = latency > dl
+        inf = f[..., _F_INF] > 0
         w_l, w_e, w_m, w_i, _ = self._w
-        inf = inf_s | inf_t
-        cost = np.where(has, w_l * latency / dl + w_e * energy + w_m * miss + w_i * inf, 0.0)
+        cost = w_l * latency / dl + w_e * energy + w_m * miss + w_i * inf
         res = StepResult(
             has_task=has,
             app=app,
-            split=split,
+            split=ci[..., _I_SPLIT],
             target=target,
-            bw_weight=np.asarray(dec.bw_weight, dtype=np.float64),
-            cpu_weight=np.asarray(dec.cpu_weight, dtype=np.float64),
+            bw_weight=bw,
+            cpu_weight=cpu,
             infeasible=inf,
             latency_s=latency,
             head_s=head,
@@ -351,24 +540,31 @@ class Core:
         has = res.has_task
         # backlogs carry over
         np.maximum(self.dev_backlog + res.head_s - self.slot_s, 0.0, out=self.dev_backlog)
-        load = np.bincount(res._flat_j, weights=res._work.ravel(), minlength=e_n * j_n)  # type: ignore[attr-defined]
+        load = np.bincount(res._flat_j.ravel(), weights=res._work.ravel(), minlength=e_n * j_n)  # type: ignore[attr-defined]
         np.maximum(
             self.srv_backlog + load.reshape(e_n, j_n) - self.slot_s, 0.0, out=self.srv_backlog
         )
         # the decided tasks leave the queue; this slot's arrivals join it
         self.qhead = (self.qhead + has) % self.tables.queue_capacity
         self.qlen = self.qlen - has
-        dropped = self._arrive(None, self.t)
-        if dropped.any():
+        base = self._slot_base(self.t)
+        words = _finalise(base[:, None] + self._off_slot[None, :])
+        dropped = self._arrive(None, self.t, words, base)
+        if dropped is not None:
             res.dropped = dropped
             res.cost = res.cost + self._w[4] * dropped
             res.team_reward = -res.cost.sum(1) / self.n_devices
         self.t = self.t + 1
         # links move on to the next slot
-        for g, (proc, nidx, midx) in enumerate(self._links):
-            k = proc.n_step_uniforms
-            u = self.uniforms(_LINK_STEP + g, len(nidx) * k) if k else np.zeros((e_n, 0))
-            self.rates[:, nidx, midx] = proc.step(u.reshape(e_n, len(nidx), k))
+        bank = self._bank
+        if bank is not None and bank.n_step_uniforms:
+            u = _halves(words[:, self.n_devices :]).reshape(e_n, self._n_links, -1)
+            bank.step(u[..., : bank.n_step_uniforms])
+            self.rates[:, self._link_n, self._link_m] = bank.rates
+        self._pend = None
+        for a in (res.has_task, res.app):  # no longer shared with the pending view
+            if a.base is None:
+                a.flags.writeable = True
         return res
 
     @property

@@ -98,6 +98,9 @@ class Tables:
                 f"bytes {self.bytes_.shape}"
             )
         self._static = self._static_blocks()
+        self._rows = self._static_rows()
+        self._rows_dl = self._row_deadlines()
+        self._nvec = self.action_nvec()
 
     # sizes -------------------------------------------------------------------------
     @property
@@ -149,6 +152,26 @@ class Tables:
         out *= self.valid[None, :, :, None]
         return out.reshape(n, a, s * (3 + j))
 
+    def _static_rows(self) -> np.ndarray:
+        """[N * (A + 1), D] float32: the parts of a device's observation that depend only on
+        the device and its pending task's app, row ``n * (A + 1) + a`` (``a = A``: no task),
+        with zeros in the columns that change from slot to slot."""
+        n, a, d = self.n_devices, self.n_apps, self.obs_dim
+        out = np.zeros((n, a + 1, d), dtype=np.float32)
+        out[:, :a, 0] = 1.0
+        out[:, :a, 1 : 1 + a] = np.eye(a)
+        i = 1 + a + 2
+        block = self.n_candidates * (3 + self.n_targets)
+        out[:, :a, i : i + block] = self._static
+        i += block + 1 + self.n_aps
+        out[:, :, i : i + self.n_targets] = self.reachable[:, None, :]
+        return out.reshape(n * (a + 1), d)
+
+    def _row_deadlines(self) -> np.ndarray:
+        """[N * (A + 1)] deadline of each static row's app (1 for no task)."""
+        dl = np.append(self.deadline_s, 1.0)
+        return np.tile(dl, self.n_devices)
+
     # serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists and numbers) for a policy manifest."""
@@ -179,6 +202,7 @@ def encode_devices(
     server_backlog_s: np.ndarray,
     t: np.ndarray,
     out: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """Encode a batch of system snapshots into per-device observations.
 
@@ -192,6 +216,11 @@ def encode_devices(
         ``[E, J]``.
     t:
         ``[E]`` current slot.
+    out:
+        optional ``[E, N, D]`` float32 array to write into (C-contiguous).
+    rows:
+        optional ``[E, N]`` ``n * (A + 1) + (app if has_task else A)``, when the caller
+        has it already (the simulator does).
 
     Returns
     -------
@@ -200,32 +229,22 @@ def encode_devices(
     e, n = has_task.shape
     ta = tables
     a_n, s_n, j_n, m_n = ta.n_apps, ta.n_candidates, ta.n_targets, ta.n_aps
-    d = ta.obs_dim
+    if rows is None:
+        rows = np.arange(n) * (a_n + 1) + np.where(has_task, app, a_n)
     if out is None:
-        out = np.empty((e, n, d), dtype=np.float32)
+        out = np.empty((e, n, ta.obs_dim), dtype=np.float32)
+    # has_task, app one-hot, candidate blocks, reachable: one gather of static rows
+    ta._rows.take(rows, axis=0, out=out, mode="clip")
     ls = ta.latency_scale_s
-    has = has_task.astype(np.float64)
-    i = 0
-    out[:, :, 0] = has
-    i = 1
-    onehot = out[:, :, i : i + a_n]
-    onehot[:] = 0.0
-    ee, nn = np.nonzero(has_task)
-    onehot[ee, nn, app[ee, nn]] = 1.0
-    i += a_n
-    dl = ta.deadline_s[app]
-    out[:, :, i] = has * wait_s / (wait_s + dl)
-    out[:, :, i + 1] = qlen / ta.queue_capacity
-    i += 2
-    block = s_n * (3 + j_n)
-    out[:, :, i : i + block] = ta._static[np.arange(n)[None, :], app] * has[..., None]
-    i += block
-    out[:, :, i] = device_backlog_s / (device_backlog_s + ls)
+    i = 1 + a_n
+    w = wait_s / (wait_s + ta._rows_dl.take(rows))
+    np.multiply(has_task, w, out=out[:, :, i])
+    np.divide(qlen, ta.queue_capacity, out=out[:, :, i + 1])
+    i += 2 + s_n * (3 + j_n)
+    np.divide(device_backlog_s, device_backlog_s + ls, out=out[:, :, i])
     i += 1
-    out[:, :, i : i + m_n] = rates_mbps / (rates_mbps + ta.rate_scale_mbps)
-    i += m_n
-    out[:, :, i : i + j_n] = ta.reachable[None]
-    i += j_n
+    np.divide(rates_mbps, rates_mbps + ta.rate_scale_mbps, out=out[:, :, i : i + m_n])
+    i += m_n + j_n
     out[:, :, i : i + j_n] = (server_backlog_s / (server_backlog_s + ls))[:, None, :]
     i += j_n
     out[:, :, i] = (t / ta.horizon)[:, None]
@@ -267,19 +286,20 @@ def decode(tables: Tables, action: np.ndarray, action_type: str, app: np.ndarray
     if action_type == "multidiscrete":
         if a.shape != (e, n, 4):
             raise ActionError(f"action: expected shape {(n, 4)} per environment, got {a.shape}")
-        if not np.issubdtype(a.dtype, np.integer):
+        if a.dtype.kind not in "iu":
             if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
                 raise ActionError(f"action: expected integers, got {a.reshape(-1)[:8]}...")
             a = a.astype(np.int64)
-        nvec = ta.action_nvec()
-        for k, what in enumerate(("split", "target", "bandwidth level", "compute level")):
-            _check_int(a[..., k], int(nvec[k]), names, what)
-        lv = ta.weight_levels
-        return Decisions(a[..., 0], a[..., 1], lv[a[..., 2]], lv[a[..., 3]])
+        nvec = ta._nvec
+        if a.min() < 0 or (a >= nvec).any():  # find the culprit for the message
+            for k, what in enumerate(("split", "target", "bandwidth level", "compute level")):
+                _check_int(a[..., k], int(nvec[k]), names, what)
+        w = ta.weight_levels.take(a[..., 2:])
+        return Decisions(a[..., 0], a[..., 1], w[..., 0], w[..., 1])
     if action_type == "discrete":
         if a.shape != (e, n):
             raise ActionError(f"action: expected shape {(n,)} per environment, got {a.shape}")
-        if not np.issubdtype(a.dtype, np.integer):
+        if a.dtype.kind not in "iu":
             if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
                 raise ActionError(f"action: expected integers, got {a.reshape(-1)[:8]}")
             a = a.astype(np.int64)

@@ -62,16 +62,31 @@ def _device_action_space(core: Core, action_type: str) -> spaces.Space:
     return spaces.Box(-1.0, 1.0, shape=(ta.n_targets + 3,), dtype=np.float32)
 
 
-def _masks(core: Core, action_type: str, has: np.ndarray, app: np.ndarray) -> np.ndarray:
-    """Per-device action masks ``[E, N, K]`` for the discrete views (True: allowed)."""
-    ta = core.tables
+def _mask_table(ta: Any, action_type: str) -> np.ndarray:
+    """Per-device action masks of every ``(device, app or none)`` row (see
+    :func:`~edgesplit.envs.encoding.encode_devices`), ``[N * (A + 1), K]``."""
+    n, a = ta.n_devices, ta.n_apps
+    # as a batch of A + 1 "environments": row a has app a pending everywhere (a = A: none)
+    has = np.broadcast_to((np.arange(a + 1) < a)[:, None], (a + 1, n))
+    app = np.broadcast_to(np.minimum(np.arange(a + 1), a - 1)[:, None], (a + 1, n))
     sm, tm = split_target_masks(ta, app, has)
     lv = np.ones((*app.shape, ta.n_levels), dtype=bool)
     if action_type == "multidiscrete":
-        return np.concatenate([sm, tm, lv, lv], axis=-1)
-    full = sm[..., :, None] & tm[..., None, :]  # [E, N, S, J]
-    l2 = ta.n_levels * ta.n_levels
-    return np.repeat(full.reshape(*full.shape[:-2], -1), l2, axis=-1)
+        m = np.concatenate([sm, tm, lv, lv], axis=-1)
+    else:
+        full = sm[..., :, None] & tm[..., None, :]  # [A + 1, N, S, J]
+        l2 = ta.n_levels * ta.n_levels
+        m = np.repeat(full.reshape(*full.shape[:-2], -1), l2, axis=-1)
+    return np.ascontiguousarray(m.transpose(1, 0, 2)).reshape(n * (a + 1), -1)
+
+
+def _masks(core: Core, action_type: str) -> np.ndarray:
+    """Per-device action masks ``[E, N, K]`` for the discrete views (True: allowed)."""
+    tabs = core.__dict__.setdefault("_mask_tables", {})
+    tab = tabs.get(action_type)
+    if tab is None:
+        tab = tabs[action_type] = _mask_table(core.tables, action_type)
+    return tab.take(core._pending().row, axis=0)
 
 
 def _info(res: StepResult, e: int | None = None) -> dict[str, Any]:
@@ -271,12 +286,8 @@ class SplitOffloadEnv(gym.Env):
         return np.concatenate([block, onehot, ap_load, work]).astype(np.float32)
 
     def _mask_now(self) -> np.ndarray:
-        has, app = self.core.pending()
         m = _masks(
-            self.core,
-            "multidiscrete" if self.action_type == "multidiscrete" else "discrete",
-            has,
-            app,
+            self.core, "multidiscrete" if self.action_type == "multidiscrete" else "discrete"
         )[0]
         if self.decision_mode == "joint":
             return m.reshape(-1)
@@ -313,7 +324,7 @@ class SplitOffloadEnv(gym.Env):
 
     def _obs(self) -> np.ndarray:
         if self.decision_mode == "joint":
-            return self._device_obs().reshape(-1).copy()
+            return self.core.observe().reshape(-1)  # a fresh array
         return self._seq_obs()
 
     # API -------------------------------------------------------------------------------
@@ -484,14 +495,13 @@ class SplitOffloadVectorEnv(VectorEnv):
         self.core.reset(self._keys(mask), mask)
         self._autoreset[:] = False
         self._last = None
-        obs = self.core.observe(out=self._obs_buf).reshape(e, -1).copy()
+        obs = self.core.observe().reshape(e, -1)  # a fresh array
         return obs, {"action_mask": self._masks()}
 
     def _masks(self) -> np.ndarray:
-        has, app = self.core.pending()
         if self.action_type == "continuous":
             return np.ones((self.num_envs, 1), dtype=bool)
-        return _masks(self.core, "multidiscrete", has, app).reshape(self.num_envs, -1)
+        return _masks(self.core, "multidiscrete").reshape(self.num_envs, -1)
 
     def action_masks(self) -> np.ndarray:
         """``[num_envs, ...]`` masks, as :meth:`SplitOffloadEnv.action_masks`."""
@@ -521,7 +531,7 @@ class SplitOffloadVectorEnv(VectorEnv):
             truncated[ar] = False
         self._autoreset = truncated.copy()
         self._last = res
-        obs = core.observe(out=self._obs_buf).reshape(e, -1).copy()
+        obs = core.observe().reshape(e, -1)  # a fresh array
         info = _info(res)
         if ar.any():
             for k, v in info.items():

@@ -124,8 +124,7 @@ class SplitOffloadParallelEnv(ParallelEnv):
         ``MultiDiscrete``; ``None`` for the continuous view."""
         if self.action_type == "continuous":
             return None
-        has, app = self.core.pending()
-        m = _masks(self.core, self.action_type, has, app)[0].astype(np.int8)
+        m = _masks(self.core, self.action_type)[0].astype(np.int8)
         if self.action_type == "discrete":
             return list(m)
         cuts = np.cumsum(self.core.tables.action_nvec())[:-1]
