@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edgesplit.envs.encoding import ActionError
 from edgesplit.envs.gym_env import SplitOffloadEnv
 
 NETWORKS = ["alexnet", "vgg16", "resnet18", "resnet50", "mobilenet_v2"]
@@ -82,3 +83,54 @@ def test_random_scenarios_and_actions(sc: dict, mode: tuple[str, str], seed: int
             assert (info["energy_j"] >= 0).all()
         if trunc:
             obs, info = env.reset()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    dev=st.integers(0, 5),
+    comp=st.integers(0, 3),
+    bad=st.one_of(st.integers(-(2**31), -1), st.integers(100, 2**31)),
+    seed=st.integers(0, 1000),
+)
+def test_out_of_range_multidiscrete_names_device_and_value(
+    dev: int, comp: int, bad: int, seed: int
+) -> None:
+    env = _ENVS["multidiscrete"]
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    a = env.action_space.sample().astype(np.int64)
+    a[dev * 4 + comp] = bad
+    name = env.core.tables.device_names[dev]
+    try:
+        env.step(a)
+    except ActionError as e:
+        assert name in str(e) and str(bad) in str(e)
+    else:  # pragma: no cover - the assertion is the test
+        raise AssertionError("no ActionError")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    dev=st.integers(0, 5),
+    comp=st.integers(0, 5),
+    bad=st.one_of(st.floats(1.001, 1e30), st.floats(-1e30, -1.001), st.just(float("nan"))),
+)
+def test_out_of_range_continuous_names_device_and_value(dev: int, comp: int, bad: float) -> None:
+    env = _ENVS["continuous"]
+    env.reset(seed=0)
+    a = np.zeros(env.action_space.shape, dtype=np.float64)
+    width = env.action_space.shape[0] // env.core.n_devices
+    a[dev * width + comp] = bad
+    name = env.core.tables.device_names[dev]
+    try:
+        env.step(a)
+    except ActionError as e:
+        assert name in str(e) and str(np.float64(bad)) in str(e)
+    else:  # pragma: no cover
+        raise AssertionError("no ActionError")
+
+
+_ENVS = {
+    "multidiscrete": SplitOffloadEnv(scenario="default"),
+    "continuous": SplitOffloadEnv(scenario="default", action_type="continuous"),
+}
