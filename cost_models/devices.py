@@ -46,6 +46,8 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from edgesplit.cost_models.errors import FieldError
+
 __all__ = [
     "BYTES_PER_ELEMENT",
     "KINDS",
@@ -107,7 +109,7 @@ _SOURCE_KEYS = frozenset((*NUMERIC_FIELDS, "kind", "tier", "precision"))
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-class DeviceError(ValueError):
+class DeviceError(FieldError):
     """A device catalogue is malformed, or a device class cannot serve a request.
 
     Parameters
@@ -121,19 +123,6 @@ class DeviceError(ValueError):
     problem
         What is wrong with it.
     """
-
-    def __init__(self, file: str | Path, field: str, value: Any, problem: str) -> None:
-        self.file = str(file)
-        self.field = field
-        self.value = value
-        self.problem = problem
-        text = repr(value)
-        if len(text) > 80:
-            text = text[:77] + "..."
-        super().__init__(f"{self.file}: {field}: {problem} (got {text})")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.file, self.field, self.value, self.problem))
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from edgesplit.cost_models.errors import FieldError
+
 __all__ = [
     "CANDIDATE_KINDS",
     "INPUT",
@@ -78,12 +80,7 @@ class _Missing:
 _MISSING: Any = _Missing()
 
 
-def _short_repr(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-class ProfileError(ValueError):
+class ProfileError(FieldError):
     """A network profile is malformed.
 
     Parameters
@@ -97,16 +94,6 @@ class ProfileError(ValueError):
     problem
         What is wrong with it.
     """
-
-    def __init__(self, file: str | Path, field: str, value: Any, problem: str) -> None:
-        self.file = str(file)
-        self.field = field
-        self.value = value
-        self.problem = problem
-        super().__init__(f"{self.file}: {field}: {problem} (got {_short_repr(value)})")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.file, self.field, self.value, self.problem))
 
 
 @dataclass(frozen=True)
