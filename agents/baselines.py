@@ -48,6 +48,8 @@ from edgesplit.envs.core import Core
 from edgesplit.envs.encoding import Decisions, Tables
 from edgesplit.envs.scenario import Scenario, load_scenario
 
+from .metrics import EpisodeTotals
+
 __all__ = [
     "BASELINES",
     "Baseline",
@@ -339,24 +341,11 @@ def run_episodes(
     core = Core(sc, len(seeds))
     core.reset(seed_keys(seeds))
     e = len(seeds)
-    tot = {k: np.zeros(e) for k in ("cost", "latency_s", "energy_j", "misses", "tasks", "drops")}
+    tot = EpisodeTotals(e)
     while not core.truncated.all():
         res = core.step(policy.decide(core))
-        tot["cost"] += res.cost.sum(1)
-        tot["latency_s"] += res.latency_s.sum(1)
-        tot["energy_j"] += res.energy_j.sum(1)
-        tot["misses"] += res.deadline_miss.sum(1)
-        tot["tasks"] += res.has_task.sum(1)
-        tot["drops"] += res.dropped.sum(1)
-    tasks = np.maximum(tot["tasks"], 1)
-    return {
-        "cost_per_slot": tot["cost"] / (sc.horizon * sc.n_devices),
-        "mean_latency_s": tot["latency_s"] / tasks,
-        "mean_energy_j": tot["energy_j"] / tasks,
-        "miss_rate": tot["misses"] / tasks,
-        "drops": tot["drops"],
-        "tasks": tot["tasks"],
-    }
+        tot.add(slice(None), **vars(res))
+    return tot.metrics(sc.horizon, sc.n_devices)
 
 
 def evaluate_baselines(

@@ -15,22 +15,11 @@ import numpy as np
 from edgesplit.envs.gym_env import SplitOffloadEnv, SplitOffloadVectorEnv
 
 from .baselines import make_baseline, run_episodes
+from .metrics import EpisodeTotals
 
 __all__ = ["compare", "evaluate_policy", "policy_predictor", "summarise"]
 
 Predict = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (obs, action masks) -> actions
-
-
-def _metrics(tot: dict[str, np.ndarray], horizon: int, n_dev: int) -> dict[str, np.ndarray]:
-    tasks = np.maximum(tot["tasks"], 1)
-    return {
-        "cost_per_slot": tot["cost"] / (horizon * n_dev),
-        "mean_latency_s": tot["latency_s"] / tasks,
-        "mean_energy_j": tot["energy_j"] / tasks,
-        "miss_rate": tot["misses"] / tasks,
-        "drops": tot["drops"],
-        "tasks": tot["tasks"],
-    }
 
 
 def evaluate_policy(
@@ -46,16 +35,7 @@ def evaluate_policy(
     """
     seeds = [int(s) for s in seeds]
     e = len(seeds)
-    keys = ("cost", "latency_s", "energy_j", "misses", "tasks", "drops")
-    tot = {k: np.zeros(e) for k in keys}
-
-    def add(i: Any, info: dict[str, Any]) -> None:
-        tot["cost"][i] += np.sum(info["cost"], axis=-1)
-        tot["latency_s"][i] += np.sum(info["latency_s"], axis=-1)
-        tot["energy_j"][i] += np.sum(info["energy_j"], axis=-1)
-        tot["misses"][i] += np.sum(info["deadline_miss"], axis=-1)
-        tot["tasks"][i] += np.sum(info["has_task"], axis=-1)
-        tot["drops"][i] += np.sum(info["dropped"], axis=-1)
+    tot = EpisodeTotals(e)
 
     mode = env_kwargs.get("decision_mode", "joint")
     if mode == "joint":
@@ -64,8 +44,8 @@ def evaluate_policy(
         horizon, n_dev = venv.scenario.horizon, venv.core.n_devices
         for _ in range(horizon):
             obs, _, _, _, info = venv.step(predict(obs, info["action_mask"]))
-            add(slice(None), info)
-        return _metrics(tot, horizon, n_dev)
+            tot.add(slice(None), **info)
+        return tot.metrics(horizon, n_dev)
     for i, s in enumerate(seeds):
         env = SplitOffloadEnv(**env_kwargs)
         obs, info = env.reset(seed=s)
@@ -74,9 +54,9 @@ def evaluate_policy(
             obs, _, term, trunc, info = env.step(predict(obs[None], info["action_mask"][None])[0])
             done = term or trunc
             if "cost" in info:
-                add(i, info)
+                tot.add(i, **info)
         horizon, n_dev = env.scenario.horizon, env.core.n_devices
-    return _metrics(tot, horizon, n_dev)
+    return tot.metrics(horizon, n_dev)
 
 
 def policy_predictor(model: Any) -> Predict:
