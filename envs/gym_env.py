@@ -80,6 +80,17 @@ def _mask_table(ta: Any, action_type: str) -> np.ndarray:
     return np.ascontiguousarray(m.transpose(1, 0, 2)).reshape(n * (a + 1), -1)
 
 
+def _joint_spaces(core: Core, action_type: str) -> tuple[spaces.Space, spaces.Box]:
+    """Action and observation spaces of one joint decision over every device."""
+    ta = core.tables
+    n = ta.n_devices
+    if action_type == "multidiscrete":
+        act: spaces.Space = spaces.MultiDiscrete(np.tile(ta.action_nvec(), n))
+    else:
+        act = spaces.Box(-1.0, 1.0, (n * (ta.n_targets + 3),), np.float32)
+    return act, spaces.Box(0.0, 1.0, (n * ta.obs_dim,), np.float32)
+
+
 def _masks(core: Core, action_type: str) -> np.ndarray:
     """Per-device action masks ``[E, N, K]`` for the discrete views (True: allowed)."""
     tabs = core.__dict__.setdefault("_mask_tables", {})
@@ -231,11 +242,7 @@ class SplitOffloadEnv(gym.Env):
         self._n = n
         dev_space = _device_action_space(self.core, at)
         if decision_mode == "joint":
-            if at == "multidiscrete":
-                self.action_space = spaces.MultiDiscrete(np.tile(ta.action_nvec(), n))
-            else:
-                self.action_space = spaces.Box(-1.0, 1.0, (n * (ta.n_targets + 3),), np.float32)
-            self.observation_space = spaces.Box(0.0, 1.0, (n * d,), np.float32)
+            self.action_space, self.observation_space = _joint_spaces(self.core, at)
         else:
             self.action_space = dev_space
             self.observation_space = spaces.Box(
@@ -457,11 +464,7 @@ class SplitOffloadVectorEnv(VectorEnv):
         ta = self.core.tables
         n, d = ta.n_devices, ta.obs_dim
         self._n = n
-        if at == "multidiscrete":
-            self.single_action_space = spaces.MultiDiscrete(np.tile(ta.action_nvec(), n))
-        else:
-            self.single_action_space = spaces.Box(-1.0, 1.0, (n * (ta.n_targets + 3),), np.float32)
-        self.single_observation_space = spaces.Box(0.0, 1.0, (n * d,), np.float32)
+        self.single_action_space, self.single_observation_space = _joint_spaces(self.core, at)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
         self.observation_space = gym.vector.utils.batch_space(
             self.single_observation_space, self.num_envs
