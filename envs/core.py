@@ -119,6 +119,7 @@ class StepResult:
     transfer_s: np.ndarray  # wireless + backhaul transfer, without round trips
     rtt_s: np.ndarray
     tail_s: np.ndarray
+    tail_work_s: np.ndarray  # the tail's work at a full share of the target (0 if none)
     wait_s: np.ndarray  # queue + device backlog + server backlog
     energy_j: np.ndarray
     deadline_miss: np.ndarray
@@ -522,6 +523,7 @@ class Core:
             transfer_s=transfer,
             rtt_s=rtt,
             tail_s=tail,
+            tail_work_s=work,
             wait_s=wait_q + wait_d + wait_s,
             energy_j=energy,
             deadline_miss=miss,
@@ -529,8 +531,6 @@ class Core:
             cost=cost,
             team_reward=-cost.sum(1) / self.n_devices,
         )
-        res._work = work  # type: ignore[attr-defined]
-        res._flat_j = flat_j  # type: ignore[attr-defined]
         return res
 
     def step(self, dec: Decisions) -> StepResult:
@@ -540,7 +540,8 @@ class Core:
         has = res.has_task
         # backlogs carry over
         np.maximum(self.dev_backlog + res.head_s - self.slot_s, 0.0, out=self.dev_backlog)
-        load = np.bincount(res._flat_j.ravel(), weights=res._work.ravel(), minlength=e_n * j_n)  # type: ignore[attr-defined]
+        flat_j = (self._bj + res.target).ravel()
+        load = np.bincount(flat_j, weights=res.tail_work_s.ravel(), minlength=e_n * j_n)
         np.maximum(
             self.srv_backlog + load.reshape(e_n, j_n) - self.slot_s, 0.0, out=self.srv_backlog
         )
