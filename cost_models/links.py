@@ -938,6 +938,22 @@ def stationary_stats(link: LinkClass, slot_s: float = 1.0) -> StationaryStats:
 # ---------------------------------------------------------------------------------------
 # the batched process
 # ---------------------------------------------------------------------------------------
+def _reset_rows(
+    mask: np.ndarray | None, n_rows: int, *, first: bool, who: str
+) -> slice | np.ndarray:
+    """The rows a ``reset(u, mask)`` re-draws: all, or those where ``mask`` is true."""
+    if mask is None:
+        return slice(None)
+    mask = np.asarray(mask)
+    if mask.dtype != np.bool_ or mask.shape != (n_rows,):
+        raise ValueError(
+            f"reset: mask must be a bool array of shape ({n_rows},), got {mask.dtype} {mask.shape}"
+        )
+    if first and not mask.all():
+        raise RuntimeError(f"{who}: the first reset() must cover every row")
+    return mask
+
+
 class LinkProcess:
     """A batch of independent links of one class, stepped slot by slot.
 
@@ -1054,18 +1070,7 @@ class LinkProcess:
             The rates of the current slot, float64 Mbps, ``shape``.
         """
         u = self._check(u, self.n_reset_uniforms, "reset")
-        if mask is not None:
-            mask = np.asarray(mask)
-            if mask.dtype != np.bool_ or mask.shape != (self.shape[0],):
-                raise ValueError(
-                    f"reset: mask must be a bool array of shape ({self.shape[0]},), "
-                    f"got {mask.dtype} {mask.shape}"
-                )
-            if self._rates is None and not mask.all():
-                raise RuntimeError("LinkProcess: the first reset() must cover every row")
-            rows: slice | np.ndarray = mask
-        else:
-            rows = slice(None)
+        rows = _reset_rows(mask, self.shape[0], first=self._rates is None, who="LinkProcess")
         p = self.link.params
         if isinstance(p, MarkovParams):
             uu = u[rows]
@@ -1266,18 +1271,7 @@ class LinkBank:
     def reset(self, u: np.ndarray | None, mask: np.ndarray | None = None) -> np.ndarray:
         """(Re)initialise links from their stationary law; as :meth:`LinkProcess.reset`."""
         u = self._check(u, self.n_reset_uniforms, "reset")
-        if mask is not None:
-            mask = np.asarray(mask)
-            if mask.dtype != np.bool_ or mask.shape != (self.shape[0],):
-                raise ValueError(
-                    f"reset: mask must be a bool array of shape ({self.shape[0]},), "
-                    f"got {mask.dtype} {mask.shape}"
-                )
-            if self._rates is None and not mask.all():
-                raise RuntimeError("LinkBank: the first reset() must cover every row")
-            rows: slice | np.ndarray = mask
-        else:
-            rows = slice(None)
+        rows = _reset_rows(mask, self.shape[0], first=self._rates is None, who="LinkBank")
         out = np.empty(self.shape) if self._rates is None else self._rates.copy()
         if self._has_markov:
             uu = u[..., self._mcols, :][rows]
