@@ -938,6 +938,18 @@ def stationary_stats(link: LinkClass, slot_s: float = 1.0) -> StationaryStats:
 # ---------------------------------------------------------------------------------------
 # the batched process
 # ---------------------------------------------------------------------------------------
+def _check_uniforms(u: np.ndarray | None, want: tuple[int, ...], what: str) -> np.ndarray:
+    """``u`` as float64 of shape ``want`` (``None`` stands for an empty last axis)."""
+    if u is None:
+        if want[-1] == 0:
+            return np.zeros(want)
+        raise ValueError(f"{what}: expected uniforms of shape {want}, got None")
+    u = np.asarray(u, dtype=np.float64)
+    if u.shape != want:
+        raise ValueError(f"{what}: expected uniforms of shape {want}, got {u.shape}")
+    return u
+
+
 def _reset_rows(
     mask: np.ndarray | None, n_rows: int, *, first: bool, who: str
 ) -> slice | np.ndarray:
@@ -1038,15 +1050,7 @@ class LinkProcess:
         return self._rates
 
     def _check(self, u: np.ndarray | None, n: int, what: str) -> np.ndarray:
-        want = (*self.shape, n)
-        if u is None:
-            if n == 0:
-                return np.zeros(want)
-            raise ValueError(f"{what}: expected uniforms of shape {want}, got None")
-        u = np.asarray(u, dtype=np.float64)
-        if u.shape != want:
-            raise ValueError(f"{what}: expected uniforms of shape {want}, got {u.shape}")
-        return u
+        return _check_uniforms(u, (*self.shape, n), what)
 
     def __repr__(self) -> str:
         return f"LinkProcess({self.link.name!r}, slot_s={self.slot_s}, shape={self.shape})"
@@ -1258,15 +1262,7 @@ class LinkBank:
         return f"LinkBank({names}, slot_s={self.slot_s}, shape={self.shape})"
 
     def _check(self, u: np.ndarray | None, n: int, what: str) -> np.ndarray:
-        want = (*self.shape, n)
-        if u is None:
-            if n == 0:
-                return np.zeros(want)
-            raise ValueError(f"{what}: expected uniforms of shape {want}, got None")
-        u = np.asarray(u, dtype=np.float64)
-        if u.shape != want:
-            raise ValueError(f"{what}: expected uniforms of shape {want}, got {u.shape}")
-        return u
+        return _check_uniforms(u, (*self.shape, n), what)
 
     def reset(self, u: np.ndarray | None, mask: np.ndarray | None = None) -> np.ndarray:
         """(Re)initialise links from their stationary law; as :meth:`LinkProcess.reset`."""

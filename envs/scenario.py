@@ -235,6 +235,11 @@ class _Checker:
             raise self.fail(path, v, f"must be <= {high}")
         return int(v) if integer else float(v)
 
+    def nonempty_list(self, v: Any, path: str, what: str = "expected a non-empty list") -> list:
+        if not isinstance(v, (list, tuple)) or not v:
+            raise self.fail(path, v, what)
+        return list(v)
+
     def string(self, v: Any, path: str) -> str:
         if not isinstance(v, str) or not v:
             raise self.fail(path, v, "expected a non-empty string")
@@ -273,17 +278,14 @@ def _build(raw: Mapping[str, Any], source: str) -> Scenario:
     horizon = ck.number(raw.get("horizon", 200), "horizon", low=1, integer=True)
     qcap = ck.number(raw.get("queue_capacity", 4), "queue_capacity", low=1, high=64, integer=True)
     levels_raw = raw.get("weight_levels", [0.25, 0.5, 1.0])
-    if not isinstance(levels_raw, (list, tuple)) or not levels_raw:
-        raise ck.fail("weight_levels", levels_raw, "expected a non-empty list")
+    levels_raw = ck.nonempty_list(levels_raw, "weight_levels")
     levels = tuple(
         ck.number(v, f"weight_levels[{i}]", low=0.0, low_open=True, high=1.0)
         for i, v in enumerate(levels_raw)
     )
 
     # applications
-    apps_raw = raw["applications"]
-    if not isinstance(apps_raw, (list, tuple)) or not apps_raw:
-        raise ck.fail("applications", apps_raw, "expected a non-empty list")
+    apps_raw = ck.nonempty_list(raw["applications"], "applications")
     apps: list[AppSpec] = []
     for i, a in enumerate(apps_raw):
         p = f"applications[{i}]"
@@ -297,9 +299,9 @@ def _build(raw: Mapping[str, Any], source: str) -> Scenario:
         raise ck.fail("applications", app_names, "application names must be unique")
 
     # servers
-    srv_raw = raw["servers"]
-    if not isinstance(srv_raw, (list, tuple)) or not srv_raw:
-        raise ck.fail("servers", srv_raw, "expected a non-empty list of edge servers")
+    srv_raw = ck.nonempty_list(
+        raw["servers"], "servers", "expected a non-empty list of edge servers"
+    )
     servers = []
     for i, s in enumerate(srv_raw):
         p = f"servers[{i}]"
@@ -322,9 +324,7 @@ def _build(raw: Mapping[str, Any], source: str) -> Scenario:
         )
 
     # devices (groups with count expand to name_0, name_1, ...)
-    dev_raw = raw["devices"]
-    if not isinstance(dev_raw, (list, tuple)) or not dev_raw:
-        raise ck.fail("devices", dev_raw, "expected a non-empty list")
+    dev_raw = ck.nonempty_list(raw["devices"], "devices")
     devices: list[DeviceSpec] = []
     for i, d in enumerate(dev_raw):
         p = f"devices[{i}]"
