@@ -9,6 +9,12 @@ live in ``edgesplit/envs/scenarios/`` and are found by name (``"default"``, ``"s
 Units are in the field names or comments: seconds (``_s``), hertz (``_hz``), joules
 (``_j``), megabits per second (``_mbps``).
 
+A practitioner's own board and network drop in without touching the package: profile the
+network on the board (``python -m edgesplit.cost_models.profile ... --device-class my_board``),
+add ``my_board`` to a copy of the device catalogue, and point the scenario at both
+(``network: my_net.json`` in an application, ``device_catalogue: my_devices.json``; relative
+paths are resolved against the scenario file's folder).
+
 Example
 -------
 >>> from edgesplit.envs.scenario import load_scenario
@@ -132,6 +138,8 @@ class Scenario:
     devices: tuple[DeviceSpec, ...]
     reward: RewardSpec = field(default_factory=RewardSpec)
     costs: CostSpec = field(default_factory=CostSpec)
+    device_catalogue: str | None = None  # path; None: the shipped catalogue
+    link_catalogue: str | None = None  # path; None: the shipped catalogue
     source: str = "<dict>"
 
     @property
@@ -188,6 +196,8 @@ class Scenario:
             ],
             "reward": {f.name: getattr(self.reward, f.name) for f in fields(RewardSpec)},
             "costs": {f.name: getattr(self.costs, f.name) for f in fields(CostSpec)},
+            "device_catalogue": self.device_catalogue,
+            "link_catalogue": self.link_catalogue,
         }
 
 
@@ -250,7 +260,7 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _build(raw: Mapping[str, Any], source: str) -> Scenario:
+def _build(raw: Mapping[str, Any], source: str, base: Path | None = None) -> Scenario:
     ck = _Checker(source)
     if isinstance(raw, Mapping) and isinstance(raw.get("name"), str):
         nm = raw["name"]
@@ -268,6 +278,8 @@ def _build(raw: Mapping[str, Any], source: str) -> Scenario:
             "cloud",
             "reward",
             "costs",
+            "device_catalogue",
+            "link_catalogue",
         },
     )
     name = ck.string(raw["name"], "name")
@@ -406,6 +418,25 @@ def _build(raw: Mapping[str, Any], source: str) -> Scenario:
         )
     costs = CostSpec(**cvals)
 
+    def path_field(key: str) -> str | None:
+        v = raw.get(key)
+        if v is None:
+            return None
+        pth = Path(ck.string(v, key))
+        if base is not None and not pth.is_absolute():
+            pth = base / pth
+        if not pth.is_file():
+            raise ck.fail(key, v, f"no such file ({pth})")
+        return str(pth)
+
+    def network_path(v: str) -> str:
+        # a network is a shipped name or a profile path (relative to the scenario file)
+        if base is not None and v.endswith(".json") and not Path(v).is_absolute():
+            return str(base / v)
+        return v
+
+    apps = [AppSpec(a.name, network_path(a.network), a.deadline_s) for a in apps]
+
     return Scenario(
         name=name,
         description=desc,
@@ -419,6 +450,8 @@ def _build(raw: Mapping[str, Any], source: str) -> Scenario:
         devices=tuple(devices),
         reward=reward,
         costs=costs,
+        device_catalogue=path_field("device_catalogue"),
+        link_catalogue=path_field("link_catalogue"),
         source=source,
     )
 
@@ -478,7 +511,7 @@ def load_scenario(spec: str | Path | Mapping[str, Any] | Scenario) -> Scenario:
             raw = _read_file(path)
             if not isinstance(raw, Mapping):
                 raise ScenarioError(f"scenario file {path}: expected a mapping at the top level")
-            return _build(raw, str(path))
+            return _build(raw, str(path), base=path.resolve().parent)
         raise ScenarioError(
             f"scenario {s!r}: neither a shipped scenario ({available_scenarios()}) nor a file"
         )

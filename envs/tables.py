@@ -48,8 +48,8 @@ def build(
     device class or link class that the catalogues do not have.
     """
     sc = scenario
-    devices = devices or load_devices()
-    links = links or load_links()
+    devices = devices or load_devices(sc.device_catalogue)
+    links = links or load_links(sc.link_catalogue)
 
     def dev_class(name: str, field: str):
         if name not in devices:

@@ -24,6 +24,7 @@ from edgesplit.envs.gym_env import SplitOffloadEnv, SplitOffloadVectorEnv
 from edgesplit.envs.scenario import ScenarioError, available_scenarios, load_scenario
 
 SCENARIOS = available_scenarios()
+REPO_ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 MODES = [
     ("joint", "multidiscrete"),
     ("joint", "continuous"),
@@ -270,3 +271,43 @@ def test_environment_runs_without_torch() -> None:
         "env.step(env.action_space.sample())\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_own_board_and_profile_drop_in(tmp_path) -> None:
+    """A practitioner's profile of their own board, a catalogue naming the board, and a
+    scenario file pointing at both (relative paths) build a working environment whose head
+    latencies are that profile's measured medians."""
+    import json
+
+    import yaml
+
+    from edgesplit.cost_models.network import load_network
+
+    shipped = REPO_ROOT / "cost_models"
+    prof = json.loads((shipped / "profiles" / "alexnet.json").read_text())
+    prof["measurements"] = {"my_board": prof["measurements"]["x86_cpu_1t"]}
+    prof["name"] = "my_alexnet"
+    (tmp_path / "my_alexnet.json").write_text(json.dumps(prof))
+    cat = json.loads((shipped / "data" / "devices.json").read_text())
+    cat["classes"]["my_board"] = dict(cat["classes"]["x86_cpu_1t"])
+    (tmp_path / "my_devices.json").write_text(json.dumps(cat))
+    d = load_scenario("single").to_dict()
+    d["applications"] = [{"network": "my_alexnet.json", "deadline_s": 0.3}]
+    d["devices"][0]["device_class"] = "my_board"
+    d["devices"][0]["apps"] = {"my_alexnet.json": 1.0}
+    d["device_catalogue"] = "my_devices.json"
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(d))
+
+    env = SplitOffloadEnv(scenario=str(tmp_path / "mine.yaml"))
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    ta = env.core.tables
+    p = load_network(tmp_path / "my_alexnet.json")
+    head, _ = p.split_latency(p.measurements["my_board"].median_s)
+    k = ta.n_valid[0]
+    assert ta.head_s[0, 0, k - 1] == pytest.approx(head[-1])  # all-local = the whole network
+
+    d["device_catalogue"] = "missing.json"
+    (tmp_path / "broken.yaml").write_text(yaml.safe_dump(d))
+    with pytest.raises(ScenarioError, match=r"device_catalogue.*missing\.json"):
+        load_scenario(tmp_path / "broken.yaml")
