@@ -44,17 +44,61 @@ and later tasks arriving at a device in one slot (rare) are hashed individually.
 
 from __future__ import annotations
 
+import importlib.util
+import warnings
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
-from edgesplit.cost_models.links import LinkBank
+from edgesplit.cost_models.links import FLOOR_MBPS, LinkBank
 
-from .encoding import Decisions, Tables, encode_devices
+from .encoding import MIN_WEIGHT, Decisions, Tables, decode, encode_devices
 from .scenario import Scenario
 from .tables import Physics, build
 
-__all__ = ["Core", "StepResult"]
+__all__ = ["BACKENDS", "PACKED_ROWS", "Core", "Packed", "StepResult"]
+
+BACKENDS = ("auto", "numba", "numpy")
+
+#: rows of a packed step result (float64, int64, bool arrays ``[rows, E, N]``): the
+#: :class:`StepResult` fields, then the next slot's pending view; the team reward is column 0
+#: of its row. The compiled step writes this layout (:mod:`edgesplit.envs._kernel` checks it).
+PACKED_ROWS = (
+    (
+        "latency_s",
+        "head_s",
+        "transfer_s",
+        "rtt_s",
+        "tail_s",
+        "tail_work_s",
+        "wait_s",
+        "energy_j",
+        "cost",
+        "bw_weight",
+        "cpu_weight",
+        "next_wait",
+        "team_reward",
+    ),
+    ("app", "split", "target", "dropped", "next_app", "next_row"),
+    ("has_task", "infeasible", "deadline_miss", "next_has"),
+)
+_R_WAIT, _R_REWARD = PACKED_ROWS[0].index("next_wait"), PACKED_ROWS[0].index("team_reward")
+_R_APP, _R_ROW = PACKED_ROWS[1].index("next_app"), PACKED_ROWS[1].index("next_row")
+_R_HAS = PACKED_ROWS[2].index("next_has")
+Packed = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+@cache
+def _numba_available() -> bool:
+    if importlib.util.find_spec("numba") is None:
+        return False
+    try:  # installed but unusable (e.g. built for another numpy) counts as missing
+        import numba  # noqa: F401
+    except Exception:  # pragma: no cover - depends on the installation
+        return False
+    return True
+
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -136,7 +180,21 @@ _I_SPLIT, _I_TARGET, _I_AP, _I_NM = range(4)
 class _Pending:
     """The pending task of every device at the current slot (computed once per slot)."""
 
-    __slots__ = ("app", "app0", "arr", "has", "kbase", "row", "wait")
+    __slots__ = ("_kbase", "_sj", "app0", "has", "row", "wait")
+
+    @classmethod
+    def of(cls, has: np.ndarray, app0: np.ndarray, row: np.ndarray, wait: np.ndarray, sj: int):
+        """The view from arrays the compiled step computed."""
+        p = cls.__new__(cls)
+        p.has, p.app0, p.row, p.wait, p._sj, p._kbase = has, app0, row, wait, sj, None
+        return p
+
+    @property
+    def kbase(self) -> np.ndarray:
+        """First row of each device's choices in the static tables."""
+        if self._kbase is None:
+            self._kbase = self.row * self._sj
+        return self._kbase
 
     def __init__(self, core: Core) -> None:
         ta = core.tables
@@ -144,13 +202,13 @@ class _Pending:
         self.has = has = core.qlen > 0
         hidx = core._qbase + core.qhead
         app = core.qapp.take(hidx)
-        self.arr = core.qarr.take(hidx)
+        arr = core.qarr.take(hidx)
         self.app0 = np.where(has, app, 0)  # app, 0 where none
         app_x = np.where(has, app, a_n)  # app, A ("no task") where none
         # row of (device, app or none) in the static tables
         self.row = row = core._row_n + app_x
-        self.kbase = row * core._sj
-        self.wait = np.where(has, (core.t[:, None] - self.arr) * core.slot_s, 0.0)
+        self._sj, self._kbase = core._sj, None
+        self.wait = np.where(has, (core.t[:, None] - arr) * core.slot_s, 0.0)
         for a in (has, self.app0, row):
             a.flags.writeable = False
 
@@ -164,6 +222,14 @@ class Core:
         a validated :class:`~edgesplit.envs.scenario.Scenario`.
     num_envs:
         batch size ``E``.
+    tables:
+        prebuilt ``(Tables, Physics)`` of the scenario (built when omitted).
+    backend:
+        ``"numba"`` (the compiled step of :mod:`edgesplit.envs._kernel`), ``"numpy"`` (the
+        reference implementation below) or ``"auto"`` (numba when it can be imported, else
+        numpy, with a warning). Both give the same dynamics; ``tests/test_backends.py``
+        checks them against each other. :meth:`resolve` (pure, used by the oracle
+        baselines) and :meth:`reset` are numpy in both.
     """
 
     def __init__(
@@ -171,6 +237,7 @@ class Core:
         scenario: Scenario,
         num_envs: int = 1,
         tables: tuple[Tables, Physics] | None = None,
+        backend: str = "auto",
     ) -> None:
         self.scenario = sc = scenario
         self.num_envs = e = int(num_envs)
@@ -213,6 +280,7 @@ class Core:
         shift = np.arange(n, dtype=np.uint64)[:, None] << np.uint64(33)
         arr_thr = np.ceil(self._arr_cdf * 2.0**32).astype(np.uint64)
         app_thr = np.ceil(self._app_cdf * 2.0**32).astype(np.uint64)
+        self._arr_thr, self._app_thr = arr_thr, app_thr
         # a slot's arrival word w of a device gives U = w >> 32 (count) and w & (2^32 - 1)
         # (app of the first task); "at least one arrival" is w >= thr0 << 32
         never = arr_thr[:, 0] >= np.uint64(2**32)  # no arrivals (rate 0)
@@ -269,6 +337,33 @@ class Core:
         self.srv_backlog = np.zeros((e, ta.n_targets))
         self.rates = np.zeros((e, n, sc.n_servers))
         self._pend: _Pending | None = None
+        self.backend = self._choose_backend(backend)
+        self._k: _KernelArgs | None = _KernelArgs(self) if self.backend == "numba" else None
+        self._kview: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._kobs: np.ndarray | None = None
+
+    def _choose_backend(self, backend: str) -> str:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend: {backend!r} is not one of {BACKENDS}")
+        if backend == "numpy":
+            return "numpy"
+        bank = self._bank
+        if bank is not None and any(p.n_step_uniforms for p, _ in bank._others):
+            # a link class the compiled step does not know how to feed
+            if backend == "numba":
+                raise ValueError("backend: 'numba' cannot step this scenario's link classes")
+            return "numpy"
+        if not _numba_available():
+            if backend == "numba":
+                raise ImportError("backend: 'numba' needs the numba package (pip install numba)")
+            warnings.warn(
+                "edgesplit: numba is not installed; the simulator runs on its numpy backend "
+                "(same dynamics, about 10-50x slower per step)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return "numpy"
+        return "numba"
 
     def _choice_tables(self) -> tuple[np.ndarray, np.ndarray]:
         """Everything static about a device's choice, by ``(device, app or none, split,
@@ -360,9 +455,13 @@ class Core:
             u = u.reshape(self.num_envs, self._n_links, -1)[..., : bank.n_reset_uniforms]
             bank.reset(u, mask=mask)
             self.rates[:, self._link_n, self._link_m] = bank.rates
+            if self._k is not None:  # the compiled step keeps the bank's rates in place
+                self._k.adopt_rates(bank)
         words = _finalise(base[:, None] + self._off_slot[None, :])
         self._arrive(mask, t_prev, words, base)
         self._pend = None
+        self._kview = None
+        self._kobs = None
 
     # arrivals --------------------------------------------------------------------------
     def _arrive(
@@ -428,7 +527,14 @@ class Core:
         return p.has, p.app0
 
     def observe(self, out: np.ndarray | None = None) -> np.ndarray:
-        """Per-device observations ``[E, N, D]`` (float32)."""
+        """Per-device observations ``[E, N, D]`` (float32); a fresh array unless ``out``."""
+        ko = self._kobs
+        if ko is not None:  # written by the compiled step
+            if out is None:
+                self._kobs = None  # handed over: the next call encodes again
+                return ko
+            np.copyto(out, ko)
+            return out
         p = self._pending()
         return encode_devices(
             self.tables,
@@ -535,6 +641,127 @@ class Core:
 
     def step(self, dec: Decisions) -> StepResult:
         """Resolve one slot for every environment with decisions ``[E, N]`` and move on."""
+        return self.result_of(self.step_packed(dec))
+
+    def step_packed(self, dec: Decisions) -> Packed:
+        """:meth:`step`, returning the packed result (see :meth:`result_of`)."""
+        k = self._k
+        if k is None:
+            return self._pack(self._step_numpy(dec))
+        di = np.empty((2, *k.shape), dtype=np.int64)
+        di[0] = dec.split
+        di[1] = dec.target
+        df = np.empty((2, *k.shape))
+        df[0] = dec.bw_weight
+        df[1] = dec.cpu_weight
+        out = self._kstep(0, k.dummy_ai, k.dummy_af, di, df)
+        assert out is not None  # decisions are not validated: nothing to refuse
+        return out
+
+    def step_action(self, action: np.ndarray, action_type: str) -> StepResult:
+        """Decode raw actions ``[E, N, ...]`` of ``action_type`` and step. Raises
+        :class:`~edgesplit.envs.encoding.ActionError` naming the device and the value, before
+        any state changes, when an action is malformed or out of range."""
+        return self.result_of(self.step_action_packed(action, action_type))
+
+    def step_action_packed(self, action: np.ndarray, action_type: str) -> Packed:
+        """:meth:`step_action`, returning the packed result (the compiled backend decodes
+        and steps in one call)."""
+        k = self._k
+        if k is not None and action_type != "discrete":
+            a = action
+            if action_type == "multidiscrete":
+                if a.shape == k.dummy_ai.shape and a.dtype.kind in "iu":
+                    out = self._kstep(
+                        1, a.astype(np.int64, copy=False), k.dummy_af, k.dummy_di, k.dummy_df
+                    )
+                    if out is not None:
+                        return out
+            elif a.shape == k.dummy_af.shape and a.dtype.kind == "f":
+                out = self._kstep(
+                    2, k.dummy_ai, a.astype(np.float64, copy=False), k.dummy_di, k.dummy_df
+                )
+                if out is not None:
+                    return out
+        # the numpy decoder: the reference, and the one that words the errors
+        return self.step_packed(decode(self.tables, action, action_type, self.pending()[1]))
+
+    def result_of(self, packed: Packed) -> StepResult:
+        """The :class:`StepResult` of a packed result: float64, int64 and bool arrays
+        ``[rows, E, N]``, rows as named by :data:`PACKED_ROWS` (views, no copies)."""
+        f, i, b = packed
+        return StepResult(
+            has_task=b[0],
+            app=i[0],
+            split=i[1],
+            target=i[2],
+            bw_weight=f[9],
+            cpu_weight=f[10],
+            infeasible=b[1],
+            latency_s=f[0],
+            head_s=f[1],
+            transfer_s=f[2],
+            rtt_s=f[3],
+            tail_s=f[4],
+            tail_work_s=f[5],
+            wait_s=f[6],
+            energy_j=f[7],
+            deadline_miss=b[2],
+            dropped=i[3],
+            cost=f[8],
+            team_reward=f[_R_REWARD, :, 0],
+        )
+
+    def _pack(self, res: StepResult) -> Packed:
+        shape = res.cost.shape
+        f = np.zeros((len(PACKED_ROWS[0]), *shape))
+        i = np.zeros((len(PACKED_ROWS[1]), *shape), dtype=np.int64)
+        b = np.zeros((len(PACKED_ROWS[2]), *shape), dtype=bool)
+        for arr, rows in ((f, PACKED_ROWS[0]), (i, PACKED_ROWS[1]), (b, PACKED_ROWS[2])):
+            for r, name in enumerate(rows):
+                if not name.startswith("next_") and name != "team_reward":
+                    arr[r] = getattr(res, name)
+        f[_R_REWARD, :, 0] = res.team_reward
+        return f, i, b
+
+    def _kstep(
+        self,
+        mode: int,
+        act_i: np.ndarray,
+        act_f: np.ndarray,
+        dec_i: np.ndarray,
+        dec_f: np.ndarray,
+    ) -> Packed | None:
+        """One compiled step; None (nothing changed) when an action is invalid."""
+        k = self._k
+        assert k is not None
+        view = self._kview
+        if view is None:
+            p = self._pending()
+            view = (p.has.copy(), np.stack((p.app0, p.row)).astype(np.int64), p.wait.copy())
+        of = np.empty(k.f_shape)
+        oi = np.empty(k.i_shape, dtype=np.int64)
+        ob = np.empty(k.b_shape, dtype=bool)
+        obs = np.empty(k.obs_shape, dtype=np.float32)
+        args = k.args.copy()  # the state and static arrays: the same objects every step
+        args[0:5] = mode, act_i, act_f, dec_i, dec_f
+        args[-7:] = *view, of, oi, ob, obs
+        rc = k.fn(*args)
+        if rc:
+            return None
+        if k.others:
+            for proc, cols in k.others:  # trace and wired links: their own process
+                r = np.maximum(proc.step(None), FLOOR_MBPS)
+                k.lrates[:, cols] = r
+                self.rates[:, self._link_n[cols], self._link_m[cols]] = r
+        nxt = (ob[_R_HAS], oi[_R_APP : _R_ROW + 1], of[_R_WAIT])
+        self._kview = nxt
+        self._pend = _Pending.of(nxt[0], nxt[1][0], nxt[1][1], nxt[2], self._sj)
+        self._kobs = obs if not k.others else None
+        return of, oi, ob
+
+    def _step_numpy(self, dec: Decisions) -> StepResult:
+        """The reference step (numpy)."""
         e_n, j_n = self.num_envs, self.n_targets
         res = self.resolve(dec)
         has = res.has_task
@@ -563,6 +790,8 @@ class Core:
             bank.step(u[..., : bank.n_step_uniforms])
             self.rates[:, self._link_n, self._link_m] = bank.rates
         self._pend = None
+        self._kview = None
+        self._kobs = None
         for a in (res.has_task, res.app):  # no longer shared with the pending view
             if a.base is None:
                 a.flags.writeable = True
@@ -572,3 +801,147 @@ class Core:
     def truncated(self) -> np.ndarray:
         """``[E]`` True where the episode reached the scenario's horizon."""
         return self.t >= self.scenario.horizon
+
+
+class _KernelArgs:
+    """The static arguments of the compiled step, packed as :mod:`._kernel` expects."""
+
+    def __init__(self, core: Core) -> None:
+        from . import _kernel as K
+
+        self.K = K
+        ta, ph, bank = core.tables, core.physics, core._bank
+        e, n = core.num_envs, ta.n_devices
+        i64, f64 = np.int64, np.float64
+        empty_f, empty_i = np.zeros(0), np.zeros(0, dtype=i64)
+        if bank is not None:
+            n_l = len(bank.link_classes)
+            mc = bank._mcols
+            mcols = np.arange(n_l, dtype=i64) if isinstance(mc, slice) else mc.astype(i64)
+            if not bank._has_markov:
+                mcols = empty_i
+        else:
+            n_l, mcols = 0, empty_i
+        markov = bank is not None and bank._has_markov
+        self.n_links = n_l
+        self.others = bank._others if bank is not None else []
+        f_parts = {
+            "p_tx": ph.p_tx_w,
+            "levels": ta.weight_levels,
+            "m_lev": bank._m_log_levels if markov else empty_f,
+            "m_pswitch": bank._m_p_switch if markov else empty_f,
+            "m_kop": bank._m_k_over_p if markov else empty_f,
+            "m_rho": bank._m_rho if markov else empty_f,
+            "m_innov": bank._m_innov if markov else empty_f,
+            "ntable": bank._table if markov else np.zeros(1),
+            "row_dl": ta._rows_dl,
+        }
+        i_parts = {
+            "nvec": ta._nvec,
+            "n_valid": ta.n_valid,
+            "reach": ta.reachable.astype(i64).ravel(),
+            "link_n": core._link_n if n_l else empty_i,
+            "link_m": core._link_m if n_l else empty_i,
+            "mcols": mcols,
+            "m_k": bank._m_k if markov else empty_i,
+            "m_row": bank._m_row if markov else empty_i,
+        }
+        u_parts = {
+            "arr_thr": core._arr_thr.ravel(),
+            "app_thr": core._app_thr.ravel(),
+            "arr_hit": core._arr_hit,
+            "off_slot": core._off_slot,
+            "off_extra": core._off_extra,
+        }
+        assert tuple(f_parts) == K.OFFSETS["f"] and tuple(i_parts) == K.OFFSETS["i"]
+        assert tuple(u_parts) == K.OFFSETS["u"]
+        ip = {
+            "N": n,
+            "J": ta.n_targets,
+            "M": core.n_aps,
+            "A": ta.n_apps,
+            "S": ta.n_candidates,
+            "Q": ta.queue_capacity,
+            "KMAX": core._qmax_arr,
+            "W": core._slot_words,
+            "LM": len(mcols),
+            "WS": core._link_words[1],
+            "HORIZON": core.scenario.horizon,
+            "D": ta.obs_dim,
+            # the compiled step cannot see the new rates of trace links: observe() encodes
+            "OBS": int(not self.others),
+            "KTAB": core._ftab.shape[0],
+        }
+        self.ip = np.array([ip[k] for k in K.IP], dtype=i64)
+        # offsets: the int array starts with the scalars, then (start, end) of every part
+        n_head = len(K.IP) + 2 * (len(f_parts) + len(i_parts) + len(u_parts))
+        offs: list[int] = []
+        for parts, start in ((f_parts, len(K.FP)), (i_parts, n_head), (u_parts, 0)):
+            pos = start
+            for v in parts.values():
+                offs += [pos, pos + np.size(v)]
+                pos += np.size(v)
+        self.si = np.concatenate(
+            [self.ip, np.array(offs, dtype=i64)]
+            + [np.asarray(v, dtype=i64).ravel() for v in i_parts.values()]
+        )
+        rw = core._w
+        fp = [*rw, core.slot_s, ta.latency_scale_s, ta.rate_scale_mbps, FLOOR_MBPS, MIN_WEIGHT]
+        self.fs = np.concatenate(
+            [np.array(fp, dtype=f64)] + [np.asarray(v, dtype=f64).ravel() for v in f_parts.values()]
+        )
+        self.us = np.concatenate([np.asarray(v, dtype=np.uint64).ravel() for v in u_parts.values()])
+        self.ftab = np.ascontiguousarray(core._ftab, dtype=f64)
+        self.itab = np.ascontiguousarray(core._itab, dtype=i64)
+        self.rows = np.ascontiguousarray(ta._rows, dtype=np.float32)
+        j3 = ta.n_targets + 3
+        self.dummy_ai = np.zeros((e, n, 4), dtype=i64)
+        self.dummy_af = np.zeros((e, n, j3))
+        self.dummy_di = np.zeros((2, e, n), dtype=i64)
+        self.dummy_df = np.zeros((2, e, n))
+        if markov:
+            self.m_state, self.m_loglev, self.m_x = bank._m_state, bank._m_loglev, bank._m_x
+        else:
+            self.m_state = np.zeros((e, 0), dtype=i64)
+            self.m_loglev, self.m_x = np.zeros((e, 0)), np.zeros((e, 0))
+        self.obs_shape = (e, n, ta.obs_dim)
+        self.shape = (e, n)
+        self.f_shape, self.i_shape, self.b_shape = ((len(r), e, n) for r in PACKED_ROWS)
+        self.no_rates = np.zeros((e, 0))
+        if (K.RF, K.RI, K.RB) != PACKED_ROWS:
+            raise AssertionError("edgesplit.envs._kernel: packed rows differ from core's")
+        self.fn = K.step_kernel
+        self.lrates = np.zeros((e, n_l))
+        none = None
+        # the kernel's arguments; None marks those that change from step to step
+        self.args = [
+            *(none,) * 5,  # mode, act_i, act_f, dec_i, dec_f
+            self.fs,
+            self.si,
+            self.us,
+            self.ftab,
+            self.itab,
+            self.rows,
+            core._mkey,
+            core.t,
+            core.qapp,
+            core.qarr,
+            core.qhead,
+            core.qlen,
+            core.dev_backlog,
+            core.srv_backlog,
+            core.rates,
+            self.m_state,
+            self.m_loglev,
+            self.m_x,
+            self.lrates,
+            *(none,) * 7,  # pending view (3), of, oi, ob, obs
+        ]
+
+    def adopt_rates(self, bank: LinkBank) -> None:
+        """After a reset: the bank's rates live in :attr:`lrates`, which the compiled step
+        updates in place (the bank sees them through a read-only view)."""
+        self.lrates[...] = bank.rates
+        view = self.lrates.view()
+        view.flags.writeable = False
+        bank._rates = view

@@ -12,7 +12,7 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from .core import Core, StepResult
+from .core import PACKED_ROWS, Core, Packed, StepResult
 from .encoding import ActionError, Decisions, decode, split_target_masks
 from .render import render_slot
 from .scenario import Scenario, load_scenario
@@ -98,6 +98,41 @@ def _masks(core: Core, action_type: str) -> np.ndarray:
     if tab is None:
         tab = tabs[action_type] = _mask_table(core.tables, action_type)
     return tab.take(core._pending().row, axis=0)
+
+
+_INFO_KEYS = (
+    "has_task",
+    "latency_s",  # 0 where has_task is False
+    "energy_j",
+    "deadline_miss",
+    "dropped",
+    "infeasible",
+    "app",
+    "split",
+    "target",
+    "bw_weight",
+    "cpu_weight",
+    "head_s",
+    "transfer_s",
+    "tail_s",
+    "wait_s",
+    "cost",
+)
+# (info key, packed array, row)
+_INFO_ROWS = tuple(
+    (key, a, rows.index(key))
+    for key in _INFO_KEYS
+    for a, rows in enumerate(PACKED_ROWS)
+    if key in rows
+)
+_REWARD_ROW = PACKED_ROWS[0].index("team_reward")
+
+
+def _info_packed(p: Packed, e: int | None = None) -> dict[str, Any]:
+    """The step info from a packed result (views of it), of environment ``e`` or all."""
+    if e is None:
+        return {key: p[a][r] for key, a, r in _INFO_ROWS}
+    return {key: p[a][r, e] for key, a, r in _INFO_ROWS}
 
 
 def _info(res: StepResult, e: int | None = None) -> dict[str, Any]:
@@ -203,6 +238,9 @@ class SplitOffloadEnv(gym.Env):
       ``"continuous"``.
     * ``max_cycles``: override the scenario's horizon.
     * ``render_mode``: ``None`` or ``"ansi"``.
+    * ``backend``: the simulator's step, ``"auto"`` (compiled with numba when it is
+      installed, else numpy), ``"numba"`` or ``"numpy"``: same dynamics (see
+      :class:`~edgesplit.envs.core.Core`).
 
     >>> import gymnasium as gym
     >>> import edgesplit.envs
@@ -228,6 +266,7 @@ class SplitOffloadEnv(gym.Env):
         action_type: str | None = None,
         max_cycles: int | None = None,
         render_mode: str | None = None,
+        backend: str = "auto",
     ) -> None:
         sc, at = _resolve(scenario, decision_mode, action_type, max_cycles)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -236,10 +275,11 @@ class SplitOffloadEnv(gym.Env):
         self.decision_mode = decision_mode
         self.action_type = at
         self.render_mode = render_mode
-        self.core = Core(sc, 1)
+        self.core = Core(sc, 1, backend=backend)
         ta = self.core.tables
         n, d = ta.n_devices, ta.obs_dim
         self._n = n
+        self._horizon = sc.horizon
         dev_space = _device_action_space(self.core, at)
         if decision_mode == "joint":
             self.action_space, self.observation_space = _joint_spaces(self.core, at)
@@ -249,7 +289,7 @@ class SplitOffloadEnv(gym.Env):
                 0.0, 1.0, (d + n + ta.n_aps + ta.n_targets,), np.float32
             )
         self._obs_buf = np.zeros((1, n, d), dtype=np.float32)
-        self._last: StepResult | None = None
+        self._last: StepResult | Packed | None = None
         # sequential mode: decisions collected this slot
         self._order: np.ndarray = np.zeros(0, dtype=np.int64)
         self._k = 0
@@ -352,7 +392,6 @@ class SplitOffloadEnv(gym.Env):
         core = self.core
         if self._done:
             raise RuntimeError("step() called after the episode was truncated: call reset()")
-        _has, app = core.pending()
         if self.decision_mode == "joint":
             a = np.asarray(action)
             shape = (1, self._n, -1) if self.action_type != "discrete" else (1, self._n)
@@ -362,10 +401,16 @@ class SplitOffloadEnv(gym.Env):
                 raise ActionError(
                     f"action: shape {np.shape(action)} does not fit {self.action_space}"
                 ) from e
-            dec = decode(core.tables, a, self.action_type, app)
-            res = core.step(dec)
-            reward = float(res.team_reward[0])
+            packed = core.step_action_packed(a, self.action_type)
+            self._last = packed
+            truncated = bool(core.t[0] >= self._horizon)
+            self._done = truncated
+            info = _info_packed(packed, 0)
+            info["action_mask"] = self._mask_now()
+            reward = float(packed[0][_REWARD_ROW, 0, 0])
+            return core.observe().reshape(-1), reward, False, truncated, info
         else:
+            _has, app = core.pending()
             dev = int(self._order[self._k])
             a = np.asarray(action)
             a1 = a.reshape(1, 1, *a.shape) if a.ndim else a.reshape(1, 1)
@@ -397,7 +442,11 @@ class SplitOffloadEnv(gym.Env):
     def render(self) -> str | None:
         if self.render_mode != "ansi":
             return None
-        return render_slot(self.core, self._last, 0)
+        return render_slot(self.core, _as_result(self.core, self._last), 0)
+
+
+def _as_result(core: Core, last: StepResult | Packed | None) -> StepResult | None:
+    return core.result_of(last) if isinstance(last, tuple) else last
 
 
 def _decode_one(
@@ -449,6 +498,7 @@ class SplitOffloadVectorEnv(VectorEnv):
         action_type: str | None = None,
         max_cycles: int | None = None,
         render_mode: str | None = None,
+        backend: str = "auto",
     ) -> None:
         if decision_mode != "joint":
             raise ValueError(
@@ -460,7 +510,7 @@ class SplitOffloadVectorEnv(VectorEnv):
         self.action_type = at
         self.render_mode = render_mode
         self.num_envs = int(num_envs)
-        self.core = Core(sc, self.num_envs)
+        self.core = Core(sc, self.num_envs, backend=backend)
         ta = self.core.tables
         n, d = ta.n_devices, ta.obs_dim
         self._n = n
@@ -472,7 +522,7 @@ class SplitOffloadVectorEnv(VectorEnv):
         self._obs_buf = np.zeros((self.num_envs, n, d), dtype=np.float32)
         self._rngs: list[np.random.Generator] = []
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
-        self._last: StepResult | None = None
+        self._last: StepResult | Packed | None = None
 
     def _keys(self, mask: np.ndarray) -> np.ndarray:
         keys = np.zeros(self.num_envs, dtype=np.uint64)
@@ -512,7 +562,6 @@ class SplitOffloadVectorEnv(VectorEnv):
 
     def step(self, actions: Any):
         e, core = self.num_envs, self.core
-        _has, app = core.pending()
         a = np.asarray(actions)
         try:
             a = a.reshape(e, self._n, -1)
@@ -524,18 +573,17 @@ class SplitOffloadVectorEnv(VectorEnv):
         if ar.any():  # ignored actions of copies about to reset: make them valid
             a = a.copy()
             a[ar] = 0
-        dec = decode(core.tables, a, self.action_type, app)
-        res = core.step(dec)
-        rewards = res.team_reward.copy()
+        packed = core.step_action_packed(a, self.action_type)
+        rewards = packed[0][_REWARD_ROW, :, 0].copy()
         truncated = core.truncated.copy()
         if ar.any():
             core.reset(self._keys(ar), ar)
             rewards[ar] = 0.0
             truncated[ar] = False
         self._autoreset = truncated.copy()
-        self._last = res
+        self._last = packed
         obs = core.observe().reshape(e, -1)  # a fresh array
-        info = _info(res)
+        info = _info_packed(packed)
         if ar.any():
             for k, v in info.items():
                 info[k] = v.copy() if isinstance(v, np.ndarray) else v
@@ -546,4 +594,5 @@ class SplitOffloadVectorEnv(VectorEnv):
     def render(self) -> tuple[str, ...] | None:
         if self.render_mode != "ansi":
             return None
-        return tuple(render_slot(self.core, self._last, i) for i in range(self.num_envs))
+        last = _as_result(self.core, self._last)
+        return tuple(render_slot(self.core, last, i) for i in range(self.num_envs))

@@ -12,7 +12,7 @@ from gymnasium.utils import seeding
 from pettingzoo import ParallelEnv
 
 from .core import Core, StepResult
-from .encoding import ActionError, decode
+from .encoding import ActionError
 from .gym_env import _device_action_space, _masks, _resolve
 from .render import render_slot
 from .scenario import Scenario
@@ -54,7 +54,7 @@ class SplitOffloadParallelEnv(ParallelEnv):
 
     ## Arguments
 
-    ``scenario``, ``action_type``, ``max_cycles``, ``render_mode`` (``"ansi"``), as for
+    ``scenario``, ``action_type``, ``max_cycles``, ``render_mode`` (``"ansi"``), ``backend``, as for
     :class:`~edgesplit.envs.gym_env.SplitOffloadEnv`.
 
     >>> from edgesplit.envs import split_offload_v0
@@ -78,6 +78,7 @@ class SplitOffloadParallelEnv(ParallelEnv):
         action_type: str | None = "discrete",
         max_cycles: int | None = None,
         render_mode: str | None = None,
+        backend: str = "auto",
     ) -> None:
         sc, at = _resolve(scenario, "sequential", action_type, max_cycles)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -85,7 +86,7 @@ class SplitOffloadParallelEnv(ParallelEnv):
         self.scenario = sc
         self.action_type = at
         self.render_mode = render_mode
-        self.core = Core(sc, 1)
+        self.core = Core(sc, 1, backend=backend)
         ta = self.core.tables
         self.possible_agents = list(ta.device_names)
         self.agents: list[str] = []
@@ -149,7 +150,7 @@ class SplitOffloadParallelEnv(ParallelEnv):
     def step(self, actions: dict[str, Any]):
         if not self.agents:
             raise RuntimeError("step() called after the episode ended: call reset()")
-        core, ta = self.core, self.core.tables
+        core = self.core
         missing = [a for a in self.agents if a not in actions]
         unknown = [a for a in actions if a not in self._index]
         if missing or unknown:
@@ -161,9 +162,7 @@ class SplitOffloadParallelEnv(ParallelEnv):
             raise ActionError(
                 f"actions: agents' actions differ in shape: {[p.shape for p in per]}"
             ) from e
-        _has, app = core.pending()
-        dec = decode(ta, arr, self.action_type, app)
-        res = core.step(dec)
+        res = core.step_action(arr, self.action_type)
         self._last = res
         own = -res.cost[0]
         team = float(res.team_reward[0])
