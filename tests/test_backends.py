@@ -1,0 +1,185 @@
+"""The compiled (numba) step against the numpy reference, step by step.
+
+The numpy methods of :class:`~edgesplit.envs.core.Core` are the specification; the numba
+kernel must reproduce them: the same state, queues, decisions and observations bit for bit,
+and the same float results up to a few ulps (``exp`` and the order of the reward sum differ).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from edgesplit.envs import core as core_mod
+from edgesplit.envs.core import Core
+from edgesplit.envs.encoding import ActionError
+from edgesplit.envs.gym_env import SplitOffloadEnv, SplitOffloadVectorEnv
+from edgesplit.envs.scenario import available_scenarios, load_scenario
+
+pytest.importorskip("numba")
+
+STATE = ("key", "t", "qapp", "qarr", "qhead", "qlen", "dev_backlog", "srv_backlog")
+
+
+def _crowded() -> dict:
+    """``dense`` with short queues and bursts: drops and multi-task arrivals every episode."""
+    d = load_scenario("dense").to_dict()
+    d["queue_capacity"] = 2
+    for g in d["devices"]:
+        g["arrival_rate_hz"] = 25.0
+    return d
+
+
+def _traced() -> dict:
+    """``default`` with some links replayed from traces (stepped outside the kernel)."""
+    d = load_scenario("default").to_dict()
+    d["devices"][0]["links"] = {k: "trace_synthetic_3g" for k in d["devices"][0]["links"]}
+    return d
+
+
+SCENARIOS = [*available_scenarios(), "crowded", "traced"]
+
+
+def _scenario(name: str):
+    if name == "crowded":
+        return load_scenario(_crowded())
+    if name == "traced":
+        return load_scenario(_traced())
+    return load_scenario(name)
+
+
+def _random_action(rng, ta, e: int, kind: str) -> np.ndarray:
+    n = ta.n_devices
+    if kind == "multidiscrete":
+        return rng.integers(0, ta.action_nvec(), size=(e, n, 4))
+    if kind == "discrete":
+        return rng.integers(0, int(np.prod(ta.action_nvec())), size=(e, n))
+    return rng.uniform(-1.0, 1.0, size=(e, n, ta.n_targets + 3))
+
+
+def _assert_same_result(ra, rb, where: str) -> None:
+    for name in ra.__dataclass_fields__:
+        x, y = getattr(ra, name), getattr(rb, name)
+        if x.dtype.kind == "f":
+            np.testing.assert_allclose(y, x, rtol=1e-12, atol=1e-15, err_msg=f"{where}: {name}")
+        else:
+            np.testing.assert_array_equal(y, x, err_msg=f"{where}: {name}")
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+@pytest.mark.parametrize("num_envs", [1, 5])
+def test_numba_step_matches_numpy(name: str, num_envs: int) -> None:
+    sc = _scenario(name)
+    ref = Core(sc, num_envs, backend="numpy")
+    fast = Core(sc, num_envs, backend="numba")
+    assert (ref.backend, fast.backend) == ("numpy", "numba")
+    keys = (np.arange(num_envs, dtype=np.uint64) + np.uint64(7)) * np.uint64(0x9E3779B9)
+    ref.reset(keys)
+    fast.reset(keys)
+    rng = np.random.default_rng(1)
+    ta = ref.tables
+    drops = multi = 0
+    for step in range(240):
+        where = f"{name}, E={num_envs}, step {step}"
+        np.testing.assert_array_equal(fast.observe(), ref.observe(), err_msg=where)
+        for a, b in zip(ref.pending(), fast.pending(), strict=True):
+            np.testing.assert_array_equal(b, a, err_msg=where)
+        kind = ("multidiscrete", "continuous", "discrete")[step % 3]
+        act = _random_action(rng, ta, num_envs, kind)
+        qlen = ref.qlen.copy()
+        ra = ref.step_action(act, kind)
+        rb = fast.step_action(act, kind)
+        _assert_same_result(ra, rb, where)
+        for s in STATE:
+            np.testing.assert_array_equal(getattr(fast, s), getattr(ref, s), err_msg=where)
+        np.testing.assert_allclose(fast.rates, ref.rates, rtol=1e-13, err_msg=where)
+        np.testing.assert_allclose(fast._bank.rates, ref._bank.rates, rtol=1e-13, err_msg=where)
+        drops += int(ra.dropped.sum())
+        multi += int((ref.qlen - (qlen - ra.has_task) > 1).sum())
+        if step % 60 == 59:  # restart some environments mid-run (VectorEnv autoreset)
+            mask = rng.random(num_envs) < 0.5
+            mask[0] = True
+            new = keys + np.uint64(step)
+            ref.reset(new, mask)
+            fast.reset(new, mask)
+    if name == "crowded":  # the rare paths were exercised
+        assert drops > 0 and multi > 0, (drops, multi)
+
+
+def test_numba_rejects_bad_actions_before_changing_state() -> None:
+    core = Core(load_scenario("default"), 2, backend="numba")
+    core.reset(np.array([3, 4], dtype=np.uint64))
+    before = {s: getattr(core, s).copy() for s in STATE}
+    rates = core.rates.copy()
+    obs = core.observe()
+    act = np.zeros((2, core.n_devices, 4), dtype=np.int64)
+    act[1, 2, 1] = 17  # environment 1, device 2's target
+    names = core.tables.device_names
+    with pytest.raises(ActionError, match=rf"{names[2]}.*17"):
+        core.step_action(act, "multidiscrete")
+    cont = np.zeros((2, core.n_devices, core.n_targets + 3))
+    cont[0, 5, 0] = np.inf
+    with pytest.raises(ActionError, match=rf"{names[5]}.*inf"):
+        core.step_action(cont, "continuous")
+    for s, v in before.items():
+        np.testing.assert_array_equal(getattr(core, s), v, err_msg=s)
+    np.testing.assert_array_equal(core.rates, rates)
+    np.testing.assert_array_equal(core.observe(), obs)
+
+
+@pytest.mark.parametrize("action_type", ["multidiscrete", "continuous"])
+def test_faces_agree_across_backends(action_type: str) -> None:
+    envs = [
+        SplitOffloadEnv("default", action_type=action_type, backend=b) for b in ("numpy", "numba")
+    ]
+    outs = [e.reset(seed=11) for e in envs]
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    envs[0].action_space.seed(2)
+    for _ in range(150):  # past the horizon: a reset in between
+        a = envs[0].action_space.sample()
+        (o0, r0, _, t0, i0), (o1, r1, _, t1, i1) = (e.step(a) for e in envs)
+        np.testing.assert_array_equal(o0, o1)
+        assert r1 == pytest.approx(r0, rel=1e-12, abs=1e-15)
+        assert t0 == t1 and sorted(i0) == sorted(i1)
+        for k in i0:
+            np.testing.assert_allclose(i1[k], i0[k], rtol=1e-12, atol=1e-15, err_msg=k)
+        if t0:
+            np.testing.assert_array_equal(envs[0].reset()[0], envs[1].reset()[0])
+    vec = [SplitOffloadVectorEnv(3, "default", backend=b) for b in ("numpy", "numba")]
+    for v in vec:
+        v.reset(seed=5)
+    vec[0].action_space.seed(3)
+    for _ in range(130):
+        a = vec[0].action_space.sample()
+        (o0, r0, _, t0, i0), (o1, r1, _, t1, i1) = (v.step(a) for v in vec)
+        np.testing.assert_array_equal(o0, o1)
+        np.testing.assert_allclose(r1, r0, rtol=1e-12, atol=1e-15)
+        np.testing.assert_array_equal(t0, t1)
+        np.testing.assert_array_equal(i0["autoreset"], i1["autoreset"])
+
+
+def test_step_results_are_fresh_arrays() -> None:
+    """What one step hands out is not overwritten by the next (infos may be kept)."""
+    env = SplitOffloadEnv("default", backend="numba")
+    env.reset(seed=0)
+    obs, _, _, _, info = env.step(env.action_space.sample())
+    kept_obs, kept = obs.copy(), copy.deepcopy(info)
+    for _ in range(3):
+        env.step(env.action_space.sample())
+    np.testing.assert_array_equal(obs, kept_obs)
+    for k, v in kept.items():
+        np.testing.assert_array_equal(info[k], v, err_msg=k)
+
+
+def test_backend_argument_is_checked_and_auto_falls_back(monkeypatch) -> None:
+    sc = load_scenario("single")
+    with pytest.raises(ValueError, match=r"backend.*'fortran'"):
+        Core(sc, 1, backend="fortran")
+    monkeypatch.setattr(core_mod, "_numba_available", lambda: False)
+    with pytest.warns(RuntimeWarning, match="numba is not installed"):
+        core = Core(sc, 1)
+    assert core.backend == "numpy"
+    with pytest.raises(ImportError, match="numba"):
+        Core(sc, 1, backend="numba")
