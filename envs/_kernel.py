@@ -12,9 +12,10 @@ agree to the last few bits (``exp`` is libm's here and numpy's SIMD one there, a
 reward sums devices in order where numpy sums pairwise).
 
 The loop over environments and devices is compiled: no Python runs per device or per
-environment. Everything static is packed into a few flat arrays (see
-:class:`~edgesplit.envs.core.Core`'s ``_kernel_args``) because each array argument of a numba
-call costs about 80 ns of dispatch, which matters at one environment.
+environment. Everything static is packed into one int64 array and the whole state into
+another (layouts :data:`STATIC` and :data:`STATE`; the core's state arrays are views of it),
+because each array argument of a numba call costs about 0.15 us of dispatch: with thirty
+arguments, dispatch was most of a one-environment step.
 
 This module imports numba; :mod:`edgesplit.envs.core` imports it only when the numba backend
 is chosen (the default when numba is installed).
@@ -25,10 +26,11 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["IP", "OFFSETS", "step_kernel"]
+__all__ = ["IP", "STATE", "STATIC", "step_kernel"]
 
-# int scalars at the head of ``si``
+# int scalars at the head of the static array ``st``
 IP = (
+    "E",  # environments
     "N",  # devices
     "J",  # targets
     "M",  # access points
@@ -38,21 +40,65 @@ IP = (
     "KMAX",  # arrival counts per slot (thresholds per device)
     "W",  # words per slot of the generator
     "LM",  # markov links
+    "L",  # links
     "WS",  # words per link step
     "HORIZON",
     "D",  # observation length
     "OBS",  # 1: write the next observation
     "KTAB",  # rows of the choice tables
+    "R",  # rows of the static observation table
 )
-# offsets (start, end) into the packed arrays, in the order they are packed (the int array
-# ``si`` starts with the scalars of ``IP`` and the offsets, the float array ``fs`` with those
-# of ``FP``)
-OFFSETS = {
-    "f": ("p_tx", "levels", "m_lev", "m_pswitch", "m_kop", "m_rho", "m_innov", "ntable", "row_dl"),
-    "i": ("nvec", "n_valid", "reach", "link_n", "link_m", "mcols", "m_k", "m_row"),
-    "u": ("arr_thr", "app_thr", "arr_hit", "off_slot", "off_extra"),
-}
-# float scalars at the head of ``fs``
+# Everything the step reads or changes lives in two int64 arrays: ``st`` (static) and ``sv``
+# (state). Each part has a kind: "f" float64, "i" int64, "u" uint64 (all 8 bytes, reached by
+# a view), "f4" float32 (packed two per word). After the scalars, ``st`` holds (start, count)
+# of every static part and then of every state part; the parts follow. Two array arguments
+# instead of thirty: each argument of a numba call costs about 0.15 us to dispatch, which was
+# most of a one-environment step.
+STATIC = (
+    ("fp", "f"),  # float scalars, see FP
+    ("p_tx", "f"),
+    ("levels", "f"),
+    ("m_lev", "f"),
+    ("m_pswitch", "f"),
+    ("m_kop", "f"),
+    ("m_rho", "f"),
+    ("m_innov", "f"),
+    ("ntable", "f"),
+    ("row_dl", "f"),
+    ("ftab", "f"),
+    ("nvec", "i"),
+    ("n_valid", "i"),
+    ("reach", "i"),
+    ("link_n", "i"),
+    ("link_m", "i"),
+    ("mcols", "i"),
+    ("m_k", "i"),
+    ("m_row", "i"),
+    ("itab", "i"),
+    ("arr_thr", "u"),
+    ("app_thr", "u"),
+    ("arr_hit", "u"),
+    ("off_slot", "u"),
+    ("off_extra", "u"),
+    ("rows", "f4"),
+)
+STATE = (
+    ("key", "u"),
+    ("mkey", "u"),
+    ("t", "i"),
+    ("qapp", "i"),
+    ("qarr", "i"),
+    ("qhead", "i"),
+    ("qlen", "i"),
+    ("m_state", "i"),
+    ("dev_b", "f"),
+    ("srv_b", "f"),
+    ("rates", "f"),
+    ("m_loglev", "f"),
+    ("m_x", "f"),
+    ("lrates", "f"),
+)
+# float scalars (the static part "fp")
 FP = ("w_l", "w_e", "w_m", "w_i", "w_d", "slot_s", "lat_scale", "rate_scale", "floor", "min_w")
 # rows of the packed results: float64, int64 and bool ``[rows, E, N]``; the first rows are
 # :class:`~edgesplit.envs.core.StepResult` fields, the last ones the next slot's pending view
@@ -78,14 +124,10 @@ R_WAIT, R_REWARD = RF.index("next_wait"), RF.index("team_reward")
 R_APP, R_ROW = RI.index("next_app"), RI.index("next_row")
 R_HAS = RB.index("next_has")
 
-_I = {k: i for i, k in enumerate(IP)}
 _NIP = len(IP)
-_OFF_F = {k: _NIP + 2 * i for i, k in enumerate(OFFSETS["f"])}
-_OFF_I = {k: _NIP + 2 * (len(OFFSETS["f"]) + i) for i, k in enumerate(OFFSETS["i"])}
-_OFF_U = {
-    k: _NIP + 2 * (len(OFFSETS["f"]) + len(OFFSETS["i"]) + i) for i, k in enumerate(OFFSETS["u"])
-}
-_F = {k: i for i, k in enumerate(FP)}
+#: position in ``st`` of each part's (start, count)
+HEAD = {k: _NIP + 2 * i for i, (k, _) in enumerate(STATIC + STATE)}
+N_HEAD = _NIP + 2 * len(STATIC + STATE)
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -98,17 +140,53 @@ _F_HEAD, _F_MBITS, _F_OFF, _F_NOTOFF, _F_WORK, _F_BH, _F_RTT, _F_INF, _F_EHEAD, 
 _I_SPLIT, _I_TARGET, _I_AP, _I_NM = range(4)
 
 # constants the compiled code sees as globals (frozen at compile time)
-I_N, I_J, I_M, I_A, I_S, I_Q = (_I[k] for k in ("N", "J", "M", "A", "S", "Q"))
-I_KMAX, I_W, I_LM, I_WS, I_HOR, I_D, I_OBS, I_KTAB = (
-    _I[k] for k in ("KMAX", "W", "LM", "WS", "HORIZON", "D", "OBS", "KTAB")
-)
-O_PTX, O_LEV, O_MLEV, O_MPS, O_MKOP, O_MRHO, O_MINN, O_NTAB, O_ROWDL = (
-    _OFF_F[k] for k in OFFSETS["f"]
-)
-O_NVEC, O_NVALID, O_REACH, O_LINKN, O_LINKM, O_MCOLS, O_MK, O_MROW = (
-    _OFF_I[k] for k in OFFSETS["i"]
-)
-O_ARRTHR, O_APPTHR, O_ARRHIT, O_OFFSLOT, O_OFFEXTRA = (_OFF_U[k] for k in OFFSETS["u"])
+I_E, I_N, I_J, I_M, I_A, I_S, I_Q, I_KMAX, I_W, I_LM, I_L, I_WS, I_HOR, I_D, I_OBS = range(15)
+I_KTAB, I_R = 15, 16
+assert IP.index("KTAB") == I_KTAB and IP.index("R") == I_R and IP.index("OBS") == I_OBS
+(
+    H_FP,
+    H_PTX,
+    H_LEV,
+    H_MLEV,
+    H_MPS,
+    H_MKOP,
+    H_MRHO,
+    H_MINN,
+    H_NTAB,
+    H_ROWDL,
+    H_FTAB,
+    H_NVEC,
+    H_NVALID,
+    H_REACH,
+    H_LINKN,
+    H_LINKM,
+    H_MCOLS,
+    H_MK,
+    H_MROW,
+    H_ITAB,
+    H_ARRTHR,
+    H_APPTHR,
+    H_ARRHIT,
+    H_OFFSLOT,
+    H_OFFEXTRA,
+    H_ROWS,
+) = (HEAD[k] for k, _ in STATIC)
+(
+    H_KEY,
+    H_MKEY,
+    H_T,
+    H_QAPP,
+    H_QARR,
+    H_QHEAD,
+    H_QLEN,
+    H_MSTATE,
+    H_DEVB,
+    H_SRVB,
+    H_RATES,
+    H_MLOGLEV,
+    H_MX,
+    H_LRATES,
+) = (HEAD[k] for k, _ in STATE)
 F_WL, F_WE, F_WM, F_WI, F_WD, F_SLOT, F_LS, F_RS, F_FLOOR, F_MINW = range(len(FP))
 
 
@@ -122,14 +200,38 @@ def _fin(z):
     return z
 
 
+@nb.njit(inline="always")
+def _i(buf, st, h):
+    o = st[h]
+    return buf[o : o + st[h + 1]]
+
+
+@nb.njit(inline="always")
+def _f(buf, st, h):
+    o = st[h]
+    return buf[o : o + st[h + 1]].view(np.float64)
+
+
+@nb.njit(inline="always")
+def _u(buf, st, h):
+    o = st[h]
+    return buf[o : o + st[h + 1]].view(np.uint64)
+
+
+@nb.njit(inline="always")
+def _f4(buf, st, h):
+    o, n = st[h], st[h + 1]
+    return buf[o : o + (n + 1) // 2].view(np.float32)[:n]
+
+
 @nb.njit(cache=True, nogil=True, error_model="numpy")
-def validate(mode, act_i, act_f, si):
+def validate(mode, act_i, act_f, st):
     """Check raw actions (mode 1: multidiscrete ``[E, N, 4]`` int64, mode 2: continuous
     ``[E, N, J + 3]`` float64): -1 if all are valid, else the flat index of the first bad
     environment-device pair (the numpy decoder then raises the error that names it)."""
     if mode == 1:
         e_n, n_n = act_i.shape[0], act_i.shape[1]
-        nvec = si[si[O_NVEC] : si[O_NVEC + 1]]
+        nvec = _i(st, st, H_NVEC)
         for e in range(e_n):
             for i in range(n_n):
                 for k in range(4):
@@ -148,94 +250,82 @@ def validate(mode, act_i, act_f, si):
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
-def step_kernel(
-    mode,
-    act_i,
-    act_f,
-    dec_i,
-    dec_f,
-    fs,
-    si,
-    us,
-    ftab,
-    itab,
-    rows_tab,
-    mkey,
-    t,
-    qapp,
-    qarr,
-    qhead,
-    qlen,
-    dev_b,
-    srv_b,
-    rates,
-    m_state,
-    m_loglev,
-    m_x,
-    lrates,
-    p_has,
-    p_ai,
-    p_wait,
-    of,
-    oi,
-    ob,
-    obs,
-):
+def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
     """Advance every environment by one slot (see the module docstring).
 
-    ``mode`` 0: decisions given in ``dec_i`` (split, target) and ``dec_f`` (bandwidth and
-    compute weights), ``[2, E, N]`` each; 1: multidiscrete actions ``act_i``; 2: continuous
-    actions ``act_f``. Returns 0, or, when an action is invalid, 1 + the flat index of the
-    first bad (environment, device) pair, before changing anything. ``p_has``, ``p_ai`` (app
-    and static row, ``[2, E, N]``) and ``p_wait`` are the current slot's pending view. The
-    state arrays are updated in place; ``lrates`` (every link's rate, ``[E, L]``) must hold
-    the current rates on entry (only the Markov links are stepped here). Results go to the
+    ``mode`` 0: decisions given in ``act_f[..., :4]`` (split, target, bandwidth weight,
+    compute weight); 1: multidiscrete actions ``act_i`` ``[E, N, 4]``; 2: continuous actions
+    ``act_f`` ``[E, N, J + 3]``. Returns 0, or, when an action is invalid, 1 + the flat index
+    of the first bad (environment, device) pair, before changing anything. ``st`` and ``sv``
+    are the static and state arrays (see :data:`STATIC` and :data:`STATE`); the state is
+    updated in place (``lrates``, every link's rate, must hold the current rates on entry:
+    only the Markov links are stepped here). ``p_of``, ``p_oi``, ``p_ob`` are the previous
+    packed results, whose "next" rows are the current slot's pending view. Results go to the
     packed ``of`` (float64), ``oi`` (int64) and ``ob`` (bool) arrays, rows as named by
-    :data:`RF`, :data:`RI` and :data:`RB` (the next slot's pending view included), and the
-    next observation to ``obs`` when ``si[OBS]``.
+    :data:`RF`, :data:`RI` and :data:`RB`, and the next observation to ``obs`` when
+    ``st[OBS]``.
     """
     if mode != 0:
-        bad = validate(mode, act_i, act_f, si)
+        bad = validate(mode, act_i, act_f, st)
         if bad >= 0:
             return bad + 1
-    e_n = mkey.shape[0]
-    n_n, j_n, m_n, a_n, s_n, q_n = si[I_N], si[I_J], si[I_M], si[I_A], si[I_S], si[I_Q]
+    e_n = st[I_E]
+    n_n, j_n, m_n, a_n, s_n, q_n = st[I_N], st[I_J], st[I_M], st[I_A], st[I_S], st[I_Q]
     kmax, w_n, lm_n, ws_n, d_n, k_tab = (
-        si[I_KMAX],
-        si[I_W],
-        si[I_LM],
-        si[I_WS],
-        si[I_D],
-        si[I_KTAB],
+        st[I_KMAX],
+        st[I_W],
+        st[I_LM],
+        st[I_WS],
+        st[I_D],
+        st[I_KTAB],
     )
-    horizon = si[I_HOR]
-    write_obs = si[I_OBS] != 0
+    n_l = st[I_L]
+    horizon = st[I_HOR]
+    write_obs = st[I_OBS] != 0
     sj = s_n * j_n
+    fs = _f(st, st, H_FP)
     w_l, w_e, w_m, w_i, w_d = fs[F_WL], fs[F_WE], fs[F_WM], fs[F_WI], fs[F_WD]
     slot_s, ls, rs, floor, min_w = fs[F_SLOT], fs[F_LS], fs[F_RS], fs[F_FLOOR], fs[F_MINW]
-    p_tx = fs[si[O_PTX] : si[O_PTX + 1]]
-    levels = fs[si[O_LEV] : si[O_LEV + 1]]
-    m_lev = fs[si[O_MLEV] : si[O_MLEV + 1]]
-    m_ps = fs[si[O_MPS] : si[O_MPS + 1]]
-    m_kop = fs[si[O_MKOP] : si[O_MKOP + 1]]
-    m_rho = fs[si[O_MRHO] : si[O_MRHO + 1]]
-    m_innov = fs[si[O_MINN] : si[O_MINN + 1]]
-    ntable = fs[si[O_NTAB] : si[O_NTAB + 1]]
-    row_dl = fs[si[O_ROWDL] : si[O_ROWDL + 1]]
-    n_valid = si[si[O_NVALID] : si[O_NVALID + 1]]
-    reach = si[si[O_REACH] : si[O_REACH + 1]]
-    link_n = si[si[O_LINKN] : si[O_LINKN + 1]]
-    link_m = si[si[O_LINKM] : si[O_LINKM + 1]]
-    mcols = si[si[O_MCOLS] : si[O_MCOLS + 1]]
-    m_k = si[si[O_MK] : si[O_MK + 1]]
-    m_row = si[si[O_MROW] : si[O_MROW + 1]]
-    arr_thr = us[si[O_ARRTHR] : si[O_ARRTHR + 1]]
-    app_thr = us[si[O_APPTHR] : si[O_APPTHR + 1]]
-    arr_hit = us[si[O_ARRHIT] : si[O_ARRHIT + 1]]
-    off_slot = us[si[O_OFFSLOT] : si[O_OFFSLOT + 1]]
-    off_extra = us[si[O_OFFEXTRA] : si[O_OFFEXTRA + 1]]
+    p_tx = _f(st, st, H_PTX)
+    levels = _f(st, st, H_LEV)
+    m_lev = _f(st, st, H_MLEV)
+    m_ps = _f(st, st, H_MPS)
+    m_kop = _f(st, st, H_MKOP)
+    m_rho = _f(st, st, H_MRHO)
+    m_innov = _f(st, st, H_MINN)
+    ntable = _f(st, st, H_NTAB)
+    row_dl = _f(st, st, H_ROWDL)
+    ftab = _f(st, st, H_FTAB).reshape(k_tab, 10)
+    n_valid = _i(st, st, H_NVALID)
+    reach = _i(st, st, H_REACH)
+    link_n = _i(st, st, H_LINKN)
+    link_m = _i(st, st, H_LINKM)
+    mcols = _i(st, st, H_MCOLS)
+    m_k = _i(st, st, H_MK)
+    m_row = _i(st, st, H_MROW)
+    itab = _i(st, st, H_ITAB).reshape(k_tab, 4)
+    arr_thr = _u(st, st, H_ARRTHR)
+    app_thr = _u(st, st, H_APPTHR)
+    arr_hit = _u(st, st, H_ARRHIT)
+    off_slot = _u(st, st, H_OFFSLOT)
+    off_extra = _u(st, st, H_OFFEXTRA)
+    rows_tab = _f4(st, st, H_ROWS).reshape(st[I_R], d_n)
+    mkey = _u(sv, st, H_MKEY)
+    t = _i(sv, st, H_T)
+    qapp = _i(sv, st, H_QAPP).reshape(e_n, n_n, q_n)
+    qarr = _i(sv, st, H_QARR).reshape(e_n, n_n, q_n)
+    qhead = _i(sv, st, H_QHEAD).reshape(e_n, n_n)
+    qlen = _i(sv, st, H_QLEN).reshape(e_n, n_n)
+    m_state = _i(sv, st, H_MSTATE).reshape(e_n, lm_n)
+    dev_b = _f(sv, st, H_DEVB).reshape(e_n, n_n)
+    srv_b = _f(sv, st, H_SRVB).reshape(e_n, j_n)
+    rates = _f(sv, st, H_RATES).reshape(e_n, n_n, m_n)
+    m_loglev = _f(sv, st, H_MLOGLEV).reshape(e_n, lm_n)
+    m_x = _f(sv, st, H_MX).reshape(e_n, lm_n)
+    lrates = _f(sv, st, H_LRATES).reshape(e_n, n_l)
+    p_has = p_ob[R_HAS]
+    p_wait = p_of[R_WAIT]
     ntab = float(ntable.shape[0])
-    n_l = lrates.shape[1]
     mw = (1.0 - min_w) * 0.5
     tot_b = np.zeros(m_n)
     tot_c = np.zeros(j_n)
@@ -251,10 +341,10 @@ def step_kernel(
         # decisions -> rows of the choice tables
         for i in range(n_n):
             if mode == 0:
-                spl = dec_i[0, e, i]
-                tgt = dec_i[1, e, i]
-                bw = dec_f[0, e, i]
-                cpu = dec_f[1, e, i]
+                spl = np.int64(act_f[e, i, 0])
+                tgt = np.int64(act_f[e, i, 1])
+                bw = act_f[e, i, 2]
+                cpu = act_f[e, i, 3]
             elif mode == 1:
                 spl = act_i[e, i, 0]
                 tgt = act_i[e, i, 1]
@@ -262,7 +352,7 @@ def step_kernel(
                 cpu = levels[act_i[e, i, 3]]
             else:
                 a0 = min(max(act_f[e, i, 0], -1.0), 1.0)
-                nv = n_valid[p_ai[0, e, i]]
+                nv = n_valid[p_oi[R_APP, e, i]]
                 spl = min(np.int64(0.5 * (a0 + 1.0) * nv), nv - 1)
                 tgt = 0
                 best = -np.inf
@@ -274,7 +364,7 @@ def step_kernel(
                             tgt = j
                 bw = min_w + mw * (min(max(act_f[e, i, 1 + j_n], -1.0), 1.0) + 1.0)
                 cpu = min_w + mw * (min(max(act_f[e, i, 2 + j_n], -1.0), 1.0) + 1.0)
-            k = p_ai[1, e, i] * sj + spl * j_n + tgt
+            k = p_oi[R_ROW, e, i] * sj + spl * j_n + tgt
             kk[i] = min(max(k, 0), k_tab - 1)
             cpu_v[i] = cpu
             of[9, e, i] = bw
@@ -333,7 +423,7 @@ def step_kernel(
             of[6, e, i] = wait_q + wait_d + wait_s
             of[7, e, i] = energy
             of[8, e, i] = cost
-            oi[0, e, i] = p_ai[0, e, i]
+            oi[0, e, i] = p_oi[R_APP, e, i]
             oi[1, e, i] = itab[k, _I_SPLIT]
             oi[2, e, i] = tgt
             oi[3, e, i] = 0

@@ -339,7 +339,7 @@ class Core:
         self._pend: _Pending | None = None
         self.backend = self._choose_backend(backend)
         self._k: _KernelArgs | None = _KernelArgs(self) if self.backend == "numba" else None
-        self._kview: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._kview: Packed | None = None  # the last packed result of the compiled step
         self._kobs: np.ndarray | None = None
 
     def _choose_backend(self, backend: str) -> str:
@@ -648,13 +648,12 @@ class Core:
         k = self._k
         if k is None:
             return self._pack(self._step_numpy(dec))
-        di = np.empty((2, *k.shape), dtype=np.int64)
-        di[0] = dec.split
-        di[1] = dec.target
-        df = np.empty((2, *k.shape))
-        df[0] = dec.bw_weight
-        df[1] = dec.cpu_weight
-        out = self._kstep(0, k.dummy_ai, k.dummy_af, di, df)
+        d = np.zeros(k.dummy_af.shape)
+        d[..., 0] = dec.split
+        d[..., 1] = dec.target
+        d[..., 2] = dec.bw_weight
+        d[..., 3] = dec.cpu_weight
+        out = self._kstep(0, k.dummy_ai, d)
         assert out is not None  # decisions are not validated: nothing to refuse
         return out
 
@@ -672,15 +671,11 @@ class Core:
             a = action
             if action_type == "multidiscrete":
                 if a.shape == k.dummy_ai.shape and a.dtype.kind in "iu":
-                    out = self._kstep(
-                        1, a.astype(np.int64, copy=False), k.dummy_af, k.dummy_di, k.dummy_df
-                    )
+                    out = self._kstep(1, a.astype(np.int64, copy=False), k.dummy_af)
                     if out is not None:
                         return out
             elif a.shape == k.dummy_af.shape and a.dtype.kind == "f":
-                out = self._kstep(
-                    2, k.dummy_ai, a.astype(np.float64, copy=False), k.dummy_di, k.dummy_df
-                )
+                out = self._kstep(2, k.dummy_ai, a.astype(np.float64, copy=False))
                 if out is not None:
                     return out
         # the numpy decoder: the reference, and the one that words the errors
@@ -729,24 +724,23 @@ class Core:
         mode: int,
         act_i: np.ndarray,
         act_f: np.ndarray,
-        dec_i: np.ndarray,
-        dec_f: np.ndarray,
     ) -> Packed | None:
         """One compiled step; None (nothing changed) when an action is invalid."""
         k = self._k
         assert k is not None
-        view = self._kview
-        if view is None:
+        prev = self._kview
+        if prev is None:  # after a reset: the pending view in the packed layout
             p = self._pending()
-            view = (p.has.copy(), np.stack((p.app0, p.row)).astype(np.int64), p.wait.copy())
+            prev = (np.zeros(k.f_shape), np.zeros(k.i_shape, np.int64), np.zeros(k.b_shape, bool))
+            prev[0][_R_WAIT] = p.wait
+            prev[1][_R_APP] = p.app0
+            prev[1][_R_ROW] = p.row
+            prev[2][_R_HAS] = p.has
         of = np.empty(k.f_shape)
         oi = np.empty(k.i_shape, dtype=np.int64)
         ob = np.empty(k.b_shape, dtype=bool)
         obs = np.empty(k.obs_shape, dtype=np.float32)
-        args = k.args.copy()  # the state and static arrays: the same objects every step
-        args[0:5] = mode, act_i, act_f, dec_i, dec_f
-        args[-7:] = *view, of, oi, ob, obs
-        rc = k.fn(*args)
+        rc = k.fn(mode, act_i, act_f, k.st, k.sv, *prev, of, oi, ob, obs)
         if rc:
             return None
         if k.others:
@@ -754,9 +748,8 @@ class Core:
                 r = np.maximum(proc.step(None), FLOOR_MBPS)
                 k.lrates[:, cols] = r
                 self.rates[:, self._link_n[cols], self._link_m[cols]] = r
-        nxt = (ob[_R_HAS], oi[_R_APP : _R_ROW + 1], of[_R_WAIT])
-        self._kview = nxt
-        self._pend = _Pending.of(nxt[0], nxt[1][0], nxt[1][1], nxt[2], self._sj)
+        self._kview = (of, oi, ob)
+        self._pend = _Pending.of(ob[_R_HAS], oi[_R_APP], oi[_R_ROW], of[_R_WAIT], self._sj)
         self._kobs = obs if not k.others else None
         return of, oi, ob
 
@@ -804,7 +797,10 @@ class Core:
 
 
 class _KernelArgs:
-    """The static arguments of the compiled step, packed as :mod:`._kernel` expects."""
+    """The arguments of the compiled step, laid out as :mod:`._kernel` expects.
+
+    The core's state arrays (and the link bank's Markov state) become views into one int64
+    array, so that the compiled step takes the whole state as one argument."""
 
     def __init__(self, core: Core) -> None:
         from . import _kernel as K
@@ -812,20 +808,20 @@ class _KernelArgs:
         self.K = K
         ta, ph, bank = core.tables, core.physics, core._bank
         e, n = core.num_envs, ta.n_devices
-        i64, f64 = np.int64, np.float64
+        i64 = np.int64
         empty_f, empty_i = np.zeros(0), np.zeros(0, dtype=i64)
-        if bank is not None:
-            n_l = len(bank.link_classes)
+        markov = bank is not None and bank._has_markov
+        n_l = len(bank.link_classes) if bank is not None else 0
+        if markov:
             mc = bank._mcols
             mcols = np.arange(n_l, dtype=i64) if isinstance(mc, slice) else mc.astype(i64)
-            if not bank._has_markov:
-                mcols = empty_i
         else:
-            n_l, mcols = 0, empty_i
-        markov = bank is not None and bank._has_markov
-        self.n_links = n_l
+            mcols = empty_i
+        lm = len(mcols)
         self.others = bank._others if bank is not None else []
-        f_parts = {
+        fp = [*core._w, core.slot_s, ta.latency_scale_s, ta.rate_scale_mbps, FLOOR_MBPS]
+        static = {
+            "fp": [*fp, MIN_WEIGHT],
             "p_tx": ph.p_tx_w,
             "levels": ta.weight_levels,
             "m_lev": bank._m_log_levels if markov else empty_f,
@@ -835,108 +831,120 @@ class _KernelArgs:
             "m_innov": bank._m_innov if markov else empty_f,
             "ntable": bank._table if markov else np.zeros(1),
             "row_dl": ta._rows_dl,
-        }
-        i_parts = {
+            "ftab": core._ftab,
             "nvec": ta._nvec,
             "n_valid": ta.n_valid,
-            "reach": ta.reachable.astype(i64).ravel(),
+            "reach": ta.reachable.astype(i64),
             "link_n": core._link_n if n_l else empty_i,
             "link_m": core._link_m if n_l else empty_i,
             "mcols": mcols,
             "m_k": bank._m_k if markov else empty_i,
             "m_row": bank._m_row if markov else empty_i,
-        }
-        u_parts = {
-            "arr_thr": core._arr_thr.ravel(),
-            "app_thr": core._app_thr.ravel(),
+            "itab": core._itab,
+            "arr_thr": core._arr_thr,
+            "app_thr": core._app_thr,
             "arr_hit": core._arr_hit,
             "off_slot": core._off_slot,
             "off_extra": core._off_extra,
+            "rows": ta._rows,
         }
-        assert tuple(f_parts) == K.OFFSETS["f"] and tuple(i_parts) == K.OFFSETS["i"]
-        assert tuple(u_parts) == K.OFFSETS["u"]
-        ip = {
+        q, j, m = ta.queue_capacity, ta.n_targets, core.n_aps
+        state_shapes = {
+            "key": (e,),
+            "mkey": (e,),
+            "t": (e,),
+            "qapp": (e, n, q),
+            "qarr": (e, n, q),
+            "qhead": (e, n),
+            "qlen": (e, n),
+            "m_state": (e, lm),
+            "dev_b": (e, n),
+            "srv_b": (e, j),
+            "rates": (e, n, m),
+            "m_loglev": (e, lm),
+            "m_x": (e, lm),
+            "lrates": (e, n_l),
+        }
+        dtypes = {"f": np.float64, "i": np.int64, "u": np.uint64, "f4": np.float32}
+        scalars = {
+            "E": e,
             "N": n,
-            "J": ta.n_targets,
-            "M": core.n_aps,
+            "J": j,
+            "M": m,
             "A": ta.n_apps,
             "S": ta.n_candidates,
-            "Q": ta.queue_capacity,
+            "Q": q,
             "KMAX": core._qmax_arr,
             "W": core._slot_words,
-            "LM": len(mcols),
+            "LM": lm,
+            "L": n_l,
             "WS": core._link_words[1],
             "HORIZON": core.scenario.horizon,
             "D": ta.obs_dim,
             # the compiled step cannot see the new rates of trace links: observe() encodes
             "OBS": int(not self.others),
             "KTAB": core._ftab.shape[0],
+            "R": ta._rows.shape[0],
         }
-        self.ip = np.array([ip[k] for k in K.IP], dtype=i64)
-        # offsets: the int array starts with the scalars, then (start, end) of every part
-        n_head = len(K.IP) + 2 * (len(f_parts) + len(i_parts) + len(u_parts))
-        offs: list[int] = []
-        for parts, start in ((f_parts, len(K.FP)), (i_parts, n_head), (u_parts, 0)):
-            pos = start
-            for v in parts.values():
-                offs += [pos, pos + np.size(v)]
-                pos += np.size(v)
-        self.si = np.concatenate(
-            [self.ip, np.array(offs, dtype=i64)]
-            + [np.asarray(v, dtype=i64).ravel() for v in i_parts.values()]
-        )
-        rw = core._w
-        fp = [*rw, core.slot_s, ta.latency_scale_s, ta.rate_scale_mbps, FLOOR_MBPS, MIN_WEIGHT]
-        self.fs = np.concatenate(
-            [np.array(fp, dtype=f64)] + [np.asarray(v, dtype=f64).ravel() for v in f_parts.values()]
-        )
-        self.us = np.concatenate([np.asarray(v, dtype=np.uint64).ravel() for v in u_parts.values()])
-        self.ftab = np.ascontiguousarray(core._ftab, dtype=f64)
-        self.itab = np.ascontiguousarray(core._itab, dtype=i64)
-        self.rows = np.ascontiguousarray(ta._rows, dtype=np.float32)
+        head = [scalars[k] for k in K.IP]
+        words: list[np.ndarray] = []
+        pos = K.N_HEAD
+        for name, kind in K.STATIC:
+            v = np.ascontiguousarray(static[name], dtype=dtypes[kind]).ravel()
+            if kind == "f4" and v.size % 2:
+                v = np.append(v, np.float32(0))
+            w = v.view(i64)
+            head += [pos, np.size(static[name])]
+            words.append(w)
+            pos += w.size
+        # the state: its own array, laid out the same way
+        spos, state_parts = 0, {}
+        for name, kind in K.STATE:
+            size = int(np.prod(state_shapes[name]))
+            head += [spos, size]
+            state_parts[name] = (spos, size, kind)
+            spos += size
+        self.st = np.concatenate([np.array(head, dtype=i64), *words])
+        assert self.st.size == pos
+        self.sv = np.zeros(spos, dtype=i64)
+
+        def view(name: str) -> np.ndarray:
+            o, size, kind = state_parts[name]
+            return self.sv[o : o + size].view(dtypes[kind]).reshape(state_shapes[name])
+
+        # the core's (and the bank's) state arrays become views of ``sv``, values kept
+        for name, attr in (
+            ("key", "key"),
+            ("mkey", "_mkey"),
+            ("t", "t"),
+            ("qapp", "qapp"),
+            ("qarr", "qarr"),
+            ("qhead", "qhead"),
+            ("qlen", "qlen"),
+            ("dev_b", "dev_backlog"),
+            ("srv_b", "srv_backlog"),
+            ("rates", "rates"),
+        ):
+            v = view(name)
+            v[...] = getattr(core, attr)
+            setattr(core, attr, v)
+        if markov:
+            for name, attr in (("m_state", "_m_state"), ("m_loglev", "_m_loglev"), ("m_x", "_m_x")):
+                v = view(name)
+                v[...] = getattr(bank, attr)
+                setattr(bank, attr, v)
+        self.lrates = view("lrates")
+        if bank is not None and bank._rates is not None:
+            self.adopt_rates(bank)
         j3 = ta.n_targets + 3
         self.dummy_ai = np.zeros((e, n, 4), dtype=i64)
         self.dummy_af = np.zeros((e, n, j3))
-        self.dummy_di = np.zeros((2, e, n), dtype=i64)
-        self.dummy_df = np.zeros((2, e, n))
-        if markov:
-            self.m_state, self.m_loglev, self.m_x = bank._m_state, bank._m_loglev, bank._m_x
-        else:
-            self.m_state = np.zeros((e, 0), dtype=i64)
-            self.m_loglev, self.m_x = np.zeros((e, 0)), np.zeros((e, 0))
         self.obs_shape = (e, n, ta.obs_dim)
         self.shape = (e, n)
         self.f_shape, self.i_shape, self.b_shape = ((len(r), e, n) for r in PACKED_ROWS)
-        self.no_rates = np.zeros((e, 0))
         if (K.RF, K.RI, K.RB) != PACKED_ROWS:
             raise AssertionError("edgesplit.envs._kernel: packed rows differ from core's")
         self.fn = K.step_kernel
-        self.lrates = np.zeros((e, n_l))
-        none = None
-        # the kernel's arguments; None marks those that change from step to step
-        self.args = [
-            *(none,) * 5,  # mode, act_i, act_f, dec_i, dec_f
-            self.fs,
-            self.si,
-            self.us,
-            self.ftab,
-            self.itab,
-            self.rows,
-            core._mkey,
-            core.t,
-            core.qapp,
-            core.qarr,
-            core.qhead,
-            core.qlen,
-            core.dev_backlog,
-            core.srv_backlog,
-            core.rates,
-            self.m_state,
-            self.m_loglev,
-            self.m_x,
-            self.lrates,
-            *(none,) * 7,  # pending view (3), of, oi, ob, obs
-        ]
 
     def adopt_rates(self, bank: LinkBank) -> None:
         """After a reset: the bank's rates live in :attr:`lrates`, which the compiled step
