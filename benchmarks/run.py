@@ -5,7 +5,8 @@
 * Gymnasium ``CartPole-v1`` steps/s (``gym.make``, default wrappers) — the yardstick;
 * ``edgesplit/SplitOffload-v0`` steps/s on ``default`` (joint, multidiscrete, ``gym.make``);
 * the native VectorEnv with 1024 environments on ``default``: device-decisions/s
-  (environments x devices per second).
+  (environments x devices per second);
+* the same two on the numpy backend (the reference implementation, what runs without numba).
 
 Actions are sampled before timing, the same way for every env, so that sampling costs do not
 enter the comparison. Targets (issue 3): the single env at >= 35% of CartPole's steps/s, the
@@ -39,9 +40,20 @@ def _cpu() -> str:
     return platform.processor() or platform.machine()
 
 
+def _numba_version() -> str:
+    try:
+        import numba
+    except ImportError:
+        return ", no numba"
+    return f", numba {numba.__version__}"
+
+
 def steps_per_second(env: gym.Env, seconds: float, seed: int = 0) -> float:
     env.action_space.seed(seed)
     actions = [env.action_space.sample() for _ in range(4096)]
+    env.reset(seed=seed)
+    for a in actions[:64]:  # warm-up: a compiled backend may still be loading or compiling
+        env.step(a)
     env.reset(seed=seed)
     n, best = 0, 0.0
     t_end = time.perf_counter() + seconds
@@ -57,12 +69,17 @@ def steps_per_second(env: gym.Env, seconds: float, seed: int = 0) -> float:
     return best
 
 
-def vector_decisions_per_second(num_envs: int, seconds: float) -> tuple[float, float]:
-    envs = gym.make_vec("edgesplit/SplitOffload-v0", num_envs=num_envs, scenario="default")
+def vector_decisions_per_second(
+    num_envs: int, seconds: float, backend: str = "auto"
+) -> tuple[float, float]:
+    envs = gym.make_vec(
+        "edgesplit/SplitOffload-v0", num_envs=num_envs, scenario="default", backend=backend
+    )
     n_dev = envs.unwrapped.core.n_devices
     envs.action_space.seed(0)
     actions = [envs.action_space.sample() for _ in range(16)]
     envs.reset(seed=0)
+    envs.step(actions[0])  # warm-up (see steps_per_second)
     best = 0.0
     t_end = time.perf_counter() + seconds
     while time.perf_counter() < t_end:
@@ -92,6 +109,11 @@ def main() -> None:
         a.seconds,
     )
     vec, vsteps = vector_decisions_per_second(a.num_envs, a.seconds)
+    np_single = steps_per_second(
+        gym.make("edgesplit/SplitOffload-v0", scenario="default", backend="numpy"), a.seconds
+    )
+    np_vec, np_vsteps = vector_decisions_per_second(a.num_envs, a.seconds, backend="numpy")
+    backend = gym.make("edgesplit/SplitOffload-v0").unwrapped.core.backend
     rows = [
         ("CartPole-v1 steps/s (yardstick)", f"{cart:,.0f}", ""),
         (
@@ -109,11 +131,22 @@ def main() -> None:
             f"{vec:,.0f}",
             f"{vsteps:,.0f} batched steps/s (target >= 5,000,000)",
         ),
+        (
+            "numpy backend: SplitOffload-v0 default, joint: steps/s",
+            f"{np_single:,.0f}",
+            f"{100 * np_single / cart:.0f}% of CartPole (reference implementation)",
+        ),
+        (
+            f"numpy backend: VectorEnv x{a.num_envs}: device-decisions/s",
+            f"{np_vec:,.0f}",
+            f"{np_vsteps:,.0f} batched steps/s",
+        ),
     ]
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     head = (
         f"### {when}\n\nMachine: {_cpu()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, numpy {np.__version__}, gymnasium {gym.__version__}; "
+        f"{platform.python_version()}, numpy {np.__version__}, gymnasium {gym.__version__}"
+        f"{_numba_version()}; default backend {backend}; "
         "one thread; best 1024-step block over "
         f"{a.seconds:g} s each.\n\n| measure | value | note |\n|---|---:|---|\n"
     )
