@@ -90,14 +90,19 @@ Packed = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 @cache
-def _numba_available() -> bool:
+def _numba_problem() -> str | None:
+    """Why the compiled step cannot be used here (None: it can)."""
     if importlib.util.find_spec("numba") is None:
-        return False
-    try:  # installed but unusable (e.g. built for another numpy) counts as missing
-        import numba  # noqa: F401
-    except Exception:  # pragma: no cover - depends on the installation
-        return False
-    return True
+        return "numba is not installed"
+    try:  # installed but unusable (built for another numpy, no cache directory, ...)
+        from . import _kernel  # noqa: F401
+    except Exception as e:  # pragma: no cover - depends on the installation
+        return f"the numba kernel failed to load ({type(e).__name__}: {e})"
+    return None
+
+
+def _numba_available() -> bool:
+    return _numba_problem() is None
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -354,11 +359,12 @@ class Core:
                 raise ValueError("backend: 'numba' cannot step this scenario's link classes")
             return "numpy"
         if not _numba_available():
+            why = _numba_problem() or "numba is not available"
             if backend == "numba":
-                raise ImportError("backend: 'numba' needs the numba package (pip install numba)")
+                raise ImportError(f"backend: 'numba' cannot be used: {why}")
             warnings.warn(
-                "edgesplit: numba is not installed; the simulator runs on its numpy backend "
-                "(same dynamics, about 10-50x slower per step)",
+                f"edgesplit: {why}; the simulator runs on its numpy backend "
+                "(same dynamics, about 15x slower per step)",
                 RuntimeWarning,
                 stacklevel=3,
             )

@@ -177,9 +177,9 @@ def test_backend_argument_is_checked_and_auto_falls_back(monkeypatch) -> None:
     sc = load_scenario("single")
     with pytest.raises(ValueError, match=r"backend.*'fortran'"):
         Core(sc, 1, backend="fortran")
-    monkeypatch.setattr(core_mod, "_numba_available", lambda: False)
-    with pytest.warns(RuntimeWarning, match="numba is not installed"):
+    monkeypatch.setattr(core_mod, "_numba_problem", lambda: "numba is not installed")
+    with pytest.warns(RuntimeWarning, match="numba is not installed.*numpy backend"):
         core = Core(sc, 1)
     assert core.backend == "numpy"
-    with pytest.raises(ImportError, match="numba"):
+    with pytest.raises(ImportError, match="'numba' cannot be used: numba is not installed"):
         Core(sc, 1, backend="numba")
