@@ -46,6 +46,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from edgesplit.cost_models._frozen import FrozenMap
 from edgesplit.cost_models.errors import FieldError
 
 __all__ = [
@@ -440,7 +441,7 @@ def _parse_class(ck: _Checker, name: Any, spec: Any) -> DeviceClass:
         name=name,
         kind=kind,
         tier=tier,
-        sources=MappingProxyType(dict(sources)),
+        sources=FrozenMap(sources),
         precision=precision,
         description=description,
         calibration=points,

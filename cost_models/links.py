@@ -60,10 +60,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+
+from edgesplit.cost_models._frozen import FrozenMap
 
 __all__ = [
     "FLOOR_MBPS",
@@ -404,7 +405,7 @@ class LinkClass:
     median_mbps: float | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sources", MappingProxyType(dict(self.sources)))
+        object.__setattr__(self, "sources", FrozenMap(self.sources))
         where = "<LinkClass>"
 
         def bad(f: str, v: Any, problem: str) -> LinkError:

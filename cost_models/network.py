@@ -32,12 +32,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from edgesplit.cost_models._frozen import FrozenMap
 from edgesplit.cost_models.errors import FieldError
 
 __all__ = [
@@ -394,7 +394,7 @@ def _join(path: str, key: str) -> str:
 
 def _freeze(value: Any) -> Any:
     if isinstance(value, dict):
-        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+        return FrozenMap({k: _freeze(v) for k, v in value.items()})
     if isinstance(value, list):
         return tuple(_freeze(v) for v in value)
     return value
@@ -634,7 +634,7 @@ def _parse_measurements(ck: _Checker, raw: Any, n_nodes: int) -> Mapping[str, Me
                     f"does not match the measurement ({actual:.4g})",
                 )
         out[cls] = m
-    return MappingProxyType(out)
+    return FrozenMap(out)
 
 
 def _parse_provenance(ck: _Checker, raw: Any, p: str) -> dict[str, Any]:
