@@ -347,6 +347,18 @@ class Core:
         self._kview: Packed | None = None  # the last packed result of the compiled step
         self._kobs: np.ndarray | None = None
 
+    # copies and pickles: the compiled step's arrays are rebuilt, the state's values kept
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_k"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.backend == "numba":
+            # the state arrays were copied one by one: make them views of one array again
+            self._k = _KernelArgs(self)
+
     def _choose_backend(self, backend: str) -> str:
         if backend not in BACKENDS:
             raise ValueError(f"backend: {backend!r} is not one of {BACKENDS}")
@@ -811,7 +823,6 @@ class _KernelArgs:
     def __init__(self, core: Core) -> None:
         from . import _kernel as K
 
-        self.K = K
         ta, ph, bank = core.tables, core.physics, core._bank
         e, n = core.num_envs, ta.n_devices
         i64 = np.int64

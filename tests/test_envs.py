@@ -311,3 +311,53 @@ def test_own_board_and_profile_drop_in(tmp_path) -> None:
     (tmp_path / "broken.yaml").write_text(yaml.safe_dump(d))
     with pytest.raises(ScenarioError, match=r"device_catalogue.*missing\.json"):
         load_scenario(tmp_path / "broken.yaml")
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_copies_and_pickles_continue_identically(backend: str) -> None:
+    """``copy.deepcopy`` and ``pickle`` give independent envs on the same trajectory (search
+    baselines copy envs; worker processes receive pickled ones)."""
+    import copy
+    import pickle
+
+    env = gym.make(ENV_ID, scenario="default", backend=backend)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    for _ in range(5):
+        env.step(env.action_space.sample())
+    copies = [env, copy.deepcopy(env), pickle.loads(pickle.dumps(env))]
+    env.action_space.seed(1)
+    actions = [env.action_space.sample() for _ in range(120)]  # past the horizon
+    runs = []
+    for e in copies:
+        run = []
+        for a in actions:
+            obs, r, _, trunc, info = e.step(a)
+            run.append((obs, r, info["latency_s"]))
+            if trunc:
+                run.append((e.reset(seed=3)[0], 0.0, None))
+        runs.append(run)
+    for run in runs[1:]:
+        assert len(run) == len(runs[0])
+        for (o0, r0, l0), (o1, r1, l1) in zip(runs[0], run, strict=True):
+            np.testing.assert_array_equal(o0, o1)
+            assert r0 == r1
+            if l0 is not None:
+                np.testing.assert_array_equal(l0, l1)
+    # independent: stepping a copy leaves the original where it was
+    a, b = copy.deepcopy(env), env
+    t0 = b.unwrapped.core.t.copy()
+    a.step(actions[0])
+    np.testing.assert_array_equal(b.unwrapped.core.t, t0)
+    vec = SplitOffloadVectorEnv(3, "single", backend=backend)
+    vec.reset(seed=2)
+    vec2 = pickle.loads(pickle.dumps(vec))
+    act = vec.action_space.sample()
+    np.testing.assert_array_equal(vec.step(act)[0], vec2.step(act)[0])
+    par = split_offload_v0.parallel_env(scenario="single", backend=backend)
+    par.reset(seed=4)
+    par2 = copy.deepcopy(par)
+    acts = {ag: par.action_space(ag).sample() for ag in par.agents}
+    o1, o2 = par.step(acts)[0], par2.step(acts)[0]
+    for ag in o1:
+        np.testing.assert_array_equal(o1[ag], o2[ag])
