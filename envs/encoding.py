@@ -42,7 +42,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ACTION_TYPES", "ActionError", "Decisions", "Tables", "decode", "encode_devices"]
+__all__ = [
+    "ACTION_TYPES",
+    "ActionError",
+    "Decisions",
+    "Tables",
+    "decode",
+    "encode_devices",
+    "sequential_observation",
+]
 
 ACTION_TYPES = ("discrete", "multidiscrete", "continuous")
 MIN_WEIGHT = 0.05  # continuous weights map to [MIN_WEIGHT, 1]
@@ -132,6 +140,30 @@ class Tables:
         """Length of one device's observation."""
         a, s, j, m = self.n_apps, self.n_candidates, self.n_targets, self.n_aps
         return 1 + a + 2 + s * (3 + j) + 1 + m + j + j + 1
+
+    def observation_layout(self) -> list[tuple[str, int]]:
+        """The blocks of one device's observation, in order, with their sizes (they sum to
+        :attr:`obs_dim`; the table in this module's docstring says what each holds).
+
+        >>> from edgesplit.envs.scenario import load_scenario
+        >>> from edgesplit.envs.tables import build
+        >>> t, _ = build(load_scenario("single"))
+        >>> sum(size for _, size in t.observation_layout()) == t.obs_dim
+        True
+        """
+        a, s, j, m = self.n_apps, self.n_candidates, self.n_targets, self.n_aps
+        return [
+            ("has_task", 1),
+            ("app", a),
+            ("wait", 1),
+            ("queue", 1),
+            ("candidates", s * (3 + j)),
+            ("device_backlog", 1),
+            ("link_rates", m),
+            ("reachable", j),
+            ("server_backlog", j),
+            ("time", 1),
+        ]
 
     def action_nvec(self) -> np.ndarray:
         """Per-device MultiDiscrete sizes ``[S, J, L, L]``."""
@@ -249,6 +281,42 @@ def encode_devices(
     i += j_n
     out[:, :, i] = (t / ta.horizon)[:, None]
     return out
+
+
+def sequential_observation(
+    tables: Tables,
+    device_obs: np.ndarray,
+    dev: int,
+    done: np.ndarray,
+    app: np.ndarray,
+    split: np.ndarray,
+    target: np.ndarray,
+) -> np.ndarray:
+    """The observation of device ``dev``'s turn in sequential decision mode (float32).
+
+    ``device_obs`` ``[D]`` is the device's own block (:func:`encode_devices`); then a one-hot
+    of the device, the tasks already sent to each access point this slot (divided by the
+    number of devices) and the tail work already claimed on each target (squashed), from the
+    decisions of the devices ``done`` before it (their ``app``, ``split`` and ``target``, all
+    ``[N]``; a split is clipped to the app's candidates, as the simulator does).
+    """
+    ta = tables
+    n = ta.n_devices
+    onehot = np.zeros(n, np.float32)
+    onehot[dev] = 1.0
+    ap_load = np.zeros(ta.n_aps, np.float32)
+    work = np.zeros(ta.n_targets, np.float32)
+    if len(done):
+        a = app[done]
+        last = ta.n_valid[a] - 1
+        s = np.minimum(split[done], last)
+        tg = target[done]
+        off = s != last
+        aps = ta.ap_of_target[done, tg]
+        np.add.at(ap_load, aps[off], 1.0 / n)
+        np.add.at(work, tg, ta.tail_s[a, s, tg] * off)
+    work = work / (work + ta.latency_scale_s)
+    return np.concatenate([device_obs, onehot, ap_load, work]).astype(np.float32)
 
 
 @dataclass

@@ -13,7 +13,13 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from .core import PACKED_ROWS, Core, Packed, StepResult
-from .encoding import ActionError, Decisions, decode, split_target_masks
+from .encoding import (
+    ActionError,
+    Decisions,
+    decode,
+    sequential_observation,
+    split_target_masks,
+)
 from .render import render_slot
 from .scenario import Scenario, load_scenario
 
@@ -311,26 +317,18 @@ class SplitOffloadEnv(gym.Env):
         return self.core.observe(out=self._obs_buf)
 
     def _seq_obs(self) -> np.ndarray:
-        ta = self.core.tables
         dev = self._order[self._k] if self._k < len(self._order) else 0
-        block = self._device_obs()[0, dev]
-        onehot = np.zeros(self._n, np.float32)
-        onehot[dev] = 1.0
-        done = self._order[: self._k]
         _has, app = self.core.pending()
-        ap_load = np.zeros(ta.n_aps, np.float32)
-        work = np.zeros(ta.n_targets, np.float32)
-        if len(done):
-            p = self._pending
-            s = np.minimum(p.split[0, done], ta.n_valid[app[0, done]] - 1)
-            tg = p.target[0, done]
-            off = s != ta.n_valid[app[0, done]] - 1
-            aps = ta.ap_of_target[done, tg]
-            np.add.at(ap_load, aps[off], 1.0 / self._n)
-            w = ta.tail_s[app[0, done], s, tg] * off
-            np.add.at(work, tg, w)
-        work = work / (work + ta.latency_scale_s)
-        return np.concatenate([block, onehot, ap_load, work]).astype(np.float32)
+        p = self._pending
+        return sequential_observation(
+            self.core.tables,
+            self._device_obs()[0, dev],
+            dev,
+            self._order[: self._k],
+            app[0],
+            p.split[0],
+            p.target[0],
+        )
 
     def _mask_now(self) -> np.ndarray:
         m = _masks(
