@@ -12,6 +12,7 @@ A run directory holds::
     replay_buffer.pkl      off-policy agents' replay buffer, beside the checkpoint
     model.zip              the final model
     eval.csv, eval.md      the final comparison with the baselines
+    policy/                the exported policy: policy.onnx + policy.json (see .export)
     summary.json           what was run and what came out
 """
 
@@ -35,6 +36,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from edgesplit.envs import ENV_ID
 
 from .evaluation import compare, evaluate_policy, markdown_table, policy_predictor, summarise
+from .export import export_policy
 from .registry import get_agent
 
 __all__ = ["AtomicCheckpoint", "env_kwargs", "train"]
@@ -182,6 +184,9 @@ def train(cfg: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
         "eval_seeds": seeds,
         "eval": rows,
     }
+    # the deployable policy: ONNX + manifest (no pickle), with this summary inside
+    export_policy(model, spec.name, kw, run_dir / "policy", summary=dict(summary))
+    summary["policy_dir"] = "policy"
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     from torch.utils.tensorboard import SummaryWriter
 

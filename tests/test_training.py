@@ -67,6 +67,10 @@ def test_each_agent_trains_checkpoints_and_evaluates(algo: str, tmp_path: Path) 
     assert s["total_timesteps"] >= 300 and s["resumed_from"] == 0
     for f in ("model.zip", "checkpoint.zip", "eval.csv", "eval.md", "summary.json"):
         assert (tmp_path / f).is_file(), f
+    for f in ("policy.onnx", "policy.json"):  # the exported policy, with the run's summary
+        assert (tmp_path / "policy" / f).is_file(), f
+    manifest = json.loads((tmp_path / "policy" / "policy.json").read_text())
+    assert manifest["algorithm"] == algo and manifest["training"]["eval"] == s["eval"]
     assert {r["policy"] for r in s["eval"]} == {algo, "local", "neurosurgeon"}
     assert all(np.isfinite(r["cost_per_slot"]) for r in s["eval"])
     assert any((tmp_path / "tb").rglob("events.out.tfevents.*"))

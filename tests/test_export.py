@@ -1,0 +1,112 @@
+"""Exported policies: the ONNX graph gives the trained policy's actions, the manifest is
+complete and pickle-free."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from edgesplit.agents.export import FORMAT_VERSION, PolicyModule, export_policy
+from edgesplit.agents.registry import AGENTS, get_agent
+from edgesplit.envs import ENV_ID
+from edgesplit.envs.encoding import Tables
+
+ort = pytest.importorskip("onnxruntime")
+
+
+def _model(algo: str, scenario: str):
+    spec = get_agent(algo)
+    env = gym.make(
+        ENV_ID, scenario=scenario, decision_mode=spec.decision_mode, action_type=spec.action_type
+    )
+    kwargs = {"learning_starts": 0} if not spec.on_policy else {"n_steps": 64, "batch_size": 64}
+    model = spec.load_class()("MlpPolicy", env, seed=0, device="cpu", **kwargs)
+    # one short update, so the weights are not the initial ones
+    model.learn(64 if spec.on_policy else 32)
+    return model, env
+
+
+def _rollout(env: gym.Env, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    obs, info = env.reset(seed=3)
+    env.action_space.seed(3)
+    o, m = [obs], [info["action_mask"]]
+    for _ in range(n - 1):
+        obs, _, _, trunc, info = env.step(env.action_space.sample())
+        if trunc:
+            obs, info = env.reset()
+        o.append(obs)
+        m.append(info["action_mask"])
+    masks = np.array(m) if env.unwrapped.action_type != "continuous" else None
+    return np.array(o, dtype=np.float32), masks
+
+
+@pytest.mark.parametrize("algo", sorted(AGENTS))
+def test_onnx_matches_the_trained_policy(algo: str, tmp_path) -> None:
+    scenario = "default"
+    model, env = _model(algo, scenario)
+    out = export_policy(model, algo, {"scenario": scenario}, tmp_path, summary={"note": "t"})
+    man = json.loads((out / "policy.json").read_text())
+    sess = ort.InferenceSession(str(out / "policy.onnx"), providers=["CPUExecutionProvider"])
+    obs, masks = _rollout(env, 64)
+    feeds = {"obs": obs}
+    if masks is not None:
+        feeds["action_mask"] = masks
+    (onnx_act,) = sess.run(None, feeds)
+    assert [i.name for i in sess.get_inputs()] == man["onnx"]["inputs"]
+    # the same function in torch
+    kind = man["action_type"]
+    module = PolicyModule(
+        model.policy, kind, np.array(man["action"]["nvec"]) if man["action"]["nvec"] else None
+    )
+    with torch.no_grad():
+        t_obs = torch.as_tensor(obs)
+        ref = module(t_obs, torch.as_tensor(masks) if masks is not None else None).numpy()
+    if kind == "continuous":
+        np.testing.assert_allclose(onnx_act, ref, atol=1e-5)
+    else:
+        np.testing.assert_array_equal(onnx_act, ref)
+    # and the library's own deterministic prediction (with masks where it takes them)
+    if algo == "maskable_ppo":
+        pred, _ = model.predict(obs, deterministic=True, action_masks=masks)
+    else:
+        pred, _ = model.predict(obs, deterministic=True)
+    if kind == "continuous":
+        np.testing.assert_allclose(onnx_act, pred, atol=1e-5)
+    else:
+        agree = (onnx_act == pred).all(axis=-1) if onnx_act.ndim > 1 else onnx_act == pred
+        allowed = masks.all(axis=-1)  # unmasked policies differ only where a mask bites
+        assert agree[allowed].all() if algo != "maskable_ppo" else agree.all()
+        # every exported choice is allowed by its mask
+        if kind == "discrete":
+            assert masks[np.arange(len(onnx_act)), onnx_act].all()
+
+
+def test_manifest_is_complete_and_pickle_free(tmp_path) -> None:
+    model, env = _model("ppo", "default")
+    out = export_policy(model, "ppo", {"scenario": "default"}, tmp_path, summary={"seed": 0})
+    assert sorted(p.name for p in out.iterdir()) == ["policy.json", "policy.onnx"]
+    man = json.loads((out / "policy.json").read_text())
+    assert man["format"] == "edgesplit-policy" and man["format_version"] == FORMAT_VERSION
+    assert (man["algorithm"], man["env_id"], man["decision_mode"]) == ("ppo", ENV_ID, "joint")
+    assert man["onnx"]["sha256"] == hashlib.sha256((out / "policy.onnx").read_bytes()).hexdigest()
+    assert man["scenario"]["name"] == "default" and man["training"] == {"seed": 0}
+    ta = Tables.from_dict(man["tables"])
+    ref = env.unwrapped.core.tables
+    for k in ("head_s", "tail_s", "bytes_", "valid", "reachable", "deadline_s"):
+        np.testing.assert_array_equal(getattr(ta, k), getattr(ref, k), err_msg=k)
+    assert ta.candidate_names == ref.candidate_names
+    assert sum(s for _, s in man["observation"]["device_layout"]) == ref.obs_dim
+    assert man["observation"]["dim"] == env.observation_space.shape[0]
+    blob = (out / "policy.onnx").read_bytes() + (out / "policy.json").read_bytes()
+    assert b"pickle" not in blob.lower() and b"\x80\x04\x95" not in blob  # no pickle stream
+
+
+def test_export_refuses_a_model_for_another_scenario(tmp_path) -> None:
+    model, _ = _model("ppo", "single")
+    with pytest.raises(ValueError, match=r"model.observation_space.*'default'"):
+        export_policy(model, "ppo", {"scenario": "default"}, tmp_path)
