@@ -1,0 +1,442 @@
+"""Turn a snapshot of the live system into decisions, through the environment's own encoder.
+
+A request (JSON object)::
+
+    {
+      "slot": 12,                                   # optional, default 0 (the time feature)
+      "devices": {
+        "pi_0": {"task": {"app": "resnet18", "waited_s": 0.02},   # or null: nothing pending
+                 "queue_length": 1,                 # pending tasks, this one included
+                 "backlog_s": 0.0,                  # work queued on the device
+                 "link_mbps": {"edge0": 18.5, "edge1": 40.2}},   # measured rates
+        ...                                         # every device the policy knows
+      },
+      "server_backlog_s": {"edge0": 0.03, "edge1": 0.0, "cloud": 0.0}
+    }
+
+The answer names, per device, the split candidate, the target and the two weights, and
+where each came from: ``"policy"``, or ``"neurosurgeon"`` (the fallback: the split and
+target minimising this task's own latency at the measured rates, blind to the others) with a
+``note`` saying why: an application the policy was not trained on (its profile is loaded by
+network name), or an error of the policy itself. Bad requests raise :class:`RequestError`
+naming the field and the value; nothing is half-decided.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from edgesplit.envs.encoding import (
+    Decisions,
+    Tables,
+    decode,
+    encode_devices,
+    sequential_observation,
+    split_target_masks,
+)
+
+from .policy import LoadedPolicy
+
+__all__ = ["RequestError", "Scheduler"]
+
+MAX_DEVICES = 4096
+
+
+class RequestError(ValueError):
+    """A scheduling request is malformed: ``field`` is its path, ``value`` the culprit."""
+
+    def __init__(self, field: str, value: Any, problem: str) -> None:
+        self.field, self.value, self.problem = field, value, problem
+        text = repr(value)
+        text = text if len(text) <= 80 else text[:77] + "..."
+        super().__init__(f"request: field {field!r} = {text}: {problem}")
+
+
+def _number(x: Any, field: str, *, low: float = 0.0) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        raise RequestError(field, x, "expected a finite number")
+    if x < low:
+        raise RequestError(field, x, f"must be >= {low:g}")
+    return float(x)
+
+
+def _integer(x: Any, field: str, low: int, high: int | None = None) -> int:
+    if isinstance(x, bool) or not isinstance(x, int):
+        raise RequestError(field, x, "expected an integer")
+    if x < low or (high is not None and x > high):
+        raise RequestError(field, x, f"must be in [{low}, {high if high is not None else 'inf'}]")
+    return int(x)
+
+
+def _object(x: Any, field: str) -> dict[str, Any]:
+    if not isinstance(x, dict):
+        raise RequestError(field, x, "expected an object")
+    return x
+
+
+def _keys(d: dict[str, Any], field: str, allowed: set[str], required: set[str]) -> None:
+    unknown = sorted(set(d) - allowed)
+    if unknown:
+        raise RequestError(
+            f"{field}.{unknown[0]}", d[unknown[0]], f"unknown field (allowed: {sorted(allowed)})"
+        )
+    missing = sorted(required - set(d))
+    if missing:
+        raise RequestError(f"{field}.{missing[0]}", None, "required field missing")
+
+
+class Scheduler:
+    """Decisions for snapshots of the live system from a :class:`LoadedPolicy`.
+
+    >>> # see tests/test_scheduler.py for a policy exported from a trained model
+    """
+
+    def __init__(self, policy: LoadedPolicy) -> None:
+        self.policy = policy
+        ta = self.tables = policy.tables
+        self._dev_index = {d: i for i, d in enumerate(ta.device_names)}
+        self._app_index = {a: i for i, a in enumerate(ta.app_names)}
+        self._ap_index = {a: i for i, a in enumerate(ta.access_point_names)}
+        self._tgt_index = {t: i for i, t in enumerate(ta.target_names)}
+        self._scenario = policy.manifest["scenario"]
+
+    # -- parsing -----------------------------------------------------------------------
+    def _parse(self, req: Any) -> dict[str, Any]:
+        ta = self.tables
+        req = _object(req, "(request)")
+        _keys(req, "(request)", {"slot", "devices", "server_backlog_s"}, {"devices"})
+        slot = _integer(req.get("slot", 0), "slot", 0)
+        devs = _object(req["devices"], "devices")
+        if len(devs) > MAX_DEVICES:
+            raise RequestError("devices", len(devs), f"at most {MAX_DEVICES} devices")
+        for name in devs:
+            if name not in self._dev_index:
+                raise RequestError(
+                    f"devices.{name}", devs[name], f"unknown device (policy's: {ta.device_names})"
+                )
+        missing = [d for d in ta.device_names if d not in devs]
+        if missing:
+            raise RequestError(
+                f"devices.{missing[0]}", None, "every device of the policy must be given"
+            )
+        n, m, j = ta.n_devices, ta.n_aps, ta.n_targets
+        has = np.zeros((1, n), dtype=bool)
+        app = np.zeros((1, n), dtype=np.int64)
+        wait = np.zeros((1, n))
+        qlen = np.zeros((1, n), dtype=np.int64)
+        backlog = np.zeros((1, n))
+        rates = np.zeros((1, n, m))
+        foreign: dict[int, str] = {}  # device -> application the policy was not trained on
+        for name, d in devs.items():
+            i = self._dev_index[name]
+            f = f"devices.{name}"
+            d = _object(d, f)
+            _keys(d, f, {"task", "queue_length", "backlog_s", "link_mbps"}, {"task", "link_mbps"})
+            task = d["task"]
+            if task is not None:
+                task = _object(task, f"{f}.task")
+                _keys(task, f"{f}.task", {"app", "waited_s"}, {"app"})
+                a = task["app"]
+                if not isinstance(a, str) or not a:
+                    raise RequestError(f"{f}.task.app", a, "expected an application name")
+                w = _number(task.get("waited_s", 0.0), f"{f}.task.waited_s")
+                if a in self._app_index:
+                    has[0, i], app[0, i], wait[0, i] = True, self._app_index[a], w
+                else:
+                    foreign[i] = a
+            q_default = 1 if task is not None else 0
+            qlen[0, i] = _integer(
+                d.get("queue_length", q_default), f"{f}.queue_length", 0, ta.queue_capacity
+            )
+            if task is not None and qlen[0, i] == 0:
+                raise RequestError(f"{f}.queue_length", 0, "a device with a task has at least 1")
+            backlog[0, i] = _number(d.get("backlog_s", 0.0), f"{f}.backlog_s")
+            links = _object(d["link_mbps"], f"{f}.link_mbps")
+            for ap, r in links.items():
+                if ap not in self._ap_index:
+                    raise RequestError(
+                        f"{f}.link_mbps.{ap}",
+                        r,
+                        f"unknown access point (policy's: {ta.access_point_names})",
+                    )
+                mi = self._ap_index[ap]
+                if not ta.reachable[i, mi]:
+                    raise RequestError(
+                        f"{f}.link_mbps.{ap}", r, "this device has no link to it in the policy"
+                    )
+                rates[0, i, mi] = _number(r, f"{f}.link_mbps.{ap}")
+            for mi, ap in enumerate(ta.access_point_names):
+                if ta.reachable[i, mi] and ap not in links:
+                    raise RequestError(
+                        f"{f}.link_mbps.{ap}",
+                        None,
+                        "the rate of every link of the device is needed",
+                    )
+        srv = np.zeros((1, j))
+        sb = _object(req.get("server_backlog_s", {}), "server_backlog_s")
+        for t, v in sb.items():
+            if t not in self._tgt_index:
+                raise RequestError(
+                    f"server_backlog_s.{t}", v, f"unknown target (policy's: {ta.target_names})"
+                )
+            srv[0, self._tgt_index[t]] = _number(v, f"server_backlog_s.{t}")
+        return {
+            "slot": slot,
+            "has": has,
+            "app": app,
+            "wait": wait,
+            "qlen": qlen,
+            "backlog": backlog,
+            "rates": rates,
+            "srv": srv,
+            "foreign": foreign,
+        }
+
+    # -- deciding ----------------------------------------------------------------------
+    def observation(self, request: Any) -> np.ndarray:
+        """The per-device observations ``[N, D]`` the policy is given for ``request``: the
+        environment's own encoder (:func:`~edgesplit.envs.encoding.encode_devices`)."""
+        return self._encode(self._parse(request))[0]
+
+    def _encode(self, s: dict[str, Any]) -> np.ndarray:
+        ta = self.tables
+        t = np.array([min(s["slot"], ta.horizon)])
+        return encode_devices(
+            ta, s["has"], s["app"], s["wait"], s["qlen"], s["backlog"], s["rates"], s["srv"], t
+        )
+
+    def decide(self, request: Any) -> dict[str, Any]:
+        """The decisions for one snapshot (see the module docstring for both formats)."""
+        s = self._parse(request)
+        ta, pol = self.tables, self.policy
+        obs = self._encode(s)
+        note = None
+        try:
+            dec = self._policy_decisions(obs, s)
+            source = "policy"
+        except Exception as e:  # the policy could not answer: fall back, and say so
+            dec, source = None, "neurosurgeon"
+            note = f"policy failed ({type(e).__name__}: {e}); Neurosurgeon rule used"
+        out = []
+        for i, name in enumerate(ta.device_names):
+            if i in s["foreign"]:
+                out.append(self._foreign(name, i, s["foreign"][i], s["rates"][0, i]))
+                continue
+            if not s["has"][0, i]:
+                out.append({"device": name, "task": False})
+                continue
+            a = int(s["app"][0, i])
+            if dec is None:
+                try:
+                    _, ph = self._physics(None)
+                    sp, tg = _neurosurgeon(ta, ph, i, a, s["rates"][0, i])
+                    entry = self._entry(name, a, sp, tg, 1.0, 1.0, source)
+                except Exception as e:  # no cost models to reason with: run it locally
+                    last = int(ta.n_valid[a]) - 1
+                    entry = self._entry(name, a, last, int(ta.home[i]), 1.0, 1.0, "local")
+                    entry["note"] = f"{note}; Neurosurgeon unavailable ({e})"
+                    out.append(entry)
+                    continue
+                entry["note"] = note
+            else:
+                entry = self._entry(
+                    name,
+                    a,
+                    int(dec.split[0, i]),
+                    int(dec.target[0, i]),
+                    float(dec.bw_weight[0, i]),
+                    float(dec.cpu_weight[0, i]),
+                    "policy",
+                )
+            out.append(entry)
+        return {
+            "policy": {"algorithm": pol.algorithm, "sha256": pol.sha256},
+            "decisions": out,
+            "fallback": note,
+        }
+
+    def _entry(
+        self, dev: str, a: int, split: int, target: int, bw: float, cpu: float, source: str
+    ) -> dict[str, Any]:
+        ta = self.tables
+        # what the simulator applies: a split past the candidates runs all-local, an
+        # unreachable target becomes the home edge
+        i = self._dev_index[dev]
+        last = int(ta.n_valid[a]) - 1
+        split = min(split, last)
+        if not ta.reachable[i, target]:
+            target = int(ta.home[i])
+        local = split == last
+        return {
+            "device": dev,
+            "task": True,
+            "app": ta.app_names[a],
+            "split": ta.candidate_names[a][split],
+            "split_index": split,
+            "runs_locally": local,
+            "target": None if local else ta.target_names[target],
+            "bandwidth_weight": bw,
+            "compute_weight": cpu,
+            "source": source,
+        }
+
+    def _policy_decisions(self, obs: np.ndarray, s: dict[str, Any]) -> Decisions:
+        ta, pol = self.tables, self.policy
+        has, app = s["has"], s["app"]
+        sm, tm = split_target_masks(ta, app, has)
+        if pol.decision_mode == "joint":
+            flat = obs.reshape(1, -1)
+            mask = None
+            if pol.uses_mask:  # multidiscrete: per device [split, target, levels, levels]
+                lv = np.ones((1, ta.n_devices, ta.n_levels), dtype=bool)
+                mask = np.concatenate([sm, tm, lv, lv], axis=-1).reshape(1, -1)
+            act = pol.act(flat, mask)
+            a = act.reshape(1, ta.n_devices, -1)
+            return decode(ta, a, pol.action_type, app)
+        # sequential: one device at a time, each seeing what the earlier ones claimed
+        n = ta.n_devices
+        split = np.zeros(n, dtype=np.int64)
+        target = ta.home.copy()
+        bw, cpu = np.ones(n), np.ones(n)
+        order = np.flatnonzero(has[0])
+        for k, dev in enumerate(order):
+            o = sequential_observation(ta, obs[0, dev], dev, order[:k], app[0], split, target)
+            mask = None
+            if pol.uses_mask:
+                full = sm[0, dev][:, None] & tm[0, dev][None, :]
+                mask = np.repeat(full.reshape(-1), ta.n_levels * ta.n_levels)[None]
+            act = pol.act(o[None], mask)
+            d = decode(
+                _OneDevice(ta, dev),
+                act.reshape((1, 1, *act.shape[1:])),
+                pol.action_type,
+                app[:, dev : dev + 1],
+            )
+            split[dev], target[dev] = d.split[0, 0], d.target[0, 0]
+            bw[dev], cpu[dev] = d.bw_weight[0, 0], d.cpu_weight[0, 0]
+        return Decisions(split[None], target[None], bw[None], cpu[None])
+
+    # -- fallbacks ---------------------------------------------------------------------
+    def _physics(self, extra_network: str | None) -> tuple[Tables, Any]:
+        return _build_cached(_freeze(self._scenario), extra_network)
+
+    def _foreign(self, dev: str, i: int, app: str, rates: np.ndarray) -> dict[str, Any]:
+        """A task of an application the policy was not trained on: Neurosurgeon on tables
+        built for it from its profile (looked up by network name)."""
+        try:
+            ta, ph = self._physics(app)
+        except Exception as e:
+            return {
+                "device": dev,
+                "task": True,
+                "app": app,
+                "split": None,
+                "split_index": None,
+                "runs_locally": True,
+                "target": None,
+                "bandwidth_weight": 1.0,
+                "compute_weight": 1.0,
+                "source": "local",
+                "note": f"application {app!r} is unknown to the policy and no profile of it "
+                f"could be loaded ({e}); run it whole on the device",
+            }
+        a = ta.app_names.index(app)
+        sp, tg = _neurosurgeon(ta, ph, i, a, rates)
+        last = int(ta.n_valid[a]) - 1
+        return {
+            "device": dev,
+            "task": True,
+            "app": app,
+            "split": ta.candidate_names[a][sp],
+            "split_index": sp,
+            "runs_locally": sp == last,
+            "target": None if sp == last else ta.target_names[tg],
+            "bandwidth_weight": 1.0,
+            "compute_weight": 1.0,
+            "source": "neurosurgeon",
+            "note": f"application {app!r} is not one the policy was trained on; "
+            "Neurosurgeon rule on its profile",
+        }
+
+
+class _OneDevice:
+    """A one-device view of :class:`Tables` for decoding (names and reachability)."""
+
+    def __init__(self, ta: Tables, dev: int) -> None:
+        self._ta = ta
+        self.device_names = [ta.device_names[dev]]
+        self.reachable = ta.reachable[dev : dev + 1]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ta, name)
+
+
+def _freeze(x: Any) -> Any:
+    if isinstance(x, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in x.items()))
+    if isinstance(x, list):
+        return tuple(_freeze(v) for v in x)
+    return x
+
+
+def _thaw(x: Any) -> Any:
+    if (
+        isinstance(x, tuple)
+        and x
+        and all(isinstance(e, tuple) and len(e) == 2 and isinstance(e[0], str) for e in x)
+    ):
+        return {k: _thaw(v) for k, v in x}
+    if isinstance(x, tuple):
+        return [_thaw(v) for v in x]
+    return x
+
+
+@lru_cache(maxsize=32)
+def _build_cached(scenario: Any, extra_network: str | None) -> tuple[Tables, Any]:
+    """Tables and physics of the policy's scenario (plus one application, by network name),
+    built from the installed cost models (cached)."""
+    from edgesplit.envs.scenario import load_scenario
+    from edgesplit.envs.tables import build
+
+    d = _thaw(scenario)
+    if extra_network is not None:
+        d["applications"] = [
+            *d["applications"],
+            {"name": extra_network, "network": extra_network, "deadline_s": 1.0},
+        ]
+    return build(load_scenario(d))
+
+
+def _neurosurgeon(ta: Tables, ph: Any, i: int, a: int, rates: np.ndarray) -> tuple[int, int]:
+    """The split and target minimising this task's own latency at the measured ``rates``
+    (Mbps per access point), blind to the other devices (Neurosurgeon, ASPLOS 2017)."""
+    k = int(ta.n_valid[a])
+    best, pick = math.inf, (k - 1, int(ta.home[i]))
+    for s in range(k):
+        local = s == k - 1
+        for j in range(ta.n_targets):
+            if not ta.reachable[i, j]:
+                continue
+            lat = float(ta.head_s[i, a, s])
+            if not local:
+                ap = int(ta.ap_of_target[i, j])
+                r = float(rates[ap])
+                if r <= 0:
+                    continue
+                mbits = float(ta.bytes_[a, s]) * 8e-6
+                lat += mbits / r + float(ph.rtt_s[i, ap]) + float(ta.tail_s[a, s, j])
+                if (
+                    j == ta.n_targets - 1
+                    and ph.backhaul is not None
+                    and len(ta.target_names) > ta.n_aps
+                ):
+                    lat += mbits / ph.backhaul.mean_mbps + ph.backhaul.rtt_s
+            if lat < best:
+                best, pick = lat, (s, j)
+            if local:
+                break  # all-local does not depend on the target
+    return pick
