@@ -44,6 +44,7 @@ and later tasks arriving at a device in one slot (rare) are hashed individually.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import warnings
 from dataclasses import dataclass
@@ -191,6 +192,10 @@ class _Pending:
     def of(cls, has: np.ndarray, app0: np.ndarray, row: np.ndarray, wait: np.ndarray, sj: int):
         """The view from arrays the compiled step computed."""
         p = cls.__new__(cls)
+        # views of arrays the next compiled step reads: hand them out read-only
+        has, app0, row, wait = has.view(), app0.view(), row.view(), wait.view()
+        for a in (has, app0, row, wait):
+            a.flags.writeable = False
         p.has, p.app0, p.row, p.wait, p._sj, p._kbase = has, app0, row, wait, sj, None
         return p
 
@@ -352,6 +357,11 @@ class Core:
         state = self.__dict__.copy()
         state["_k"] = None
         return state
+
+    def __copy__(self) -> Core:
+        # a shallow copy would share the link bank, whose state the compiled step keeps in
+        # this core's arrays: a copy of a simulator is always a deep one
+        return copy.deepcopy(self)
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -796,9 +806,12 @@ class Core:
         self.t = self.t + 1
         # links move on to the next slot
         bank = self._bank
-        if bank is not None and bank.n_step_uniforms:
-            u = _halves(words[:, self.n_devices :]).reshape(e_n, self._n_links, -1)
-            bank.step(u[..., : bank.n_step_uniforms])
+        if bank is not None:  # every link moves, trace links too (they take no uniforms)
+            u = None
+            if bank.n_step_uniforms:
+                u = _halves(words[:, self.n_devices :]).reshape(e_n, self._n_links, -1)
+                u = u[..., : bank.n_step_uniforms]
+            bank.step(u)
             self.rates[:, self._link_n, self._link_m] = bank.rates
         self._pend = None
         self._kview = None

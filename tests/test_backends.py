@@ -39,7 +39,15 @@ def _traced() -> dict:
     return d
 
 
-SCENARIOS = [*available_scenarios(), "crowded", "traced"]
+def _all_traced() -> dict:
+    """``default`` with every link replayed from traces: no Markov link at all."""
+    d = load_scenario("default").to_dict()
+    for g in d["devices"]:
+        g["links"] = dict.fromkeys(g["links"], "trace_synthetic_3g")
+    return d
+
+
+SCENARIOS = [*available_scenarios(), "crowded", "traced", "all_traced"]
 
 
 def _scenario(name: str):
@@ -47,6 +55,8 @@ def _scenario(name: str):
         return load_scenario(_crowded())
     if name == "traced":
         return load_scenario(_traced())
+    if name == "all_traced":
+        return load_scenario(_all_traced())
     return load_scenario(name)
 
 
@@ -106,6 +116,38 @@ def test_numba_step_matches_numpy(name: str, num_envs: int) -> None:
             fast.reset(new, mask)
     if name == "crowded":  # the rare paths were exercised
         assert drops > 0 and multi > 0, (drops, multi)
+    if name.endswith("traced"):  # trace links move on both backends
+        assert len(np.unique(ref.rates)) > ref.rates.size // 4
+
+
+def test_pending_views_are_read_only() -> None:
+    """What pending() hands out is read by the next compiled step: writing to it must fail,
+    as it does on the numpy backend."""
+    for backend in ("numpy", "numba"):
+        core = Core(load_scenario("default"), 1, backend=backend)
+        core.reset(np.array([9], dtype=np.uint64))
+        core.step_action(np.zeros((1, core.n_devices, 4), dtype=np.int64), "multidiscrete")
+        has, app = core.pending()
+        for a in (has, app):
+            with pytest.raises(ValueError, match="read-only"):
+                a[...] = 0
+
+
+def test_shallow_copy_is_independent() -> None:
+    core = Core(load_scenario("default"), 1, backend="numba")
+    core.reset(np.array([9], dtype=np.uint64))
+    other = copy.copy(core)
+    other.reset(np.array([10], dtype=np.uint64))
+    act = np.zeros((1, core.n_devices, 4), dtype=np.int64)
+    for _ in range(5):
+        other.step_action(act, "multidiscrete")
+    ref = Core(load_scenario("default"), 1, backend="numba")
+    ref.reset(np.array([9], dtype=np.uint64))
+    for _ in range(3):
+        np.testing.assert_array_equal(
+            core.step_action(act, "multidiscrete").latency_s,
+            ref.step_action(act, "multidiscrete").latency_s,
+        )
 
 
 def test_numba_rejects_bad_actions_before_changing_state() -> None:
