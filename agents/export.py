@@ -1,8 +1,11 @@
 """Export a trained policy for deployment: ``policy.onnx`` and its manifest ``policy.json``.
 
-The ONNX graph takes the observation (and, for the discrete views, the action mask) and
-returns the action the environment would be given, post-processing included: the masked
-argmax of every discrete dimension, or the deterministic continuous action. What an action
+The ONNX graph takes the observation (and the action mask, for policies trained with masks:
+MaskablePPO, MADDPG) and returns the action the environment would be given, post-processing
+included: the (masked) argmax of every discrete dimension, or the deterministic continuous
+action. A policy trained without masks is exported without them, so the deployed policy is
+exactly the evaluated one; an infeasible choice it makes is replaced as the environment
+replaces it (all-local, home edge). What an action
 *means* (split index, target, weights) is decoded by :func:`edgesplit.envs.encoding.decode`,
 the same pure-numpy decoder the environment uses, so there is exactly one decoder.
 
@@ -63,6 +66,8 @@ class PolicyModule(nn.Module):
 
     def _logits(self, obs: torch.Tensor) -> torch.Tensor:
         p = self.policy
+        if hasattr(p, "joint_logits"):  # MADDPG's actors over the joint observation
+            return p.joint_logits(obs)
         if hasattr(p, "q_net"):  # DQN family
             return p.q_net(obs)
         features = p.extract_features(obs, p.pi_features_extractor)
@@ -141,7 +146,7 @@ def export_policy(
     obs = torch.zeros((2, obs_dim), dtype=torch.float32)
     inputs: tuple[torch.Tensor, ...] = (obs,)
     names = ["obs"]
-    if mask_len:
+    if mask_len and spec.masked:  # only policies trained with masks are deployed with them
         inputs = (obs, torch.ones((2, mask_len), dtype=torch.bool))
         names.append("action_mask")
     with torch.no_grad(), warnings.catch_warnings():

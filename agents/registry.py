@@ -2,7 +2,7 @@
 
 >>> from edgesplit.agents.registry import AGENTS
 >>> sorted(AGENTS)
-['ddpg', 'ddqn', 'dqn', 'maskable_ppo', 'ppo']
+['ddpg', 'ddqn', 'dqn', 'maddpg', 'maskable_ppo', 'ppo']
 >>> AGENTS["dqn"].decision_mode, AGENTS["dqn"].action_type
 ('sequential', 'discrete')
 """
@@ -26,6 +26,10 @@ class AgentSpec:
     on_policy: bool
     multi_agent: bool = False
     description: str = ""
+    # trained (and evaluated) with the env's action masks: its exported policy takes them too;
+    # the others are deployed exactly as evaluated, and the env's (and the scheduler's)
+    # replacement of an infeasible choice applies
+    masked: bool = False
 
     def load_class(self) -> Any:
         import importlib
@@ -50,6 +54,7 @@ AGENTS: dict[str, AgentSpec] = {
         "multidiscrete",
         True,
         description="sb3-contrib MaskablePPO using the env's action_masks()",
+        masked=True,
     ),
     "dqn": AgentSpec(
         "dqn",
@@ -66,6 +71,17 @@ AGENTS: dict[str, AgentSpec] = {
         "discrete",
         False,
         description="Double DQN (SB3 DQN subclass), one device per step",
+    ),
+    "maddpg": AgentSpec(
+        "maddpg",
+        "edgesplit.agents.maddpg:MADDPG",
+        "joint",
+        "multidiscrete",
+        False,
+        multi_agent=True,
+        description="MADDPG over the PettingZoo face: an actor per device, centralised "
+        "critics, Gumbel-softmax (straight-through) heads",
+        masked=True,
     ),
     "ddpg": AgentSpec(
         "ddpg",

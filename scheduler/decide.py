@@ -57,7 +57,13 @@ class RequestError(ValueError):
 
 
 def _number(x: Any, field: str, *, low: float = 0.0) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise RequestError(field, x, "expected a finite number")
+    try:
+        ok = math.isfinite(x) and abs(x) < 1e300
+    except OverflowError:  # an integer too large for a float
+        ok = False
+    if not ok:
         raise RequestError(field, x, "expected a finite number")
     if x < low:
         raise RequestError(field, x, f"must be >= {low:g}")
@@ -326,8 +332,13 @@ class Scheduler:
 
     def _foreign(self, dev: str, i: int, app: str, rates: np.ndarray) -> dict[str, Any]:
         """A task of an application the policy was not trained on: Neurosurgeon on tables
-        built for it from its profile (looked up by network name)."""
+        built for it from its shipped profile (looked up by network name; nothing else, so
+        that a request can never make the scheduler read a file of its choosing)."""
+        from edgesplit.cost_models.network import available_networks
+
         try:
+            if app not in available_networks():
+                raise LookupError("no shipped profile of that name")
             ta, ph = self._physics(app)
         except Exception as e:
             return {
@@ -341,8 +352,8 @@ class Scheduler:
                 "bandwidth_weight": 1.0,
                 "compute_weight": 1.0,
                 "source": "local",
-                "note": f"application {app!r} is unknown to the policy and no profile of it "
-                f"could be loaded ({e}); run it whole on the device",
+                "note": f"application {app!r} is unknown to the policy and has no shipped "
+                f"profile ({type(e).__name__}); run it whole on the device",
             }
         a = ta.app_names.index(app)
         sp, tg = _neurosurgeon(ta, ph, i, a, rates)

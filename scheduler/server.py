@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -37,6 +38,7 @@ def _handler(scheduler: Scheduler, max_body: int) -> type[BaseHTTPRequestHandler
     class Handler(BaseHTTPRequestHandler):
         server_version = "edgesplit-scheduler/1"
         protocol_version = "HTTP/1.1"
+        timeout = 30  # seconds a connection may idle, or under-send its body
 
         def log_message(self, fmt: str, *args: Any) -> None:  # to logging, not stderr
             log.info("%s %s", self.address_string(), fmt % args)
@@ -46,10 +48,14 @@ def _handler(scheduler: Scheduler, max_body: int) -> type[BaseHTTPRequestHandler
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(data)
 
         def _error(self, status: int, msg: str, **extra: Any) -> None:
+            # the body may not have been read: never parse its rest as the next request
+            self.close_connection = True
             self._send(status, {"error": msg, **extra})
 
         def do_GET(self) -> None:
@@ -74,7 +80,7 @@ def _handler(scheduler: Scheduler, max_body: int) -> type[BaseHTTPRequestHandler
                 self._error(415, f"Content-Type must be application/json, got {ctype!r}")
                 return
             length = self.headers.get("Content-Length")
-            if length is None or not length.isdigit():
+            if length is None or not re.fullmatch(r"[0-9]{1,12}", length):
                 self._error(411, f"a Content-Length is required, got {length!r}")
                 return
             n = int(length)

@@ -157,6 +157,7 @@ def _base(sched: Scheduler) -> dict:
         (lambda r: r["devices"]["pi_0"]["task"].update(app=7), "devices.pi_0.task.app"),
         (lambda r: r["devices"]["pi_0"].update(colour="red"), "devices.pi_0.colour"),
         (lambda r: r.update(slot=-1), "slot"),
+        (lambda r: r["devices"]["pi_0"].update(backlog_s=10**400), "devices.pi_0.backlog_s"),
         (lambda r: r["server_backlog_s"].update(mars=0.0), "server_backlog_s.mars"),
     ],
 )  # fmt: skip
@@ -182,6 +183,11 @@ def test_unknown_applications_and_policy_failures_fall_back(single_dir: Path) ->
     req["devices"][dev]["task"]["app"] = "no_such_net"  # no profile anywhere
     (d,) = sched.decide(req)["decisions"]
     assert d["source"] == "local" and "no_such_net" in d["note"] and d["runs_locally"]
+    for path in ("/etc/hostname", str(Path(__file__)), "../x.json"):  # never read as files
+        req["devices"][dev]["task"]["app"] = path
+        (d,) = sched.decide(req)["decisions"]
+        assert d["source"] == "local" and "no shipped profile" in d["note"]
+        assert "Errno" not in d["note"] and "Expecting" not in d["note"]
 
     def broken(*a, **k):
         raise RuntimeError("onnx session lost")
@@ -258,6 +264,24 @@ def test_http_service(server) -> None:
     assert _call(url + "/v1/decide", "POST", b" " * (65 * 1024))[0] == 413
     assert _call(url + "/v1/decide")[0] == 405
     assert _call(url + "/nope")[0] == 404
+    # an error answered before the body was read closes the connection: the unread body is
+    # never parsed as the next request
+    import http.client
+
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request("POST", "/v1/decide", body=b'{"a": 1}', headers={"Content-Type": "text/plain"})
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 415 and resp.getheader("Connection") == "close"
+    conn.close()
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request(
+        "POST", "/v1/decide", body=b"{}", headers={"Content-Type": "application/json",
+                                                  "Content-Length": "\u00b2"},
+    )  # fmt: skip
+    assert conn.getresponse().status == 411
+    conn.close()
 
 
 def test_cli_example_and_decide(ppo_dir: Path, tmp_path, capsys) -> None:
