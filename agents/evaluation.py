@@ -62,7 +62,7 @@ def evaluate_policy(
 def policy_predictor(model: Any) -> Predict:
     """Deterministic ``(obs, masks) -> actions`` of an SB3 model; maskable models get the
     env's action masks (sb3-contrib's convention), the others ignore them."""
-    if type(model).__name__.startswith("Maskable"):
+    if type(model).__name__.startswith("Maskable") or getattr(model, "uses_masks", False):
         return lambda obs, masks: model.predict(obs, action_masks=masks, deterministic=True)[0]
     return lambda obs, masks: model.predict(obs, deterministic=True)[0]
 

@@ -11,6 +11,7 @@ A run directory holds::
     checkpoint.zip         the latest checkpoint (written to a temporary file, then renamed)
     replay_buffer.pkl      off-policy agents' replay buffer, beside the checkpoint
     model.zip              the final model
+                           (MADDPG: checkpoint.pt, checkpoint_replay.npz, model.pt)
     eval.csv, eval.md      the final comparison with the baselines
     policy/                the exported policy: policy.onnx + policy.json (see .export)
     summary.json           what was run and what came out
@@ -103,6 +104,40 @@ def _make_model(cfg: dict[str, Any], venv: Any, run_dir: Path) -> Any:
     )
 
 
+def _learn_multi_agent(
+    cfg: dict[str, Any], run_dir: Path, kw: dict[str, Any], seed: int
+) -> tuple[Any, int, float]:
+    """MADDPG on the PettingZoo face: atomic ``checkpoint.pt`` (+ replay ``.npz``), resume,
+    final ``model.pt``. Returns the model, the step it resumed from and the training time."""
+    from edgesplit.envs.split_offload_v0 import parallel_env
+
+    from .maddpg import MADDPG
+
+    pz_kw = {k: v for k, v in kw.items() if k != "decision_mode"}
+    env = parallel_env(**pz_kw)
+    ckpt = run_dir / "checkpoint.pt"
+    tb = str(run_dir / "tb")
+    resumed_from = 0
+    if cfg.get("resume", True) and ckpt.exists():
+        model = MADDPG.load(ckpt, env, tensorboard_log=tb)
+        resumed_from = model.num_timesteps
+    else:
+        hp = dict(cfg["algo"].get("kwargs") or {})
+        model = MADDPG(env, seed=seed, tensorboard_log=tb, **hp)
+    total = int(cfg["total_timesteps"])
+    t0 = time.perf_counter()
+    if model.num_timesteps < total:
+        model.learn(
+            total - model.num_timesteps,
+            checkpoint=lambda m: m.save(ckpt, replay_buffer=True),
+            checkpoint_every=int(cfg["checkpoint_every"]),
+        )
+    train_s = time.perf_counter() - t0
+    model.save(run_dir / "model.pt")
+    model.save(ckpt, replay_buffer=True)
+    return model, resumed_from, train_s
+
+
 def train(cfg: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     """Train (or resume) one run and evaluate it; returns the run's summary."""
     run_dir = Path(run_dir)
@@ -111,12 +146,6 @@ def train(cfg: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     spec = get_agent(cfg["algo"]["name"])
     kw = env_kwargs(cfg)
     seed = int(cfg["seed"])
-    venv = make_vec_env(  # each copy in a Monitor: rollout/ep_rew_mean in TensorBoard
-        lambda: gym.make(ENV_ID, **kw),
-        n_envs=int(cfg["n_envs"]),
-        seed=seed,
-        vec_env_cls=DummyVecEnv,
-    )
     wandb_run = None
     if cfg.get("logger", {}).get("wandb"):
         import wandb
@@ -129,30 +158,40 @@ def train(cfg: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
             sync_tensorboard=True,
             name=run_dir.name,
         )
-    ckpt = run_dir / "checkpoint.zip"
-    resumed_from = 0
-    if cfg.get("resume", True) and ckpt.exists():
-        model = spec.load_class().load(ckpt, env=venv, device="cpu")
-        rb = run_dir / "replay_buffer.pkl"
-        if rb.exists() and hasattr(model, "load_replay_buffer"):
-            model.load_replay_buffer(rb)
-        resumed_from = int(model.num_timesteps)
+    venv = None
+    if spec.multi_agent:
+        model, resumed_from, train_s = _learn_multi_agent(cfg, run_dir, kw, seed)
     else:
-        model = _make_model(cfg, venv, run_dir)
-    total = int(cfg["total_timesteps"])
-    t0 = time.perf_counter()
-    if model.num_timesteps < total:
-        model.learn(
-            total_timesteps=total - model.num_timesteps,
-            callback=AtomicCheckpoint(run_dir, int(cfg["checkpoint_every"])),
-            reset_num_timesteps=resumed_from == 0,
-            tb_log_name="run",
+        venv = make_vec_env(  # each copy in a Monitor: rollout/ep_rew_mean in TensorBoard
+            lambda: gym.make(ENV_ID, **kw),
+            n_envs=int(cfg["n_envs"]),
+            seed=seed,
+            vec_env_cls=DummyVecEnv,
         )
-    train_s = time.perf_counter() - t0
-    model.save(run_dir / "model.zip")
-    cb = AtomicCheckpoint(run_dir, 1)
-    cb.model = model
-    cb.save()
+        ckpt = run_dir / "checkpoint.zip"
+        resumed_from = 0
+        if cfg.get("resume", True) and ckpt.exists():
+            model = spec.load_class().load(ckpt, env=venv, device="cpu")
+            rb = run_dir / "replay_buffer.pkl"
+            if rb.exists() and hasattr(model, "load_replay_buffer"):
+                model.load_replay_buffer(rb)
+            resumed_from = int(model.num_timesteps)
+        else:
+            model = _make_model(cfg, venv, run_dir)
+        total = int(cfg["total_timesteps"])
+        t0 = time.perf_counter()
+        if model.num_timesteps < total:
+            model.learn(
+                total_timesteps=total - model.num_timesteps,
+                callback=AtomicCheckpoint(run_dir, int(cfg["checkpoint_every"])),
+                reset_num_timesteps=resumed_from == 0,
+                tb_log_name="run",
+            )
+        train_s = time.perf_counter() - t0
+        model.save(run_dir / "model.zip")
+        cb = AtomicCheckpoint(run_dir, 1)
+        cb.model = model
+        cb.save()
 
     # final comparison on held-out episodes
     first, n_eval = int(cfg["eval"]["first_seed"]), int(cfg["eval"]["episodes"])
@@ -200,5 +239,6 @@ def train(cfg: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
         for r in rows:
             wandb_run.summary[f"eval/{r['policy']}/cost_per_slot"] = r["cost_per_slot"]
         wandb_run.finish()
-    venv.close()
+    if venv is not None:
+        venv.close()
     return summary

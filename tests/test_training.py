@@ -65,7 +65,8 @@ def test_each_agent_trains_checkpoints_and_evaluates(algo: str, tmp_path: Path) 
         cfg["algo"]["kwargs"]["batch_size"] = 64
     s = train(cfg, tmp_path)
     assert s["total_timesteps"] >= 300 and s["resumed_from"] == 0
-    for f in ("model.zip", "checkpoint.zip", "eval.csv", "eval.md", "summary.json"):
+    ext = "pt" if AGENTS[algo].multi_agent else "zip"
+    for f in (f"model.{ext}", f"checkpoint.{ext}", "eval.csv", "eval.md", "summary.json"):
         assert (tmp_path / f).is_file(), f
     for f in ("policy.onnx", "policy.json"):  # the exported policy, with the run's summary
         assert (tmp_path / "policy" / f).is_file(), f
