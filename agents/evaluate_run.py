@@ -18,18 +18,25 @@ def evaluate_run(run: str | Path, episodes: int, first_seed: int, baselines: lis
     """Evaluate ``run``'s final model and the baselines; returns the Markdown table's path."""
     run = Path(run)
     summary_path = run / "summary.json"
-    model_path = run / "model.zip"
-    for p in (summary_path, model_path):
-        if not p.is_file():
-            raise FileNotFoundError(f"run {run}: missing {p.name} (is it a train.py run?)")
+    if not summary_path.is_file():
+        raise FileNotFoundError(f"run {run}: missing summary.json (is it a train.py run?)")
     try:
         summary = json.loads(summary_path.read_text())
         spec = get_agent(summary["algo"])
         kw = dict(summary["env_kwargs"])
     except (json.JSONDecodeError, KeyError, ValueError) as e:
         raise ValueError(f"run {run}: summary.json is malformed: {e}") from e
+    model_path = run / ("model.pt" if spec.multi_agent else "model.zip")
+    if not model_path.is_file():
+        raise FileNotFoundError(f"run {run}: missing {model_path.name} (is it a train.py run?)")
     torch.set_num_threads(1)
-    model = spec.load_class().load(model_path, device="cpu")
+    if spec.multi_agent:
+        from edgesplit.envs.split_offload_v0 import parallel_env
+
+        pz_kw = {k: v for k, v in kw.items() if k != "decision_mode"}
+        model = spec.load_class().load(model_path, parallel_env(**pz_kw))
+    else:
+        model = spec.load_class().load(model_path, device="cpu")
     seeds = list(range(first_seed, first_seed + episodes))
 
     predict = policy_predictor(model)

@@ -15,6 +15,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
 from edgesplit.agents.ddqn import DDQN
+from edgesplit.agents.evaluate_run import evaluate_run
 from edgesplit.agents.registry import AGENTS
 from edgesplit.agents.training import train
 
@@ -79,6 +80,9 @@ def test_each_agent_trains_checkpoints_and_evaluates(algo: str, tmp_path: Path) 
     cfg["total_timesteps"] = 400
     s2 = train(cfg, tmp_path)
     assert s2["resumed_from"] >= 300 and s2["total_timesteps"] >= 400
+    # evaluate.py's body reloads the final model, whatever the agent
+    md = evaluate_run(tmp_path, episodes=2, first_seed=100000, baselines=["local"])
+    assert f"| {algo} |" in md.read_text()
 
 
 def test_ddqn_target_uses_online_argmax_and_target_values() -> None:
