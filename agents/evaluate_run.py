@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from .evaluation import compare, evaluate_policy, markdown_table, policy_predictor, summarise
+from .plots import plot_evaluation
 from .registry import get_agent
 
 __all__ = ["evaluate_run"]
@@ -51,9 +52,15 @@ def evaluate_run(run: str | Path, episodes: int, first_seed: int, baselines: lis
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    from edgesplit.envs.scenario import load_scenario
+    from edgesplit.envs.tables import build
+
+    figs = plot_evaluation(results, build(load_scenario(kw["scenario"]))[0], out_dir, run)
     md = out_dir / "eval.md"
     md.write_text(
         f"# {spec.name} on {kw['scenario']}: {episodes} held-out episodes "
-        f"(seeds {first_seed}..{first_seed + episodes - 1})\n\n" + markdown_table(rows)
+        f"(seeds {first_seed}..{first_seed + episodes - 1})\n\n"
+        + markdown_table(rows)
+        + "".join(f"\n![{f.stem}]({f.name})\n" for f in figs)
     )
     return md

@@ -83,6 +83,10 @@ def test_each_agent_trains_checkpoints_and_evaluates(algo: str, tmp_path: Path) 
     # evaluate.py's body reloads the final model, whatever the agent
     md = evaluate_run(tmp_path, episodes=2, first_seed=100000, baselines=["local"])
     assert f"| {algo} |" in md.read_text()
+    # with its figures, drawn from measured data
+    for fig in ("latency_cdf.png", "choices.png", "learning_curve.png"):
+        assert (md.parent / fig).stat().st_size > 5000, fig
+        assert f"({fig})" in md.read_text()
 
 
 def test_ddqn_target_uses_online_argmax_and_target_values() -> None:
