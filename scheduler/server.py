@@ -39,6 +39,9 @@ def _handler(scheduler: Scheduler, max_body: int) -> type[BaseHTTPRequestHandler
         server_version = "edgesplit-scheduler/1"
         protocol_version = "HTTP/1.1"
         timeout = 30  # seconds a connection may idle, or under-send its body
+        # headers and body go out in two writes: without TCP_NODELAY, Nagle's algorithm and
+        # the client's delayed ACK held every answer ~40 ms (benchmarks/scheduler.py)
+        disable_nagle_algorithm = True
 
         def log_message(self, fmt: str, *args: Any) -> None:  # to logging, not stderr
             log.info("%s %s", self.address_string(), fmt % args)
