@@ -29,6 +29,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.scheduler
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
