@@ -186,9 +186,14 @@ def load_policy(path: str | Path) -> LoadedPolicy:
             mpath, "observation.dim", obs.get("dim") if isinstance(obs, dict) else obs,
             f"the tables give {want}",
         )  # fmt: skip
-    for k, v in (("latency_scale_s", tables.latency_scale_s), ("horizon", tables.horizon)):
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+    for k in ("latency_scale_s", "bytes_scale", "rate_scale_mbps", "horizon", "queue_capacity"):
+        v = getattr(tables, k)
+        if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
             raise PolicyError(mpath, f"tables.{k}", v, "must be a positive number")
+    for k in ("head_s", "tail_s", "bytes_", "deadline_s", "weight_levels"):
+        arr = getattr(tables, k)
+        if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+            raise PolicyError(mpath, f"tables.{k}", "...", "must be finite and >= 0")
     try:
         import onnxruntime as ort
     except ImportError as e:  # pragma: no cover - depends on the installation

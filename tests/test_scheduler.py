@@ -211,6 +211,11 @@ def test_policy_files_are_checked(ppo_dir: Path, tmp_path) -> None:
     (d / "policy.json").write_text(json.dumps({k: v for k, v in man.items() if k != "tables"}))
     with pytest.raises(PolicyError, match="tables"):
         load_policy(d)
+    for field, bad in (("rate_scale_mbps", 0), ("queue_capacity", -1), ("horizon", True)):
+        tables = {**man["tables"], field: bad}
+        (d / "policy.json").write_text(json.dumps({**man, "tables": tables}))
+        with pytest.raises(PolicyError, match=rf"tables\.{field}"):
+            load_policy(d)
     (d / "policy.json").write_text("{not json")
     with pytest.raises(PolicyError, match="not readable JSON"):
         load_policy(d)
