@@ -386,7 +386,7 @@ class Core:
                 raise ImportError(f"backend: 'numba' cannot be used: {why}")
             warnings.warn(
                 f"edgesplit: {why}; the simulator runs on its numpy backend "
-                "(same dynamics, about 15x slower per step)",
+                "(same dynamics, several times slower per step)",
                 RuntimeWarning,
                 stacklevel=3,
             )
