@@ -190,6 +190,17 @@ assert IP.index("KTAB") == I_KTAB and IP.index("R") == I_R and IP.index("OBS") =
 F_WL, F_WE, F_WM, F_WI, F_WD, F_SLOT, F_LS, F_RS, F_FLOOR, F_MINW = range(len(FP))
 
 
+def _jit(fn):
+    """``numba.njit`` with the on-disk cache where there is somewhere to write it (beside
+    this file, or numba's user cache directory); without one (a read-only install and no
+    writable home), compile once per process instead of failing."""
+    opts = {"nogil": True, "error_model": "numpy"}
+    try:
+        return nb.njit(cache=True, **opts)(fn)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return nb.njit(cache=False, **opts)(fn)
+
+
 @nb.njit(inline="always")
 def _fin(z):
     z ^= z >> np.uint64(30)
@@ -224,7 +235,7 @@ def _f4(buf, st, h):
     return buf[o : o + (n + 1) // 2].view(np.float32)[:n]
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@_jit
 def validate(mode, act_i, act_f, st):
     """Check raw actions (mode 1: multidiscrete ``[E, N, 4]`` int64, mode 2: continuous
     ``[E, N, J + 3]`` float64): -1 if all are valid, else the flat index of the first bad
@@ -249,7 +260,7 @@ def validate(mode, act_i, act_f, st):
     return -1
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@_jit
 def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
     """Advance every environment by one slot (see the module docstring).
 

@@ -245,3 +245,15 @@ def test_backend_argument_is_checked_and_auto_falls_back(monkeypatch) -> None:
     assert core.backend == "numpy"
     with pytest.raises(ImportError, match="'numba' cannot be used: numba is not installed"):
         Core(sc, 1, backend="numba")
+
+
+def test_kernel_compiles_without_a_cache_location() -> None:
+    """A read-only install with no writable home must still compile (without the on-disk
+    cache), not fail: a function numba cannot locate a cache for takes that path."""
+    from edgesplit.envs._kernel import _jit
+
+    ns: dict = {}
+    exec("def f(x):\n    return x + 1\n", ns)  # defined in '<string>': no cache locator
+    f = _jit(ns["f"])
+    assert f(41) == 42 and not f._cache.__class__.__name__.startswith("Function")
+
