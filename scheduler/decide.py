@@ -24,6 +24,7 @@ naming the field and the value; nothing is half-decided.
 
 from __future__ import annotations
 
+import json
 import math
 from functools import lru_cache
 from typing import Any
@@ -108,7 +109,8 @@ class Scheduler:
         self._app_index = {a: i for i, a in enumerate(ta.app_names)}
         self._ap_index = {a: i for i, a in enumerate(ta.access_point_names)}
         self._tgt_index = {t: i for i, t in enumerate(ta.target_names)}
-        self._scenario = policy.manifest["scenario"]
+        # the policy's scenario as a hashable key for the cache of built tables
+        self._scenario_key = json.dumps(policy.manifest["scenario"], sort_keys=True)
 
     # -- parsing -----------------------------------------------------------------------
     def _parse(self, req: Any) -> dict[str, Any]:
@@ -328,7 +330,7 @@ class Scheduler:
 
     # -- fallbacks ---------------------------------------------------------------------
     def _physics(self, extra_network: str | None) -> tuple[Tables, Any]:
-        return _build_cached(_freeze(self._scenario), extra_network)
+        return _build_cached(self._scenario_key, extra_network)
 
     def _foreign(self, dev: str, i: int, app: str, rates: np.ndarray) -> dict[str, Any]:
         """A task of an application the policy was not trained on: Neurosurgeon on tables
@@ -386,34 +388,14 @@ class _OneDevice:
         return getattr(self._ta, name)
 
 
-def _freeze(x: Any) -> Any:
-    if isinstance(x, dict):
-        return tuple(sorted((k, _freeze(v)) for k, v in x.items()))
-    if isinstance(x, list):
-        return tuple(_freeze(v) for v in x)
-    return x
-
-
-def _thaw(x: Any) -> Any:
-    if (
-        isinstance(x, tuple)
-        and x
-        and all(isinstance(e, tuple) and len(e) == 2 and isinstance(e[0], str) for e in x)
-    ):
-        return {k: _thaw(v) for k, v in x}
-    if isinstance(x, tuple):
-        return [_thaw(v) for v in x]
-    return x
-
-
 @lru_cache(maxsize=32)
-def _build_cached(scenario: Any, extra_network: str | None) -> tuple[Tables, Any]:
+def _build_cached(scenario_json: str, extra_network: str | None) -> tuple[Tables, Any]:
     """Tables and physics of the policy's scenario (plus one application, by network name),
     built from the installed cost models (cached)."""
     from edgesplit.envs.scenario import load_scenario
     from edgesplit.envs.tables import build
 
-    d = _thaw(scenario)
+    d = json.loads(scenario_json)
     if extra_network is not None:
         d["applications"] = [
             *d["applications"],
