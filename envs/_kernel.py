@@ -26,6 +26,34 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+# the generator's constants, the choice-table columns and the packed layout: one definition,
+# in the numpy reference (core imports this module only lazily, so there is no cycle)
+from .core import (
+    _F_BH,
+    _F_DL,
+    _F_EHEAD,
+    _F_HEAD,
+    _F_INF,
+    _F_MBITS,
+    _F_NOTOFF,
+    _F_OFF,
+    _F_RTT,
+    _F_WORK,
+    _I_AP,
+    _I_SPLIT,
+    _I_TARGET,
+    _K_T,
+    _M1,
+    _M2,
+    _R_APP,
+    _R_HAS,
+    _R_REWARD,
+    _R_ROW,
+    _R_WAIT,
+    _U32,
+    PACKED_ROWS,
+)
+
 __all__ = ["IP", "STATE", "STATIC", "step_kernel"]
 
 # int scalars at the head of the static array ``st``
@@ -100,44 +128,15 @@ STATE = (
 )
 # float scalars (the static part "fp")
 FP = ("w_l", "w_e", "w_m", "w_i", "w_d", "slot_s", "lat_scale", "rate_scale", "floor", "min_w")
-# rows of the packed results: float64, int64 and bool ``[rows, E, N]``; the first rows are
-# :class:`~edgesplit.envs.core.StepResult` fields, the last ones the next slot's pending view
-# (and the team reward, at column 0 of its row)
-RF = (
-    "latency_s",
-    "head_s",
-    "transfer_s",
-    "rtt_s",
-    "tail_s",
-    "tail_work_s",
-    "wait_s",
-    "energy_j",
-    "cost",
-    "bw_weight",
-    "cpu_weight",
-    "next_wait",
-    "team_reward",
-)
-RI = ("app", "split", "target", "dropped", "next_app", "next_row")
-RB = ("has_task", "infeasible", "deadline_miss", "next_has")
-R_WAIT, R_REWARD = RF.index("next_wait"), RF.index("team_reward")
-R_APP, R_ROW = RI.index("next_app"), RI.index("next_row")
-R_HAS = RB.index("next_has")
+# rows of the packed results: core's layout (the kernel writes what core reads)
+RF, RI, RB = PACKED_ROWS
+R_WAIT, R_REWARD, R_APP, R_ROW, R_HAS = _R_WAIT, _R_REWARD, _R_APP, _R_ROW, _R_HAS
 
 _NIP = len(IP)
 #: position in ``st`` of each part's (start, count)
 HEAD = {k: _NIP + 2 * i for i, (k, _) in enumerate(STATIC + STATE)}
 N_HEAD = _NIP + 2 * len(STATIC + STATE)
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_K_T = np.uint64(0xD6E8FEB86659FD93)
-_U32 = 1.0 / 4294967296.0
-
-# choice-table columns (as in core)
-_F_HEAD, _F_MBITS, _F_OFF, _F_NOTOFF, _F_WORK, _F_BH, _F_RTT, _F_INF, _F_EHEAD, _F_DL = range(10)
-_I_SPLIT, _I_TARGET, _I_AP, _I_NM = range(4)
 
 # constants the compiled code sees as globals (frozen at compile time)
 I_E, I_N, I_J, I_M, I_A, I_S, I_Q, I_KMAX, I_W, I_LM, I_L, I_WS, I_HOR, I_D, I_OBS = range(15)

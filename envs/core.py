@@ -64,7 +64,7 @@ BACKENDS = ("auto", "numba", "numpy")
 
 #: rows of a packed step result (float64, int64, bool arrays ``[rows, E, N]``): the
 #: :class:`StepResult` fields, then the next slot's pending view; the team reward is column 0
-#: of its row. The compiled step writes this layout (:mod:`edgesplit.envs._kernel` checks it).
+#: of its row. The compiled step (:mod:`edgesplit.envs._kernel`) writes this layout.
 PACKED_ROWS = (
     (
         "latency_s",
@@ -972,8 +972,6 @@ class _KernelArgs:
         self.obs_shape = (e, n, ta.obs_dim)
         self.shape = (e, n)
         self.f_shape, self.i_shape, self.b_shape = ((len(r), e, n) for r in PACKED_ROWS)
-        if (K.RF, K.RI, K.RB) != PACKED_ROWS:
-            raise AssertionError("edgesplit.envs._kernel: packed rows differ from core's")
         self.fn = K.step_kernel
 
     def adopt_rates(self, bank: LinkBank) -> None:
