@@ -27,7 +27,6 @@ training summary. :mod:`edgesplit.scheduler` loads it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from importlib import metadata
@@ -40,13 +39,12 @@ from torch import nn
 
 from edgesplit.envs import ENV_ID
 from edgesplit.envs.gym_env import SplitOffloadEnv
+from edgesplit.scheduler.policy import FORMAT, FORMAT_VERSION, file_sha256
 
 from .registry import get_agent
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "PolicyModule", "export_policy"]
 
-FORMAT = "edgesplit-policy"
-FORMAT_VERSION = 1
 OPSET = 17
 
 
@@ -93,14 +91,6 @@ def _version() -> str:
         return metadata.version("edgesplit")
     except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
         return "unknown"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def export_policy(
@@ -186,7 +176,7 @@ def export_policy(
         },
         "onnx": {
             "file": onnx_path.name,
-            "sha256": _sha256(onnx_path),
+            "sha256": file_sha256(onnx_path),
             "opset": OPSET,
             "inputs": names,
             "outputs": ["action"],

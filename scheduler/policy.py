@@ -18,10 +18,19 @@ import numpy as np
 from edgesplit.cost_models.errors import FieldError
 from edgesplit.envs.encoding import Tables
 
-__all__ = ["SUPPORTED_FORMAT_VERSIONS", "LoadedPolicy", "PolicyError", "load_policy"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "SUPPORTED_FORMAT_VERSIONS",
+    "LoadedPolicy",
+    "PolicyError",
+    "file_sha256",
+    "load_policy",
+]
 
 FORMAT = "edgesplit-policy"
-SUPPORTED_FORMAT_VERSIONS = (1,)
+FORMAT_VERSION = 1  # what agents.export writes
+SUPPORTED_FORMAT_VERSIONS = (1,)  # what this scheduler reads
 _REQUIRED = (
     "format",
     "format_version",
@@ -104,7 +113,8 @@ class LoadedPolicy:
         }
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file (read in 1 MiB chunks); the manifest's ONNX hash."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -163,7 +173,7 @@ def load_policy(path: str | Path) -> LoadedPolicy:
     opath = p / fname
     if not opath.is_file():
         raise PolicyError(mpath, "onnx.file", fname, f"no such file in {p}")
-    digest = _sha256(opath)
+    digest = file_sha256(opath)
     if digest != onnx_meta.get("sha256"):
         raise PolicyError(
             mpath,
