@@ -47,7 +47,9 @@ __all__ = [
     "ActionError",
     "Decisions",
     "Tables",
+    "action_masks",
     "decode",
+    "decode_device",
     "encode_devices",
     "sequential_observation",
 ]
@@ -414,3 +416,42 @@ def split_target_masks(tables: Tables, app: np.ndarray, has_task: np.ndarray) ->
     split = tables.valid[app] | ~has_task[..., None]
     target = np.broadcast_to(tables.reachable[None], (*app.shape, tables.n_targets))
     return split, target
+
+
+def action_masks(
+    tables: Tables, app: np.ndarray, has_task: np.ndarray, action_type: str
+) -> np.ndarray:
+    """Per-device masks ``[E, N, K]`` of a discrete view (True: allowed).
+
+    ``"multidiscrete"``: the split, target and two level masks concatenated
+    (``K = S + J + 2L``); ``"discrete"``: one flag per action index (``K = S * J * L * L``).
+    """
+    sm, tm = split_target_masks(tables, app, has_task)
+    if action_type == "multidiscrete":
+        lv = np.ones((*np.shape(app), tables.n_levels), dtype=bool)
+        return np.concatenate([sm, tm, lv, lv], axis=-1)
+    if action_type == "discrete":
+        full = sm[..., :, None] & tm[..., None, :]  # [E, N, S, J]
+        l2 = tables.n_levels * tables.n_levels
+        return np.repeat(full.reshape(*full.shape[:-2], -1), l2, axis=-1)
+    raise ValueError(f"action_type: {action_type!r} has no masks (discrete views only)")
+
+
+class _OneDevice:
+    """A one-device view of :class:`Tables` for decoding (names and reachability)."""
+
+    def __init__(self, ta: Tables, dev: int) -> None:
+        self._ta = ta
+        self.device_names = [ta.device_names[dev]]
+        self.reachable = ta.reachable[dev : dev + 1]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ta, name)
+
+
+def decode_device(
+    tables: Tables, action: np.ndarray, action_type: str, app: np.ndarray, dev: int
+) -> Decisions:
+    """Decode device ``dev``'s action alone (``[1, 1, ...]``, sequential decisions) with
+    that device's name in errors; ``app`` is ``[1, 1]``."""
+    return decode(_OneDevice(tables, dev), action, action_type, app)  # type: ignore[arg-type]

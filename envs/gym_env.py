@@ -16,9 +16,9 @@ from .core import PACKED_ROWS, Core, Packed, StepResult
 from .encoding import (
     ActionError,
     Decisions,
-    decode,
+    action_masks,
+    decode_device,
     sequential_observation,
-    split_target_masks,
 )
 from .render import render_slot
 from .scenario import Scenario, load_scenario
@@ -75,14 +75,7 @@ def _mask_table(ta: Any, action_type: str) -> np.ndarray:
     # as a batch of A + 1 "environments": row a has app a pending everywhere (a = A: none)
     has = np.broadcast_to((np.arange(a + 1) < a)[:, None], (a + 1, n))
     app = np.broadcast_to(np.minimum(np.arange(a + 1), a - 1)[:, None], (a + 1, n))
-    sm, tm = split_target_masks(ta, app, has)
-    lv = np.ones((*app.shape, ta.n_levels), dtype=bool)
-    if action_type == "multidiscrete":
-        m = np.concatenate([sm, tm, lv, lv], axis=-1)
-    else:
-        full = sm[..., :, None] & tm[..., None, :]  # [A + 1, N, S, J]
-        l2 = ta.n_levels * ta.n_levels
-        m = np.repeat(full.reshape(*full.shape[:-2], -1), l2, axis=-1)
+    m = action_masks(ta, app, has, action_type)
     return np.ascontiguousarray(m.transpose(1, 0, 2)).reshape(n * (a + 1), -1)
 
 
@@ -412,7 +405,7 @@ class SplitOffloadEnv(gym.Env):
             dev = int(self._order[self._k])
             a = np.asarray(action)
             a1 = a.reshape(1, 1, *a.shape) if a.ndim else a.reshape(1, 1)
-            dec = _decode_one(core, a1, self.action_type, app[:, dev : dev + 1], dev)
+            dec = decode_device(core.tables, a1, self.action_type, app[:, dev : dev + 1], dev)
             p = self._pending
             p.split[0, dev] = dec.split[0, 0]
             p.target[0, dev] = dec.target[0, 0]
@@ -445,27 +438,6 @@ class SplitOffloadEnv(gym.Env):
 
 def _as_result(core: Core, last: StepResult | Packed | None) -> StepResult | None:
     return core.result_of(last) if isinstance(last, tuple) else last
-
-
-def _decode_one(
-    core: Core, a: np.ndarray, action_type: str, app: np.ndarray, dev: int
-) -> Decisions:
-    """Decode one device's action (sequential mode) with that device's name in errors."""
-    ta = core.tables
-    view = _OneDevice(ta, dev)
-    return decode(view, a, action_type, app)  # type: ignore[arg-type]
-
-
-class _OneDevice:
-    """A one-device view of :class:`Tables` for decoding (names and reachability)."""
-
-    def __init__(self, ta: Any, dev: int) -> None:
-        self._ta = ta
-        self.device_names = [ta.device_names[dev]]
-        self.reachable = ta.reachable[dev : dev + 1]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._ta, name)
 
 
 class SplitOffloadVectorEnv(VectorEnv):

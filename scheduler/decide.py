@@ -34,10 +34,11 @@ import numpy as np
 from edgesplit.envs.encoding import (
     Decisions,
     Tables,
+    action_masks,
     decode,
+    decode_device,
     encode_devices,
     sequential_observation,
-    split_target_masks,
 )
 
 from .policy import LoadedPolicy
@@ -295,14 +296,11 @@ class Scheduler:
     def _policy_decisions(self, obs: np.ndarray, s: dict[str, Any]) -> Decisions:
         ta, pol = self.tables, self.policy
         has, app = s["has"], s["app"]
-        sm, tm = split_target_masks(ta, app, has)
+        # the environment's masks (used only by policies trained with them)
+        masks = action_masks(ta, app, has, pol.action_type) if pol.uses_mask else None
         if pol.decision_mode == "joint":
             flat = obs.reshape(1, -1)
-            mask = None
-            if pol.uses_mask:  # multidiscrete: per device [split, target, levels, levels]
-                lv = np.ones((1, ta.n_devices, ta.n_levels), dtype=bool)
-                mask = np.concatenate([sm, tm, lv, lv], axis=-1).reshape(1, -1)
-            act = pol.act(flat, mask)
+            act = pol.act(flat, None if masks is None else masks.reshape(1, -1))
             a = act.reshape(1, ta.n_devices, -1)
             return decode(ta, a, pol.action_type, app)
         # sequential: one device at a time, each seeing what the earlier ones claimed
@@ -313,16 +311,9 @@ class Scheduler:
         order = np.flatnonzero(has[0])
         for k, dev in enumerate(order):
             o = sequential_observation(ta, obs[0, dev], dev, order[:k], app[0], split, target)
-            mask = None
-            if pol.uses_mask:
-                full = sm[0, dev][:, None] & tm[0, dev][None, :]
-                mask = np.repeat(full.reshape(-1), ta.n_levels * ta.n_levels)[None]
-            act = pol.act(o[None], mask)
-            d = decode(
-                _OneDevice(ta, dev),
-                act.reshape((1, 1, *act.shape[1:])),
-                pol.action_type,
-                app[:, dev : dev + 1],
+            act = pol.act(o[None], None if masks is None else masks[:, dev])
+            d = decode_device(
+                ta, act.reshape((1, 1, *act.shape[1:])), pol.action_type, app[:, dev : dev + 1], dev
             )
             split[dev], target[dev] = d.split[0, 0], d.target[0, 0]
             bw[dev], cpu[dev] = d.bw_weight[0, 0], d.cpu_weight[0, 0]
@@ -374,18 +365,6 @@ class Scheduler:
             "note": f"application {app!r} is not one the policy was trained on; "
             "Neurosurgeon rule on its profile",
         }
-
-
-class _OneDevice:
-    """A one-device view of :class:`Tables` for decoding (names and reachability)."""
-
-    def __init__(self, ta: Tables, dev: int) -> None:
-        self._ta = ta
-        self.device_names = [ta.device_names[dev]]
-        self.reachable = ta.reachable[dev : dev + 1]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._ta, name)
 
 
 @lru_cache(maxsize=32)
