@@ -675,7 +675,7 @@ class Core:
         """:meth:`step`, returning the packed result (see :meth:`result_of`)."""
         k = self._k
         if k is None:
-            return self._pack(self._step_numpy(dec))
+            return self.pack(self._step_numpy(dec))
         d = np.zeros(k.dummy_af.shape)
         d[..., 0] = dec.split
         d[..., 1] = dec.target
@@ -735,7 +735,9 @@ class Core:
             team_reward=f[_R_REWARD, :, 0],
         )
 
-    def _pack(self, res: StepResult) -> Packed:
+    def pack(self, res: StepResult) -> Packed:
+        """A :class:`StepResult` in the packed layout (copies; the inverse of
+        :meth:`result_of`, the "next" rows left zero)."""
         shape = res.cost.shape
         f = np.zeros((len(PACKED_ROWS[0]), *shape))
         i = np.zeros((len(PACKED_ROWS[1]), *shape), dtype=np.int64)

@@ -134,29 +134,6 @@ def _info_packed(p: Packed, e: int | None = None) -> dict[str, Any]:
     return {key: p[a][r, e] for key, a, r in _INFO_ROWS}
 
 
-def _info(res: StepResult, e: int | None = None) -> dict[str, Any]:
-    sel = (lambda x: x[e]) if e is not None else (lambda x: x)
-    has = sel(res.has_task)
-    return {
-        "has_task": has,
-        "latency_s": sel(res.latency_s),  # 0 where has_task is False
-        "energy_j": sel(res.energy_j),
-        "deadline_miss": sel(res.deadline_miss),
-        "dropped": sel(res.dropped),
-        "infeasible": sel(res.infeasible),
-        "app": sel(res.app),
-        "split": sel(res.split),
-        "target": sel(res.target),
-        "bw_weight": sel(res.bw_weight),
-        "cpu_weight": sel(res.cpu_weight),
-        "head_s": sel(res.head_s),
-        "transfer_s": sel(res.transfer_s),
-        "tail_s": sel(res.tail_s),
-        "wait_s": sel(res.wait_s),
-        "cost": sel(res.cost),
-    }
-
-
 class SplitOffloadEnv(gym.Env):
     """Joint DNN partitioning, task offloading and resource allocation at the edge.
 
@@ -288,7 +265,7 @@ class SplitOffloadEnv(gym.Env):
                 0.0, 1.0, (d + n + ta.n_aps + ta.n_targets,), np.float32
             )
         self._obs_buf = np.zeros((1, n, d), dtype=np.float32)
-        self._last: StepResult | Packed | None = None
+        self._last: Packed | None = None
         # sequential mode: decisions collected this slot
         self._order: np.ndarray = np.zeros(0, dtype=np.int64)
         self._k = 0
@@ -356,9 +333,9 @@ class SplitOffloadEnv(gym.Env):
                 # lets the agent see the truncation
                 self._order = np.zeros(1, dtype=np.int64)
                 return
-            res = self.core.step(self._pending)  # nobody to decide: the slot passes
-            self._acc_reward += float(res.team_reward[0])
-            self._last = res
+            packed = self.core.step_packed(self._pending)  # nobody to decide: the slot passes
+            self._acc_reward += float(packed[0][_REWARD_ROW, 0, 0])
+            self._last = packed
 
     def _obs(self) -> np.ndarray:
         if self.decision_mode == "joint":
@@ -415,18 +392,18 @@ class SplitOffloadEnv(gym.Env):
             if self._k < len(self._order):
                 return self._obs(), 0.0, False, False, {"action_mask": self._mask_now()}
             if core.truncated[0]:  # the ignored last decision of an empty final stretch
-                res = core.resolve(p)
+                packed = core.pack(core.resolve(p))
             else:
-                res = core.step(p)
-            reward = float(res.team_reward[0])
+                packed = core.step_packed(p)
+            reward = float(packed[0][_REWARD_ROW, 0, 0])
             if not core.truncated[0]:
                 self._start_slot()
             reward += self._acc_reward
             self._acc_reward = 0.0
-        self._last = res
+        self._last = packed
         truncated = bool(core.truncated[0])
         self._done = truncated
-        info = _info(res, 0)
+        info = _info_packed(packed, 0)
         info["action_mask"] = self._mask_now()
         return self._obs(), reward, False, truncated, info
 
@@ -436,8 +413,8 @@ class SplitOffloadEnv(gym.Env):
         return render_slot(self.core, _as_result(self.core, self._last), 0)
 
 
-def _as_result(core: Core, last: StepResult | Packed | None) -> StepResult | None:
-    return core.result_of(last) if isinstance(last, tuple) else last
+def _as_result(core: Core, last: Packed | None) -> StepResult | None:
+    return None if last is None else core.result_of(last)
 
 
 class SplitOffloadVectorEnv(VectorEnv):
@@ -492,7 +469,7 @@ class SplitOffloadVectorEnv(VectorEnv):
         self._obs_buf = np.zeros((self.num_envs, n, d), dtype=np.float32)
         self._rngs: list[np.random.Generator] = []
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
-        self._last: StepResult | Packed | None = None
+        self._last: Packed | None = None
 
     def _keys(self, mask: np.ndarray) -> np.ndarray:
         keys = np.zeros(self.num_envs, dtype=np.uint64)
