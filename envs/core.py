@@ -669,6 +669,8 @@ class Core:
 
     def step(self, dec: Decisions) -> StepResult:
         """Resolve one slot for every environment with decisions ``[E, N]`` and move on."""
+        if self._k is None:  # numpy: the StepResult as computed, not packed and unpacked
+            return self._step_numpy(dec)
         return self.result_of(self.step_packed(dec))
 
     def step_packed(self, dec: Decisions) -> Packed:
@@ -689,6 +691,8 @@ class Core:
         """Decode raw actions ``[E, N, ...]`` of ``action_type`` and step. Raises
         :class:`~edgesplit.envs.encoding.ActionError` naming the device and the value, before
         any state changes, when an action is malformed or out of range."""
+        if self._k is None:
+            return self._step_numpy(decode(self.tables, action, action_type, self.pending()[1]))
         return self.result_of(self.step_action_packed(action, action_type))
 
     def step_action_packed(self, action: np.ndarray, action_type: str) -> Packed:
