@@ -32,10 +32,9 @@ def evaluate_run(run: str | Path, episodes: int, first_seed: int, baselines: lis
         raise FileNotFoundError(f"run {run}: missing {model_path.name} (is it a train.py run?)")
     torch.set_num_threads(1)
     if spec.multi_agent:
-        from edgesplit.envs.split_offload_v0 import parallel_env
+        from .training import pettingzoo_env
 
-        pz_kw = {k: v for k, v in kw.items() if k != "decision_mode"}
-        model = spec.load_class().load(model_path, parallel_env(**pz_kw))
+        model = spec.load_class().load(model_path, pettingzoo_env(kw))
     else:
         model = spec.load_class().load(model_path, device="cpu")
     seeds = list(range(first_seed, first_seed + episodes))

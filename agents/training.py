@@ -40,7 +40,7 @@ from .evaluation import compare, evaluate_policy, markdown_table, policy_predict
 from .export import export_policy
 from .registry import get_agent
 
-__all__ = ["AtomicCheckpoint", "env_kwargs", "train"]
+__all__ = ["AtomicCheckpoint", "env_kwargs", "pettingzoo_env", "train"]
 
 
 def env_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -104,17 +104,22 @@ def _make_model(cfg: dict[str, Any], venv: Any, run_dir: Path) -> Any:
     )
 
 
+def pettingzoo_env(kw: dict[str, Any]) -> Any:
+    """The PettingZoo parallel face for a run's env kwargs (the decision mode belongs to
+    the Gymnasium face; the PettingZoo face always decides one device per agent)."""
+    from edgesplit.envs.split_offload_v0 import parallel_env
+
+    return parallel_env(**{k: v for k, v in kw.items() if k != "decision_mode"})
+
+
 def _learn_multi_agent(
     cfg: dict[str, Any], run_dir: Path, kw: dict[str, Any], seed: int
 ) -> tuple[Any, int, float]:
     """MADDPG on the PettingZoo face: atomic ``checkpoint.pt`` (+ replay ``.npz``), resume,
     final ``model.pt``. Returns the model, the step it resumed from and the training time."""
-    from edgesplit.envs.split_offload_v0 import parallel_env
-
     from .maddpg import MADDPG
 
-    pz_kw = {k: v for k, v in kw.items() if k != "decision_mode"}
-    env = parallel_env(**pz_kw)
+    env = pettingzoo_env(kw)
     ckpt = run_dir / "checkpoint.pt"
     tb = str(run_dir / "tb")
     resumed_from = 0
