@@ -154,20 +154,24 @@ def test_pending_views_are_read_only() -> None:
 
 
 def test_shallow_copy_is_independent() -> None:
-    core = Core(load_scenario("default"), 1, backend="numba")
+    """copy.copy gives a simulator of its own: resetting and stepping the original after
+    the copy leaves the copy on its trajectory, and the other way round."""
+    sc = load_scenario("default")
+    act = np.zeros((1, 6, 4), dtype=np.int64)
+
+    def run(core, key: int, steps: int) -> list[np.ndarray]:
+        core.reset(np.array([key], dtype=np.uint64))
+        return [core.step_action(act, "multidiscrete").latency_s.copy() for _ in range(steps)]
+
+    core = Core(sc, 1, backend="numba")
     core.reset(np.array([9], dtype=np.uint64))
     other = copy.copy(core)
-    other.reset(np.array([10], dtype=np.uint64))
-    act = np.zeros((1, core.n_devices, 4), dtype=np.int64)
-    for _ in range(5):
-        other.step_action(act, "multidiscrete")
-    ref = Core(load_scenario("default"), 1, backend="numba")
-    ref.reset(np.array([9], dtype=np.uint64))
-    for _ in range(3):
-        np.testing.assert_array_equal(
-            core.step_action(act, "multidiscrete").latency_s,
-            ref.step_action(act, "multidiscrete").latency_s,
-        )
+    mine, theirs = run(core, 11, 3), run(other, 12, 6)
+    mine += [core.step_action(act, "multidiscrete").latency_s.copy() for _ in range(3)]
+    for got, key in ((mine, 11), (theirs, 12)):
+        want = run(Core(sc, 1, backend="numba"), key, 6)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)
 
 
 def test_numba_rejects_bad_actions_before_changing_state() -> None:
