@@ -53,7 +53,9 @@ def steps_per_second(env: gym.Env, seconds: float, seed: int = 0) -> float:
     actions = [env.action_space.sample() for _ in range(4096)]
     env.reset(seed=seed)
     for a in actions[:64]:  # warm-up: a compiled backend may still be loading or compiling
-        env.step(a)
+        _, _, term, trunc, _ = env.step(a)
+        if term or trunc:
+            env.reset()
     env.reset(seed=seed)
     n, best = 0, 0.0
     t_end = time.perf_counter() + seconds
