@@ -183,6 +183,15 @@ _F_HEAD, _F_MBITS, _F_OFF, _F_NOTOFF, _F_WORK, _F_BH, _F_RTT, _F_INF, _F_EHEAD, 
 _I_SPLIT, _I_TARGET, _I_AP, _I_NM = range(4)
 
 
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """``a`` itself if read-only, else a read-only view of it."""
+    if not a.flags.writeable:
+        return a
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
 class _Pending:
     """The pending task of every device at the current slot (computed once per slot)."""
 
@@ -190,12 +199,10 @@ class _Pending:
 
     @classmethod
     def of(cls, has: np.ndarray, app0: np.ndarray, row: np.ndarray, wait: np.ndarray, sj: int):
-        """The view from arrays the compiled step computed."""
+        """The view from arrays the compiled step computed. The next compiled step reads
+        them: whatever hands them out (:meth:`Core.pending`, :meth:`Core.resolve`) hands out
+        read-only views."""
         p = cls.__new__(cls)
-        # views of arrays the next compiled step reads: hand them out read-only
-        has, app0, row, wait = has.view(), app0.view(), row.view(), wait.view()
-        for a in (has, app0, row, wait):
-            a.flags.writeable = False
         p.has, p.app0, p.row, p.wait, p._sj, p._kbase = has, app0, row, wait, sj, None
         return p
 
@@ -552,7 +559,7 @@ class Core:
         """``has_task`` and ``app`` (0 where none) of each device's pending task, ``[E, N]``
         (read-only)."""
         p = self._pending()
-        return p.has, p.app0
+        return _read_only(p.has), _read_only(p.app0)
 
     def observe(self, out: np.ndarray | None = None) -> np.ndarray:
         """Per-device observations ``[E, N, D]`` (float32); a fresh array unless ``out``."""
@@ -595,6 +602,8 @@ class Core:
         """
         p = self._pending()
         has, app, wait_q, kbase = p.has, p.app0, p.wait, p.kbase
+        if self._k is not None:  # the compiled step's arrays: hand out read-only views
+            has, app = _read_only(has), _read_only(app)
         dev_b, srv_b, rates = self.dev_backlog, self.srv_backlog, self.rates
         if rows is not None:
             has, app, wait_q, kbase = has[rows], app[rows], wait_q[rows], kbase[rows]

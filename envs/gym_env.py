@@ -266,6 +266,7 @@ class SplitOffloadEnv(gym.Env):
             )
         self._obs_buf = np.zeros((1, n, d), dtype=np.float32)
         self._last: Packed | None = None
+        self._joint_masks: np.ndarray | None = None
         # sequential mode: decisions collected this slot
         self._order: np.ndarray = np.zeros(0, dtype=np.int64)
         self._k = 0
@@ -301,11 +302,14 @@ class SplitOffloadEnv(gym.Env):
         )
 
     def _mask_now(self) -> np.ndarray:
+        if self.decision_mode == "joint":  # one gather of the cached per-row table
+            tab = self._joint_masks
+            if tab is None:
+                tab = self._joint_masks = _mask_table(self.core.tables, "multidiscrete")
+            return tab[self.core._pending().row[0]].reshape(-1)
         m = _masks(
             self.core, "multidiscrete" if self.action_type == "multidiscrete" else "discrete"
         )[0]
-        if self.decision_mode == "joint":
-            return m.reshape(-1)
         dev = self._order[self._k] if self._k < len(self._order) else 0
         return m[dev]
 

@@ -140,6 +140,14 @@ def test_numba_step_matches_numpy(name: str, num_envs: int) -> None:
         assert len(np.unique(ref.rates)) > ref.rates.size // 4
 
 
+def _home_decisions(core: Core):
+    from edgesplit.envs.encoding import Decisions
+
+    shape = (core.num_envs, core.n_devices)
+    home = np.broadcast_to(core.tables.home, shape).copy()
+    return Decisions(np.zeros(shape, np.int64), home, np.ones(shape), np.ones(shape))
+
+
 def test_pending_views_are_read_only() -> None:
     """What pending() hands out is read by the next compiled step: writing to it must fail,
     as it does on the numpy backend."""
@@ -148,7 +156,8 @@ def test_pending_views_are_read_only() -> None:
         core.reset(np.array([9], dtype=np.uint64))
         core.step_action(np.zeros((1, core.n_devices, 4), dtype=np.int64), "multidiscrete")
         has, app = core.pending()
-        for a in (has, app):
+        res = core.resolve(_home_decisions(core))
+        for a in (has, app, res.has_task, res.app):
             with pytest.raises(ValueError, match="read-only"):
                 a[...] = 0
 
