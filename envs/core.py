@@ -1,8 +1,11 @@
-"""The batched simulator core: the one implementation of EdgeSplit's dynamics.
+"""The batched simulator core: the one model of EdgeSplit's dynamics.
 
-State is arrays over (environments, devices) and (environments, targets); a step is a
-fixed sequence of numpy operations with no Python loop over devices or environments. Every
-face (Gymnasium env, VectorEnv, PettingZoo) is a thin view of a :class:`Core`.
+State is arrays over (environments, devices) and (environments, targets). The methods below
+are the reference: a step is a fixed sequence of numpy operations with no Python loop over
+devices or environments. By default (``backend="auto"``, numba installed) a step runs as one
+compiled call of :mod:`edgesplit.envs._kernel`, the same arithmetic in the same order,
+checked against these methods by ``tests/test_backends.py``. Every face (Gymnasium env,
+VectorEnv, PettingZoo) is a thin view of a :class:`Core`.
 
 System model (slot ``t`` of length ``slot_s``), for each device ``i`` with a pending task of
 application ``a`` and decision ``(split s, target j, bandwidth weight wb, compute weight wc)``:

@@ -425,11 +425,12 @@ class SplitOffloadVectorEnv(VectorEnv):
     """Native vectorised EdgeSplit (joint decisions): one batched core for all copies.
 
     Same dynamics, spaces and infos as ``num_envs`` copies of :class:`SplitOffloadEnv` with
-    ``decision_mode="joint"``, stepped in one numpy pass. Autoreset follows
+    ``decision_mode="joint"``, stepped in one batched call of the core. Autoreset follows
     ``AutoresetMode.NEXT_STEP``: the step after a truncation resets that copy (its action is
     ignored, its reward is 0). ``reset(seed=s)`` seeds copy ``i`` with ``s + i``, exactly as
     :class:`gymnasium.vector.SyncVectorEnv` does, so copy ``i`` matches a single env reset with
-    ``seed=s + i`` step for step. Infos are arrays ``[num_envs, N]``.
+    ``seed=s + i`` step for step. Infos are arrays ``[num_envs, N]``. Arguments as
+    :class:`SplitOffloadEnv` (``backend`` included), plus ``num_envs``.
 
     >>> import gymnasium as gym
     >>> import edgesplit.envs
