@@ -1,6 +1,6 @@
 """Baseline policies: the yardsticks every learned policy is reported against.
 
-Each baseline decides, for every environment of a batched :class:`~edgesplit.envs.core.Core`,
+Each baseline decides, for every environment of a batched :class:`~edgesplit.sim.core.Core`,
 the split, target and weights of each device's pending task (:meth:`Baseline.decide`), and
 can act in any EdgeSplit Gymnasium env through :meth:`Baseline.act`. They read the
 simulator's state (cost tables, current link rates, backlogs): they are privileged,
@@ -26,8 +26,8 @@ name                      rule
 ``neurosurgeon``, ``greedy`` and the exact ``oracle`` give every task equal weights (the
 highest level); only the oracle's best-response stage searches the weights too.
 
->>> from edgesplit.envs.core import Core
->>> from edgesplit.envs.scenario import load_scenario
+>>> from edgesplit.sim.core import Core
+>>> from edgesplit.sim.scenario import load_scenario
 >>> core = Core(load_scenario("single"), num_envs=2)
 >>> core.reset(keys=[1, 2])
 >>> dec = make_baseline("neurosurgeon").decide(core)
@@ -44,9 +44,9 @@ from dataclasses import dataclass
 import numpy as np
 from gymnasium.utils import seeding
 
-from edgesplit.envs.core import Core
-from edgesplit.envs.encoding import Decisions, Tables
-from edgesplit.envs.scenario import Scenario, load_scenario
+from edgesplit.sim.core import Core
+from edgesplit.sim.encoding import Decisions, Tables
+from edgesplit.sim.scenario import Scenario, load_scenario
 
 from .metrics import EpisodeTotals
 

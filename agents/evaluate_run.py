@@ -51,8 +51,8 @@ def evaluate_run(run: str | Path, episodes: int, first_seed: int, baselines: lis
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    from edgesplit.envs.scenario import load_scenario
-    from edgesplit.envs.tables import build
+    from edgesplit.sim.scenario import load_scenario
+    from edgesplit.sim.tables import build
 
     figs = plot_evaluation(results, build(load_scenario(kw["scenario"]))[0], out_dir, run)
     md = out_dir / "eval.md"

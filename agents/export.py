@@ -6,7 +6,7 @@ included: the (masked) argmax of every discrete dimension, or the deterministic 
 action. A policy trained without masks is exported without them, so the deployed policy is
 exactly the evaluated one; an infeasible choice it makes is replaced as the environment
 replaces it (all-local, home edge). What an action
-*means* (split index, target, weights) is decoded by :func:`edgesplit.envs.encoding.decode`,
+*means* (split index, target, weights) is decoded by :func:`edgesplit.sim.encoding.decode`,
 the same pure-numpy decoder the environment uses, so there is exactly one decoder.
 
 ``policy.json`` holds everything a scheduler needs to build the observation and read the

@@ -3,9 +3,10 @@ PettingZoo faces.
 
 Importing this package registers ``edgesplit/SplitOffload-v0`` with Gymnasium (a
 centralised env with a native ``vector_entry_point``). The PettingZoo face is
-:mod:`edgesplit.envs.split_offload_v0`. The observation encoder and action decoder,
-:mod:`edgesplit.envs.encoding`, need numpy only: where Gymnasium is not installed (an edge
-scheduler's host), importing this package skips the registration and the encoder still works.
+:mod:`edgesplit.envs.split_offload_v0`. The simulator under both faces, with the observation
+encoder and action decoder, is :mod:`edgesplit.sim`, which needs numpy only and registers
+nothing: an edge scheduler imports it without Gymnasium. Where Gymnasium is not installed,
+importing this package skips the registration.
 
 >>> import gymnasium as gym
 >>> import edgesplit.envs

@@ -12,16 +12,17 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from .core import PACKED_ROWS, Core, Packed, StepResult
-from .encoding import (
+from edgesplit.sim.core import PACKED_ROWS, Core, Packed, StepResult
+from edgesplit.sim.encoding import (
     ActionError,
     Decisions,
     action_masks,
     decode_device,
     sequential_observation,
 )
+from edgesplit.sim.scenario import Scenario, load_scenario
+
 from .render import render_slot
-from .scenario import Scenario, load_scenario
 
 __all__ = ["SplitOffloadEnv", "SplitOffloadVectorEnv"]
 
@@ -70,7 +71,7 @@ def _device_action_space(core: Core, action_type: str) -> spaces.Space:
 
 def _mask_table(ta: Any, action_type: str) -> np.ndarray:
     """Per-device action masks of every ``(device, app or none)`` row (see
-    :func:`~edgesplit.envs.encoding.encode_devices`), ``[N * (A + 1), K]``."""
+    :func:`~edgesplit.sim.encoding.encode_devices`), ``[N * (A + 1), K]``."""
     n, a = ta.n_devices, ta.n_apps
     # as a batch of A + 1 "environments": row a has app a pending everywhere (a = A: none)
     has = np.broadcast_to((np.arange(a + 1) < a)[:, None], (a + 1, n))
@@ -149,7 +150,7 @@ class SplitOffloadEnv(gym.Env):
     per-layer latency measured on a real CPU or modelled by a calibrated roofline for
     Raspberry Pi 4, Jetson Nano/Orin, T4 and A100 classes, the bytes that cross each cut,
     and Markov-modulated or trace-driven wireless links. The system model is documented in
-    :mod:`edgesplit.envs.core`; scenarios in :mod:`edgesplit.envs.scenario`.
+    :mod:`edgesplit.sim.core`; scenarios in :mod:`edgesplit.sim.scenario`.
 
     ## Action Space
 
@@ -168,12 +169,12 @@ class SplitOffloadEnv(gym.Env):
     Infeasible choices (a split index past the network's candidates, an unreachable target)
     are masked: :meth:`action_masks` (for sb3-contrib's MaskablePPO) and ``info["action_mask"]``.
     A masked choice taken anyway is replaced (all-local, home edge) and penalised. An action
-    outside the space raises :class:`~edgesplit.envs.encoding.ActionError` naming the device.
+    outside the space raises :class:`~edgesplit.sim.encoding.ActionError` naming the device.
 
     ## Observation Space
 
     ``Box(0, 1, float32)``. Joint: the ``N`` per-device blocks of
-    :mod:`edgesplit.envs.encoding` concatenated (``N * D``). Sequential: the current
+    :mod:`edgesplit.sim.encoding` concatenated (``N * D``). Sequential: the current
     device's block, a one-hot of the device, and what this slot has already claimed
     (tasks per access point / N, tail work per target, squashed).
 
@@ -216,7 +217,7 @@ class SplitOffloadEnv(gym.Env):
     * ``render_mode``: ``None`` or ``"ansi"``.
     * ``backend``: the simulator's step, ``"auto"`` (compiled with numba when it is
       installed, else numpy), ``"numba"`` or ``"numpy"``: same dynamics (see
-      :class:`~edgesplit.envs.core.Core`).
+      :class:`~edgesplit.sim.core.Core`).
 
     >>> import gymnasium as gym
     >>> import edgesplit.envs

@@ -11,11 +11,12 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from pettingzoo import ParallelEnv
 
-from .core import Core, StepResult
-from .encoding import ActionError
+from edgesplit.sim.core import Core, StepResult
+from edgesplit.sim.encoding import ActionError
+from edgesplit.sim.scenario import Scenario
+
 from .gym_env import _device_action_space, _masks, _resolve
 from .render import render_slot
-from .scenario import Scenario
 
 __all__ = ["SplitOffloadParallelEnv"]
 
@@ -38,7 +39,7 @@ class SplitOffloadParallelEnv(ParallelEnv):
 
     ## Observation Space (per agent)
 
-    ``Box(0, 1, (D,), float32)``: the device's block of :mod:`edgesplit.envs.encoding`.
+    ``Box(0, 1, (D,), float32)``: the device's block of :mod:`edgesplit.sim.encoding`.
     ``state()`` is the concatenation of every device's block (``N * D``), for centralised
     critics.
 

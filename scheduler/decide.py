@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from edgesplit.envs.encoding import (
+from edgesplit.sim.encoding import (
     Decisions,
     Tables,
     action_masks,
@@ -208,7 +208,7 @@ class Scheduler:
     # -- deciding ----------------------------------------------------------------------
     def observation(self, request: Any) -> np.ndarray:
         """The per-device observations ``[N, D]`` the policy is given for ``request``: the
-        environment's own encoder (:func:`~edgesplit.envs.encoding.encode_devices`)."""
+        environment's own encoder (:func:`~edgesplit.sim.encoding.encode_devices`)."""
         return self._encode(self._parse(request))[0]
 
     def _encode(self, s: dict[str, Any]) -> np.ndarray:
@@ -371,8 +371,8 @@ class Scheduler:
 def _build_cached(scenario_json: str, extra_network: str | None) -> tuple[Tables, Any]:
     """Tables and physics of the policy's scenario (plus one application, by network name),
     built from the installed cost models (cached)."""
-    from edgesplit.envs.scenario import load_scenario
-    from edgesplit.envs.tables import build
+    from edgesplit.sim.scenario import load_scenario
+    from edgesplit.sim.tables import build
 
     d = json.loads(scenario_json)
     if extra_network is not None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgesplit.cost_models.errors import FieldError
-from edgesplit.envs.encoding import Tables
+from edgesplit.sim.encoding import Tables
 
 __all__ = [
     "FORMAT",

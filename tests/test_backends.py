@@ -1,6 +1,6 @@
 """The compiled (numba) step against the numpy reference, step by step.
 
-The numpy methods of :class:`~edgesplit.envs.core.Core` are the specification; the numba
+The numpy methods of :class:`~edgesplit.sim.core.Core` are the specification; the numba
 kernel must reproduce them: the same state, queues, decisions and observations bit for bit,
 and the same float results up to a few ulps (``exp`` and the order of the reward sum differ).
 """
@@ -12,11 +12,11 @@ import copy
 import numpy as np
 import pytest
 
-from edgesplit.envs import core as core_mod
-from edgesplit.envs.core import Core
-from edgesplit.envs.encoding import ActionError
 from edgesplit.envs.gym_env import SplitOffloadEnv, SplitOffloadVectorEnv
-from edgesplit.envs.scenario import available_scenarios, load_scenario
+from edgesplit.sim import core as core_mod
+from edgesplit.sim.core import Core
+from edgesplit.sim.encoding import ActionError
+from edgesplit.sim.scenario import available_scenarios, load_scenario
 
 pytest.importorskip("numba")
 
@@ -141,7 +141,7 @@ def test_numba_step_matches_numpy(name: str, num_envs: int) -> None:
 
 
 def _home_decisions(core: Core):
-    from edgesplit.envs.encoding import Decisions
+    from edgesplit.sim.encoding import Decisions
 
     shape = (core.num_envs, core.n_devices)
     home = np.broadcast_to(core.tables.home, shape).copy()
@@ -263,10 +263,9 @@ def test_backend_argument_is_checked_and_auto_falls_back(monkeypatch) -> None:
 def test_kernel_compiles_without_a_cache_location() -> None:
     """A read-only install with no writable home must still compile (without the on-disk
     cache), not fail: a function numba cannot locate a cache for takes that path."""
-    from edgesplit.envs._kernel import _jit
+    from edgesplit.sim.kernel import _jit
 
     ns: dict = {}
     exec("def f(x):\n    return x + 1\n", ns)  # defined in '<string>': no cache locator
     f = _jit(ns["f"])
     assert f(41) == 42 and not f._cache.__class__.__name__.startswith("Function")
-

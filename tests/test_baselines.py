@@ -14,8 +14,8 @@ from edgesplit.agents.baselines import (
     seed_keys,
 )
 from edgesplit.envs import ENV_ID
-from edgesplit.envs.core import Core
-from edgesplit.envs.scenario import load_scenario
+from edgesplit.sim.core import Core
+from edgesplit.sim.scenario import load_scenario
 
 
 @pytest.mark.parametrize("name", sorted(BASELINES))

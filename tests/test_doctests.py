@@ -8,7 +8,13 @@ import pkgutil
 
 import pytest
 
-PACKAGES = ["edgesplit.cost_models", "edgesplit.envs", "edgesplit.agents", "edgesplit.scheduler"]
+PACKAGES = [
+    "edgesplit.cost_models",
+    "edgesplit.sim",
+    "edgesplit.envs",
+    "edgesplit.agents",
+    "edgesplit.scheduler",
+]
 # every module is collected; none is skipped
 SKIP: set[str] = set()
 

@@ -19,9 +19,9 @@ from pettingzoo.test import (
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from edgesplit.envs import ENV_ID, split_offload_v0
-from edgesplit.envs.encoding import ActionError
 from edgesplit.envs.gym_env import SplitOffloadEnv, SplitOffloadVectorEnv
-from edgesplit.envs.scenario import ScenarioError, available_scenarios, load_scenario
+from edgesplit.sim.encoding import ActionError
+from edgesplit.sim.scenario import ScenarioError, available_scenarios, load_scenario
 
 SCENARIOS = available_scenarios()
 REPO_ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -250,7 +250,7 @@ def test_encoding_needs_numpy_only() -> None:
         "import sys\n"
         "for m in ('gymnasium', 'torch', 'pettingzoo', 'stable_baselines3'):\n"
         "    sys.modules[m] = None\n"
-        "import edgesplit.envs.encoding as enc\n"
+        "import edgesplit.sim.encoding as enc\n"
         "assert callable(enc.encode_devices) and callable(enc.decode)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

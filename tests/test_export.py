@@ -14,7 +14,7 @@ import torch
 from edgesplit.agents.export import FORMAT_VERSION, PolicyModule, export_policy
 from edgesplit.agents.registry import AGENTS, get_agent
 from edgesplit.envs import ENV_ID
-from edgesplit.envs.encoding import Tables
+from edgesplit.sim.encoding import Tables
 
 ort = pytest.importorskip("onnxruntime")
 

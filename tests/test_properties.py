@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgesplit.envs.encoding import ActionError
 from edgesplit.envs.gym_env import SplitOffloadEnv
+from edgesplit.sim.encoding import ActionError
 
 NETWORKS = ["alexnet", "vgg16", "resnet18", "resnet50", "mobilenet_v2"]
 DEVICE_CLASSES = ["rpi4", "jetson_nano", "jetson_orin_nano", "x86_cpu_1t"]
@@ -141,8 +141,8 @@ _ENVS = {
 def test_backends_agree_on_random_scenarios(sc: dict, seed: int, num_envs: int) -> None:
     """The compiled step equals the numpy reference on any valid scenario, not only the
     shipped ones (state and observations exactly, floats to 1e-12)."""
-    from edgesplit.envs.core import Core
-    from edgesplit.envs.scenario import load_scenario
+    from edgesplit.sim.core import Core
+    from edgesplit.sim.scenario import load_scenario
 
     scen = load_scenario(sc)
     ref, fast = Core(scen, num_envs, backend="numpy"), Core(scen, num_envs, backend="numba")

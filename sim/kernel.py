@@ -1,11 +1,11 @@
-"""The compiled step of :class:`~edgesplit.envs.core.Core` (numba backend).
+"""The compiled step of :class:`~edgesplit.sim.core.Core` (numba backend).
 
 One call advances every environment of a batch by one slot: it decodes the actions, resolves
 the slot, carries the backlogs over, moves the queues, draws the arrivals, steps the Markov
 links, and encodes the next observation. It is the same arithmetic, in the same order, as the
-numpy methods of :class:`~edgesplit.envs.core.Core` (:meth:`~Core.resolve`,
+numpy methods of :class:`~edgesplit.sim.core.Core` (:meth:`~Core.resolve`,
 :meth:`~Core.step`, :meth:`~Core._arrive`, :meth:`LinkBank.step
-<edgesplit.cost_models.links.LinkBank.step>`, :func:`~edgesplit.envs.encoding.encode_devices`),
+<edgesplit.cost_models.links.LinkBank.step>`, :func:`~edgesplit.sim.encoding.encode_devices`),
 which stay the reference: ``tests/test_backends.py`` checks the two against each other step by
 step on every shipped scenario. State, queues and decisions come out identical; float results
 agree to the last few bits (``exp`` is libm's here and numpy's SIMD one there, and the team
@@ -17,7 +17,7 @@ another (layouts :data:`STATIC` and :data:`STATE`; the core's state arrays are v
 because each array argument of a numba call costs about 0.15 us of dispatch: with thirty
 arguments, dispatch was most of a one-environment step.
 
-This module imports numba; :mod:`edgesplit.envs.core` imports it only when the numba backend
+This module imports numba; :mod:`edgesplit.sim.core` imports it only when the numba backend
 is chosen (the default when numba is installed).
 """
 

@@ -147,8 +147,8 @@ class Tables:
         """The blocks of one device's observation, in order, with their sizes (they sum to
         :attr:`obs_dim`; the table in this module's docstring says what each holds).
 
-        >>> from edgesplit.envs.scenario import load_scenario
-        >>> from edgesplit.envs.tables import build
+        >>> from edgesplit.sim.scenario import load_scenario
+        >>> from edgesplit.sim.tables import build
         >>> t, _ = build(load_scenario("single"))
         >>> sum(size for _, size in t.observation_layout()) == t.obs_dim
         True

@@ -3,7 +3,7 @@
 A scenario is a YAML (or JSON) file, or a plain dict, with the keys below. Every key is
 checked: an unknown key, a wrong type or an out-of-range value raises
 :class:`ScenarioError` naming the field (as a dotted path) and the value. Shipped scenarios
-live in ``edgesplit/envs/scenarios/`` and are found by name (``"default"``, ``"single"``,
+live in ``edgesplit/sim/scenarios/`` and are found by name (``"default"``, ``"single"``,
 ``"dense"``, ``"three_tier"``), so they work from an installed wheel.
 
 Units are in the field names or comments: seconds (``_s``), hertz (``_hz``), joules
@@ -17,14 +17,14 @@ paths are resolved against the scenario file's folder).
 
 Example
 -------
->>> from edgesplit.envs.scenario import load_scenario
+>>> from edgesplit.sim.scenario import load_scenario
 >>> sc = load_scenario("single")
 >>> sc.name, len(sc.devices), [s.name for s in sc.servers], sc.cloud is None
 ('single', 1, ['edge0'], True)
 >>> load_scenario({"name": "x", "bogus": 1})
 Traceback (most recent call last):
 ...
-edgesplit.envs.scenario.ScenarioError: scenario 'x': unknown key 'bogus' (known: ...)
+edgesplit.sim.scenario.ScenarioError: scenario 'x': unknown key 'bogus' (known: ...)
 """
 
 from __future__ import annotations
@@ -458,7 +458,7 @@ def _build(raw: Mapping[str, Any], source: str, base: Path | None = None) -> Sce
 
 def available_scenarios() -> list[str]:
     """Names of the scenarios shipped in the package."""
-    root = resources.files("edgesplit.envs.scenarios")
+    root = resources.files("edgesplit.sim.scenarios")
     return sorted(
         p.name.rsplit(".", 1)[0] for p in root.iterdir() if p.name.endswith((".yaml", ".json"))
     )
@@ -500,7 +500,7 @@ def load_scenario(spec: str | Path | Mapping[str, Any] | Scenario) -> Scenario:
     if isinstance(spec, (str, Path)):
         s = str(spec)
         if s in available_scenarios():
-            root = resources.files("edgesplit.envs.scenarios")
+            root = resources.files("edgesplit.sim.scenarios")
             for ext in (".yaml", ".json"):
                 res = root / f"{s}{ext}"
                 if res.is_file():

@@ -3,7 +3,7 @@
 State is arrays over (environments, devices) and (environments, targets). The methods below
 are the reference: a step is a fixed sequence of numpy operations with no Python loop over
 devices or environments. By default (``backend="auto"``, numba installed) a step runs as one
-compiled call of :mod:`edgesplit.envs._kernel`, the same arithmetic in the same order,
+compiled call of :mod:`edgesplit.sim.kernel`, the same arithmetic in the same order,
 checked against these methods by ``tests/test_backends.py``. Every face (Gymnasium env,
 VectorEnv, PettingZoo) is a thin view of a :class:`Core`.
 
@@ -67,7 +67,7 @@ BACKENDS = ("auto", "numba", "numpy")
 
 #: rows of a packed step result (float64, int64, bool arrays ``[rows, E, N]``): the
 #: :class:`StepResult` fields, then the next slot's pending view; the team reward is column 0
-#: of its row. The compiled step (:mod:`edgesplit.envs._kernel`) writes this layout.
+#: of its row. The compiled step (:mod:`edgesplit.sim.kernel`) writes this layout.
 PACKED_ROWS = (
     (
         "latency_s",
@@ -99,7 +99,7 @@ def _numba_problem() -> str | None:
     if importlib.util.find_spec("numba") is None:
         return "numba is not installed"
     try:  # installed but unusable (built for another numpy, no cache directory, ...)
-        from . import _kernel  # noqa: F401
+        from . import kernel  # noqa: F401
     except Exception as e:  # pragma: no cover - depends on the installation
         return f"the numba kernel failed to load ({type(e).__name__}: {e})"
     return None
@@ -239,13 +239,13 @@ class Core:
     Parameters
     ----------
     scenario:
-        a validated :class:`~edgesplit.envs.scenario.Scenario`.
+        a validated :class:`~edgesplit.sim.scenario.Scenario`.
     num_envs:
         batch size ``E``.
     tables:
         prebuilt ``(Tables, Physics)`` of the scenario (built when omitted).
     backend:
-        ``"numba"`` (the compiled step of :mod:`edgesplit.envs._kernel`), ``"numpy"`` (the
+        ``"numba"`` (the compiled step of :mod:`edgesplit.sim.kernel`), ``"numpy"`` (the
         reference implementation below) or ``"auto"`` (numba when it can be imported, else
         numpy, with a warning). Both give the same dynamics; ``tests/test_backends.py``
         checks them against each other. :meth:`resolve` (pure, used by the oracle
@@ -701,7 +701,7 @@ class Core:
 
     def step_action(self, action: np.ndarray, action_type: str) -> StepResult:
         """Decode raw actions ``[E, N, ...]`` of ``action_type`` and step. Raises
-        :class:`~edgesplit.envs.encoding.ActionError` naming the device and the value, before
+        :class:`~edgesplit.sim.encoding.ActionError` naming the device and the value, before
         any state changes, when an action is malformed or out of range."""
         if self._k is None:
             return self._step_numpy(decode(self.tables, action, action_type, self.pending()[1]))
@@ -846,13 +846,13 @@ class Core:
 
 
 class _KernelArgs:
-    """The arguments of the compiled step, laid out as :mod:`._kernel` expects.
+    """The arguments of the compiled step, laid out as :mod:`.kernel` expects.
 
     The core's state arrays (and the link bank's Markov state) become views into one int64
     array, so that the compiled step takes the whole state as one argument."""
 
     def __init__(self, core: Core) -> None:
-        from . import _kernel as K
+        from . import kernel as K
 
         ta, ph, bank = core.tables, core.physics, core._bank
         e, n = core.num_envs, ta.n_devices

@@ -1,9 +1,9 @@
 """Build a scenario's static cost tables from the profiled cost models.
 
-This is the only place where :mod:`edgesplit.envs` reads :mod:`edgesplit.cost_models`:
+This is the only place where :mod:`edgesplit.sim` reads :mod:`edgesplit.cost_models`:
 profiles give per-node latency (measured, or roofline-modelled for catalogue classes) and the
 bytes crossing each split; the candidates are compressed per network against the device
-classes that run its head in the scenario; the result is a :class:`~edgesplit.envs.encoding.Tables`
+classes that run its head in the scenario; the result is a :class:`~edgesplit.sim.encoding.Tables`
 of plain arrays, plus the physical constants the simulator needs (power, links, arrivals).
 """
 
@@ -44,7 +44,7 @@ def build(
 ) -> tuple[Tables, Physics]:
     """Cost tables and physical constants for ``scenario``.
 
-    Raises :class:`~edgesplit.envs.scenario.ScenarioError` when the scenario names a network,
+    Raises :class:`~edgesplit.sim.scenario.ScenarioError` when the scenario names a network,
     device class or link class that the catalogues do not have.
     """
     sc = scenario
