@@ -35,14 +35,12 @@ application drawn from the device's mix; they join the device's queue and become
 the next slot; one task per device is decided per slot; tasks that find the queue full are
 dropped (``drop_penalty`` each).
 
-Randomness: a counter-based generator. Each environment's key is drawn from its own seeded
-``numpy`` generator at reset; every random number of a slot is a hash (one splitmix64
-finaliser round) of the pre-mixed key, the environment's slot counter, a stream id and the
-element's index, so it depends on nothing else: a batch of environments reproduces exactly
-the same environments stepped one by one, whatever the batch size or their position in it.
-A slot draws one block of 64-bit words per environment (one per device for its arrivals, one
-per link for its step); each word gives two 32-bit uniforms. The applications of the second
-and later tasks arriving at a device in one slot (rare) are hashed individually.
+Randomness: the counter-based generator of :mod:`edgesplit.sim.rng`. Each environment's key
+is drawn from its own seeded ``numpy`` generator at reset; every random number of a slot is a
+hash of the pre-mixed key, the slot, a stream id and the element's index. A slot draws one
+block of 64-bit words per environment (one per device for its arrivals, one per link for its
+step); each word gives two 32-bit uniforms. The applications of the second and later tasks
+arriving at a device in one slot (rare) are hashed individually.
 """
 
 from __future__ import annotations
@@ -57,6 +55,7 @@ import numpy as np
 
 from edgesplit.cost_models.links import FLOOR_MBPS, LinkBank
 
+from . import rng
 from .encoding import MIN_WEIGHT, Decisions, Tables, decode, encode_devices
 from .scenario import Scenario
 from .tables import Physics, build
@@ -107,53 +106,6 @@ def _numba_problem() -> str | None:
 
 def _numba_available() -> bool:
     return _numba_problem() is None
-
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_K_T = np.uint64(0xD6E8FEB86659FD93)
-_K_S = np.uint64(0xA0761D6478BD642F)
-_K_I = np.uint64(0xE7037ED1A0B428DB)
-_S30, _S27, _S31, _S11, _S32 = (np.uint64(k) for k in (30, 27, 31, 11, 32))
-_U32 = 1.0 / 4294967296.0
-_LO32 = np.uint64(0xFFFFFFFF)
-_U53 = 1.0 / 9007199254740992.0
-
-# stream ids of the counter-based generator
-_SLOT, _LINK_RESET = 1, 200
-
-
-def _splitmix(z: np.ndarray) -> np.ndarray:
-    z = z + _GOLDEN
-    z = (z ^ (z >> _S30)) * _M1
-    z = (z ^ (z >> _S27)) * _M2
-    return z ^ (z >> _S31)
-
-
-def _finalise(z: np.ndarray) -> np.ndarray:
-    """splitmix64's output function, in place on a uint64 array (returned)."""
-    z ^= z >> _S30
-    z *= _M1
-    z ^= z >> _S27
-    z *= _M2
-    z ^= z >> _S31
-    return z
-
-
-def _offsets(stream: int, idx: np.ndarray) -> np.ndarray:
-    """Per-element part of the generator's input for ``stream`` at element indices ``idx``."""
-    with np.errstate(over="ignore"):
-        return (
-            _GOLDEN
-            + np.uint64((stream * int(_K_S)) % 2**64)
-            + np.asarray(idx, dtype=np.uint64) * _K_I
-        )
-
-
-def _halves(words: np.ndarray) -> np.ndarray:
-    """Two uniforms in [0, 1) (32 bits each, low half first) per 64-bit word, ``[E, 2W]``."""
-    return words.astype("<u8", copy=False).view("<u4") * _U32
 
 
 @dataclass
@@ -304,7 +256,7 @@ class Core:
         # a slot's arrival word w of a device gives U = w >> 32 (count) and w & (2^32 - 1)
         # (app of the first task); "at least one arrival" is w >= thr0 << 32
         never = arr_thr[:, 0] >= np.uint64(2**32)  # no arrivals (rate 0)
-        self._arr_hit = np.where(never, np.uint64(2**64 - 1), arr_thr[:, 0] << _S32)
+        self._arr_hit = np.where(never, np.uint64(2**64 - 1), arr_thr[:, 0] << np.uint64(32))
         self._arr_sorted = (arr_thr + shift).ravel()
         self._app_sorted = (app_thr + shift).ravel()
         self._shift = shift[:, 0]
@@ -329,9 +281,11 @@ class Core:
         # generator layout of a slot: [arrivals (N) | link steps (L * ws)], then, hashed
         # one by one, the apps of extra arrivals at index slot_words + n * kmax + m
         self._slot_words = n + len(classes) * ws
-        self._off_slot = _offsets(_SLOT, np.arange(self._slot_words))
-        self._off_reset = _offsets(_LINK_RESET, np.arange(len(classes) * wr))
-        self._off_extra = _offsets(_SLOT, self._slot_words + np.arange(n * self._qmax_arr))
+        self._off_slot = rng.offsets(rng.STREAM_SLOT, np.arange(self._slot_words))
+        self._off_reset = rng.offsets(rng.STREAM_LINK_RESET, np.arange(len(classes) * wr))
+        self._off_extra = rng.offsets(
+            rng.STREAM_SLOT, self._slot_words + np.arange(n * self._qmax_arr)
+        )
         # flat (environment, device) index -> device, environment, its arrival word
         self._dev_of = np.tile(np.arange(n, dtype=np.intp), e)
         self._env_of = np.repeat(np.arange(e, dtype=np.intp), n)
@@ -460,15 +414,15 @@ class Core:
     # randomness ------------------------------------------------------------------------
     def _slot_base(self, t: np.ndarray) -> np.ndarray:
         """``[E]`` per-environment part of the generator's input at slots ``t``."""
-        return self._mkey + (t + 1).astype(np.uint64) * _K_T
+        return rng.slot_base(self._mkey, t)
 
     def uniforms(self, stream: int, size: int, t: np.ndarray | None = None) -> np.ndarray:
         """``[E, size]`` uniforms in [0, 1) (53 bits) of ``stream`` at each environment's
         slot (``t``, default the current one): element ``i`` of environment ``e`` depends
         only on its key, its slot, ``stream`` and ``i``."""
         base = self._slot_base(self.t if t is None else np.asarray(t))
-        z = _finalise(base[:, None] + _offsets(stream, np.arange(size))[None, :])
-        return (z >> _S11).astype(np.float64) * _U53
+        z = rng.finalise(base[:, None] + rng.offsets(stream, np.arange(size))[None, :])
+        return rng.uniform53(z)
 
     # reset -----------------------------------------------------------------------------
     def reset(self, keys: np.ndarray, mask: np.ndarray | None = None) -> None:
@@ -478,7 +432,7 @@ class Core:
             mask = np.ones(self.num_envs, dtype=bool)
         keys = np.asarray(keys, dtype=np.uint64)
         self.key[mask] = keys[mask]
-        self._mkey[mask] = _splitmix(keys)[mask]
+        self._mkey[mask] = rng.splitmix(keys)[mask]
         self.t[mask] = 0
         self.qhead[mask] = 0
         self.qlen[mask] = 0
@@ -489,13 +443,13 @@ class Core:
         base = self._slot_base(t_prev)
         bank = self._bank
         if bank is not None:
-            u = _halves(_finalise(base[:, None] + self._off_reset[None, :]))
+            u = rng.halves(rng.finalise(base[:, None] + self._off_reset[None, :]))
             u = u.reshape(self.num_envs, self._n_links, -1)[..., : bank.n_reset_uniforms]
             bank.reset(u, mask=mask)
             self.rates[:, self._link_n, self._link_m] = bank.rates
             if self._k is not None:  # the compiled step keeps the bank's rates in place
                 self._k.adopt_rates(bank)
-        words = _finalise(base[:, None] + self._off_slot[None, :])
+        words = rng.finalise(base[:, None] + self._off_slot[None, :])
         self._arrive(mask, t_prev, words, base)
         self._pend = None
         self._kview = None
@@ -517,7 +471,7 @@ class Core:
             return None
         nn = self._dev_of.take(fi)
         w = words.reshape(-1).take(self._word_of.take(fi))
-        count = self._arr_sorted.searchsorted((w >> _S32) + self._shift.take(nn), "right")
+        count = self._arr_sorted.searchsorted((w >> np.uint64(32)) + self._shift.take(nn), "right")
         count -= self._arr_k0.take(nn)
         qlen_f = self.qlen.reshape(-1)
         qlen = qlen_f.take(fi)
@@ -533,16 +487,16 @@ class Core:
             if not fi.size:
                 return dropped
         qlen_f.put(fi, qlen + acc)
-        u_app = w & _LO32
+        u_app = w & rng.LO32
         if acc.max() > 1:  # several arrivals at a device: one hashed uniform each for m >= 1
             rep = np.repeat(np.arange(len(fi)), acc - 1)
             first = np.cumsum(acc - 1) - (acc - 1)
             mx = np.arange(len(rep)) - first[rep] + 1
             fr, nr = fi[rep], nn[rep]
-            z = _finalise(base[fr // n] + self._off_extra[nr * self._qmax_arr + mx])
+            z = rng.finalise(base[fr // n] + self._off_extra[nr * self._qmax_arr + mx])
             fi, nn = np.append(fi, fr), np.append(nn, nr)
             qlen = np.append(qlen, qlen[rep] + mx)
-            u_app = np.append(u_app, z >> _S32)
+            u_app = np.append(u_app, z >> np.uint64(32))
         apps = self._app_sorted.searchsorted(u_app + self._shift.take(nn), "right")
         apps -= self._app_k0.take(nn)
         np.minimum(apps, self.tables.n_apps - 1, out=apps)
@@ -815,7 +769,7 @@ class Core:
         self.qhead = (self.qhead + has) % self.tables.queue_capacity
         self.qlen = self.qlen - has
         base = self._slot_base(self.t)
-        words = _finalise(base[:, None] + self._off_slot[None, :])
+        words = rng.finalise(base[:, None] + self._off_slot[None, :])
         dropped = self._arrive(None, self.t, words, base)
         if dropped is not None:
             res.dropped = dropped
@@ -827,7 +781,7 @@ class Core:
         if bank is not None:  # every link moves, trace links too (they take no uniforms)
             u = None
             if bank.n_step_uniforms:
-                u = _halves(words[:, self.n_devices :]).reshape(e_n, self._n_links, -1)
+                u = rng.halves(words[:, self.n_devices :]).reshape(e_n, self._n_links, -1)
                 u = u[..., : bank.n_step_uniforms]
             bank.step(u)
             self.rates[:, self._link_n, self._link_m] = bank.rates

@@ -26,8 +26,6 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-# the generator's constants, the choice-table columns and the packed layout: one definition,
-# in the numpy reference (core imports this module only lazily, so there is no cycle)
 from .core import (
     _F_BH,
     _F_DL,
@@ -42,17 +40,17 @@ from .core import (
     _I_AP,
     _I_SPLIT,
     _I_TARGET,
-    _K_T,
-    _M1,
-    _M2,
     _R_APP,
     _R_HAS,
     _R_REWARD,
     _R_ROW,
     _R_WAIT,
-    _U32,
     PACKED_ROWS,
 )
+
+# the generator's constants, the choice-table columns and the packed layout: one definition,
+# in the numpy reference (core imports this module only lazily, so there is no cycle)
+from .rng import K_TIME, M1, M2, U32
 
 __all__ = ["IP", "STATE", "STATIC", "step_kernel"]
 
@@ -203,9 +201,9 @@ def _jit(fn):
 @nb.njit(inline="always")
 def _fin(z):
     z ^= z >> np.uint64(30)
-    z *= _M1
+    z *= M1
     z ^= z >> np.uint64(27)
-    z *= _M2
+    z *= M2
     z ^= z >> np.uint64(31)
     return z
 
@@ -449,7 +447,7 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
         for j in range(j_n):
             srv_b[e, j] = max(srv_b[e, j] + load[j] - slot_s, 0.0)
         # this slot's generator words
-        base = mkey[e] + np.uint64(t[e] + 1) * _K_T
+        base = mkey[e] + np.uint64(t[e] + 1) * K_TIME
         for w in range(w_n):
             words[w] = _fin(base + off_slot[w])
         # arrivals
@@ -491,8 +489,8 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
             col = mcols[r]
             wi = n_n + col * ws_n
             wd = words[wi]
-            u0 = np.float64(np.uint32(wd & lo32)) * _U32
-            u1 = np.float64(np.uint32(wd >> s32)) * _U32
+            u0 = np.float64(np.uint32(wd & lo32)) * U32
+            u1 = np.float64(np.uint32(wd >> s32)) * U32
             if u0 < m_ps[r]:
                 st = min(np.int64(u0 * m_kop[r]), m_k[r] - 1)
                 m_state[e, r] = st
