@@ -45,8 +45,9 @@ import numpy as np
 from gymnasium.utils import seeding
 
 from edgesplit.sim.core import Core
-from edgesplit.sim.encoding import Decisions, Tables
+from edgesplit.sim.encoding import Tables
 from edgesplit.sim.scenario import Scenario, load_scenario
+from edgesplit.sim.schema import Decisions
 
 from .metrics import EpisodeTotals
 

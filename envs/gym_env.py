@@ -12,7 +12,7 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from edgesplit.sim.core import PACKED_ROWS, Core, Packed, StepResult
+from edgesplit.sim.core import Core
 from edgesplit.sim.encoding import (
     ActionError,
     Decisions,
@@ -21,6 +21,7 @@ from edgesplit.sim.encoding import (
     sequential_observation,
 )
 from edgesplit.sim.scenario import Scenario, load_scenario
+from edgesplit.sim.schema import ROW, Packed, StepResult
 
 from .render import render_slot
 
@@ -63,10 +64,10 @@ def _resolve(
 def _device_action_space(core: Core, action_type: str) -> spaces.Space:
     ta = core.tables
     if action_type == "discrete":
-        return spaces.Discrete(int(np.prod(ta.action_nvec())))
+        return spaces.Discrete(ta.n_discrete)
     if action_type == "multidiscrete":
         return spaces.MultiDiscrete(ta.action_nvec())
-    return spaces.Box(-1.0, 1.0, shape=(ta.n_targets + 3,), dtype=np.float32)
+    return spaces.Box(-1.0, 1.0, shape=(ta.continuous_width,), dtype=np.float32)
 
 
 def _mask_table(ta: Any, action_type: str) -> np.ndarray:
@@ -87,7 +88,7 @@ def _joint_spaces(core: Core, action_type: str) -> tuple[spaces.Space, spaces.Bo
     if action_type == "multidiscrete":
         act: spaces.Space = spaces.MultiDiscrete(np.tile(ta.action_nvec(), n))
     else:
-        act = spaces.Box(-1.0, 1.0, (n * (ta.n_targets + 3),), np.float32)
+        act = spaces.Box(-1.0, 1.0, (n * ta.continuous_width,), np.float32)
     return act, spaces.Box(0.0, 1.0, (n * ta.obs_dim,), np.float32)
 
 
@@ -119,13 +120,8 @@ _INFO_KEYS = (
     "cost",
 )
 # (info key, packed array, row)
-_INFO_ROWS = tuple(
-    (key, a, rows.index(key))
-    for key in _INFO_KEYS
-    for a, rows in enumerate(PACKED_ROWS)
-    if key in rows
-)
-_REWARD_ROW = PACKED_ROWS[0].index("team_reward")
+_INFO_ROWS = tuple((key, *ROW[key]) for key in _INFO_KEYS)
+_REWARD = ROW["team_reward"]
 
 
 def _info_packed(p: Packed, e: int | None = None) -> dict[str, Any]:
@@ -339,7 +335,7 @@ class SplitOffloadEnv(gym.Env):
                 self._order = np.zeros(1, dtype=np.int64)
                 return
             packed = self.core.step_packed(self._pending)  # nobody to decide: the slot passes
-            self._acc_reward += float(packed[0][_REWARD_ROW, 0, 0])
+            self._acc_reward += float(packed[_REWARD[0]][_REWARD[1], 0, 0])
             self._last = packed
 
     def _obs(self) -> np.ndarray:
@@ -380,7 +376,7 @@ class SplitOffloadEnv(gym.Env):
             self._done = truncated
             info = _info_packed(packed, 0)
             info["action_mask"] = self._mask_now()
-            reward = float(packed[0][_REWARD_ROW, 0, 0])
+            reward = float(packed[_REWARD[0]][_REWARD[1], 0, 0])
             return core.observe().reshape(-1), reward, False, truncated, info
         else:
             _has, app = core.pending()
@@ -400,7 +396,7 @@ class SplitOffloadEnv(gym.Env):
                 packed = core.pack(core.resolve(p))
             else:
                 packed = core.step_packed(p)
-            reward = float(packed[0][_REWARD_ROW, 0, 0])
+            reward = float(packed[_REWARD[0]][_REWARD[1], 0, 0])
             if not core.truncated[0]:
                 self._start_slot()
             reward += self._acc_reward
@@ -527,7 +523,7 @@ class SplitOffloadVectorEnv(VectorEnv):
             a = a.copy()
             a[ar] = 0
         packed = core.step_action_packed(a, self.action_type)
-        rewards = packed[0][_REWARD_ROW, :, 0].copy()
+        rewards = packed[_REWARD[0]][_REWARD[1], :, 0].copy()
         truncated = core.truncated.copy()
         if ar.any():
             core.reset(self._keys(ar), ar)

@@ -11,9 +11,10 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from pettingzoo import ParallelEnv
 
-from edgesplit.sim.core import Core, StepResult
+from edgesplit.sim.core import Core
 from edgesplit.sim.encoding import ActionError
 from edgesplit.sim.scenario import Scenario
+from edgesplit.sim.schema import StepResult
 
 from .gym_env import _device_action_space, _masks, _resolve
 from .render import render_slot

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from edgesplit.sim.core import Core, StepResult
+    from edgesplit.sim.core import Core
+    from edgesplit.sim.schema import StepResult
 
 
 def render_slot(core: Core, res: StepResult | None, e: int = 0) -> str:

@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 
 from edgesplit.sim.encoding import (
-    Decisions,
     Tables,
     action_masks,
     decode,
@@ -40,6 +39,7 @@ from edgesplit.sim.encoding import (
     encode_devices,
     sequential_observation,
 )
+from edgesplit.sim.schema import Decisions
 
 from .policy import LoadedPolicy
 

@@ -48,7 +48,6 @@ from __future__ import annotations
 import copy
 import importlib.util
 import warnings
-from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
@@ -56,40 +55,28 @@ import numpy as np
 from edgesplit.cost_models.links import FLOOR_MBPS, LinkBank
 
 from . import rng
-from .encoding import MIN_WEIGHT, Decisions, Tables, decode, encode_devices
+from .encoding import Tables, decode, encode_devices
 from .scenario import Scenario
+from .schema import (
+    CF,
+    CHOICE_FLOAT_COLUMNS,
+    CHOICE_INT_COLUMNS,
+    CI,
+    MIN_WEIGHT,
+    ROW,
+    Decisions,
+    Packed,
+    StepResult,
+    empty_packed,
+    pack_result,
+    packed_shapes,
+    unpack_result,
+)
 from .tables import Physics, build
 
-__all__ = ["BACKENDS", "PACKED_ROWS", "Core", "Packed", "StepResult"]
+__all__ = ["BACKENDS", "Core"]
 
 BACKENDS = ("auto", "numba", "numpy")
-
-#: rows of a packed step result (float64, int64, bool arrays ``[rows, E, N]``): the
-#: :class:`StepResult` fields, then the next slot's pending view; the team reward is column 0
-#: of its row. The compiled step (:mod:`edgesplit.sim.kernel`) writes this layout.
-PACKED_ROWS = (
-    (
-        "latency_s",
-        "head_s",
-        "transfer_s",
-        "rtt_s",
-        "tail_s",
-        "tail_work_s",
-        "wait_s",
-        "energy_j",
-        "cost",
-        "bw_weight",
-        "cpu_weight",
-        "next_wait",
-        "team_reward",
-    ),
-    ("app", "split", "target", "dropped", "next_app", "next_row"),
-    ("has_task", "infeasible", "deadline_miss", "next_has"),
-)
-_R_WAIT, _R_REWARD = PACKED_ROWS[0].index("next_wait"), PACKED_ROWS[0].index("team_reward")
-_R_APP, _R_ROW = PACKED_ROWS[1].index("next_app"), PACKED_ROWS[1].index("next_row")
-_R_HAS = PACKED_ROWS[2].index("next_has")
-Packed = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 @cache
@@ -106,36 +93,6 @@ def _numba_problem() -> str | None:
 
 def _numba_available() -> bool:
     return _numba_problem() is None
-
-
-@dataclass
-class StepResult:
-    """Per-device physical outcome of one slot, arrays ``[E, N]``."""
-
-    has_task: np.ndarray
-    app: np.ndarray
-    split: np.ndarray  # applied (after masking)
-    target: np.ndarray  # applied (after masking)
-    bw_weight: np.ndarray
-    cpu_weight: np.ndarray
-    infeasible: np.ndarray
-    latency_s: np.ndarray  # 0 where no task
-    head_s: np.ndarray
-    transfer_s: np.ndarray  # wireless + backhaul transfer, without round trips
-    rtt_s: np.ndarray
-    tail_s: np.ndarray
-    tail_work_s: np.ndarray  # the tail's work at a full share of the target (0 if none)
-    wait_s: np.ndarray  # queue + device backlog + server backlog
-    energy_j: np.ndarray
-    deadline_miss: np.ndarray
-    dropped: np.ndarray  # tasks dropped at arrival this slot
-    cost: np.ndarray  # per device, drops included
-    team_reward: np.ndarray  # [E]
-
-
-# columns of the per-choice tables (see Core._choice_tables)
-_F_HEAD, _F_MBITS, _F_OFF, _F_NOTOFF, _F_WORK, _F_BH, _F_RTT, _F_INF, _F_EHEAD, _F_DL = range(10)
-_I_SPLIT, _I_TARGET, _I_AP, _I_NM = range(4)
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:
@@ -393,23 +350,23 @@ class Core:
             cloud = off & (target == j_n - 1)
             bh = np.where(cloud, nbytes * 8.0 / self._bh_rate, 0.0)
             rtt = rtt + np.where(cloud, self._bh_rtt, 0.0)
-        f = np.zeros((*off.shape, 10))
-        f[..., _F_HEAD] = head
-        f[..., _F_MBITS] = nbytes * 8.0 / 1e6
-        f[..., _F_OFF] = off
-        f[..., _F_NOTOFF] = ~off
-        f[..., _F_WORK] = ta.tail_s[ac, split, target] * off
-        f[..., _F_BH] = bh
-        f[..., _F_RTT] = rtt
-        f[..., _F_INF] = inf_s | inf_t
-        f[..., _F_EHEAD] = ph.p_active_w[nn] * head
-        f[..., _F_DL] = np.where(task, self._deadline[ac], 1.0)
-        i = np.zeros((*off.shape, 4), dtype=np.intp)
-        i[..., _I_SPLIT] = split
-        i[..., _I_TARGET] = target
-        i[..., _I_AP] = ap
-        i[..., _I_NM] = nn * m_n + ap
-        return f.reshape(-1, 10), i.reshape(-1, 4)
+        f = np.zeros((*off.shape, len(CHOICE_FLOAT_COLUMNS)))
+        f[..., CF.head_s] = head
+        f[..., CF.mbits] = nbytes * 8.0 / 1e6
+        f[..., CF.off] = off
+        f[..., CF.not_off] = ~off
+        f[..., CF.work_s] = ta.tail_s[ac, split, target] * off
+        f[..., CF.backhaul_s] = bh
+        f[..., CF.rtt_s] = rtt
+        f[..., CF.infeasible] = inf_s | inf_t
+        f[..., CF.head_energy_j] = ph.p_active_w[nn] * head
+        f[..., CF.deadline_s] = np.where(task, self._deadline[ac], 1.0)
+        i = np.zeros((*off.shape, len(CHOICE_INT_COLUMNS)), dtype=np.intp)
+        i[..., CI.split] = split
+        i[..., CI.target] = target
+        i[..., CI.ap] = ap
+        i[..., CI.device_ap] = nn * m_n + ap
+        return f.reshape(-1, f.shape[-1]), i.reshape(-1, i.shape[-1])
 
     # randomness ------------------------------------------------------------------------
     def _slot_base(self, t: np.ndarray) -> np.ndarray:
@@ -580,40 +537,40 @@ class Core:
         k = kbase + split_req * j_n + dec.target
         f = self._ftab.take(k, axis=0, mode="clip")
         ci = self._itab.take(k, axis=0, mode="clip")
-        off = f[..., _F_OFF]
-        target = ci[..., _I_TARGET]
+        off = f[..., CF.off]
+        target = ci[..., CI.target]
         bw = np.asarray(dec.bw_weight, dtype=np.float64)
         cpu = np.asarray(dec.cpu_weight, dtype=np.float64)
         # bandwidth: tasks through one access point share it in proportion to wb
         wb = bw * off
-        flat = bm + ci[..., _I_AP]
+        flat = bm + ci[..., CI.ap]
         tot_b = np.bincount(flat.ravel(), weights=wb.ravel(), minlength=b_n * m_n).take(flat)
-        rate = rates.reshape(-1).take(bnm + ci[..., _I_NM])
-        air = f[..., _F_MBITS] * tot_b / ((wb + f[..., _F_NOTOFF]) * rate)
-        transfer = air + f[..., _F_BH]
+        rate = rates.reshape(-1).take(bnm + ci[..., CI.device_ap])
+        air = f[..., CF.mbits] * tot_b / ((wb + f[..., CF.not_off]) * rate)
+        transfer = air + f[..., CF.backhaul_s]
         # compute: tasks with tail work on one target share it in proportion to wc
-        work = f[..., _F_WORK]
+        work = f[..., CF.work_s]
         busy = work > 0
         wc = cpu * busy
         flat_j = bj + target
         tot_c = np.bincount(flat_j.ravel(), weights=wc.ravel(), minlength=b_n * j_n).take(flat_j)
         tail = work * tot_c / np.where(busy, cpu, 1.0)
-        head = f[..., _F_HEAD]
+        head = f[..., CF.head_s]
         wait_d = dev_b * has
         ready = wait_d + head + transfer
         wait_s = np.maximum(srv_b.reshape(-1).take(flat_j) - ready, 0.0) * busy
-        rtt = f[..., _F_RTT]
+        rtt = f[..., CF.rtt_s]
         latency = wait_q + ready + rtt + wait_s + tail
-        energy = f[..., _F_EHEAD] + self.physics.p_tx_w * air
-        dl = f[..., _F_DL]
+        energy = f[..., CF.head_energy_j] + self.physics.p_tx_w * air
+        dl = f[..., CF.deadline_s]
         miss = latency > dl
-        inf = f[..., _F_INF] > 0
+        inf = f[..., CF.infeasible] > 0
         w_l, w_e, w_m, w_i, _ = self._w
         cost = w_l * latency / dl + w_e * energy + w_m * miss + w_i * inf
         res = StepResult(
             has_task=has,
             app=app,
-            split=ci[..., _I_SPLIT],
+            split=ci[..., CI.split],
             target=target,
             bw_weight=bw,
             cpu_weight=cpu,
@@ -644,12 +601,7 @@ class Core:
         k = self._k
         if k is None:
             return self.pack(self._step_numpy(dec))
-        d = np.zeros(k.dummy_af.shape)
-        d[..., 0] = dec.split
-        d[..., 1] = dec.target
-        d[..., 2] = dec.bw_weight
-        d[..., 3] = dec.cpu_weight
-        out = self._kstep(0, k.dummy_ai, d)
+        out = self._kstep(0, k.dummy_ai, dec.as_array())
         assert out is not None  # decisions are not validated: nothing to refuse
         return out
 
@@ -680,44 +632,12 @@ class Core:
         return self.step_packed(decode(self.tables, action, action_type, self.pending()[1]))
 
     def result_of(self, packed: Packed) -> StepResult:
-        """The :class:`StepResult` of a packed result: float64, int64 and bool arrays
-        ``[rows, E, N]``, rows as named by :data:`PACKED_ROWS` (views, no copies)."""
-        f, i, b = packed
-        return StepResult(
-            has_task=b[0],
-            app=i[0],
-            split=i[1],
-            target=i[2],
-            bw_weight=f[9],
-            cpu_weight=f[10],
-            infeasible=b[1],
-            latency_s=f[0],
-            head_s=f[1],
-            transfer_s=f[2],
-            rtt_s=f[3],
-            tail_s=f[4],
-            tail_work_s=f[5],
-            wait_s=f[6],
-            energy_j=f[7],
-            deadline_miss=b[2],
-            dropped=i[3],
-            cost=f[8],
-            team_reward=f[_R_REWARD, :, 0],
-        )
+        """The :class:`~edgesplit.sim.schema.StepResult` of a packed result (views)."""
+        return unpack_result(packed)
 
     def pack(self, res: StepResult) -> Packed:
-        """A :class:`StepResult` in the packed layout (copies; the inverse of
-        :meth:`result_of`, the "next" rows left zero)."""
-        shape = res.cost.shape
-        f = np.zeros((len(PACKED_ROWS[0]), *shape))
-        i = np.zeros((len(PACKED_ROWS[1]), *shape), dtype=np.int64)
-        b = np.zeros((len(PACKED_ROWS[2]), *shape), dtype=bool)
-        for arr, rows in ((f, PACKED_ROWS[0]), (i, PACKED_ROWS[1]), (b, PACKED_ROWS[2])):
-            for r, name in enumerate(rows):
-                if not name.startswith("next_") and name != "team_reward":
-                    arr[r] = getattr(res, name)
-        f[_R_REWARD, :, 0] = res.team_reward
-        return f, i, b
+        """A :class:`~edgesplit.sim.schema.StepResult` in the packed layout (copies)."""
+        return pack_result(res)
 
     def _kstep(
         self,
@@ -731,11 +651,10 @@ class Core:
         prev = self._kview
         if prev is None:  # after a reset: the pending view in the packed layout
             p = self._pending()
-            prev = (np.zeros(k.f_shape), np.zeros(k.i_shape, np.int64), np.zeros(k.b_shape, bool))
-            prev[0][_R_WAIT] = p.wait
-            prev[1][_R_APP] = p.app0
-            prev[1][_R_ROW] = p.row
-            prev[2][_R_HAS] = p.has
+            prev = empty_packed(*k.shape)
+            for name, v in (("next_wait", p.wait), ("next_app", p.app0), ("next_row", p.row)):
+                prev[ROW[name][0]][ROW[name][1]] = v
+            prev[ROW["next_has"][0]][ROW["next_has"][1]] = p.has
         of = np.empty(k.f_shape)
         oi = np.empty(k.i_shape, dtype=np.int64)
         ob = np.empty(k.b_shape, dtype=bool)
@@ -749,7 +668,11 @@ class Core:
                 k.lrates[:, cols] = r
                 self.rates[:, self._link_n[cols], self._link_m[cols]] = r
         self._kview = (of, oi, ob)
-        self._pend = _Pending.of(ob[_R_HAS], oi[_R_APP], oi[_R_ROW], of[_R_WAIT], self._sj)
+        out = (of, oi, ob)
+        self._pend = _Pending.of(
+            *(out[ROW[r][0]][ROW[r][1]] for r in ("next_has", "next_app", "next_row", "next_wait")),
+            self._sj,
+        )
         self._kobs = obs if not k.others else None
         return of, oi, ob
 
@@ -938,12 +861,11 @@ class _KernelArgs:
         self.lrates = view("lrates")
         if bank is not None and bank._rates is not None:
             self.adopt_rates(bank)
-        j3 = ta.n_targets + 3
-        self.dummy_ai = np.zeros((e, n, 4), dtype=i64)
-        self.dummy_af = np.zeros((e, n, j3))
+        self.dummy_ai = np.zeros((e, n, len(ta.action_nvec())), dtype=i64)
+        self.dummy_af = np.zeros((e, n, ta.continuous_width))
         self.obs_shape = (e, n, ta.obs_dim)
         self.shape = (e, n)
-        self.f_shape, self.i_shape, self.b_shape = ((len(r), e, n) for r in PACKED_ROWS)
+        self.f_shape, self.i_shape, self.b_shape = packed_shapes(e, n)
         self.fn = K.step_kernel
 
     def adopt_rates(self, bank: LinkBank) -> None:

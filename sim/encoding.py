@@ -42,10 +42,12 @@ from typing import Any
 
 import numpy as np
 
+from . import schema
+from .schema import MIN_WEIGHT, Decisions
+
 __all__ = [
     "ACTION_TYPES",
     "ActionError",
-    "Decisions",
     "Tables",
     "action_masks",
     "decode",
@@ -55,7 +57,6 @@ __all__ = [
 ]
 
 ACTION_TYPES = ("discrete", "multidiscrete", "continuous")
-MIN_WEIGHT = 0.05  # continuous weights map to [MIN_WEIGHT, 1]
 
 
 class ActionError(ValueError):
@@ -168,10 +169,18 @@ class Tables:
         ]
 
     def action_nvec(self) -> np.ndarray:
-        """Per-device MultiDiscrete sizes ``[S, J, L, L]``."""
-        return np.array(
-            [self.n_candidates, self.n_targets, self.n_levels, self.n_levels], dtype=np.int64
-        )
+        """Per-device MultiDiscrete sizes, one per decision field (``[S, J, L, L]``)."""
+        return schema.action_nvec(self.n_candidates, self.n_targets, self.n_levels)
+
+    @property
+    def n_discrete(self) -> int:
+        """Size of a device's one-index (Discrete) action."""
+        return schema.discrete_size(self.n_candidates, self.n_targets, self.n_levels)
+
+    @property
+    def continuous_width(self) -> int:
+        """Width of a device's continuous action (``J + 3``)."""
+        return schema.continuous_width(self.n_targets)
 
     # static observation blocks ----------------------------------------------------
     def _static_blocks(self) -> np.ndarray:
@@ -321,16 +330,6 @@ def sequential_observation(
     return np.concatenate([device_obs, onehot, ap_load, work]).astype(np.float32)
 
 
-@dataclass
-class Decisions:
-    """Decoded decisions for a batch: arrays ``[E, N]``."""
-
-    split: np.ndarray  # int, index among the app's padded candidates
-    target: np.ndarray  # int
-    bw_weight: np.ndarray  # float in (0, 1]
-    cpu_weight: np.ndarray  # float in (0, 1]
-
-
 def _check_int(x: np.ndarray, high: np.ndarray | int, names: list[str], what: str) -> None:
     bad = (x < 0) | (x >= high)
     if bad.any():
@@ -354,8 +353,9 @@ def decode(tables: Tables, action: np.ndarray, action_type: str, app: np.ndarray
     a = np.asarray(action)
     e, n = app.shape
     if action_type == "multidiscrete":
-        if a.shape != (e, n, 4):
-            raise ActionError(f"action: expected shape {(n, 4)} per environment, got {a.shape}")
+        width = len(ta._nvec)
+        if a.shape != (e, n, width):
+            raise ActionError(f"action: expected shape {(n, width)} per environment, got {a.shape}")
         if a.dtype.kind not in "iu":
             if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
                 raise ActionError(f"action: expected integers, got {a.reshape(-1)[:8]}...")
@@ -373,8 +373,8 @@ def decode(tables: Tables, action: np.ndarray, action_type: str, app: np.ndarray
             if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
                 raise ActionError(f"action: expected integers, got {a.reshape(-1)[:8]}")
             a = a.astype(np.int64)
-        s_n, j_n, l_n = ta.n_candidates, ta.n_targets, ta.n_levels
-        _check_int(a, s_n * j_n * l_n * l_n, names, "action index")
+        j_n, l_n = ta.n_targets, ta.n_levels
+        _check_int(a, ta.n_discrete, names, "action index")
         lc = a % l_n
         r = a // l_n
         lb = r % l_n
@@ -384,11 +384,9 @@ def decode(tables: Tables, action: np.ndarray, action_type: str, app: np.ndarray
         lv = ta.weight_levels
         return Decisions(spl, tgt, lv[lb], lv[lc])
     if action_type == "continuous":
-        j_n = ta.n_targets
-        if a.shape != (e, n, j_n + 3):
-            raise ActionError(
-                f"action: expected shape {(n, j_n + 3)} per environment, got {a.shape}"
-            )
+        j_n, width = ta.n_targets, ta.continuous_width
+        if a.shape != (e, n, width):
+            raise ActionError(f"action: expected shape {(n, width)} per environment, got {a.shape}")
         a = a.astype(np.float64, copy=False)
         bad = ~np.isfinite(a) | (a < -1.0 - 1e-6) | (a > 1.0 + 1e-6)
         if bad.any():

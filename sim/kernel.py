@@ -26,31 +26,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .core import (
-    _F_BH,
-    _F_DL,
-    _F_EHEAD,
-    _F_HEAD,
-    _F_INF,
-    _F_MBITS,
-    _F_NOTOFF,
-    _F_OFF,
-    _F_RTT,
-    _F_WORK,
-    _I_AP,
-    _I_SPLIT,
-    _I_TARGET,
-    _R_APP,
-    _R_HAS,
-    _R_REWARD,
-    _R_ROW,
-    _R_WAIT,
-    PACKED_ROWS,
-)
-
-# the generator's constants, the choice-table columns and the packed layout: one definition,
-# in the numpy reference (core imports this module only lazily, so there is no cycle)
 from .rng import K_TIME, M1, M2, U32
+from .schema import CHOICE_FLOAT_COLUMNS, CHOICE_INT_COLUMNS, DECISION_FIELDS, ROW
 
 __all__ = ["IP", "STATE", "STATIC", "step_kernel"]
 
@@ -126,9 +103,79 @@ STATE = (
 )
 # float scalars (the static part "fp")
 FP = ("w_l", "w_e", "w_m", "w_i", "w_d", "slot_s", "lat_scale", "rate_scale", "floor", "min_w")
-# rows of the packed results: core's layout (the kernel writes what core reads)
-RF, RI, RB = PACKED_ROWS
-R_WAIT, R_REWARD, R_APP, R_ROW, R_HAS = _R_WAIT, _R_REWARD, _R_APP, _R_ROW, _R_HAS
+# the packed results' rows and the choice tables' columns, by name (numba freezes these
+# module-level integers into the compiled code)
+(
+    RF_LATENCY,
+    RF_HEAD,
+    RF_TRANSFER,
+    RF_RTT,
+    RF_TAIL,
+    RF_WORK,
+    RF_WAIT,
+    RF_ENERGY,
+    RF_COST,
+    RF_BW,
+    RF_CPU,
+    RF_REWARD,
+    RF_NEXT_WAIT,
+) = (
+    ROW[k][1]
+    for k in (
+        "latency_s",
+        "head_s",
+        "transfer_s",
+        "rtt_s",
+        "tail_s",
+        "tail_work_s",
+        "wait_s",
+        "energy_j",
+        "cost",
+        "bw_weight",
+        "cpu_weight",
+        "team_reward",
+        "next_wait",
+    )
+)
+RI_APP, RI_SPLIT, RI_TARGET, RI_DROPPED, RI_NEXT_APP, RI_NEXT_ROW = (
+    ROW[k][1] for k in ("app", "split", "target", "dropped", "next_app", "next_row")
+)
+RB_HAS, RB_INFEASIBLE, RB_MISS, RB_NEXT_HAS = (
+    ROW[k][1] for k in ("has_task", "infeasible", "deadline_miss", "next_has")
+)
+(
+    C_HEAD,
+    C_MBITS,
+    C_OFF,
+    C_NOTOFF,
+    C_WORK,
+    C_BH,
+    C_RTT,
+    C_INF,
+    C_EHEAD,
+    C_DL,
+) = (
+    CHOICE_FLOAT_COLUMNS.index(k)
+    for k in (
+        "head_s",
+        "mbits",
+        "off",
+        "not_off",
+        "work_s",
+        "backhaul_s",
+        "rtt_s",
+        "infeasible",
+        "head_energy_j",
+        "deadline_s",
+    )
+)
+C_SPLIT, C_TARGET, C_AP = (CHOICE_INT_COLUMNS.index(k) for k in ("split", "target", "ap"))
+N_CF, N_CI = len(CHOICE_FLOAT_COLUMNS), len(CHOICE_INT_COLUMNS)
+D_SPLIT, D_TARGET, D_BW, D_CPU = (
+    [f.name for f in DECISION_FIELDS].index(k)
+    for k in ("split", "target", "bw_weight", "cpu_weight")
+)
+N_DEC = len(DECISION_FIELDS)
 
 _NIP = len(IP)
 #: position in ``st`` of each part's (start, count)
@@ -242,7 +289,7 @@ def validate(mode, act_i, act_f, st):
         nvec = _i(st, st, H_NVEC)
         for e in range(e_n):
             for i in range(n_n):
-                for k in range(4):
+                for k in range(N_DEC):
                     v = act_i[e, i, k]
                     if v < 0 or v >= nvec[k]:
                         return e * n_n + i
@@ -303,7 +350,7 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
     m_innov = _f(st, st, H_MINN)
     ntable = _f(st, st, H_NTAB)
     row_dl = _f(st, st, H_ROWDL)
-    ftab = _f(st, st, H_FTAB).reshape(k_tab, 10)
+    ftab = _f(st, st, H_FTAB).reshape(k_tab, N_CF)
     n_valid = _i(st, st, H_NVALID)
     reach = _i(st, st, H_REACH)
     link_n = _i(st, st, H_LINKN)
@@ -311,7 +358,7 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
     mcols = _i(st, st, H_MCOLS)
     m_k = _i(st, st, H_MK)
     m_row = _i(st, st, H_MROW)
-    itab = _i(st, st, H_ITAB).reshape(k_tab, 4)
+    itab = _i(st, st, H_ITAB).reshape(k_tab, N_CI)
     arr_thr = _u(st, st, H_ARRTHR)
     app_thr = _u(st, st, H_APPTHR)
     arr_hit = _u(st, st, H_ARRHIT)
@@ -331,8 +378,8 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
     m_loglev = _f(sv, st, H_MLOGLEV).reshape(e_n, lm_n)
     m_x = _f(sv, st, H_MX).reshape(e_n, lm_n)
     lrates = _f(sv, st, H_LRATES).reshape(e_n, n_l)
-    p_has = p_ob[R_HAS]
-    p_wait = p_of[R_WAIT]
+    p_has = p_ob[RB_NEXT_HAS]
+    p_wait = p_of[RF_NEXT_WAIT]
     ntab = float(ntable.shape[0])
     mw = (1.0 - min_w) * 0.5
     tot_b = np.zeros(m_n)
@@ -349,18 +396,18 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
         # decisions -> rows of the choice tables
         for i in range(n_n):
             if mode == 0:
-                spl = np.int64(act_f[e, i, 0])
-                tgt = np.int64(act_f[e, i, 1])
-                bw = act_f[e, i, 2]
-                cpu = act_f[e, i, 3]
+                spl = np.int64(act_f[e, i, D_SPLIT])
+                tgt = np.int64(act_f[e, i, D_TARGET])
+                bw = act_f[e, i, D_BW]
+                cpu = act_f[e, i, D_CPU]
             elif mode == 1:
-                spl = act_i[e, i, 0]
-                tgt = act_i[e, i, 1]
-                bw = levels[act_i[e, i, 2]]
-                cpu = levels[act_i[e, i, 3]]
+                spl = act_i[e, i, D_SPLIT]
+                tgt = act_i[e, i, D_TARGET]
+                bw = levels[act_i[e, i, D_BW]]
+                cpu = levels[act_i[e, i, D_CPU]]
             else:
-                a0 = min(max(act_f[e, i, 0], -1.0), 1.0)
-                nv = n_valid[p_oi[R_APP, e, i]]
+                a0 = min(max(act_f[e, i, 0], -1.0), 1.0)  # the continuous view: split first
+                nv = n_valid[p_oi[RI_NEXT_APP, e, i]]
                 spl = min(np.int64(0.5 * (a0 + 1.0) * nv), nv - 1)
                 tgt = 0
                 best = -np.inf
@@ -372,11 +419,11 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
                             tgt = j
                 bw = min_w + mw * (min(max(act_f[e, i, 1 + j_n], -1.0), 1.0) + 1.0)
                 cpu = min_w + mw * (min(max(act_f[e, i, 2 + j_n], -1.0), 1.0) + 1.0)
-            k = p_oi[R_ROW, e, i] * sj + spl * j_n + tgt
+            k = p_oi[RI_NEXT_ROW, e, i] * sj + spl * j_n + tgt
             kk[i] = min(max(k, 0), k_tab - 1)
             cpu_v[i] = cpu
-            of[9, e, i] = bw
-            of[10, e, i] = cpu
+            of[RF_BW, e, i] = bw
+            of[RF_CPU, e, i] = cpu
         # sharing of access points and targets
         for m in range(m_n):
             tot_b[m] = 0.0
@@ -385,59 +432,57 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
             load[j] = 0.0
         for i in range(n_n):
             k = kk[i]
-            wb = of[9, e, i] * ftab[k, _F_OFF]
+            wb = of[RF_BW, e, i] * ftab[k, C_OFF]
             wb_v[i] = wb
-            tot_b[itab[k, _I_AP]] += wb
-            work = ftab[k, _F_WORK]
+            tot_b[itab[k, C_AP]] += wb
+            work = ftab[k, C_WORK]
             wc = cpu_v[i] * (1.0 if work > 0 else 0.0)
             wc_v[i] = wc
-            tot_c[itab[k, _I_TARGET]] += wc
+            tot_c[itab[k, C_TARGET]] += wc
         cost_sum = 0.0
         for i in range(n_n):
             k = kk[i]
             has = p_has[e, i]
-            tgt = itab[k, _I_TARGET]
-            rate = rates[e, i, itab[k, _I_AP]]
-            air = (
-                ftab[k, _F_MBITS] * tot_b[itab[k, _I_AP]] / ((wb_v[i] + ftab[k, _F_NOTOFF]) * rate)
-            )
-            transfer = air + ftab[k, _F_BH]
-            work = ftab[k, _F_WORK]
+            tgt = itab[k, C_TARGET]
+            rate = rates[e, i, itab[k, C_AP]]
+            air = ftab[k, C_MBITS] * tot_b[itab[k, C_AP]] / ((wb_v[i] + ftab[k, C_NOTOFF]) * rate)
+            transfer = air + ftab[k, C_BH]
+            work = ftab[k, C_WORK]
             busy = work > 0
             tail = work * tot_c[tgt] / (cpu_v[i] if busy else 1.0)
-            head = ftab[k, _F_HEAD]
+            head = ftab[k, C_HEAD]
             wait_d = dev_b[e, i] * (1.0 if has else 0.0)
             ready = wait_d + head + transfer
             wait_s = max(srv_b[e, tgt] - ready, 0.0) * (1.0 if busy else 0.0)
-            rtt = ftab[k, _F_RTT]
+            rtt = ftab[k, C_RTT]
             wait_q = p_wait[e, i]
             latency = wait_q + ready + rtt + wait_s + tail
-            energy = ftab[k, _F_EHEAD] + p_tx[i] * air
-            dl = ftab[k, _F_DL]
+            energy = ftab[k, C_EHEAD] + p_tx[i] * air
+            dl = ftab[k, C_DL]
             miss = latency > dl
-            inf = ftab[k, _F_INF] > 0
+            inf = ftab[k, C_INF] > 0
             cost = (
                 w_l * latency / dl
                 + w_e * energy
                 + w_m * (1.0 if miss else 0.0)
                 + w_i * (1.0 if inf else 0.0)
             )
-            of[0, e, i] = latency
-            of[1, e, i] = head
-            of[2, e, i] = transfer
-            of[3, e, i] = rtt
-            of[4, e, i] = tail
-            of[5, e, i] = work
-            of[6, e, i] = wait_q + wait_d + wait_s
-            of[7, e, i] = energy
-            of[8, e, i] = cost
-            oi[0, e, i] = p_oi[R_APP, e, i]
-            oi[1, e, i] = itab[k, _I_SPLIT]
-            oi[2, e, i] = tgt
-            oi[3, e, i] = 0
-            ob[0, e, i] = has
-            ob[1, e, i] = inf
-            ob[2, e, i] = miss
+            of[RF_LATENCY, e, i] = latency
+            of[RF_HEAD, e, i] = head
+            of[RF_TRANSFER, e, i] = transfer
+            of[RF_RTT, e, i] = rtt
+            of[RF_TAIL, e, i] = tail
+            of[RF_WORK, e, i] = work
+            of[RF_WAIT, e, i] = wait_q + wait_d + wait_s
+            of[RF_ENERGY, e, i] = energy
+            of[RF_COST, e, i] = cost
+            oi[RI_APP, e, i] = p_oi[RI_NEXT_APP, e, i]
+            oi[RI_SPLIT, e, i] = itab[k, C_SPLIT]
+            oi[RI_TARGET, e, i] = tgt
+            oi[RI_DROPPED, e, i] = 0
+            ob[RB_HAS, e, i] = has
+            ob[RB_INFEASIBLE, e, i] = inf
+            ob[RB_MISS, e, i] = miss
             # backlogs carry over; the decided task leaves the queue
             dev_b[e, i] = max(dev_b[e, i] + head - slot_s, 0.0)
             load[tgt] += work
@@ -463,8 +508,8 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
                 ql = qlen[e, i]
                 acc = min(count, q_n - ql)
                 if count > acc:
-                    oi[3, e, i] = count - acc
-                    of[8, e, i] += w_d * (count - acc)
+                    oi[RI_DROPPED, e, i] = count - acc
+                    of[RF_COST, e, i] += w_d * (count - acc)
                 if acc > 0:
                     qlen[e, i] = ql + acc
                     for mx in range(acc):
@@ -481,8 +526,8 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
                         qapp[e, i, pos] = app
                         qarr[e, i, pos] = tn
         for i in range(n_n):
-            cost_sum += of[8, e, i]
-        of[R_REWARD, e, 0] = -cost_sum / n_n
+            cost_sum += of[RF_COST, e, i]
+        of[RF_REWARD, e, 0] = -cost_sum / n_n
         t[e] = tn
         # links move on to the next slot
         for r in range(lm_n):
@@ -514,10 +559,10 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
                 app = 0
                 row = i * (a_n + 1) + a_n
                 wq = 0.0
-            ob[R_HAS, e, i] = has
-            oi[R_APP, e, i] = app
-            oi[R_ROW, e, i] = row
-            of[R_WAIT, e, i] = wq
+            ob[RB_NEXT_HAS, e, i] = has
+            oi[RI_NEXT_APP, e, i] = app
+            oi[RI_NEXT_ROW, e, i] = row
+            of[RF_NEXT_WAIT, e, i] = wq
             if write_obs:
                 o = obs[e, i]
                 src = rows_tab[row]

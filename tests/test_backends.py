@@ -141,7 +141,7 @@ def test_numba_step_matches_numpy(name: str, num_envs: int) -> None:
 
 
 def _home_decisions(core: Core):
-    from edgesplit.sim.encoding import Decisions
+    from edgesplit.sim.schema import Decisions
 
     shape = (core.num_envs, core.n_devices)
     home = np.broadcast_to(core.tables.home, shape).copy()
