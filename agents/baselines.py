@@ -61,11 +61,10 @@ __all__ = [
 ]
 
 
-def _full(
-    core: Core, split: np.ndarray, target: np.ndarray, level: float | None = None
-) -> Decisions:
-    w = np.full(split.shape, core.tables.weight_levels.max() if level is None else level)
-    return Decisions(split.astype(np.int64), target.astype(np.int64), w, w.copy())
+def _full(core: Core, split: np.ndarray, target: np.ndarray) -> Decisions:
+    """Every device's split and target, at the top weight level."""
+    top = core.tables.weight_levels.max()
+    return Decisions.filled(split.shape, split=split, target=target, bw_weight=top, cpu_weight=top)
 
 
 @dataclass
@@ -143,15 +142,15 @@ class RandomValid(Baseline):
         target = score.argmax(-1)
         lv = ta.weight_levels
         return Decisions(
-            split,
-            target,
-            lv[self.rng.integers(0, len(lv), app.shape)],
-            lv[self.rng.integers(0, len(lv), app.shape)],
+            split=split,
+            target=target,
+            bw_weight=lv[self.rng.integers(0, len(lv), app.shape)],
+            cpu_weight=lv[self.rng.integers(0, len(lv), app.shape)],
         )
 
 
-def _grid(core: Core, with_weights: bool) -> tuple[np.ndarray, ...]:
-    """All per-device options: arrays of split, target, bw weight, cpu weight.
+def _grid(core: Core, with_weights: bool) -> Decisions:
+    """All per-device options, as decisions ``[K]``.
 
     With weights, a task's bandwidth and compute weights take the same level (the levels
     are relative shares; searching them jointly multiplies the grid by L for little gain).
@@ -161,7 +160,7 @@ def _grid(core: Core, with_weights: bool) -> tuple[np.ndarray, ...]:
     opts = list(itertools.product(range(ta.n_candidates), range(ta.n_targets), lv))
     a = np.array(opts, dtype=np.int64)
     w = ta.weight_levels[a[:, 2]]
-    return a[:, 0], a[:, 1], w, w.copy()
+    return Decisions(split=a[:, 0], target=a[:, 1], bw_weight=w, cpu_weight=w.copy())
 
 
 def _best_response(
@@ -169,26 +168,21 @@ def _best_response(
     cur: Decisions,
     k: int,
     active: np.ndarray,
-    opts: tuple[np.ndarray, ...],
+    opts: Decisions,
     own_only: bool = False,
 ) -> tuple[Decisions, np.ndarray]:
     """Set device ``k`` to its option minimising the slot cost (of the active devices, or
     its own), in every environment where it has a task, all at once. Returns the new
     decisions and their cost ``[E]`` (``inf`` where device ``k`` has no task)."""
-    e, _n = cur.split.shape
-    len(opts[0])
+    e, _n = cur.shape
     has, _ = core.pending()
     envs = np.flatnonzero(has[:, k] & active[:, k])
-    out = Decisions(
-        cur.split.copy(), cur.target.copy(), cur.bw_weight.copy(), cur.cpu_weight.copy()
-    )
+    out = cur.copy()
     best_cost = np.full(e, np.inf)
     if len(envs) == 0:
         return out, best_cost
-    sub = Decisions(cur.split[envs], cur.target[envs], cur.bw_weight[envs], cur.cpu_weight[envs])
-    dec, c = _best_rows(core, sub, k, active[envs], opts, own_only, envs)
-    for f in ("split", "target", "bw_weight", "cpu_weight"):
-        getattr(out, f)[envs] = getattr(dec, f)
+    dec, c = _best_rows(core, cur[envs], k, active[envs], opts, own_only, envs)
+    out[envs] = dec
     best_cost[envs] = c
     return out, best_cost
 
@@ -198,31 +192,22 @@ def _best_rows(
     cur: Decisions,
     k: int,
     active: np.ndarray,
-    opts: tuple[np.ndarray, ...],
+    opts: Decisions,
     own_only: bool,
     envs: np.ndarray,
 ) -> tuple[Decisions, np.ndarray]:
-    e, _n = cur.split.shape
-    kk = len(opts[0])
+    e, _n = cur.shape
+    kk = opts.shape[0]
     rows = np.repeat(envs, kk)
-    dec = Decisions(
-        np.repeat(cur.split, kk, 0),
-        np.repeat(cur.target, kk, 0),
-        np.repeat(cur.bw_weight, kk, 0),
-        np.repeat(cur.cpu_weight, kk, 0),
-    )
-    dec.split[:, k] = np.tile(opts[0], e)
-    dec.target[:, k] = np.tile(opts[1], e)
-    dec.bw_weight[:, k] = np.tile(opts[2], e)
-    dec.cpu_weight[:, k] = np.tile(opts[3], e)
+    dec = cur.map(lambda a: np.repeat(a, kk, 0))
+    dec[:, k] = opts.map(lambda a: np.tile(a, e))
     act = np.repeat(active, kk, 0)
     res = core.resolve(dec, rows=rows, active=act)
     cost = res.cost[:, k] if own_only else res.cost.sum(1)
     cost = cost.reshape(e, kk)
     best = cost.argmin(1)
     pick = np.arange(e) * kk + best
-    out = Decisions(dec.split[pick], dec.target[pick], dec.bw_weight[pick], dec.cpu_weight[pick])
-    return out, cost[np.arange(e), best]
+    return dec[pick], cost[np.arange(e), best]
 
 
 class Neurosurgeon(Baseline):
@@ -238,8 +223,7 @@ class Neurosurgeon(Baseline):
             alone = np.zeros((e, n), dtype=bool)
             alone[:, k] = True
             best, _ = _best_response(core, cur, k, alone, opts, own_only=True)
-            for f in ("split", "target", "bw_weight", "cpu_weight"):
-                getattr(cur, f)[:, k] = getattr(best, f)[:, k]
+            cur[:, k] = best[:, k]
         return cur
 
 
@@ -272,7 +256,7 @@ class Oracle(Baseline):
         _, app = core.pending()
         e, n = app.shape
         opts = _grid(core, with_weights=False)
-        kk = len(opts[0])
+        kk = opts.shape[0]
         if kk**n <= self.exact_limit:
             return self._exact(core, opts)
         cur = Greedy().decide(core)
@@ -286,27 +270,24 @@ class Oracle(Baseline):
                 better = c < cost - 1e-12
                 if better.any():
                     improved = True
-                    for f in ("split", "target", "bw_weight", "cpu_weight"):
-                        getattr(cur, f)[better] = getattr(cand, f)[better]
+                    cur[better] = cand[better]
                     cost = np.where(better, c, cost)
             if not improved:
                 break
         return cur
 
-    def _exact(self, core: Core, opts: tuple[np.ndarray, ...]) -> Decisions:
+    def _exact(self, core: Core, opts: Decisions) -> Decisions:
         _, app = core.pending()
         e, n = app.shape
-        kk = len(opts[0])
+        kk = opts.shape[0]
         combos = np.array(list(itertools.product(range(kk), repeat=n)), dtype=np.int64)  # [C, N]
         c = len(combos)
         rows = np.repeat(np.arange(e), c)
         idx = np.tile(combos, (e, 1))
-        dec = Decisions(opts[0][idx], opts[1][idx], opts[2][idx], opts[3][idx])
+        dec = opts[idx]
         cost = core.resolve(dec, rows=rows).cost.sum(1).reshape(e, c)
         pick = np.arange(e) * c + cost.argmin(1)
-        return Decisions(
-            dec.split[pick], dec.target[pick], dec.bw_weight[pick], dec.cpu_weight[pick]
-        )
+        return dec[pick]
 
 
 BASELINES = {
