@@ -49,6 +49,7 @@ import copy
 import importlib.util
 import warnings
 from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -62,17 +63,19 @@ from .schema import (
     CHOICE_FLOAT_COLUMNS,
     CHOICE_INT_COLUMNS,
     CI,
-    MIN_WEIGHT,
     ROW,
     Decisions,
     Packed,
     StepResult,
     empty_packed,
     pack_result,
-    packed_shapes,
     unpack_result,
 )
+from .state import State
 from .tables import Physics, build
+
+if TYPE_CHECKING:
+    from .kernel import KernelArgs
 
 __all__ = ["BACKENDS", "Core"]
 
@@ -128,10 +131,11 @@ class _Pending:
     def __init__(self, core: Core) -> None:
         ta = core.tables
         a_n = ta.n_apps
-        self.has = has = core.qlen > 0
-        hidx = core._qbase + core.qhead
-        app = core.qapp.take(hidx)
-        arr = core.qarr.take(hidx)
+        st = core.state
+        self.has = has = st.qlen > 0
+        hidx = core._qbase + st.qhead
+        app = st.qapp.take(hidx)
+        arr = st.qarr.take(hidx)
         self.app0 = np.where(has, app, 0)  # app, 0 where none
         app_x = np.where(has, app, a_n)  # app, A ("no task") where none
         # row of (device, app or none) in the static tables
@@ -257,21 +261,38 @@ class Core:
         self._bnm = np.arange(e, dtype=np.intp)[:, None] * (n * m_n)
         self._ftab, self._itab = self._choice_tables()
         # state
-        self.key = np.zeros(e, dtype=np.uint64)
-        self._mkey = np.zeros(e, dtype=np.uint64)
-        self.t = np.zeros(e, dtype=np.int64)
-        self.qapp = np.zeros((e, n, q), dtype=np.int64)
-        self.qarr = np.zeros((e, n, q), dtype=np.int64)
-        self.qhead = np.zeros((e, n), dtype=np.int64)
-        self.qlen = np.zeros((e, n), dtype=np.int64)
-        self.dev_backlog = np.zeros((e, n))
-        self.srv_backlog = np.zeros((e, ta.n_targets))
-        self.rates = np.zeros((e, n, sc.n_servers))
+        self.state = State.zeros(e, n, q, ta.n_targets, sc.n_servers)
         self._pend: _Pending | None = None
         self.backend = self._choose_backend(backend)
-        self._k: _KernelArgs | None = _KernelArgs(self) if self.backend == "numba" else None
+        self._k: KernelArgs | None = self._kernel_args() if self.backend == "numba" else None
         self._kview: Packed | None = None  # the last packed result of the compiled step
         self._kobs: np.ndarray | None = None
+
+    # the state's public parts, as attributes of the core
+    @property
+    def t(self) -> np.ndarray:
+        """``[E]`` the current slot."""
+        return self.state.t
+
+    @property
+    def qlen(self) -> np.ndarray:
+        """``[E, N]`` tasks queued on each device (the first is pending)."""
+        return self.state.qlen
+
+    @property
+    def dev_backlog(self) -> np.ndarray:
+        """``[E, N]`` seconds of device work carried over."""
+        return self.state.dev_backlog
+
+    @property
+    def srv_backlog(self) -> np.ndarray:
+        """``[E, J]`` seconds of target work carried over."""
+        return self.state.srv_backlog
+
+    @property
+    def rates(self) -> np.ndarray:
+        """``[E, N, M]`` current link rates (Mbps)."""
+        return self.state.rates
 
     # copies and pickles: the compiled step's arrays are rebuilt, the state's values kept
     def __getstate__(self) -> dict:
@@ -288,7 +309,12 @@ class Core:
         self.__dict__.update(state)
         if self.backend == "numba":
             # the state arrays were copied one by one: make them views of one array again
-            self._k = _KernelArgs(self)
+            self._k = self._kernel_args()
+
+    def _kernel_args(self) -> KernelArgs:
+        from .kernel import KernelArgs  # numba is imported only for this backend
+
+        return KernelArgs(self)
 
     def _choose_backend(self, backend: str) -> str:
         if backend not in BACKENDS:
@@ -371,13 +397,13 @@ class Core:
     # randomness ------------------------------------------------------------------------
     def _slot_base(self, t: np.ndarray) -> np.ndarray:
         """``[E]`` per-environment part of the generator's input at slots ``t``."""
-        return rng.slot_base(self._mkey, t)
+        return rng.slot_base(self.state.mixed_key, t)
 
     def uniforms(self, stream: int, size: int, t: np.ndarray | None = None) -> np.ndarray:
         """``[E, size]`` uniforms in [0, 1) (53 bits) of ``stream`` at each environment's
         slot (``t``, default the current one): element ``i`` of environment ``e`` depends
         only on its key, its slot, ``stream`` and ``i``."""
-        base = self._slot_base(self.t if t is None else np.asarray(t))
+        base = self._slot_base(self.state.t if t is None else np.asarray(t))
         z = rng.finalise(base[:, None] + rng.offsets(stream, np.arange(size))[None, :])
         return rng.uniform53(z)
 
@@ -388,22 +414,19 @@ class Core:
         if mask is None:
             mask = np.ones(self.num_envs, dtype=bool)
         keys = np.asarray(keys, dtype=np.uint64)
-        self.key[mask] = keys[mask]
-        self._mkey[mask] = rng.splitmix(keys)[mask]
-        self.t[mask] = 0
-        self.qhead[mask] = 0
-        self.qlen[mask] = 0
-        self.dev_backlog[mask] = 0.0
-        self.srv_backlog[mask] = 0.0
+        st = self.state
+        st.reset_rows(mask)
+        st.key[mask] = keys[mask]
+        st.mixed_key[mask] = rng.splitmix(keys)[mask]
         # the first slot's tasks and link states: drawn at slot -1
-        t_prev = np.where(mask, -1, self.t)
+        t_prev = np.where(mask, -1, self.state.t)
         base = self._slot_base(t_prev)
         bank = self._bank
         if bank is not None:
             u = rng.halves(rng.finalise(base[:, None] + self._off_reset[None, :]))
             u = u.reshape(self.num_envs, self._n_links, -1)[..., : bank.n_reset_uniforms]
             bank.reset(u, mask=mask)
-            self.rates[:, self._link_n, self._link_m] = bank.rates
+            self.state.rates[:, self._link_n, self._link_m] = bank.rates
             if self._k is not None:  # the compiled step keeps the bank's rates in place
                 self._k.adopt_rates(bank)
         words = rng.finalise(base[:, None] + self._off_slot[None, :])
@@ -430,7 +453,7 @@ class Core:
         w = words.reshape(-1).take(self._word_of.take(fi))
         count = self._arr_sorted.searchsorted((w >> np.uint64(32)) + self._shift.take(nn), "right")
         count -= self._arr_k0.take(nn)
-        qlen_f = self.qlen.reshape(-1)
+        qlen_f = self.state.qlen.reshape(-1)
         qlen = qlen_f.take(fi)
         acc = np.minimum(count, q - qlen)
         dropped = None
@@ -457,9 +480,9 @@ class Core:
         apps = self._app_sorted.searchsorted(u_app + self._shift.take(nn), "right")
         apps -= self._app_k0.take(nn)
         np.minimum(apps, self.tables.n_apps - 1, out=apps)
-        flat = fi * q + (self.qhead.reshape(-1).take(fi) + qlen) % q
-        self.qapp.put(flat, apps)
-        self.qarr.put(flat, (t + 1).take(fi // n))
+        flat = fi * q + (self.state.qhead.reshape(-1).take(fi) + qlen) % q
+        self.state.qapp.put(flat, apps)
+        self.state.qarr.put(flat, (t + 1).take(fi // n))
         return dropped
 
     # views -----------------------------------------------------------------------------
@@ -490,11 +513,11 @@ class Core:
             p.has,
             p.app0,
             p.wait,
-            self.qlen,
-            self.dev_backlog,
-            self.rates,
-            self.srv_backlog,
-            self.t,
+            self.state.qlen,
+            self.state.dev_backlog,
+            self.state.rates,
+            self.state.srv_backlog,
+            self.state.t,
             out=out,
             rows=p.row,
         )
@@ -518,7 +541,7 @@ class Core:
         has, app, wait_q, kbase = p.has, p.app0, p.wait, p.kbase
         if self._k is not None:  # the compiled step's arrays: hand out read-only views
             has, app = _read_only(has), _read_only(app)
-        dev_b, srv_b, rates = self.dev_backlog, self.srv_backlog, self.rates
+        dev_b, srv_b, rates = self.state.dev_backlog, self.state.srv_backlog, self.state.rates
         if rows is not None:
             has, app, wait_q, kbase = has[rows], app[rows], wait_q[rows], kbase[rows]
             dev_b, srv_b, rates = dev_b[rows], srv_b[rows], rates[rows]
@@ -666,7 +689,7 @@ class Core:
             for proc, cols in k.others:  # trace and wired links: their own process
                 r = np.maximum(proc.step(None), FLOOR_MBPS)
                 k.lrates[:, cols] = r
-                self.rates[:, self._link_n[cols], self._link_m[cols]] = r
+                self.state.rates[:, self._link_n[cols], self._link_m[cols]] = r
         self._kview = (of, oi, ob)
         out = (of, oi, ob)
         self._pend = _Pending.of(
@@ -678,27 +701,26 @@ class Core:
 
     def _step_numpy(self, dec: Decisions) -> StepResult:
         """The reference step (numpy)."""
-        e_n, j_n = self.num_envs, self.n_targets
+        e_n, j_n, st = self.num_envs, self.n_targets, self.state
         res = self.resolve(dec)
         has = res.has_task
         # backlogs carry over
-        np.maximum(self.dev_backlog + res.head_s - self.slot_s, 0.0, out=self.dev_backlog)
+        np.maximum(st.dev_backlog + res.head_s - self.slot_s, 0.0, out=st.dev_backlog)
         flat_j = (self._bj + res.target).ravel()
         load = np.bincount(flat_j, weights=res.tail_work_s.ravel(), minlength=e_n * j_n)
-        np.maximum(
-            self.srv_backlog + load.reshape(e_n, j_n) - self.slot_s, 0.0, out=self.srv_backlog
-        )
+        load = load.reshape(e_n, j_n)
+        np.maximum(st.srv_backlog + load - self.slot_s, 0.0, out=st.srv_backlog)
         # the decided tasks leave the queue; this slot's arrivals join it
-        self.qhead = (self.qhead + has) % self.tables.queue_capacity
-        self.qlen = self.qlen - has
-        base = self._slot_base(self.t)
+        st.qhead[...] = (st.qhead + has) % self.tables.queue_capacity
+        st.qlen -= has
+        base = self._slot_base(self.state.t)
         words = rng.finalise(base[:, None] + self._off_slot[None, :])
-        dropped = self._arrive(None, self.t, words, base)
+        dropped = self._arrive(None, self.state.t, words, base)
         if dropped is not None:
             res.dropped = dropped
             res.cost = res.cost + self._w[4] * dropped
             res.team_reward = -res.cost.sum(1) / self.n_devices
-        self.t = self.t + 1
+        st.t += 1
         # links move on to the next slot
         bank = self._bank
         if bank is not None:  # every link moves, trace links too (they take no uniforms)
@@ -707,7 +729,7 @@ class Core:
                 u = rng.halves(words[:, self.n_devices :]).reshape(e_n, self._n_links, -1)
                 u = u[..., : bank.n_step_uniforms]
             bank.step(u)
-            self.rates[:, self._link_n, self._link_m] = bank.rates
+            self.state.rates[:, self._link_n, self._link_m] = bank.rates
         self._pend = None
         self._kview = None
         self._kobs = None
@@ -716,162 +738,34 @@ class Core:
                 a.flags.writeable = True
         return res
 
+    def kernel_statics(self) -> dict[str, object]:
+        """What the compiled step needs to know about this core besides its state: the
+        reward weights and scales, the per-choice tables, the arrival and application
+        thresholds, the generator's offsets and the link layout (see
+        :class:`edgesplit.sim.kernel.KernelArgs`, which packs them)."""
+        ta = self.tables
+        return {
+            "weights": self._w,  # latency, energy / E_ref, miss, infeasible, drop
+            "slot_s": self.slot_s,
+            "p_tx": self.physics.p_tx_w,
+            "choice_f": self._ftab,
+            "choice_i": self._itab,
+            "arr_thr": self._arr_thr,
+            "app_thr": self._app_thr,
+            "arr_hit": self._arr_hit,
+            "off_slot": self._off_slot,
+            "off_extra": self._off_extra,
+            "link_n": self._link_n if self._n_links else np.zeros(0, np.int64),
+            "link_m": self._link_m if self._n_links else np.zeros(0, np.int64),
+            "kmax": self._qmax_arr,
+            "slot_words": self._slot_words,
+            "step_words_per_link": self._link_words[1],
+            "horizon": self.scenario.horizon,
+            "bank": self._bank,
+            "tables": ta,
+        }
+
     @property
     def truncated(self) -> np.ndarray:
         """``[E]`` True where the episode reached the scenario's horizon."""
-        return self.t >= self.scenario.horizon
-
-
-class _KernelArgs:
-    """The arguments of the compiled step, laid out as :mod:`.kernel` expects.
-
-    The core's state arrays (and the link bank's Markov state) become views into one int64
-    array, so that the compiled step takes the whole state as one argument."""
-
-    def __init__(self, core: Core) -> None:
-        from . import kernel as K
-
-        ta, ph, bank = core.tables, core.physics, core._bank
-        e, n = core.num_envs, ta.n_devices
-        i64 = np.int64
-        empty_f, empty_i = np.zeros(0), np.zeros(0, dtype=i64)
-        markov = bank is not None and bank._has_markov
-        n_l = len(bank.link_classes) if bank is not None else 0
-        if markov:
-            mc = bank._mcols
-            mcols = np.arange(n_l, dtype=i64) if isinstance(mc, slice) else mc.astype(i64)
-        else:
-            mcols = empty_i
-        lm = len(mcols)
-        self.others = bank._others if bank is not None else []
-        fp = [*core._w, core.slot_s, ta.latency_scale_s, ta.rate_scale_mbps, FLOOR_MBPS]
-        static = {
-            "fp": [*fp, MIN_WEIGHT],
-            "p_tx": ph.p_tx_w,
-            "levels": ta.weight_levels,
-            "m_lev": bank._m_log_levels if markov else empty_f,
-            "m_pswitch": bank._m_p_switch if markov else empty_f,
-            "m_kop": bank._m_k_over_p if markov else empty_f,
-            "m_rho": bank._m_rho if markov else empty_f,
-            "m_innov": bank._m_innov if markov else empty_f,
-            "ntable": bank._table if markov else np.zeros(1),
-            "row_dl": ta._rows_dl,
-            "ftab": core._ftab,
-            "nvec": ta._nvec,
-            "n_valid": ta.n_valid,
-            "reach": ta.reachable.astype(i64),
-            "link_n": core._link_n if n_l else empty_i,
-            "link_m": core._link_m if n_l else empty_i,
-            "mcols": mcols,
-            "m_k": bank._m_k if markov else empty_i,
-            "m_row": bank._m_row if markov else empty_i,
-            "itab": core._itab,
-            "arr_thr": core._arr_thr,
-            "app_thr": core._app_thr,
-            "arr_hit": core._arr_hit,
-            "off_slot": core._off_slot,
-            "off_extra": core._off_extra,
-            "rows": ta._rows,
-        }
-        q, j, m = ta.queue_capacity, ta.n_targets, core.n_aps
-        state_shapes = {
-            "key": (e,),
-            "mkey": (e,),
-            "t": (e,),
-            "qapp": (e, n, q),
-            "qarr": (e, n, q),
-            "qhead": (e, n),
-            "qlen": (e, n),
-            "m_state": (e, lm),
-            "dev_b": (e, n),
-            "srv_b": (e, j),
-            "rates": (e, n, m),
-            "m_loglev": (e, lm),
-            "m_x": (e, lm),
-            "lrates": (e, n_l),
-        }
-        dtypes = {"f": np.float64, "i": np.int64, "u": np.uint64, "f4": np.float32}
-        scalars = {
-            "E": e,
-            "N": n,
-            "J": j,
-            "M": m,
-            "A": ta.n_apps,
-            "S": ta.n_candidates,
-            "Q": q,
-            "KMAX": core._qmax_arr,
-            "W": core._slot_words,
-            "LM": lm,
-            "L": n_l,
-            "WS": core._link_words[1],
-            "HORIZON": core.scenario.horizon,
-            "D": ta.obs_dim,
-            # the compiled step cannot see the new rates of trace links: observe() encodes
-            "OBS": int(not self.others),
-            "KTAB": core._ftab.shape[0],
-            "R": ta._rows.shape[0],
-        }
-        head = [scalars[k] for k in K.IP]
-        words: list[np.ndarray] = []
-        pos = K.N_HEAD
-        for name, kind in K.STATIC:
-            v = np.ascontiguousarray(static[name], dtype=dtypes[kind]).ravel()
-            if kind == "f4" and v.size % 2:
-                v = np.append(v, np.float32(0))
-            w = v.view(i64)
-            head += [pos, np.size(static[name])]
-            words.append(w)
-            pos += w.size
-        # the state: its own array, laid out the same way
-        spos, state_parts = 0, {}
-        for name, kind in K.STATE:
-            size = int(np.prod(state_shapes[name]))
-            head += [spos, size]
-            state_parts[name] = (spos, size, kind)
-            spos += size
-        self.st = np.concatenate([np.array(head, dtype=i64), *words])
-        assert self.st.size == pos
-        self.sv = np.zeros(spos, dtype=i64)
-
-        def view(name: str) -> np.ndarray:
-            o, size, kind = state_parts[name]
-            return self.sv[o : o + size].view(dtypes[kind]).reshape(state_shapes[name])
-
-        # the core's (and the bank's) state arrays become views of ``sv``, values kept
-        for name, attr in (
-            ("key", "key"),
-            ("mkey", "_mkey"),
-            ("t", "t"),
-            ("qapp", "qapp"),
-            ("qarr", "qarr"),
-            ("qhead", "qhead"),
-            ("qlen", "qlen"),
-            ("dev_b", "dev_backlog"),
-            ("srv_b", "srv_backlog"),
-            ("rates", "rates"),
-        ):
-            v = view(name)
-            v[...] = getattr(core, attr)
-            setattr(core, attr, v)
-        if markov:
-            for name, attr in (("m_state", "_m_state"), ("m_loglev", "_m_loglev"), ("m_x", "_m_x")):
-                v = view(name)
-                v[...] = getattr(bank, attr)
-                setattr(bank, attr, v)
-        self.lrates = view("lrates")
-        if bank is not None and bank._rates is not None:
-            self.adopt_rates(bank)
-        self.dummy_ai = np.zeros((e, n, len(ta.action_nvec())), dtype=i64)
-        self.dummy_af = np.zeros((e, n, ta.continuous_width))
-        self.obs_shape = (e, n, ta.obs_dim)
-        self.shape = (e, n)
-        self.f_shape, self.i_shape, self.b_shape = packed_shapes(e, n)
-        self.fn = K.step_kernel
-
-    def adopt_rates(self, bank: LinkBank) -> None:
-        """After a reset: the bank's rates live in :attr:`lrates`, which the compiled step
-        updates in place (the bank sees them through a read-only view)."""
-        self.lrates[...] = bank.rates
-        view = self.lrates.view()
-        view.flags.writeable = False
-        bank._rates = view
+        return self.state.t >= self.scenario.horizon

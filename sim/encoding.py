@@ -108,10 +108,13 @@ class Tables:
                 f"tables: shapes disagree: head {self.head_s.shape}, tail {self.tail_s.shape}, "
                 f"bytes {self.bytes_.shape}"
             )
-        self._static = self._static_blocks()
-        self._rows = self._static_rows()
-        self._rows_dl = self._row_deadlines()
-        self._nvec = self.action_nvec()
+        #: [N * (A + 1), D] float32: the static part of a device's observation per
+        #: (device, app or none) row (see :meth:`_static_rows`)
+        self.static_rows = self._static_rows()
+        #: [N * (A + 1)] the deadline of each static row's app (1 for no task)
+        self.row_deadlines = self._row_deadlines()
+        #: per-device MultiDiscrete sizes (:meth:`action_nvec`)
+        self.nvec = self.action_nvec()
 
     # sizes -------------------------------------------------------------------------
     @property
@@ -205,7 +208,7 @@ class Tables:
         out[:, :a, 1 : 1 + a] = np.eye(a)
         i = 1 + a + 2
         block = self.n_candidates * (3 + self.n_targets)
-        out[:, :a, i : i + block] = self._static
+        out[:, :a, i : i + block] = self._static_blocks()
         i += block + 1 + self.n_aps
         out[:, :, i : i + self.n_targets] = self.reachable[:, None, :]
         return out.reshape(n * (a + 1), d)
@@ -277,10 +280,10 @@ def encode_devices(
     if out is None:
         out = np.empty((e, n, ta.obs_dim), dtype=np.float32)
     # has_task, app one-hot, candidate blocks, reachable: one gather of static rows
-    ta._rows.take(rows, axis=0, out=out, mode="clip")
+    ta.static_rows.take(rows, axis=0, out=out, mode="clip")
     ls = ta.latency_scale_s
     i = 1 + a_n
-    w = wait_s / (wait_s + ta._rows_dl.take(rows))
+    w = wait_s / (wait_s + ta.row_deadlines.take(rows))
     np.multiply(has_task, w, out=out[:, :, i])
     np.divide(qlen, ta.queue_capacity, out=out[:, :, i + 1])
     i += 2 + s_n * (3 + j_n)
@@ -353,14 +356,14 @@ def decode(tables: Tables, action: np.ndarray, action_type: str, app: np.ndarray
     a = np.asarray(action)
     e, n = app.shape
     if action_type == "multidiscrete":
-        width = len(ta._nvec)
+        width = len(ta.nvec)
         if a.shape != (e, n, width):
             raise ActionError(f"action: expected shape {(n, width)} per environment, got {a.shape}")
         if a.dtype.kind not in "iu":
             if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
                 raise ActionError(f"action: expected integers, got {a.reshape(-1)[:8]}...")
             a = a.astype(np.int64)
-        nvec = ta._nvec
+        nvec = ta.nvec
         if a.min() < 0 or (a >= nvec).any():  # find the culprit for the message
             for k, what in enumerate(("split", "target", "bandwidth level", "compute level")):
                 _check_int(a[..., k], int(nvec[k]), names, what)

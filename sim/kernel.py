@@ -23,13 +23,28 @@ is chosen (the default when numba is installed).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numba as nb
 import numpy as np
 
-from .rng import K_TIME, M1, M2, U32
-from .schema import CHOICE_FLOAT_COLUMNS, CHOICE_INT_COLUMNS, DECISION_FIELDS, ROW
+from edgesplit.cost_models.links import FLOOR_MBPS, LinkBank
 
-__all__ = ["IP", "STATE", "STATIC", "step_kernel"]
+from .rng import K_TIME, M1, M2, U32
+from .state import State
+
+if TYPE_CHECKING:
+    from .core import Core
+from .schema import (
+    CHOICE_FLOAT_COLUMNS,
+    CHOICE_INT_COLUMNS,
+    DECISION_FIELDS,
+    MIN_WEIGHT,
+    ROW,
+    packed_shapes,
+)
+
+__all__ = ["IP", "STATE", "STATIC", "KernelArgs", "step_kernel"]
 
 # int scalars at the head of the static array ``st``
 IP = (
@@ -85,18 +100,11 @@ STATIC = (
     ("off_extra", "u"),
     ("rows", "f4"),
 )
+# the core's State (every field, its kind from its dtype), then the Markov links' state and
+# every link's rate, which the link bank keeps
 STATE = (
-    ("key", "u"),
-    ("mkey", "u"),
-    ("t", "i"),
-    ("qapp", "i"),
-    ("qarr", "i"),
-    ("qhead", "i"),
-    ("qlen", "i"),
+    *((k, v.dtype.kind) for k, v in State.zeros(1, 1, 1, 1, 1).arrays().items()),
     ("m_state", "i"),
-    ("dev_b", "f"),
-    ("srv_b", "f"),
-    ("rates", "f"),
     ("m_loglev", "f"),
     ("m_x", "f"),
     ("lrates", "f"),
@@ -216,7 +224,6 @@ assert IP.index("KTAB") == I_KTAB and IP.index("R") == I_R and IP.index("OBS") =
     H_ROWS,
 ) = (HEAD[k] for k, _ in STATIC)
 (
-    H_KEY,
     H_MKEY,
     H_T,
     H_QAPP,
@@ -230,7 +237,24 @@ assert IP.index("KTAB") == I_KTAB and IP.index("R") == I_R and IP.index("OBS") =
     H_MLOGLEV,
     H_MX,
     H_LRATES,
-) = (HEAD[k] for k, _ in STATE)
+) = (
+    HEAD[k]
+    for k in (
+        "mixed_key",
+        "t",
+        "qapp",
+        "qarr",
+        "qhead",
+        "qlen",
+        "m_state",
+        "dev_backlog",
+        "srv_backlog",
+        "rates",
+        "m_loglev",
+        "m_x",
+        "lrates",
+    )
+)
 F_WL, F_WE, F_WM, F_WI, F_WD, F_SLOT, F_LS, F_RS, F_FLOOR, F_MINW = range(len(FP))
 
 
@@ -585,3 +609,144 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
                 c += j_n
                 o[c] = np.float32(tn / horizon)
     return 0
+
+
+_DTYPES = {"f": np.float64, "i": np.int64, "u": np.uint64, "f4": np.float32}
+
+
+class KernelArgs:
+    """The arguments of :func:`step_kernel` for one :class:`~edgesplit.sim.core.Core`.
+
+    Packs :meth:`Core.kernel_statics() <edgesplit.sim.core.Core.kernel_statics>` into the
+    static array ``st`` and lays the state out in ``sv`` (layouts :data:`STATIC` and
+    :data:`STATE`): the core's :class:`~edgesplit.sim.state.State` arrays and the link bank's
+    Markov state become views into ``sv``, values kept, so that the compiled step takes the
+    whole state as one argument and the numpy methods keep working on the same arrays."""
+
+    def __init__(self, core: Core) -> None:
+        cs = core.kernel_statics()
+        ta, bank = cs["tables"], cs["bank"]
+        e, n = core.num_envs, ta.n_devices
+        i64 = np.int64
+        empty_f, empty_i = np.zeros(0), np.zeros(0, dtype=i64)
+        markov = bank is not None and bank._has_markov
+        n_l = len(bank.link_classes) if bank is not None else 0
+        if markov:
+            mc = bank._mcols
+            mcols = np.arange(n_l, dtype=i64) if isinstance(mc, slice) else mc.astype(i64)
+        else:
+            mcols = empty_i
+        lm = len(mcols)
+        #: the links the compiled step does not step (trace, wired): (process, columns)
+        self.others = bank._others if bank is not None else []
+        fp = [
+            *cs["weights"],
+            cs["slot_s"],
+            ta.latency_scale_s,
+            ta.rate_scale_mbps,
+            FLOOR_MBPS,
+            MIN_WEIGHT,
+        ]
+        static = {
+            "fp": fp,
+            "p_tx": cs["p_tx"],
+            "levels": ta.weight_levels,
+            "m_lev": bank._m_log_levels if markov else empty_f,
+            "m_pswitch": bank._m_p_switch if markov else empty_f,
+            "m_kop": bank._m_k_over_p if markov else empty_f,
+            "m_rho": bank._m_rho if markov else empty_f,
+            "m_innov": bank._m_innov if markov else empty_f,
+            "ntable": bank._table if markov else np.zeros(1),
+            "row_dl": ta.row_deadlines,
+            "ftab": cs["choice_f"],
+            "nvec": ta.nvec,
+            "n_valid": ta.n_valid,
+            "reach": ta.reachable.astype(i64),
+            "link_n": cs["link_n"],
+            "link_m": cs["link_m"],
+            "mcols": mcols,
+            "m_k": bank._m_k if markov else empty_i,
+            "m_row": bank._m_row if markov else empty_i,
+            "itab": cs["choice_i"],
+            "arr_thr": cs["arr_thr"],
+            "app_thr": cs["app_thr"],
+            "arr_hit": cs["arr_hit"],
+            "off_slot": cs["off_slot"],
+            "off_extra": cs["off_extra"],
+            "rows": ta.static_rows,
+        }
+        state = core.state
+        state_shapes = {k: v.shape for k, v in state.arrays().items()}
+        state_shapes.update(m_state=(e, lm), m_loglev=(e, lm), m_x=(e, lm), lrates=(e, n_l))
+        scalars = {
+            "E": e,
+            "N": n,
+            "J": ta.n_targets,
+            "M": ta.n_aps,
+            "A": ta.n_apps,
+            "S": ta.n_candidates,
+            "Q": ta.queue_capacity,
+            "KMAX": cs["kmax"],
+            "W": cs["slot_words"],
+            "LM": lm,
+            "L": n_l,
+            "WS": cs["step_words_per_link"],
+            "HORIZON": cs["horizon"],
+            "D": ta.obs_dim,
+            # the compiled step cannot see the new rates of trace links: observe() encodes
+            "OBS": int(not self.others),
+            "KTAB": cs["choice_f"].shape[0],
+            "R": ta.static_rows.shape[0],
+        }
+        head = [scalars[k] for k in IP]
+        words: list[np.ndarray] = []
+        pos = N_HEAD
+        for name, kind in STATIC:
+            v = np.ascontiguousarray(static[name], dtype=_DTYPES[kind]).ravel()
+            if kind == "f4" and v.size % 2:
+                v = np.append(v, np.float32(0))
+            head += [pos, np.size(static[name])]
+            words.append(v.view(i64))
+            pos += words[-1].size
+        # the state: its own array, laid out the same way
+        spos, state_parts = 0, {}
+        for name, kind in STATE:
+            size = int(np.prod(state_shapes[name]))
+            head += [spos, size]
+            state_parts[name] = (spos, size, kind)
+            spos += size
+        self.st = np.concatenate([np.array(head, dtype=i64), *words])
+        assert self.st.size == pos
+        self.sv = np.zeros(spos, dtype=i64)
+
+        def view(name: str) -> np.ndarray:
+            o, size, kind = state_parts[name]
+            return self.sv[o : o + size].view(_DTYPES[kind]).reshape(state_shapes[name])
+
+        # the core's (and the bank's) state arrays become views of ``sv``, values kept
+        for name, arr in state.arrays().items():
+            v = view(name)
+            v[...] = arr
+            setattr(state, name, v)
+        if markov:
+            for name, attr in (("m_state", "_m_state"), ("m_loglev", "_m_loglev"), ("m_x", "_m_x")):
+                v = view(name)
+                v[...] = getattr(bank, attr)
+                setattr(bank, attr, v)
+        self.lrates = view("lrates")
+        if bank is not None and bank._rates is not None:
+            self.adopt_rates(bank)
+        self.dummy_ai = np.zeros((e, n, len(ta.nvec)), dtype=i64)
+        self.dummy_af = np.zeros((e, n, ta.continuous_width))
+        self.obs_shape = (e, n, ta.obs_dim)
+        self.shape = (e, n)
+        self.f_shape, self.i_shape, self.b_shape = packed_shapes(e, n)
+        self.fn = step_kernel
+
+    def adopt_rates(self, bank: LinkBank) -> None:
+        """After a reset: the bank's rates live in :attr:`lrates`, which the compiled step
+        updates in place (the bank sees them through a read-only view)."""
+        self.lrates[...] = bank.rates
+        view = self.lrates.view()
+        view.flags.writeable = False
+        bank._rates = view

@@ -167,7 +167,7 @@ def test_backends_agree_on_random_scenarios(sc: dict, seed: int, num_envs: int) 
             else:
                 np.testing.assert_array_equal(y, x, err_msg=name)
         for s in ("t", "qapp", "qarr", "qhead", "qlen", "dev_backlog", "srv_backlog"):
-            np.testing.assert_array_equal(getattr(fast, s), getattr(ref, s), err_msg=s)
+            np.testing.assert_array_equal(getattr(fast.state, s), getattr(ref.state, s), err_msg=s)
         if ref.truncated.any():
             mask = ref.truncated.copy()
             ref.reset(keys + np.uint64(step), mask)
