@@ -601,3 +601,59 @@ def test_link_modules_import_no_private_names() -> None:
             if isinstance(node, ast.ImportFrom) and node.module != "__future__":
                 private = [a.name for a in node.names if a.name.startswith("_")]
                 assert not private, f"{f.name} imports {private} from {node.module}"
+
+
+def _reference_markov_rates(lc: LinkClass, slot: float, u_reset: np.ndarray, u_steps) -> list:
+    """The markov process as written before issue 7 (one class, scalar constants, the
+    innovations pre-scaled in the table): an independent check of the shared step."""
+    from edgesplit.cost_models.links.calibration import normal_table
+
+    cal = markov_calibration(lc)
+    k = cal.levels_mbps.size
+    log_levels = np.log(cal.levels_mbps) - 0.5 * cal.noise_sigma**2
+    p_switch = -math.expm1(-cal.switch_rate_hz * slot)
+    rho = math.exp(-slot / lc.params.noise_tau_s)
+    innov = cal.noise_sigma * math.sqrt(max(0.0, 1.0 - rho**2))
+    table = normal_table()
+    state = np.minimum((u_reset[..., 0] * k).astype(np.intp), k - 1)
+    loglev = log_levels[state]
+    x = cal.noise_sigma * table.take((u_reset[..., 1] * table.size).astype(np.intp), mode="clip")
+    out = [np.maximum(np.exp(x + loglev), FLOOR_MBPS)]
+    for u in u_steps:
+        hit = u[..., 0] < p_switch
+        st = np.minimum((u[..., 0] * (k / p_switch)).astype(np.intp), k - 1)
+        state = np.where(hit, st, state)
+        loglev = np.where(hit, log_levels[st], loglev)
+        z = (table * innov).take((u[..., 1] * float(table.size)).astype(np.intp), mode="clip")
+        x = x * rho + z
+        out.append(np.maximum(np.exp(x + loglev), FLOOR_MBPS))
+    return out
+
+
+@pytest.mark.parametrize("name", markov_names())
+def test_markov_step_equals_the_reference_bit_for_bit(links, name):
+    """LinkProcess and LinkBank share one markov step (links/markov.py); both give the rates
+    of the step written out independently here, bit for bit."""
+    from edgesplit.cost_models.links import LinkBank
+
+    lc, slot, shape = links[name], 0.1, (5, 3)
+    rng = np.random.default_rng(7)
+    u_reset = rng.random((*shape, 2))
+    u_steps = rng.random((80, *shape, 2))
+    want = _reference_markov_rates(lc, slot, u_reset, u_steps)
+    proc = LinkProcess(lc, slot, shape)
+    got = [proc.reset(u_reset)] + [proc.step(u) for u in u_steps]
+    np.testing.assert_array_equal(np.array(got), np.array(want))
+    # in a bank, between columns of other kinds
+    mixed = [links["wired_backhaul"], lc, lc, links["trace_synthetic_3g"], lc]
+    bank = LinkBank(mixed, slot, (5, 5))
+    cols = [1, 2, 4]
+
+    def widen(u: np.ndarray) -> np.ndarray:
+        w = np.zeros((5, 5, 2))
+        w[:, cols] = u
+        return w
+
+    got = [bank.reset(widen(u_reset))[:, cols]]
+    got += [bank.step(widen(u))[:, cols] for u in u_steps]
+    np.testing.assert_array_equal(np.array(got), np.array(want))

@@ -45,6 +45,8 @@ The package holds one module per job; every name below is importable from
                    :func:`load_links`, :class:`LinkError`, :data:`FLOOR_MBPS`
 ``calibration``    :func:`markov_calibration`, :func:`transition_matrix`,
                    :func:`stationary_stats`
+``markov``         the Markov step, written once for both processes:
+                   ``MarkovStatics``, ``markov_reset``, ``markov_step``
 ``process``        :class:`LinkProcess`, :class:`LinkBank`
 =================  ==========================================================================
 

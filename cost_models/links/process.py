@@ -8,12 +8,10 @@ random choice is made from arrays of uniforms in ``[0, 1)`` that the caller supp
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
-from edgesplit.cost_models.links.calibration import markov_calibration, normal_table
 from edgesplit.cost_models.links.catalogue import (
     FLOOR_MBPS,
     LinkClass,
@@ -21,6 +19,13 @@ from edgesplit.cost_models.links.catalogue import (
     TraceParams,
     WiredParams,
     is_number,
+)
+from edgesplit.cost_models.links.markov import (
+    N_RESET_UNIFORMS,
+    N_STEP_UNIFORMS,
+    MarkovStatics,
+    markov_reset,
+    markov_step,
 )
 from edgesplit.cost_models.links.traces import readonly
 
@@ -37,6 +42,18 @@ def _check_uniforms(u: np.ndarray | None, want: tuple[int, ...], what: str) -> n
     if u.shape != want:
         raise ValueError(f"{what}: expected uniforms of shape {want}, got {u.shape}")
     return u
+
+
+def _check_slot_and_shape(slot_s: float, shape: Sequence[int] | int) -> tuple[int, ...]:
+    """``shape`` as a tuple of ints, after checking it and ``slot_s``."""
+    if not (is_number(slot_s) and slot_s > 0):
+        raise ValueError(f"slot_s must be a positive number, got {slot_s!r}")
+    if isinstance(shape, (int, np.integer)):
+        shape = (int(shape),)
+    shp = tuple(int(s) for s in shape)
+    if not shp or any(s < 1 for s in shp):
+        raise ValueError(f"shape must be a non-empty tuple of positive ints, got {shape!r}")
+    return shp
 
 
 def _reset_rows(
@@ -84,30 +101,16 @@ class LinkProcess:
     """
 
     def __init__(self, link: LinkClass, slot_s: float, shape: Sequence[int] | int):
-        if not (is_number(slot_s) and slot_s > 0):
-            raise ValueError(f"slot_s must be a positive number, got {slot_s!r}")
-        if isinstance(shape, (int, np.integer)):
-            shape = (int(shape),)
-        shp = tuple(int(s) for s in shape)
-        if not shp or any(s < 1 for s in shp):
-            raise ValueError(f"shape must be a non-empty tuple of positive ints, got {shape!r}")
+        shp = _check_slot_and_shape(slot_s, shape)
         self.link = link
         self.slot_s = float(slot_s)
         self.shape: tuple[int, ...] = shp
         self._rates: np.ndarray | None = None
         p = link.params
         if isinstance(p, MarkovParams):
-            self.n_reset_uniforms, self.n_step_uniforms = 2, 2
-            cal = markov_calibration(link)
-            self._k = cal.levels_mbps.size
-            self._log_levels = np.log(cal.levels_mbps) - 0.5 * cal.noise_sigma**2
-            self._p_switch = -math.expm1(-cal.switch_rate_hz * self.slot_s)
-            self._rho = math.exp(-self.slot_s / p.noise_tau_s)
-            self._sigma = cal.noise_sigma
-            self._innov = cal.noise_sigma * math.sqrt(max(0.0, 1.0 - self._rho**2))
-            self._table = normal_table()
-            self._ntab = float(self._table.size)
-            self._innov_table = self._table * self._innov  # innovations of the OU step
+            self.n_reset_uniforms, self.n_step_uniforms = N_RESET_UNIFORMS, N_STEP_UNIFORMS
+            # the constants of one link, shared by every link of the batch (broadcast)
+            self._ms = MarkovStatics.of([link], self.slot_s)
             self._state = np.zeros(shp, dtype=np.intp)
             self._loglev = np.zeros(shp)  # log level of the current state (minus s^2/2)
             self._x = np.zeros(shp)  # log of the fast factor
@@ -166,13 +169,7 @@ class LinkProcess:
         rows = _reset_rows(mask, self.shape[0], first=self._rates is None, who="LinkProcess")
         p = self.link.params
         if isinstance(p, MarkovParams):
-            uu = u[rows]
-            st = np.minimum((uu[..., 0] * self._k).astype(np.intp), self._k - 1)
-            self._state[rows] = st
-            self._loglev[rows] = self._log_levels[st]
-            zi = (uu[..., 1] * self._ntab).astype(np.intp)
-            self._x[rows] = self._sigma * self._table.take(zi, mode="clip")
-            out = np.exp(self._x + self._loglev)
+            out = markov_reset(self._ms, u, self._state, self._loglev, self._x, rows)
         elif isinstance(p, TraceParams):
             uu = u[rows]
             n = self._lens.size
@@ -210,23 +207,7 @@ class LinkProcess:
         u = self._check(u, self.n_step_uniforms, "step")
         p = self.link.params
         if isinstance(p, MarkovParams):
-            uf = u.reshape(-1, 2)
-            # state: redrawn with probability p_switch; given a redraw, u0 / p_switch is
-            # itself uniform on [0, 1) and picks the new state
-            hit = np.flatnonzero(uf[:, 0] < self._p_switch)
-            if hit.size:
-                st = np.minimum(
-                    (uf[hit, 0] * (self._k / self._p_switch)).astype(np.intp), self._k - 1
-                )
-                self._state.reshape(-1)[hit] = st  # C-contiguous: reshape is a view
-                self._loglev.reshape(-1)[hit] = self._log_levels[st]
-            # fast factor: exact Ornstein-Uhlenbeck step of its log
-            np.multiply(u[..., 1], self._ntab, out=self._ibuf, casting="unsafe")
-            z = self._innov_table.take(self._ibuf, mode="clip")
-            self._x *= self._rho
-            self._x += z
-            np.add(self._x, self._loglev, out=z)
-            out = np.exp(z, out=z)
+            out = markov_step(self._ms, u, self._state, self._loglev, self._x, self._ibuf)
             if out.min() < FLOOR_MBPS:  # rare: cheaper to test than to clamp every slot
                 np.maximum(out, FLOOR_MBPS, out=out)
         elif isinstance(p, TraceParams):
@@ -279,65 +260,49 @@ class LinkBank:
     """
 
     def __init__(self, links: Sequence[LinkClass], slot_s: float, shape: Sequence[int] | int):
-        if isinstance(shape, (int, np.integer)):
-            shape = (int(shape),)
-        shp = tuple(int(s) for s in shape)
+        shp = _check_slot_and_shape(slot_s, shape)
         links = list(links)
-        if not shp or len(links) != shp[-1]:
+        if len(links) != shp[-1]:
             raise ValueError(
                 f"LinkBank: {len(links)} link classes for shape {shape!r} (need shape[-1])"
             )
-        # LinkProcess validates slot_s and shape; one per class (they also give the
-        # per-class constants of the fused markov step)
-        by_class: dict[LinkClass, list[int]] = {}
-        for i, lc in enumerate(links):
-            by_class.setdefault(lc, []).append(i)
         self.link_classes = links
         self.slot_s = float(slot_s)
         self.shape: tuple[int, ...] = shp
         self._rates: np.ndarray | None = None
-        self._procs = {
-            lc: LinkProcess(lc, slot_s, (*shp[:-1], len(cols))) for lc, cols in by_class.items()
-        }
-        self.n_reset_uniforms = max(p.n_reset_uniforms for p in self._procs.values())
-        self.n_step_uniforms = max(p.n_step_uniforms for p in self._procs.values())
         n_l = shp[-1]
-        # markov links: one fused process with per-link constants
+        # markov links: stepped together, with per-link constants
         mcols = [i for i, lc in enumerate(links) if isinstance(lc.params, MarkovParams)]
         self._mcols: slice | np.ndarray = (
             slice(None) if len(mcols) == n_l else np.array(mcols, dtype=np.intp)
         )
         self._has_markov = bool(mcols)
-        if mcols:
-            procs = [self._procs[links[i]] for i in mcols]
-            kmax = max(p._k for p in procs)
-            lev = np.zeros((len(mcols), kmax))
-            for r, p in enumerate(procs):
-                lev[r, : p._k] = p._log_levels
-                lev[r, p._k :] = p._log_levels[-1]
-            self._m_k = np.array([p._k for p in procs], dtype=np.intp)
-            self._m_kf = self._m_k.astype(np.float64)
-            self._m_log_levels = lev.reshape(-1)  # [Lm * kmax], row r at r * kmax
-            self._m_row = np.arange(len(mcols), dtype=np.intp) * kmax
-            self._m_p_switch = np.array([p._p_switch for p in procs])
-            self._m_k_over_p = np.array([p._k / p._p_switch for p in procs])
-            self._m_rho = np.array([p._rho for p in procs])
-            self._m_sigma = np.array([p._sigma for p in procs])
-            self._m_innov = np.array([p._innov for p in procs])
-            self._table = normal_table()
-            self._ntab = float(self._table.size)
-            mshape = (*shp[:-1], len(mcols))
-            self._m_row_b = np.broadcast_to(self._m_row, mshape)
-            self._m_state = np.zeros(mshape, dtype=np.intp)
-            self._m_loglev = np.zeros(mshape)
-            self._m_x = np.zeros(mshape)
-            self._m_ibuf = np.zeros(mshape, dtype=np.intp)
-        # other classes: their own process over their columns
+        self._ms = MarkovStatics.of([links[i] for i in mcols], self.slot_s)
+        mshape = (*shp[:-1], len(mcols))
+        self._m_state = np.zeros(mshape, dtype=np.intp)
+        self._m_loglev = np.zeros(mshape)  # log level of the current state (minus s^2/2)
+        self._m_x = np.zeros(mshape)  # log of the fast factor
+        self._m_ibuf = np.zeros(mshape, dtype=np.intp)
+        # the names envs/core.py reads today (the same read-only arrays as ``_ms``)
+        ms = self._ms
+        self._m_k, self._m_log_levels, self._m_row = ms.n_states, ms.log_levels, ms.row
+        self._m_p_switch, self._m_k_over_p = ms.p_switch, ms.k_over_p
+        self._m_rho, self._m_sigma, self._m_innov = ms.rho, ms.sigma, ms.innov
+        self._table = ms.table
+        # other classes (trace, wired): one process each, over their columns
+        by_class: dict[LinkClass, list[int]] = {}
+        for i, lc in enumerate(links):
+            if not isinstance(lc.params, MarkovParams):
+                by_class.setdefault(lc, []).append(i)
         self._others = [
-            (self._procs[lc], np.array(cols, dtype=np.intp))
+            (LinkProcess(lc, slot_s, (*shp[:-1], len(cols))), np.array(cols, dtype=np.intp))
             for lc, cols in by_class.items()
-            if not isinstance(lc.params, MarkovParams)
         ]
+        counts = [(p.n_reset_uniforms, p.n_step_uniforms) for p, _ in self._others]
+        if mcols:
+            counts.append((N_RESET_UNIFORMS, N_STEP_UNIFORMS))
+        self.n_reset_uniforms = max(c[0] for c in counts)
+        self.n_step_uniforms = max(c[1] for c in counts)
 
     @property
     def rates(self) -> np.ndarray:
@@ -359,13 +324,9 @@ class LinkBank:
         rows = _reset_rows(mask, self.shape[0], first=self._rates is None, who="LinkBank")
         out = np.empty(self.shape) if self._rates is None else self._rates.copy()
         if self._has_markov:
-            uu = u[..., self._mcols, :][rows]
-            st = np.minimum((uu[..., 0] * self._m_kf).astype(np.intp), self._m_k - 1)
-            self._m_state[rows] = st
-            self._m_loglev[rows] = self._m_log_levels.take(self._m_row_b[rows] + st)
-            zi = (uu[..., 1] * self._ntab).astype(np.intp)
-            self._m_x[rows] = self._m_sigma * self._table.take(zi, mode="clip")
-            out[..., self._mcols] = np.exp(self._m_x + self._m_loglev)
+            um = u[..., self._mcols, :]
+            st, lv, x = self._m_state, self._m_loglev, self._m_x
+            out[..., self._mcols] = markov_reset(self._ms, um, st, lv, x, rows)
         for proc, cols in self._others:
             uc = u[..., cols, : proc.n_reset_uniforms]
             out[..., cols] = proc.reset(uc, mask=mask)
@@ -383,28 +344,13 @@ class LinkBank:
             out = np.empty(self.shape)
         else:
             um = u if isinstance(self._mcols, slice) else u[..., self._mcols, :]
-            u0 = um[..., 0]
-            hit = np.flatnonzero(u0 < self._m_p_switch)
-            if hit.size:
-                rr = hit % self._m_k.size
-                st = np.minimum(
-                    (u0.reshape(-1)[hit] * self._m_k_over_p[rr]).astype(np.intp),
-                    self._m_k[rr] - 1,
-                )
-                self._m_state.reshape(-1)[hit] = st
-                self._m_loglev.reshape(-1)[hit] = self._m_log_levels.take(self._m_row[rr] + st)
-            # fast factor: exact Ornstein-Uhlenbeck step of its log
-            np.multiply(um[..., 1], self._ntab, out=self._m_ibuf, casting="unsafe")
-            z = self._table.take(self._m_ibuf, mode="clip")
-            z *= self._m_innov
-            self._m_x *= self._m_rho
-            self._m_x += z
-            np.add(self._m_x, self._m_loglev, out=z)
+            st, lv, x = self._m_state, self._m_loglev, self._m_x
+            r = markov_step(self._ms, um, st, lv, x, self._m_ibuf)
             if isinstance(self._mcols, slice):
-                out = np.exp(z, out=z)
+                out = r
             else:
                 out = np.empty(self.shape)
-                out[..., self._mcols] = np.exp(z)
+                out[..., self._mcols] = r
         for proc, cols in self._others:
             uc = u[..., cols, : proc.n_step_uniforms]
             out[..., cols] = proc.step(uc)
