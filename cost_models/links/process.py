@@ -9,6 +9,7 @@ random choice is made from arrays of uniforms in ``[0, 1)`` that the caller supp
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -29,7 +30,7 @@ from edgesplit.cost_models.links.markov import (
 )
 from edgesplit.cost_models.links.traces import readonly
 
-__all__ = ["LinkBank", "LinkProcess"]
+__all__ = ["ClassColumns", "LinkBank", "LinkProcess", "MarkovState"]
 
 
 def _check_uniforms(u: np.ndarray | None, want: tuple[int, ...], what: str) -> np.ndarray:
@@ -42,6 +43,32 @@ def _check_uniforms(u: np.ndarray | None, want: tuple[int, ...], what: str) -> n
     if u.shape != want:
         raise ValueError(f"{what}: expected uniforms of shape {want}, got {u.shape}")
     return u
+
+
+def _readonly_view(a: np.ndarray) -> np.ndarray:
+    """A read-only view of ``a`` (``a`` itself stays writable)."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+def _check_storage(name: str, a: object, shape: tuple[int, ...], dtype: type) -> None:
+    """Raise a ValueError naming ``name`` unless ``a`` is a writable C-contiguous array of
+    this exact shape and dtype."""
+    want = f"a writable C-contiguous {np.dtype(dtype).name} array of shape {shape}"
+    if not isinstance(a, np.ndarray):
+        raise ValueError(f"bind_state: {name} must be {want}, got {type(a).__name__}")
+    problems = []
+    if a.shape != shape:
+        problems.append(f"shape {a.shape}")
+    if a.dtype != np.dtype(dtype):
+        problems.append(f"dtype {a.dtype}")
+    if not a.flags.c_contiguous:
+        problems.append("not C-contiguous")
+    if not a.flags.writeable:
+        problems.append("read-only")
+    if problems:
+        raise ValueError(f"bind_state: {name} must be {want}, got {', '.join(problems)}")
 
 
 def _check_slot_and_shape(slot_s: float, shape: Sequence[int] | int) -> tuple[int, ...]:
@@ -220,6 +247,32 @@ class LinkProcess:
         return self._rates
 
 
+class ClassColumns(NamedTuple):
+    """A non-Markov class of a :class:`LinkBank`: its process and the bank's columns it
+    steps (``process.shape == (*bank.shape[:-1], columns.size)``)."""
+
+    process: LinkProcess
+    columns: np.ndarray
+
+
+class MarkovState(NamedTuple):
+    """The state of a :class:`LinkBank`'s Markov links, each ``[*shape[:-1], Lm]``.
+
+    Attributes
+    ----------
+    state : numpy.ndarray
+        intp: the hidden state of each link.
+    loglev : numpy.ndarray
+        float64: the log level of that state (minus ``s^2/2``).
+    x : numpy.ndarray
+        float64: the log of the fast factor.
+    """
+
+    state: np.ndarray
+    loglev: np.ndarray
+    x: np.ndarray
+
+
 class LinkBank:
     """Links of several classes stepped as one batch.
 
@@ -247,7 +300,16 @@ class LinkBank:
         Uniforms per link that :meth:`reset` and :meth:`step` take (the largest over the
         classes; a link reads the first ones its class needs).
     rates : numpy.ndarray
-        The current rates, float64 Mbps, ``shape``; read-only, as for :class:`LinkProcess`.
+        The current rates, float64 Mbps, ``shape``; read-only, as for :class:`LinkProcess`
+        (but see :meth:`bind_state`).
+
+    Notes
+    -----
+    A compiled step (``envs/_kernel.py``) steps the Markov links itself, in the same order
+    as :func:`~edgesplit.cost_models.links.markov.markov_step`. What it needs is public:
+    :attr:`markov_columns`, :meth:`markov_statics` (the constants), :attr:`markov_state`,
+    :attr:`other_processes` (the classes it leaves to their own process) and
+    :meth:`bind_state`, which moves the bank's state and rates into the caller's arrays.
 
     >>> import numpy as np
     >>> from edgesplit.cost_models.links import LinkBank, load_links
@@ -294,10 +356,15 @@ class LinkBank:
         for i, lc in enumerate(links):
             if not isinstance(lc.params, MarkovParams):
                 by_class.setdefault(lc, []).append(i)
-        self._others = [
-            (LinkProcess(lc, slot_s, (*shp[:-1], len(cols))), np.array(cols, dtype=np.intp))
+        self._others: tuple[ClassColumns, ...] = tuple(
+            ClassColumns(
+                LinkProcess(lc, slot_s, (*shp[:-1], len(cols))),
+                readonly(np.array(cols, dtype=np.intp)),
+            )
             for lc, cols in by_class.items()
-        ]
+        )
+        self._markov_columns = readonly(np.array(mcols, dtype=np.intp))
+        self._rates_store: np.ndarray | None = None  # caller's storage (bind_state)
         counts = [(p.n_reset_uniforms, p.n_step_uniforms) for p, _ in self._others]
         if mcols:
             counts.append((N_RESET_UNIFORMS, N_STEP_UNIFORMS))
@@ -309,6 +376,113 @@ class LinkBank:
         """Current rates (float64 Mbps, read-only); ``reset`` must have been called."""
         if self._rates is None:
             raise RuntimeError("LinkBank: call reset() first")
+        return self._rates
+
+    # -- what a compiled step needs ---------------------------------------------------------
+    @property
+    def has_markov(self) -> bool:
+        """Whether any link is of a ``"markov"`` class."""
+        return self._has_markov
+
+    @property
+    def markov_columns(self) -> np.ndarray:
+        """``[Lm]`` intp (read-only): the columns (links) of ``"markov"`` classes, in order;
+        the Markov arrays (:meth:`markov_statics`, :attr:`markov_state`) follow it."""
+        return self._markov_columns
+
+    def markov_statics(self) -> MarkovStatics:
+        """The constants of the Markov links, one entry per :attr:`markov_columns` entry
+        (empty arrays when there are none).
+
+        >>> from edgesplit.cost_models.links import LinkBank, load_links
+        >>> cat = load_links()
+        >>> bank = LinkBank([cat["lte"], cat["wired_backhaul"], cat["wifi"]], 0.1, (2, 3))
+        >>> bank.markov_columns.tolist(), bank.markov_statics().p_switch.shape
+        ([0, 2], (2,))
+        """
+        return self._ms
+
+    @property
+    def markov_state(self) -> MarkovState:
+        """The Markov links' state (read-only views, ``[*shape[:-1], Lm]`` each)."""
+        return MarkovState(*(_readonly_view(a) for a in (self._m_state, self._m_loglev, self._m_x)))
+
+    @property
+    def other_processes(self) -> tuple[ClassColumns, ...]:
+        """The links of the other kinds: one :class:`ClassColumns` (process, columns) per
+        ``"trace"`` or ``"wired"`` class, stepped by its own :class:`LinkProcess`."""
+        return self._others
+
+    def bind_state(
+        self,
+        *,
+        m_state: np.ndarray | None = None,
+        m_loglev: np.ndarray | None = None,
+        m_x: np.ndarray | None = None,
+        rates: np.ndarray | None = None,
+    ) -> None:
+        """Keep the bank's state in the caller's arrays from now on, values kept.
+
+        Each array given receives the current values, and the bank then reads and writes
+        it in place: so a compiled step that updates these arrays moves the bank on, and
+        the bank's own :meth:`reset` and :meth:`step` work in them too. Arrays not given
+        stay as they are.
+
+        Parameters
+        ----------
+        m_state : numpy.ndarray, optional
+            intp, ``[*shape[:-1], Lm]`` (``Lm = markov_columns.size``): the Markov state.
+        m_loglev, m_x : numpy.ndarray, optional
+            float64, same shape: the log level of the state, the log of the fast factor.
+        rates : numpy.ndarray, optional
+            float64, ``shape``: the rates. :attr:`rates` becomes a read-only view of it;
+            :meth:`reset` and :meth:`step` write the new rates into it and return that view
+            (so an array they returned earlier changes at the next call: copy it to keep
+            it), and the caller may write it (a compiled step does).
+
+        Every array must be writable and C-contiguous, with the exact dtype and shape.
+
+        Raises
+        ------
+        ValueError
+            Naming the argument and what it got.
+
+        >>> import numpy as np
+        >>> from edgesplit.cost_models.links import LinkBank, load_links
+        >>> bank = LinkBank([load_links()["lte"]] * 2, 0.1, (3, 2))
+        >>> r0 = bank.reset(np.random.default_rng(0).random((3, 2, 2))).copy()
+        >>> mine = np.zeros((3, 2))
+        >>> bank.bind_state(rates=mine)
+        >>> bool(np.array_equal(mine, r0)), np.shares_memory(bank.rates, mine)
+        (True, True)
+        """
+        m_shape = (*self.shape[:-1], self._markov_columns.size)
+        given = {
+            "m_state": (m_state, m_shape, np.intp, "_m_state"),
+            "m_loglev": (m_loglev, m_shape, np.float64, "_m_loglev"),
+            "m_x": (m_x, m_shape, np.float64, "_m_x"),
+            "rates": (rates, self.shape, np.float64, None),
+        }
+        for name, (a, shp, dt, _) in given.items():  # every argument checked before any move
+            if a is not None:
+                _check_storage(name, a, shp, dt)
+        for a, _, _, attr in given.values():
+            if a is not None and attr is not None:
+                a[...] = getattr(self, attr)
+                setattr(self, attr, a)
+        if rates is not None:
+            if self._rates is not None:
+                rates[...] = self._rates
+                self._rates = _readonly_view(rates)
+            self._rates_store = rates
+
+    def _publish(self, out: np.ndarray) -> np.ndarray:
+        """Make ``out`` the current rates (in the caller's storage, if bound)."""
+        if self._rates_store is None:
+            self._rates = readonly(out)
+        else:
+            self._rates_store[...] = out
+            self._rates = _readonly_view(self._rates_store)
         return self._rates
 
     def __repr__(self) -> str:
@@ -331,8 +505,7 @@ class LinkBank:
             uc = u[..., cols, : proc.n_reset_uniforms]
             out[..., cols] = proc.reset(uc, mask=mask)
         np.maximum(out, FLOOR_MBPS, out=out)
-        self._rates = readonly(out)
-        return self._rates
+        return self._publish(out)
 
     def step(self, u: np.ndarray | None) -> np.ndarray:
         """Advance every link by one slot and return the new rates; as
@@ -356,5 +529,4 @@ class LinkBank:
             out[..., cols] = proc.step(uc)
         if out.min() < FLOOR_MBPS:  # rare: cheaper to test than to clamp every slot
             np.maximum(out, FLOOR_MBPS, out=out)
-        self._rates = readonly(out)
-        return self._rates
+        return self._publish(out)
