@@ -544,3 +544,254 @@ def test_link_bank_equals_per_class_processes() -> None:
         if t % 20 == 19:
             mask = rng.random(e) < 0.5
             feed(rng.random((e, len(classes), bank.n_reset_uniforms)), True, mask)
+
+
+# --------------------------------------------------------------------------------------
+# the package layout (issue 7: links.py split into one module per job)
+# --------------------------------------------------------------------------------------
+# every public name of the single-file module before the split
+PUBLIC_BEFORE_SPLIT = {
+    "FLOOR_MBPS",
+    "KINDS",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "LinkBank",
+    "LinkCatalogue",
+    "LinkClass",
+    "LinkError",
+    "LinkProcess",
+    "MarkovCalibration",
+    "MarkovParams",
+    "StationaryStats",
+    "Trace",
+    "TraceError",
+    "TraceParams",
+    "WiredParams",
+    "load_links",
+    "load_trace",
+    "markov_calibration",
+    "stationary_stats",
+    "transition_matrix",
+}
+
+
+def test_split_package_keeps_every_public_name() -> None:
+    import importlib
+
+    import edgesplit.cost_models.links as pkg
+
+    assert set(pkg.__all__) == PUBLIC_BEFORE_SPLIT
+    for name in PUBLIC_BEFORE_SPLIT:
+        obj = getattr(pkg, name)
+        home = getattr(obj, "__module__", None)
+        if home is not None and home.startswith("edgesplit.cost_models.links."):
+            # the package re-exports the object of its home module, not a copy
+            assert getattr(importlib.import_module(home), name) is obj
+
+
+def test_link_modules_import_no_private_names() -> None:
+    """No module of the package imports an underscore-prefixed name of another module."""
+    import ast
+
+    folder = Path(__file__).resolve().parents[1] / "cost_models" / "links"
+    files = sorted(folder.glob("*.py"))
+    assert {f.stem for f in files} >= {"__init__", "traces", "catalogue", "calibration"}
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{f.name} imports {private} from {node.module}"
+
+
+def _reference_markov_rates(lc: LinkClass, slot: float, u_reset: np.ndarray, u_steps) -> list:
+    """The markov process as written before issue 7 (one class, scalar constants, the
+    innovations pre-scaled in the table): an independent check of the shared step."""
+    from edgesplit.cost_models.links.calibration import normal_table
+
+    cal = markov_calibration(lc)
+    k = cal.levels_mbps.size
+    log_levels = np.log(cal.levels_mbps) - 0.5 * cal.noise_sigma**2
+    p_switch = -math.expm1(-cal.switch_rate_hz * slot)
+    rho = math.exp(-slot / lc.params.noise_tau_s)
+    innov = cal.noise_sigma * math.sqrt(max(0.0, 1.0 - rho**2))
+    table = normal_table()
+    state = np.minimum((u_reset[..., 0] * k).astype(np.intp), k - 1)
+    loglev = log_levels[state]
+    x = cal.noise_sigma * table.take((u_reset[..., 1] * table.size).astype(np.intp), mode="clip")
+    out = [np.maximum(np.exp(x + loglev), FLOOR_MBPS)]
+    for u in u_steps:
+        hit = u[..., 0] < p_switch
+        st = np.minimum((u[..., 0] * (k / p_switch)).astype(np.intp), k - 1)
+        state = np.where(hit, st, state)
+        loglev = np.where(hit, log_levels[st], loglev)
+        z = (table * innov).take((u[..., 1] * float(table.size)).astype(np.intp), mode="clip")
+        x = x * rho + z
+        out.append(np.maximum(np.exp(x + loglev), FLOOR_MBPS))
+    return out
+
+
+@pytest.mark.parametrize("name", markov_names())
+def test_markov_step_equals_the_reference_bit_for_bit(links, name):
+    """LinkProcess and LinkBank share one markov step (links/markov.py); both give the rates
+    of the step written out independently here, bit for bit."""
+    from edgesplit.cost_models.links import LinkBank
+
+    lc, slot, shape = links[name], 0.1, (5, 3)
+    rng = np.random.default_rng(7)
+    u_reset = rng.random((*shape, 2))
+    u_steps = rng.random((80, *shape, 2))
+    want = _reference_markov_rates(lc, slot, u_reset, u_steps)
+    proc = LinkProcess(lc, slot, shape)
+    got = [proc.reset(u_reset)] + [proc.step(u) for u in u_steps]
+    np.testing.assert_array_equal(np.array(got), np.array(want))
+    # in a bank, between columns of other kinds
+    mixed = [links["wired_backhaul"], lc, lc, links["trace_synthetic_3g"], lc]
+    bank = LinkBank(mixed, slot, (5, 5))
+    cols = [1, 2, 4]
+
+    def widen(u: np.ndarray) -> np.ndarray:
+        w = np.zeros((5, 5, 2))
+        w[:, cols] = u
+        return w
+
+    got = [bank.reset(widen(u_reset))[:, cols]]
+    got += [bank.step(widen(u))[:, cols] for u in u_steps]
+    np.testing.assert_array_equal(np.array(got), np.array(want))
+
+
+# --------------------------------------------------------------------------------------
+# LinkBank's interface for a compiled step (issue 7)
+# --------------------------------------------------------------------------------------
+MIXED = ["lte", "trace_synthetic_3g", "wifi", "wired_backhaul", "hsdpa_3g", "lte"]
+
+
+def _bank(links, e: int = 4):
+    from edgesplit.cost_models.links import LinkBank
+
+    return LinkBank([links[n] for n in MIXED], 0.1, (e, len(MIXED)))
+
+
+def test_bank_public_interface_shapes(links):
+    from edgesplit.cost_models.links import LinkBank
+    from edgesplit.cost_models.links.markov import MarkovStatics
+
+    bank = _bank(links)
+    assert bank.has_markov
+    assert bank.markov_columns.tolist() == [0, 2, 4, 5]
+    assert bank.markov_columns.dtype == np.intp and not bank.markov_columns.flags.writeable
+    ms = bank.markov_statics()
+    assert isinstance(ms, MarkovStatics) and ms.n_links == 4
+    assert ms.n_states.tolist() == [links[MIXED[c]].params.n_states for c in (0, 2, 4, 5)]
+    assert ms.log_levels.shape == (4 * ms.kmax,) and ms.row.tolist() == [0, 4, 8, 12]
+    for f in ("p_switch", "k_over_p", "rho", "sigma", "innov"):
+        a = getattr(ms, f)
+        assert a.shape == (4,) and a.dtype == np.float64 and not a.flags.writeable, f
+    # the same class gives the same constants, wherever it sits
+    assert ms.innov[0] == ms.innov[3] and ms.p_switch[0] == ms.p_switch[3]
+    assert (ms.p_switch > 0).all() and (ms.p_switch < 1).all() and (ms.rho < 1).all()
+    with pytest.raises(AttributeError):  # frozen
+        ms.rho = ms.rho  # type: ignore[misc]
+    state = bank.markov_state
+    assert [a.shape for a in state] == [(4, 4)] * 3
+    assert state.state.dtype == np.intp and not state.x.flags.writeable
+    others = {lc.process.link.name: lc.columns.tolist() for lc in bank.other_processes}
+    assert others == {"trace_synthetic_3g": [1], "wired_backhaul": [3]}
+    for proc, cols in bank.other_processes:
+        assert proc.shape == (4, cols.size)
+    # a bank without markov links: empty constants, nothing to bind
+    plain = LinkBank([links["wired_backhaul"], links["trace_synthetic_3g"]], 0.1, (3, 2))
+    assert not plain.has_markov and plain.markov_columns.size == 0
+    assert plain.markov_statics().n_links == 0 and plain.markov_statics().kmax == 0
+    assert plain.markov_state.x.shape == (3, 0)
+
+
+def test_bind_state_keeps_values_and_the_bank_steps_in_the_bound_storage(links):
+    e, n_l = 4, len(MIXED)
+    bank, twin = _bank(links, e), _bank(links, e)
+    rng = np.random.default_rng(5)
+    for b in (bank, twin):
+        b.reset(np.random.default_rng(1).random((e, n_l, 2)))
+    for _ in range(7):
+        u = rng.random((e, n_l, 2))
+        bank.step(u)
+        twin.step(u)
+    before = [a.copy() for a in bank.markov_state]
+    rates_before = bank.rates.copy()
+    # the caller's storage: views of one int64 buffer, as the compiled step lays it out
+    lm = bank.markov_columns.size
+    buf = np.full(3 * e * lm + e * n_l, -1, dtype=np.int64)
+    m_state = buf[: e * lm].reshape(e, lm)
+    m_loglev = buf[e * lm : 2 * e * lm].view(np.float64).reshape(e, lm)
+    m_x = buf[2 * e * lm : 3 * e * lm].view(np.float64).reshape(e, lm)
+    rates = buf[3 * e * lm :].view(np.float64).reshape(e, n_l)
+    bank.bind_state(m_state=m_state, m_loglev=m_loglev, m_x=m_x, rates=rates)
+    for got, want in zip((m_state, m_loglev, m_x), before, strict=True):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(rates, rates_before)
+    np.testing.assert_array_equal(bank.rates, rates_before)
+    assert not bank.rates.flags.writeable and np.shares_memory(bank.rates, rates)
+    for a, mine in zip(bank.markov_state, (m_state, m_loglev, m_x), strict=True):
+        assert np.shares_memory(a, mine)
+    # stepping and masked resets now happen in the caller's arrays, with the same results
+    for t in range(30):
+        if t % 10 == 9:
+            u, mask = rng.random((e, n_l, 2)), rng.random(e) < 0.5
+            got, want = bank.reset(u, mask=mask), twin.reset(u, mask=mask)
+        else:
+            u = rng.random((e, n_l, 2))
+            got, want = bank.step(u), twin.step(u)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(rates, want)
+        assert np.shares_memory(got, rates) and not got.flags.writeable
+        for mine, ref in zip((m_state, m_loglev, m_x), twin.markov_state, strict=True):
+            np.testing.assert_array_equal(mine, ref)
+    # what the caller writes in place is what the bank steps from
+    twin_x = np.empty_like(m_x)
+    twin.bind_state(m_x=twin_x)
+    m_x[...] = 0.0
+    twin_x[...] = 0.0
+    u = rng.random((e, n_l, 2))
+    np.testing.assert_array_equal(bank.step(u), twin.step(u))
+
+
+def test_bind_state_before_the_first_reset(links):
+    bank, twin = _bank(links, 2), _bank(links, 2)
+    rates = np.full((2, len(MIXED)), -1.0)
+    bank.bind_state(rates=rates)
+    with pytest.raises(RuntimeError, match="reset"):
+        _ = bank.rates
+    u = np.random.default_rng(2).random((2, len(MIXED), 2))
+    np.testing.assert_array_equal(bank.reset(u), twin.reset(u))
+    np.testing.assert_array_equal(rates, twin.rates)
+
+
+@pytest.mark.parametrize(
+    ("arg", "bad", "match"),
+    [
+        ("m_state", np.zeros((4, 4)), "m_state.*dtype float64"),
+        ("m_x", np.zeros((4, 3)), r"m_x.*shape \(4, 3\)"),
+        ("m_loglev", np.zeros((4, 8))[:, ::2], "m_loglev.*not C-contiguous"),
+        ("rates", np.zeros((4, 6)).view(), "rates"),  # made read-only below
+        ("rates", [[0.0] * 6] * 4, "rates.*got list"),
+    ],
+)
+def test_bind_state_rejects_bad_storage_naming_it(links, arg, bad, match):
+    bank = _bank(links)
+    bank.reset(np.zeros((4, len(MIXED), 2)))
+    if isinstance(bad, np.ndarray) and arg == "rates":
+        bad.flags.writeable = False
+        match = "rates.*read-only"
+    keep = bank.rates.copy(), [a.copy() for a in bank.markov_state]
+    # a valid array beside the bad one
+    good = (
+        {"m_state": np.zeros((4, 4), dtype=np.intp)} if arg == "m_x" else {"m_x": np.zeros((4, 4))}
+    )
+    with pytest.raises(ValueError, match=match):
+        bank.bind_state(**good, **{arg: bad})
+    # nothing was moved: the valid array given beside the bad one was not adopted
+    for g in good.values():
+        assert not g.any()
+    for a, b in zip(bank.markov_state, keep[1], strict=True):
+        assert not any(np.shares_memory(a, g) for g in good.values())
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(bank.rates, keep[0])
