@@ -322,7 +322,7 @@ class Core:
         if backend == "numpy":
             return "numpy"
         bank = self._bank
-        if bank is not None and any(p.n_step_uniforms for p, _ in bank._others):
+        if bank is not None and any(p.n_step_uniforms for p, _ in bank.other_processes):
             # a link class the compiled step does not know how to feed
             if backend == "numba":
                 raise ValueError("backend: 'numba' cannot step this scenario's link classes")
@@ -427,8 +427,6 @@ class Core:
             u = u.reshape(self.num_envs, self._n_links, -1)[..., : bank.n_reset_uniforms]
             bank.reset(u, mask=mask)
             self.state.rates[:, self._link_n, self._link_m] = bank.rates
-            if self._k is not None:  # the compiled step keeps the bank's rates in place
-                self._k.adopt_rates(bank)
         words = rng.finalise(base[:, None] + self._off_slot[None, :])
         self._arrive(mask, t_prev, words, base)
         self._pend = None

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numba as nb
 import numpy as np
 
-from edgesplit.cost_models.links import FLOOR_MBPS, LinkBank
+from edgesplit.cost_models.links import FLOOR_MBPS
 
 from .rng import K_TIME, M1, M2, U32
 from .state import State
@@ -629,16 +629,13 @@ class KernelArgs:
         e, n = core.num_envs, ta.n_devices
         i64 = np.int64
         empty_f, empty_i = np.zeros(0), np.zeros(0, dtype=i64)
-        markov = bank is not None and bank._has_markov
+        markov = bank is not None and bank.has_markov
         n_l = len(bank.link_classes) if bank is not None else 0
-        if markov:
-            mc = bank._mcols
-            mcols = np.arange(n_l, dtype=i64) if isinstance(mc, slice) else mc.astype(i64)
-        else:
-            mcols = empty_i
+        mcols = bank.markov_columns.astype(i64) if markov else empty_i
+        ms = bank.markov_statics() if markov else None
         lm = len(mcols)
         #: the links the compiled step does not step (trace, wired): (process, columns)
-        self.others = bank._others if bank is not None else []
+        self.others = bank.other_processes if bank is not None else ()
         fp = [
             *cs["weights"],
             cs["slot_s"],
@@ -651,12 +648,12 @@ class KernelArgs:
             "fp": fp,
             "p_tx": cs["p_tx"],
             "levels": ta.weight_levels,
-            "m_lev": bank._m_log_levels if markov else empty_f,
-            "m_pswitch": bank._m_p_switch if markov else empty_f,
-            "m_kop": bank._m_k_over_p if markov else empty_f,
-            "m_rho": bank._m_rho if markov else empty_f,
-            "m_innov": bank._m_innov if markov else empty_f,
-            "ntable": bank._table if markov else np.zeros(1),
+            "m_lev": ms.log_levels if ms else empty_f,
+            "m_pswitch": ms.p_switch if ms else empty_f,
+            "m_kop": ms.k_over_p if ms else empty_f,
+            "m_rho": ms.rho if ms else empty_f,
+            "m_innov": ms.innov if ms else empty_f,
+            "ntable": ms.table if ms else np.zeros(1),
             "row_dl": ta.row_deadlines,
             "ftab": cs["choice_f"],
             "nvec": ta.nvec,
@@ -665,8 +662,8 @@ class KernelArgs:
             "link_n": cs["link_n"],
             "link_m": cs["link_m"],
             "mcols": mcols,
-            "m_k": bank._m_k if markov else empty_i,
-            "m_row": bank._m_row if markov else empty_i,
+            "m_k": ms.n_states if ms else empty_i,
+            "m_row": ms.row if ms else empty_i,
             "itab": cs["choice_i"],
             "arr_thr": cs["arr_thr"],
             "app_thr": cs["app_thr"],
@@ -728,25 +725,15 @@ class KernelArgs:
             v = view(name)
             v[...] = arr
             setattr(state, name, v)
-        if markov:
-            for name, attr in (("m_state", "_m_state"), ("m_loglev", "_m_loglev"), ("m_x", "_m_x")):
-                v = view(name)
-                v[...] = getattr(bank, attr)
-                setattr(bank, attr, v)
         self.lrates = view("lrates")
-        if bank is not None and bank._rates is not None:
-            self.adopt_rates(bank)
+        if bank is not None:  # the bank keeps its state in ``sv`` from now on
+            links = {"rates": self.lrates}
+            if markov:
+                links.update(m_state=view("m_state"), m_loglev=view("m_loglev"), m_x=view("m_x"))
+            bank.bind_state(**links)
         self.dummy_ai = np.zeros((e, n, len(ta.nvec)), dtype=i64)
         self.dummy_af = np.zeros((e, n, ta.continuous_width))
         self.obs_shape = (e, n, ta.obs_dim)
         self.shape = (e, n)
         self.f_shape, self.i_shape, self.b_shape = packed_shapes(e, n)
         self.fn = step_kernel
-
-    def adopt_rates(self, bank: LinkBank) -> None:
-        """After a reset: the bank's rates live in :attr:`lrates`, which the compiled step
-        updates in place (the bank sees them through a read-only view)."""
-        self.lrates[...] = bank.rates
-        view = self.lrates.view()
-        view.flags.writeable = False
-        bank._rates = view
