@@ -328,286 +328,346 @@ def validate(mode, act_i, act_f, st):
     return -1
 
 
+# --- the step, one compiled function per job, each named after its numpy twin ------------
+
+
+@nb.njit(inline="always")
+def decode(mode, e, act_i, act_f, p_oi, levels, n_valid, reach, fs, sj, k_tab, kk, cpu_v, of):
+    """Twin of :func:`edgesplit.sim.encoding.decode`, for environment ``e``: actions (or
+    decisions, mode 0) to rows ``kk`` of the choice tables and compute weights ``cpu_v``;
+    the applied weights go to their result rows."""
+    j_n = reach.shape[0] // kk.shape[0]
+    min_w = fs[F_MINW]
+    mw = (1.0 - min_w) * 0.5
+    for i in range(kk.shape[0]):
+        if mode == 0:
+            spl = np.int64(act_f[e, i, D_SPLIT])
+            tgt = np.int64(act_f[e, i, D_TARGET])
+            bw = act_f[e, i, D_BW]
+            cpu = act_f[e, i, D_CPU]
+        elif mode == 1:
+            spl = act_i[e, i, D_SPLIT]
+            tgt = act_i[e, i, D_TARGET]
+            bw = levels[act_i[e, i, D_BW]]
+            cpu = levels[act_i[e, i, D_CPU]]
+        else:  # continuous: a split fraction, J target logits, two weights
+            a0 = min(max(act_f[e, i, 0], -1.0), 1.0)
+            nv = n_valid[p_oi[RI_NEXT_APP, e, i]]
+            spl = min(np.int64(0.5 * (a0 + 1.0) * nv), nv - 1)
+            tgt = 0
+            best = -np.inf
+            for j in range(j_n):
+                if reach[i * j_n + j] != 0:
+                    v = min(max(act_f[e, i, 1 + j], -1.0), 1.0)
+                    if v > best:
+                        best = v
+                        tgt = j
+            bw = min_w + mw * (min(max(act_f[e, i, 1 + j_n], -1.0), 1.0) + 1.0)
+            cpu = min_w + mw * (min(max(act_f[e, i, 2 + j_n], -1.0), 1.0) + 1.0)
+        k = p_oi[RI_NEXT_ROW, e, i] * sj + spl * j_n + tgt
+        kk[i] = min(max(k, 0), k_tab - 1)
+        cpu_v[i] = cpu
+        of[RF_BW, e, i] = bw
+        of[RF_CPU, e, i] = cpu
+
+
+@nb.njit(inline="always")
+def resolve(e, kk, cpu_v, ftab, itab, p_tx, fs, rates, dev_b, srv_b, p_of, p_oi, p_ob, out):
+    """Twin of :meth:`Core.resolve <edgesplit.sim.core.Core.resolve>`, for environment
+    ``e``: the shares of access points and targets, then each device's latency, energy and
+    cost (before drops) into the result rows."""
+    of, oi, ob = out
+    n_n, m_n, j_n = kk.shape[0], rates.shape[2], srv_b.shape[1]
+    tot_b = np.zeros(m_n)
+    tot_c = np.zeros(j_n)
+    wb_v = np.empty(n_n)
+    for i in range(n_n):
+        k = kk[i]
+        wb = of[RF_BW, e, i] * ftab[k, C_OFF]
+        wb_v[i] = wb
+        tot_b[itab[k, C_AP]] += wb
+        work = ftab[k, C_WORK]
+        tot_c[itab[k, C_TARGET]] += cpu_v[i] * (1.0 if work > 0 else 0.0)
+    w_l, w_e, w_m, w_i = fs[F_WL], fs[F_WE], fs[F_WM], fs[F_WI]
+    for i in range(n_n):
+        k = kk[i]
+        has = p_ob[RB_NEXT_HAS, e, i]
+        tgt = itab[k, C_TARGET]
+        ap = itab[k, C_AP]
+        air = ftab[k, C_MBITS] * tot_b[ap] / ((wb_v[i] + ftab[k, C_NOTOFF]) * rates[e, i, ap])
+        transfer = air + ftab[k, C_BH]
+        work = ftab[k, C_WORK]
+        busy = work > 0
+        tail = work * tot_c[tgt] / (cpu_v[i] if busy else 1.0)
+        head = ftab[k, C_HEAD]
+        wait_d = dev_b[e, i] * (1.0 if has else 0.0)
+        ready = wait_d + head + transfer
+        wait_s = max(srv_b[e, tgt] - ready, 0.0) * (1.0 if busy else 0.0)
+        rtt = ftab[k, C_RTT]
+        wait_q = p_of[RF_NEXT_WAIT, e, i]
+        latency = wait_q + ready + rtt + wait_s + tail
+        energy = ftab[k, C_EHEAD] + p_tx[i] * air
+        dl = ftab[k, C_DL]
+        miss = latency > dl
+        inf = ftab[k, C_INF] > 0
+        cost = (
+            w_l * latency / dl
+            + w_e * energy
+            + w_m * (1.0 if miss else 0.0)
+            + w_i * (1.0 if inf else 0.0)
+        )
+        of[RF_LATENCY, e, i] = latency
+        of[RF_HEAD, e, i] = head
+        of[RF_TRANSFER, e, i] = transfer
+        of[RF_RTT, e, i] = rtt
+        of[RF_TAIL, e, i] = tail
+        of[RF_WORK, e, i] = work
+        of[RF_WAIT, e, i] = wait_q + wait_d + wait_s
+        of[RF_ENERGY, e, i] = energy
+        of[RF_COST, e, i] = cost
+        oi[RI_APP, e, i] = p_oi[RI_NEXT_APP, e, i]
+        oi[RI_SPLIT, e, i] = itab[k, C_SPLIT]
+        oi[RI_TARGET, e, i] = tgt
+        oi[RI_DROPPED, e, i] = 0
+        ob[RB_HAS, e, i] = has
+        ob[RB_INFEASIBLE, e, i] = inf
+        ob[RB_MISS, e, i] = miss
+
+
+@nb.njit(inline="always")
+def carry_over(e, kk, ftab, itab, slot_s, p_ob, dev_b, srv_b, qhead, qlen, q_n):
+    """Twin of the start of ``Core._step_numpy``: the backlogs carry over, the decided
+    tasks leave their queues."""
+    load = np.zeros(srv_b.shape[1])
+    for i in range(kk.shape[0]):
+        k = kk[i]
+        dev_b[e, i] = max(dev_b[e, i] + ftab[k, C_HEAD] - slot_s, 0.0)
+        load[itab[k, C_TARGET]] += ftab[k, C_WORK]
+        if p_ob[RB_NEXT_HAS, e, i]:
+            qhead[e, i] = (qhead[e, i] + 1) % q_n
+            qlen[e, i] -= 1
+    for j in range(srv_b.shape[1]):
+        srv_b[e, j] = max(srv_b[e, j] + load[j] - slot_s, 0.0)
+
+
+@nb.njit(inline="always")
+def slot_words(base, off_slot, words):
+    """Twin of ``rng.finalise(base + offsets)``: the slot's generator words."""
+    for w in range(words.shape[0]):
+        words[w] = _fin(base + off_slot[w])
+
+
+@nb.njit(inline="always")
+def arrive(e, words, base, tn, arrivals, queues, of, oi):
+    """Twin of ``Core._arrive``, for environment ``e``: Poisson arrivals from the slot's
+    words join the queues (``qarr`` = ``tn``); overflow is dropped at ``w_d`` each."""
+    arr_hit, arr_thr, app_thr, off_extra, kmax, w_d = arrivals
+    qapp, qarr, qhead, qlen = queues
+    n_n, q_n = qlen.shape[1], qapp.shape[2]
+    a_n = app_thr.shape[0] // n_n
+    lo32 = np.uint64(0xFFFFFFFF)
+    s32 = np.uint64(32)
+    for i in range(n_n):
+        w = words[i]
+        if w < arr_hit[i]:
+            continue
+        u = w >> s32
+        count = 0
+        for c in range(kmax):
+            if arr_thr[i * kmax + c] <= u:
+                count += 1
+        ql = qlen[e, i]
+        acc = min(count, q_n - ql)
+        if count > acc:
+            oi[RI_DROPPED, e, i] = count - acc
+            of[RF_COST, e, i] += w_d * (count - acc)
+        if acc > 0:
+            qlen[e, i] = ql + acc
+            for mx in range(acc):
+                if mx == 0:
+                    ua = w & lo32
+                else:
+                    ua = _fin(base + off_extra[i * kmax + mx]) >> s32
+                app = 0
+                for a in range(a_n):
+                    if app_thr[i * a_n + a] <= ua:
+                        app += 1
+                app = min(app, a_n - 1)
+                pos = (qhead[e, i] + ql + mx) % q_n
+                qapp[e, i, pos] = app
+                qarr[e, i, pos] = tn
+
+
+@nb.njit(inline="always")
+def markov_step(e, words, markov, m_state, m_loglev, m_x, lrates):
+    """Twin of :func:`edgesplit.cost_models.links.markov.markov_step`, for environment
+    ``e``: each Markov link may switch state and its fast factor moves (an AR(1) in logs)."""
+    mcols, m_ps, m_kop, m_k, m_row, m_lev, m_rho, m_innov, ntable, floor, n_n, ws_n = markov
+    lo32 = np.uint64(0xFFFFFFFF)
+    s32 = np.uint64(32)
+    ntab = float(ntable.shape[0])
+    for r in range(mcols.shape[0]):
+        col = mcols[r]
+        wd = words[n_n + col * ws_n]
+        u0 = np.float64(np.uint32(wd & lo32)) * U32
+        u1 = np.float64(np.uint32(wd >> s32)) * U32
+        if u0 < m_ps[r]:
+            s = min(np.int64(u0 * m_kop[r]), m_k[r] - 1)
+            m_state[e, r] = s
+            m_loglev[e, r] = m_lev[m_row[r] + s]
+        zi = min(max(np.int64(u1 * ntab), 0), ntable.shape[0] - 1)
+        x = m_x[e, r] * m_rho[r] + ntable[zi] * m_innov[r]
+        m_x[e, r] = x
+        lrates[e, col] = max(np.exp(x + m_loglev[e, r]), floor)
+
+
+@nb.njit(inline="always")
+def pending_and_observe(e, tn, fs, encoder, queues, dev_b, srv_b, rates, out, obs):
+    """Twin of ``Core._pending`` and :func:`edgesplit.sim.encoding.encode_devices`, for
+    environment ``e``: the next slot's pending task of each device (the packed ``next_*``
+    rows) and, when ``write_obs``, its observation."""
+    rows_tab, row_dl, s_n, horizon, write_obs = encoder
+    qapp, qarr, qhead, qlen = queues
+    of, oi, ob = out
+    n_n, q_n = qlen.shape[1], qapp.shape[2]
+    m_n, j_n = rates.shape[2], srv_b.shape[1]
+    a_n = rows_tab.shape[0] // n_n - 1
+    d_n = rows_tab.shape[1]
+    slot_s, ls, rs = fs[F_SLOT], fs[F_LS], fs[F_RS]
+    for i in range(n_n):
+        has = qlen[e, i] > 0
+        h = qhead[e, i]
+        if has:
+            app = qapp[e, i, h]
+            row = i * (a_n + 1) + app
+            wq = (tn - qarr[e, i, h]) * slot_s
+        else:
+            app = 0
+            row = i * (a_n + 1) + a_n
+            wq = 0.0
+        ob[RB_NEXT_HAS, e, i] = has
+        oi[RI_NEXT_APP, e, i] = app
+        oi[RI_NEXT_ROW, e, i] = row
+        of[RF_NEXT_WAIT, e, i] = wq
+        if not write_obs:
+            continue
+        o = obs[e, i]
+        src = rows_tab[row]
+        for c in range(d_n):
+            o[c] = src[c]
+        c = 1 + a_n
+        o[c] = np.float32((1.0 if has else 0.0) * (wq / (wq + row_dl[row])))
+        o[c + 1] = np.float32(qlen[e, i] / q_n)
+        c += 2 + s_n * (3 + j_n)
+        db = dev_b[e, i]
+        o[c] = np.float32(db / (db + ls))
+        c += 1
+        for m in range(m_n):
+            r_ = rates[e, i, m]
+            o[c + m] = np.float32(r_ / (r_ + rs))
+        c += m_n + j_n
+        for j in range(j_n):
+            sb = srv_b[e, j]
+            o[c + j] = np.float32(sb / (sb + ls))
+        c += j_n
+        o[c] = np.float32(tn / horizon)
+
+
 @_jit
 def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
     """Advance every environment by one slot (see the module docstring).
 
-    ``mode`` 0: decisions given in ``act_f[..., :4]`` (split, target, bandwidth weight,
-    compute weight); 1: multidiscrete actions ``act_i`` ``[E, N, 4]``; 2: continuous actions
-    ``act_f`` ``[E, N, J + 3]``. Returns 0, or, when an action is invalid, 1 + the flat index
-    of the first bad (environment, device) pair, before changing anything. ``st`` and ``sv``
-    are the static and state arrays (see :data:`STATIC` and :data:`STATE`); the state is
-    updated in place (``lrates``, every link's rate, must hold the current rates on entry:
-    only the Markov links are stepped here). ``p_of``, ``p_oi``, ``p_ob`` are the previous
-    packed results, whose "next" rows are the current slot's pending view. Results go to the
-    packed ``of`` (float64), ``oi`` (int64) and ``ob`` (bool) arrays, rows as named by
-    :data:`RF`, :data:`RI` and :data:`RB`, and the next observation to ``obs`` when
-    ``st[OBS]``.
+    ``mode`` 0: decisions given in ``act_f[..., :4]`` (the fields of
+    :data:`~edgesplit.sim.schema.DECISION_FIELDS`); 1: multidiscrete actions ``act_i``
+    ``[E, N, 4]``; 2: continuous actions ``act_f`` ``[E, N, J + 3]``. Returns 0, or, when an
+    action is invalid, 1 + the flat index of the first bad (environment, device) pair, before
+    changing anything. ``st`` and ``sv`` are the static and state arrays (see :data:`STATIC`
+    and :data:`STATE`); the state is updated in place (``lrates``, every link's rate, must
+    hold the current rates on entry: only the Markov links are stepped here). ``p_of``,
+    ``p_oi``, ``p_ob`` are the previous packed results, whose ``next_*`` rows are the current
+    slot's pending view. Results go to the packed ``of`` (float64), ``oi`` (int64) and ``ob``
+    (bool) arrays (rows: :data:`~edgesplit.sim.schema.PACKED_ROWS`), and the next observation
+    to ``obs`` when ``st[OBS]``.
     """
     if mode != 0:
         bad = validate(mode, act_i, act_f, st)
         if bad >= 0:
             return bad + 1
-    e_n = st[I_E]
-    n_n, j_n, m_n, a_n, s_n, q_n = st[I_N], st[I_J], st[I_M], st[I_A], st[I_S], st[I_Q]
-    kmax, w_n, lm_n, ws_n, d_n, k_tab = (
-        st[I_KMAX],
-        st[I_W],
-        st[I_LM],
-        st[I_WS],
-        st[I_D],
-        st[I_KTAB],
-    )
-    n_l = st[I_L]
-    horizon = st[I_HOR]
+    e_n, n_n, j_n = st[I_E], st[I_N], st[I_J]
+    s_n, q_n, kmax, lm_n, k_tab = st[I_S], st[I_Q], st[I_KMAX], st[I_LM], st[I_KTAB]
     write_obs = st[I_OBS] != 0
-    sj = s_n * j_n
     fs = _f(st, st, H_FP)
-    w_l, w_e, w_m, w_i, w_d = fs[F_WL], fs[F_WE], fs[F_WM], fs[F_WI], fs[F_WD]
-    slot_s, ls, rs, floor, min_w = fs[F_SLOT], fs[F_LS], fs[F_RS], fs[F_FLOOR], fs[F_MINW]
+    ftab = _f(st, st, H_FTAB).reshape(k_tab, N_CF)
+    itab = _i(st, st, H_ITAB).reshape(k_tab, N_CI)
     p_tx = _f(st, st, H_PTX)
     levels = _f(st, st, H_LEV)
-    m_lev = _f(st, st, H_MLEV)
-    m_ps = _f(st, st, H_MPS)
-    m_kop = _f(st, st, H_MKOP)
-    m_rho = _f(st, st, H_MRHO)
-    m_innov = _f(st, st, H_MINN)
-    ntable = _f(st, st, H_NTAB)
-    row_dl = _f(st, st, H_ROWDL)
-    ftab = _f(st, st, H_FTAB).reshape(k_tab, N_CF)
     n_valid = _i(st, st, H_NVALID)
     reach = _i(st, st, H_REACH)
     link_n = _i(st, st, H_LINKN)
     link_m = _i(st, st, H_LINKM)
-    mcols = _i(st, st, H_MCOLS)
-    m_k = _i(st, st, H_MK)
-    m_row = _i(st, st, H_MROW)
-    itab = _i(st, st, H_ITAB).reshape(k_tab, N_CI)
-    arr_thr = _u(st, st, H_ARRTHR)
-    app_thr = _u(st, st, H_APPTHR)
-    arr_hit = _u(st, st, H_ARRHIT)
     off_slot = _u(st, st, H_OFFSLOT)
-    off_extra = _u(st, st, H_OFFEXTRA)
-    rows_tab = _f4(st, st, H_ROWS).reshape(st[I_R], d_n)
+    rows_tab = _f4(st, st, H_ROWS).reshape(st[I_R], st[I_D])
     mkey = _u(sv, st, H_MKEY)
     t = _i(sv, st, H_T)
     qapp = _i(sv, st, H_QAPP).reshape(e_n, n_n, q_n)
     qarr = _i(sv, st, H_QARR).reshape(e_n, n_n, q_n)
     qhead = _i(sv, st, H_QHEAD).reshape(e_n, n_n)
     qlen = _i(sv, st, H_QLEN).reshape(e_n, n_n)
-    m_state = _i(sv, st, H_MSTATE).reshape(e_n, lm_n)
     dev_b = _f(sv, st, H_DEVB).reshape(e_n, n_n)
     srv_b = _f(sv, st, H_SRVB).reshape(e_n, j_n)
-    rates = _f(sv, st, H_RATES).reshape(e_n, n_n, m_n)
+    rates = _f(sv, st, H_RATES).reshape(e_n, n_n, st[I_M])
+    m_state = _i(sv, st, H_MSTATE).reshape(e_n, lm_n)
     m_loglev = _f(sv, st, H_MLOGLEV).reshape(e_n, lm_n)
     m_x = _f(sv, st, H_MX).reshape(e_n, lm_n)
-    lrates = _f(sv, st, H_LRATES).reshape(e_n, n_l)
-    p_has = p_ob[RB_NEXT_HAS]
-    p_wait = p_of[RF_NEXT_WAIT]
-    ntab = float(ntable.shape[0])
-    mw = (1.0 - min_w) * 0.5
-    tot_b = np.zeros(m_n)
-    tot_c = np.zeros(j_n)
-    load = np.zeros(j_n)
-    words = np.empty(w_n, dtype=np.uint64)
+    lrates = _f(sv, st, H_LRATES).reshape(e_n, st[I_L])
+    words = np.empty(st[I_W], dtype=np.uint64)
     kk = np.empty(n_n, dtype=np.int64)
     cpu_v = np.empty(n_n)
-    wb_v = np.empty(n_n)
-    wc_v = np.empty(n_n)
-    lo32 = np.uint64(0xFFFFFFFF)
-    s32 = np.uint64(32)
+    sj = s_n * j_n
+    # the arrival process's and the Markov links' constants, each as one tuple
+    arrivals = (
+        _u(st, st, H_ARRHIT),
+        _u(st, st, H_ARRTHR),
+        _u(st, st, H_APPTHR),
+        _u(st, st, H_OFFEXTRA),
+        kmax,
+        fs[F_WD],
+    )
+    markov = (
+        _i(st, st, H_MCOLS),
+        _f(st, st, H_MPS),
+        _f(st, st, H_MKOP),
+        _i(st, st, H_MK),
+        _i(st, st, H_MROW),
+        _f(st, st, H_MLEV),
+        _f(st, st, H_MRHO),
+        _f(st, st, H_MINN),
+        _f(st, st, H_NTAB),
+        fs[F_FLOOR],
+        n_n,
+        st[I_WS],
+    )
+    queues = (qapp, qarr, qhead, qlen)
+    encoder = (rows_tab, _f(st, st, H_ROWDL), s_n, st[I_HOR], write_obs)
+    out = (of, oi, ob)
     for e in range(e_n):
-        # decisions -> rows of the choice tables
-        for i in range(n_n):
-            if mode == 0:
-                spl = np.int64(act_f[e, i, D_SPLIT])
-                tgt = np.int64(act_f[e, i, D_TARGET])
-                bw = act_f[e, i, D_BW]
-                cpu = act_f[e, i, D_CPU]
-            elif mode == 1:
-                spl = act_i[e, i, D_SPLIT]
-                tgt = act_i[e, i, D_TARGET]
-                bw = levels[act_i[e, i, D_BW]]
-                cpu = levels[act_i[e, i, D_CPU]]
-            else:
-                a0 = min(max(act_f[e, i, 0], -1.0), 1.0)  # the continuous view: split first
-                nv = n_valid[p_oi[RI_NEXT_APP, e, i]]
-                spl = min(np.int64(0.5 * (a0 + 1.0) * nv), nv - 1)
-                tgt = 0
-                best = -np.inf
-                for j in range(j_n):
-                    if reach[i * j_n + j] != 0:
-                        v = min(max(act_f[e, i, 1 + j], -1.0), 1.0)
-                        if v > best:
-                            best = v
-                            tgt = j
-                bw = min_w + mw * (min(max(act_f[e, i, 1 + j_n], -1.0), 1.0) + 1.0)
-                cpu = min_w + mw * (min(max(act_f[e, i, 2 + j_n], -1.0), 1.0) + 1.0)
-            k = p_oi[RI_NEXT_ROW, e, i] * sj + spl * j_n + tgt
-            kk[i] = min(max(k, 0), k_tab - 1)
-            cpu_v[i] = cpu
-            of[RF_BW, e, i] = bw
-            of[RF_CPU, e, i] = cpu
-        # sharing of access points and targets
-        for m in range(m_n):
-            tot_b[m] = 0.0
-        for j in range(j_n):
-            tot_c[j] = 0.0
-            load[j] = 0.0
-        for i in range(n_n):
-            k = kk[i]
-            wb = of[RF_BW, e, i] * ftab[k, C_OFF]
-            wb_v[i] = wb
-            tot_b[itab[k, C_AP]] += wb
-            work = ftab[k, C_WORK]
-            wc = cpu_v[i] * (1.0 if work > 0 else 0.0)
-            wc_v[i] = wc
-            tot_c[itab[k, C_TARGET]] += wc
-        cost_sum = 0.0
-        for i in range(n_n):
-            k = kk[i]
-            has = p_has[e, i]
-            tgt = itab[k, C_TARGET]
-            rate = rates[e, i, itab[k, C_AP]]
-            air = ftab[k, C_MBITS] * tot_b[itab[k, C_AP]] / ((wb_v[i] + ftab[k, C_NOTOFF]) * rate)
-            transfer = air + ftab[k, C_BH]
-            work = ftab[k, C_WORK]
-            busy = work > 0
-            tail = work * tot_c[tgt] / (cpu_v[i] if busy else 1.0)
-            head = ftab[k, C_HEAD]
-            wait_d = dev_b[e, i] * (1.0 if has else 0.0)
-            ready = wait_d + head + transfer
-            wait_s = max(srv_b[e, tgt] - ready, 0.0) * (1.0 if busy else 0.0)
-            rtt = ftab[k, C_RTT]
-            wait_q = p_wait[e, i]
-            latency = wait_q + ready + rtt + wait_s + tail
-            energy = ftab[k, C_EHEAD] + p_tx[i] * air
-            dl = ftab[k, C_DL]
-            miss = latency > dl
-            inf = ftab[k, C_INF] > 0
-            cost = (
-                w_l * latency / dl
-                + w_e * energy
-                + w_m * (1.0 if miss else 0.0)
-                + w_i * (1.0 if inf else 0.0)
-            )
-            of[RF_LATENCY, e, i] = latency
-            of[RF_HEAD, e, i] = head
-            of[RF_TRANSFER, e, i] = transfer
-            of[RF_RTT, e, i] = rtt
-            of[RF_TAIL, e, i] = tail
-            of[RF_WORK, e, i] = work
-            of[RF_WAIT, e, i] = wait_q + wait_d + wait_s
-            of[RF_ENERGY, e, i] = energy
-            of[RF_COST, e, i] = cost
-            oi[RI_APP, e, i] = p_oi[RI_NEXT_APP, e, i]
-            oi[RI_SPLIT, e, i] = itab[k, C_SPLIT]
-            oi[RI_TARGET, e, i] = tgt
-            oi[RI_DROPPED, e, i] = 0
-            ob[RB_HAS, e, i] = has
-            ob[RB_INFEASIBLE, e, i] = inf
-            ob[RB_MISS, e, i] = miss
-            # backlogs carry over; the decided task leaves the queue
-            dev_b[e, i] = max(dev_b[e, i] + head - slot_s, 0.0)
-            load[tgt] += work
-            if has:
-                qhead[e, i] = (qhead[e, i] + 1) % q_n
-                qlen[e, i] -= 1
-        for j in range(j_n):
-            srv_b[e, j] = max(srv_b[e, j] + load[j] - slot_s, 0.0)
-        # this slot's generator words
+        decode(mode, e, act_i, act_f, p_oi, levels, n_valid, reach, fs, sj, k_tab, kk, cpu_v, of)
+        resolve(e, kk, cpu_v, ftab, itab, p_tx, fs, rates, dev_b, srv_b, p_of, p_oi, p_ob, out)
+        carry_over(e, kk, ftab, itab, fs[F_SLOT], p_ob, dev_b, srv_b, qhead, qlen, q_n)
         base = mkey[e] + np.uint64(t[e] + 1) * K_TIME
-        for w in range(w_n):
-            words[w] = _fin(base + off_slot[w])
-        # arrivals
+        slot_words(base, off_slot, words)
         tn = t[e] + 1
-        for i in range(n_n):
-            w = words[i]
-            if w >= arr_hit[i]:
-                u = w >> s32
-                count = 0
-                for c in range(kmax):
-                    if arr_thr[i * kmax + c] <= u:
-                        count += 1
-                ql = qlen[e, i]
-                acc = min(count, q_n - ql)
-                if count > acc:
-                    oi[RI_DROPPED, e, i] = count - acc
-                    of[RF_COST, e, i] += w_d * (count - acc)
-                if acc > 0:
-                    qlen[e, i] = ql + acc
-                    for mx in range(acc):
-                        if mx == 0:
-                            ua = w & lo32
-                        else:
-                            ua = _fin(base + off_extra[i * kmax + mx]) >> s32
-                        app = 0
-                        for a in range(a_n):
-                            if app_thr[i * a_n + a] <= ua:
-                                app += 1
-                        app = min(app, a_n - 1)
-                        pos = (qhead[e, i] + ql + mx) % q_n
-                        qapp[e, i, pos] = app
-                        qarr[e, i, pos] = tn
+        arrive(e, words, base, tn, arrivals, queues, of, oi)
+        cost_sum = 0.0
         for i in range(n_n):
             cost_sum += of[RF_COST, e, i]
         of[RF_REWARD, e, 0] = -cost_sum / n_n
         t[e] = tn
         # links move on to the next slot
-        for r in range(lm_n):
-            col = mcols[r]
-            wi = n_n + col * ws_n
-            wd = words[wi]
-            u0 = np.float64(np.uint32(wd & lo32)) * U32
-            u1 = np.float64(np.uint32(wd >> s32)) * U32
-            if u0 < m_ps[r]:
-                st = min(np.int64(u0 * m_kop[r]), m_k[r] - 1)
-                m_state[e, r] = st
-                m_loglev[e, r] = m_lev[m_row[r] + st]
-            zi = np.int64(u1 * ntab)
-            zi = min(max(zi, 0), ntable.shape[0] - 1)
-            x = m_x[e, r] * m_rho[r] + ntable[zi] * m_innov[r]
-            m_x[e, r] = x
-            lrates[e, col] = max(np.exp(x + m_loglev[e, r]), floor)
-        for col in range(n_l):
+        markov_step(e, words, markov, m_state, m_loglev, m_x, lrates)
+        for col in range(st[I_L]):
             rates[e, link_n[col], link_m[col]] = lrates[e, col]
-        # the next slot's pending tasks and observation
-        for i in range(n_n):
-            has = qlen[e, i] > 0
-            h = qhead[e, i]
-            if has:
-                app = qapp[e, i, h]
-                row = i * (a_n + 1) + app
-                wq = (tn - qarr[e, i, h]) * slot_s
-            else:
-                app = 0
-                row = i * (a_n + 1) + a_n
-                wq = 0.0
-            ob[RB_NEXT_HAS, e, i] = has
-            oi[RI_NEXT_APP, e, i] = app
-            oi[RI_NEXT_ROW, e, i] = row
-            of[RF_NEXT_WAIT, e, i] = wq
-            if write_obs:
-                o = obs[e, i]
-                src = rows_tab[row]
-                for c in range(d_n):
-                    o[c] = src[c]
-                c = 1 + a_n
-                o[c] = np.float32((1.0 if has else 0.0) * (wq / (wq + row_dl[row])))
-                o[c + 1] = np.float32(qlen[e, i] / q_n)
-                c += 2 + s_n * (3 + j_n)
-                db = dev_b[e, i]
-                o[c] = np.float32(db / (db + ls))
-                c += 1
-                for m in range(m_n):
-                    r_ = rates[e, i, m]
-                    o[c + m] = np.float32(r_ / (r_ + rs))
-                c += m_n + j_n
-                for j in range(j_n):
-                    sb = srv_b[e, j]
-                    o[c + j] = np.float32(sb / (sb + ls))
-                c += j_n
-                o[c] = np.float32(tn / horizon)
+        pending_and_observe(e, tn, fs, encoder, queues, dev_b, srv_b, rates, out, obs)
     return 0
 
 
