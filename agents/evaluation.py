@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from edgesplit.envs.gym_env import SplitOffloadEnv, SplitOffloadVectorEnv
+from edgesplit.envs.gym_env import SplitOffloadEnv
+from edgesplit.envs.vector_env import SplitOffloadVectorEnv
 
 from .baselines import make_baseline, run_episodes
 from .metrics import EpisodeTotals

@@ -25,7 +25,7 @@ else:
         register(
             id=ENV_ID,
             entry_point="edgesplit.envs.gym_env:SplitOffloadEnv",
-            vector_entry_point="edgesplit.envs.gym_env:SplitOffloadVectorEnv",
+            vector_entry_point="edgesplit.envs.vector_env:SplitOffloadVectorEnv",
             kwargs={"scenario": "default"},
         )
 

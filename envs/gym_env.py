@@ -1,4 +1,5 @@
-"""Gymnasium faces of the EdgeSplit core: a centralised env and a native VectorEnv."""
+"""The Gymnasium face of the EdgeSplit simulator: a centralised env (joint or sequential
+decisions). The native VectorEnv is :mod:`edgesplit.envs.vector_env`."""
 
 from __future__ import annotations
 
@@ -9,126 +10,24 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from gymnasium.utils import seeding
-from gymnasium.vector import AutoresetMode, VectorEnv
 
 from edgesplit.sim.core import Core
-from edgesplit.sim.encoding import (
-    ActionError,
-    Decisions,
-    action_masks,
-    decode_device,
-    sequential_observation,
-)
-from edgesplit.sim.scenario import Scenario, load_scenario
-from edgesplit.sim.schema import ROW, Packed, StepResult
+from edgesplit.sim.encoding import ActionError, decode_device
+from edgesplit.sim.scenario import Scenario
+from edgesplit.sim.schema import Packed, StepResult, unpack_result
+from edgesplit.sim.sequential import SequentialTurns
 
+from .common import (
+    MaskTable,
+    device_action_space,
+    info_from_packed,
+    joint_spaces,
+    resolve_options,
+    team_reward,
+)
 from .render import render_slot
 
-__all__ = ["SplitOffloadEnv", "SplitOffloadVectorEnv"]
-
-DECISION_MODES = ("joint", "sequential")
-_DEFAULT_ACTION = {"joint": "multidiscrete", "sequential": "discrete"}
-_ALLOWED = {
-    "joint": ("multidiscrete", "continuous"),
-    "sequential": ("discrete", "multidiscrete", "continuous"),
-}
-
-
-def _resolve(
-    scenario: str | Path | Mapping[str, Any] | Scenario,
-    decision_mode: str,
-    action_type: str | None,
-    max_cycles: int | None,
-) -> tuple[Scenario, str]:
-    sc = load_scenario(scenario)
-    if max_cycles is not None:
-        if (
-            isinstance(max_cycles, bool)
-            or not isinstance(max_cycles, (int, np.integer))
-            or max_cycles < 1
-        ):
-            raise ValueError(f"max_cycles: expected a positive integer, got {max_cycles!r}")
-        sc = sc.replace(horizon=int(max_cycles))
-    if decision_mode not in DECISION_MODES:
-        raise ValueError(f"decision_mode: {decision_mode!r} is not one of {DECISION_MODES}")
-    at = action_type or _DEFAULT_ACTION[decision_mode]
-    if at not in _ALLOWED[decision_mode]:
-        raise ValueError(
-            f"action_type: {at!r} is not available with decision_mode={decision_mode!r} "
-            f"(choose from {_ALLOWED[decision_mode]})"
-        )
-    return sc, at
-
-
-def _device_action_space(core: Core, action_type: str) -> spaces.Space:
-    ta = core.tables
-    if action_type == "discrete":
-        return spaces.Discrete(ta.n_discrete)
-    if action_type == "multidiscrete":
-        return spaces.MultiDiscrete(ta.action_nvec())
-    return spaces.Box(-1.0, 1.0, shape=(ta.continuous_width,), dtype=np.float32)
-
-
-def _mask_table(ta: Any, action_type: str) -> np.ndarray:
-    """Per-device action masks of every ``(device, app or none)`` row (see
-    :func:`~edgesplit.sim.encoding.encode_devices`), ``[N * (A + 1), K]``."""
-    n, a = ta.n_devices, ta.n_apps
-    # as a batch of A + 1 "environments": row a has app a pending everywhere (a = A: none)
-    has = np.broadcast_to((np.arange(a + 1) < a)[:, None], (a + 1, n))
-    app = np.broadcast_to(np.minimum(np.arange(a + 1), a - 1)[:, None], (a + 1, n))
-    m = action_masks(ta, app, has, action_type)
-    return np.ascontiguousarray(m.transpose(1, 0, 2)).reshape(n * (a + 1), -1)
-
-
-def _joint_spaces(core: Core, action_type: str) -> tuple[spaces.Space, spaces.Box]:
-    """Action and observation spaces of one joint decision over every device."""
-    ta = core.tables
-    n = ta.n_devices
-    if action_type == "multidiscrete":
-        act: spaces.Space = spaces.MultiDiscrete(np.tile(ta.action_nvec(), n))
-    else:
-        act = spaces.Box(-1.0, 1.0, (n * ta.continuous_width,), np.float32)
-    return act, spaces.Box(0.0, 1.0, (n * ta.obs_dim,), np.float32)
-
-
-def _masks(core: Core, action_type: str) -> np.ndarray:
-    """Per-device action masks ``[E, N, K]`` for the discrete views (True: allowed)."""
-    tabs = core.__dict__.setdefault("_mask_tables", {})
-    tab = tabs.get(action_type)
-    if tab is None:
-        tab = tabs[action_type] = _mask_table(core.tables, action_type)
-    return tab.take(core._pending().row, axis=0)
-
-
-_INFO_KEYS = (
-    "has_task",
-    "latency_s",  # 0 where has_task is False
-    "energy_j",
-    "deadline_miss",
-    "dropped",
-    "infeasible",
-    "app",
-    "split",
-    "target",
-    "bw_weight",
-    "cpu_weight",
-    "head_s",
-    "transfer_s",
-    "tail_s",
-    "wait_s",
-    "cost",
-)
-# (info key, packed array, row)
-_INFO_ROWS = tuple((key, *ROW[key]) for key in _INFO_KEYS)
-_REWARD = ROW["team_reward"]
-
-
-def _info_packed(p: Packed, e: int | None = None) -> dict[str, Any]:
-    """The step info from a packed result (views of it), of environment ``e`` or all."""
-    if e is None:
-        return {key: p[a][r] for key, a, r in _INFO_ROWS}
-    return {key: p[a][r, e] for key, a, r in _INFO_ROWS}
+__all__ = ["SplitOffloadEnv"]
 
 
 class SplitOffloadEnv(gym.Env):
@@ -241,7 +140,7 @@ class SplitOffloadEnv(gym.Env):
         render_mode: str | None = None,
         backend: str = "auto",
     ) -> None:
-        sc, at = _resolve(scenario, decision_mode, action_type, max_cycles)
+        sc, at = resolve_options(scenario, decision_mode, action_type, max_cycles)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: {render_mode!r} is not one of ['ansi', None]")
         self.scenario = sc
@@ -253,62 +152,33 @@ class SplitOffloadEnv(gym.Env):
         n, d = ta.n_devices, ta.obs_dim
         self._n = n
         self._horizon = sc.horizon
-        dev_space = _device_action_space(self.core, at)
         if decision_mode == "joint":
-            self.action_space, self.observation_space = _joint_spaces(self.core, at)
+            self.action_space, self.observation_space = joint_spaces(ta, at)
         else:
-            self.action_space = dev_space
+            self.action_space = device_action_space(ta, at)
             self.observation_space = spaces.Box(
                 0.0, 1.0, (d + n + ta.n_aps + ta.n_targets,), np.float32
             )
         self._obs_buf = np.zeros((1, n, d), dtype=np.float32)
         self._last: Packed | None = None
-        self._joint_masks: np.ndarray | None = None
-        # sequential mode: decisions collected this slot
-        self._order: np.ndarray = np.zeros(0, dtype=np.int64)
-        self._k = 0
-        self._pending = self._empty_decisions()
+        mask_view = "discrete" if at == "discrete" else "multidiscrete"
+        self._mask_table = MaskTable(ta, mask_view) if at != "continuous" else None
+        # sequential mode: the slot's turns
+        self._turns = SequentialTurns(ta, np.zeros(n, bool), np.zeros(n, np.int64))
         self._acc_reward = 0.0
         self._done = False
 
     # helpers ---------------------------------------------------------------------------
-    def _empty_decisions(self) -> Decisions:
-        n = self._n
-        return Decisions(
-            np.zeros((1, n), np.int64),
-            self.core.tables.home[None].copy(),
-            np.ones((1, n)),
-            np.ones((1, n)),
-        )
-
     def _device_obs(self) -> np.ndarray:
         return self.core.observe(out=self._obs_buf)
 
-    def _seq_obs(self) -> np.ndarray:
-        dev = self._order[self._k] if self._k < len(self._order) else 0
-        _has, app = self.core.pending()
-        p = self._pending
-        return sequential_observation(
-            self.core.tables,
-            self._device_obs()[0, dev],
-            dev,
-            self._order[: self._k],
-            app[0],
-            p.split[0],
-            p.target[0],
-        )
-
     def _mask_now(self) -> np.ndarray:
-        if self.decision_mode == "joint":  # one gather of the cached per-row table
-            tab = self._joint_masks
-            if tab is None:
-                tab = self._joint_masks = _mask_table(self.core.tables, "multidiscrete")
-            return tab[self.core._pending().row[0]].reshape(-1)
-        m = _masks(
-            self.core, "multidiscrete" if self.action_type == "multidiscrete" else "discrete"
-        )[0]
-        dev = self._order[self._k] if self._k < len(self._order) else 0
-        return m[dev]
+        if self._mask_table is None:
+            return np.ones(1, dtype=bool)
+        m = self._mask_table.take(self.core.pending_rows()[0])  # [N, K]
+        if self.decision_mode == "joint":
+            return m.reshape(-1)
+        return m[self._turns.device]
 
     def action_masks(self) -> np.ndarray:
         """Boolean mask of allowed actions (sb3-contrib MaskablePPO's convention).
@@ -321,27 +191,27 @@ class SplitOffloadEnv(gym.Env):
         return self._mask_now()
 
     def _start_slot(self) -> None:
-        """Sequential mode: order the devices with a pending task; skip empty slots."""
+        """Sequential mode: the turns of the devices with a pending task; skip empty slots."""
+        core = self.core
         while True:
-            has, _ = self.core.pending()
-            self._order = np.flatnonzero(has[0])
-            self._k = 0
-            self._pending = self._empty_decisions()
-            if len(self._order):
+            has, app = core.pending()
+            self._turns = SequentialTurns(core.tables, has[0], app[0])
+            if not self._turns.done:
                 return
-            if self.core.truncated[0]:
+            if core.truncated[0]:
                 # the episode ran out while nobody had a task: one last (ignored) decision
                 # lets the agent see the truncation
-                self._order = np.zeros(1, dtype=np.int64)
+                self._turns.order = np.zeros(1, dtype=np.int64)
                 return
-            packed = self.core.step_packed(self._pending)  # nobody to decide: the slot passes
-            self._acc_reward += float(packed[_REWARD[0]][_REWARD[1], 0, 0])
+            # nobody to decide: the slot passes
+            packed = core.step_packed(self._turns.decisions)
+            self._acc_reward += float(team_reward(packed)[0])
             self._last = packed
 
     def _obs(self) -> np.ndarray:
         if self.decision_mode == "joint":
             return self.core.observe().reshape(-1)  # a fresh array
-        return self._seq_obs()
+        return self._turns.observation(self._device_obs()[0])
 
     # API -------------------------------------------------------------------------------
     def reset(
@@ -374,29 +244,26 @@ class SplitOffloadEnv(gym.Env):
             self._last = packed
             truncated = bool(core.t[0] >= self._horizon)
             self._done = truncated
-            info = _info_packed(packed, 0)
+            info = info_from_packed(packed, 0)
             info["action_mask"] = self._mask_now()
-            reward = float(packed[_REWARD[0]][_REWARD[1], 0, 0])
+            reward = float(team_reward(packed)[0])
             return core.observe().reshape(-1), reward, False, truncated, info
         else:
             _has, app = core.pending()
-            dev = int(self._order[self._k])
+            turns = self._turns
+            dev = turns.device
             a = np.asarray(action)
             a1 = a.reshape(1, 1, *a.shape) if a.ndim else a.reshape(1, 1)
-            dec = decode_device(core.tables, a1, self.action_type, app[:, dev : dev + 1], dev)
-            p = self._pending
-            p.split[0, dev] = dec.split[0, 0]
-            p.target[0, dev] = dec.target[0, 0]
-            p.bw_weight[0, dev] = dec.bw_weight[0, 0]
-            p.cpu_weight[0, dev] = dec.cpu_weight[0, 0]
-            self._k += 1
-            if self._k < len(self._order):
+            turns.record(
+                decode_device(core.tables, a1, self.action_type, app[:, dev : dev + 1], dev)
+            )
+            if not turns.done:
                 return self._obs(), 0.0, False, False, {"action_mask": self._mask_now()}
             if core.truncated[0]:  # the ignored last decision of an empty final stretch
-                packed = core.pack(core.resolve(p))
+                packed = core.pack(core.resolve(turns.decisions))
             else:
-                packed = core.step_packed(p)
-            reward = float(packed[_REWARD[0]][_REWARD[1], 0, 0])
+                packed = core.step_packed(turns.decisions)
+            reward = float(team_reward(packed)[0])
             if not core.truncated[0]:
                 self._start_slot()
             reward += self._acc_reward
@@ -404,144 +271,15 @@ class SplitOffloadEnv(gym.Env):
         self._last = packed
         truncated = bool(core.truncated[0])
         self._done = truncated
-        info = _info_packed(packed, 0)
+        info = info_from_packed(packed, 0)
         info["action_mask"] = self._mask_now()
         return self._obs(), reward, False, truncated, info
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":
             return None
-        return render_slot(self.core, _as_result(self.core, self._last), 0)
+        return render_slot(self.core, _as_result(self._last), 0)
 
 
-def _as_result(core: Core, last: Packed | None) -> StepResult | None:
-    return None if last is None else core.result_of(last)
-
-
-class SplitOffloadVectorEnv(VectorEnv):
-    """Native vectorised EdgeSplit (joint decisions): one batched core for all copies.
-
-    Same dynamics, spaces and infos as ``num_envs`` copies of :class:`SplitOffloadEnv` with
-    ``decision_mode="joint"``, stepped in one batched call of the core. Autoreset follows
-    ``AutoresetMode.NEXT_STEP``: the step after a truncation resets that copy (its action is
-    ignored, its reward is 0). ``reset(seed=s)`` seeds copy ``i`` with ``s + i``, exactly as
-    :class:`gymnasium.vector.SyncVectorEnv` does, so copy ``i`` matches a single env reset with
-    ``seed=s + i`` step for step. Infos are arrays ``[num_envs, N]``. Arguments as
-    :class:`SplitOffloadEnv` (``backend`` included), plus ``num_envs``.
-
-    >>> import gymnasium as gym
-    >>> import edgesplit.envs
-    >>> envs = gym.make_vec("edgesplit/SplitOffload-v0", num_envs=4, scenario="single")
-    >>> obs, info = envs.reset(seed=0)
-    >>> obs.shape[0], envs.metadata["autoreset_mode"].name
-    (4, 'NEXT_STEP')
-    """
-
-    metadata = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.NEXT_STEP}
-
-    def __init__(
-        self,
-        num_envs: int = 1,
-        scenario: str | Path | Mapping[str, Any] | Scenario = "default",
-        decision_mode: str = "joint",
-        action_type: str | None = None,
-        max_cycles: int | None = None,
-        render_mode: str | None = None,
-        backend: str = "auto",
-    ) -> None:
-        if decision_mode != "joint":
-            raise ValueError(
-                f"decision_mode: {decision_mode!r}: the native VectorEnv supports 'joint' only; "
-                "use gymnasium.make_vec(..., vectorization_mode='sync') for sequential"
-            )
-        sc, at = _resolve(scenario, decision_mode, action_type, max_cycles)
-        self.scenario = sc
-        self.action_type = at
-        self.render_mode = render_mode
-        self.num_envs = int(num_envs)
-        self.core = Core(sc, self.num_envs, backend=backend)
-        ta = self.core.tables
-        n, d = ta.n_devices, ta.obs_dim
-        self._n = n
-        self.single_action_space, self.single_observation_space = _joint_spaces(self.core, at)
-        self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
-        self.observation_space = gym.vector.utils.batch_space(
-            self.single_observation_space, self.num_envs
-        )
-        self._obs_buf = np.zeros((self.num_envs, n, d), dtype=np.float32)
-        self._rngs: list[np.random.Generator] = []
-        self._autoreset = np.zeros(self.num_envs, dtype=bool)
-        self._last: Packed | None = None
-
-    def _keys(self, mask: np.ndarray) -> np.ndarray:
-        keys = np.zeros(self.num_envs, dtype=np.uint64)
-        for i in np.flatnonzero(mask):
-            keys[i] = self._rngs[i].integers(0, 2**63, dtype=np.int64)
-        return keys
-
-    def reset(
-        self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        e = self.num_envs
-        if seed is None:
-            seeds: list[int | None] = [None] * e
-        elif isinstance(seed, (int, np.integer)):
-            seeds = [int(seed) + i for i in range(e)]
-        else:
-            seeds = list(seed)
-            if len(seeds) != e:
-                raise ValueError(f"seed: expected {e} seeds, got {len(seeds)}")
-        if seeds[0] is not None or not self._rngs:
-            self._rngs = [seeding.np_random(s)[0] for s in seeds]
-        mask = np.ones(e, dtype=bool)
-        self.core.reset(self._keys(mask), mask)
-        self._autoreset[:] = False
-        self._last = None
-        obs = self.core.observe().reshape(e, -1)  # a fresh array
-        return obs, {"action_mask": self._masks()}
-
-    def _masks(self) -> np.ndarray:
-        if self.action_type == "continuous":
-            return np.ones((self.num_envs, 1), dtype=bool)
-        return _masks(self.core, "multidiscrete").reshape(self.num_envs, -1)
-
-    def action_masks(self) -> np.ndarray:
-        """``[num_envs, ...]`` masks, as :meth:`SplitOffloadEnv.action_masks`."""
-        return self._masks()
-
-    def step(self, actions: Any):
-        e, core = self.num_envs, self.core
-        a = np.asarray(actions)
-        try:
-            a = a.reshape(e, self._n, -1)
-        except ValueError as err:
-            raise ActionError(
-                f"actions: shape {np.shape(actions)} does not fit {self.action_space}"
-            ) from err
-        ar = self._autoreset
-        if ar.any():  # ignored actions of copies about to reset: make them valid
-            a = a.copy()
-            a[ar] = 0
-        packed = core.step_action_packed(a, self.action_type)
-        rewards = packed[_REWARD[0]][_REWARD[1], :, 0].copy()
-        truncated = core.truncated.copy()
-        if ar.any():
-            core.reset(self._keys(ar), ar)
-            rewards[ar] = 0.0
-            truncated[ar] = False
-        self._autoreset = truncated.copy()
-        self._last = packed
-        obs = core.observe().reshape(e, -1)  # a fresh array
-        info = _info_packed(packed)
-        if ar.any():
-            for k, v in info.items():
-                info[k] = v.copy() if isinstance(v, np.ndarray) else v
-        info["action_mask"] = self._masks()
-        info["autoreset"] = ar.copy()
-        return obs, rewards, np.zeros(e, dtype=bool), truncated, info
-
-    def render(self) -> tuple[str, ...] | None:
-        if self.render_mode != "ansi":
-            return None
-        last = _as_result(self.core, self._last)
-        return tuple(render_slot(self.core, last, i) for i in range(self.num_envs))
+def _as_result(last: Packed | None) -> StepResult | None:
+    return None if last is None else unpack_result(last)

@@ -16,7 +16,7 @@ from edgesplit.sim.encoding import ActionError
 from edgesplit.sim.scenario import Scenario
 from edgesplit.sim.schema import StepResult
 
-from .gym_env import _device_action_space, _masks, _resolve
+from .common import MaskTable, device_action_space, resolve_options
 from .render import render_slot
 
 __all__ = ["SplitOffloadParallelEnv"]
@@ -82,7 +82,7 @@ class SplitOffloadParallelEnv(ParallelEnv):
         render_mode: str | None = None,
         backend: str = "auto",
     ) -> None:
-        sc, at = _resolve(scenario, "sequential", action_type, max_cycles)
+        sc, at = resolve_options(scenario, "sequential", action_type, max_cycles)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: {render_mode!r} is not one of ['ansi', None]")
         self.scenario = sc
@@ -93,7 +93,8 @@ class SplitOffloadParallelEnv(ParallelEnv):
         self.possible_agents = list(ta.device_names)
         self.agents: list[str] = []
         self._index = {a: i for i, a in enumerate(self.possible_agents)}
-        self._act_space = _device_action_space(self.core, at)
+        self._act_space = device_action_space(self.core.tables, at)
+        self._mask_table = MaskTable(self.core.tables, at) if at != "continuous" else None
         self._obs_space = spaces.Box(0.0, 1.0, (ta.obs_dim,), np.float32)
         self.observation_spaces = dict.fromkeys(self.possible_agents, self._obs_space)
         self.action_spaces = dict.fromkeys(self.possible_agents, self._act_space)
@@ -127,7 +128,7 @@ class SplitOffloadParallelEnv(ParallelEnv):
         ``MultiDiscrete``; ``None`` for the continuous view."""
         if self.action_type == "continuous":
             return None
-        m = _masks(self.core, self.action_type)[0].astype(np.int8)
+        m = self._mask_table.take(self.core.pending_rows()[0]).astype(np.int8)
         if self.action_type == "discrete":
             return list(m)
         cuts = np.cumsum(self.core.tables.action_nvec())[:-1]

@@ -496,6 +496,12 @@ class Core:
         p = self._pending()
         return _read_only(p.has), _read_only(p.app0)
 
+    def pending_rows(self) -> np.ndarray:
+        """``[E, N]`` the static-table row of each device's pending task,
+        ``device * (A + 1) + (app, or A where none)`` (read-only): the key of everything static
+        about it (its observation's static part, its action masks)."""
+        return _read_only(self._pending().row)
+
     def observe(self, out: np.ndarray | None = None) -> np.ndarray:
         """Per-device observations ``[E, N, D]`` (float32); a fresh array unless ``out``."""
         ko = self._kobs

@@ -12,7 +12,8 @@ import copy
 import numpy as np
 import pytest
 
-from edgesplit.envs.gym_env import SplitOffloadEnv, SplitOffloadVectorEnv
+from edgesplit.envs.gym_env import SplitOffloadEnv
+from edgesplit.envs.vector_env import SplitOffloadVectorEnv
 from edgesplit.sim import core as core_mod
 from edgesplit.sim.core import Core
 from edgesplit.sim.encoding import ActionError

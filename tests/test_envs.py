@@ -19,7 +19,8 @@ from pettingzoo.test import (
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from edgesplit.envs import ENV_ID, split_offload_v0
-from edgesplit.envs.gym_env import SplitOffloadEnv, SplitOffloadVectorEnv
+from edgesplit.envs.gym_env import SplitOffloadEnv
+from edgesplit.envs.vector_env import SplitOffloadVectorEnv
 from edgesplit.sim.encoding import ActionError
 from edgesplit.sim.scenario import ScenarioError, available_scenarios, load_scenario
 

@@ -1,0 +1,146 @@
+"""What the Gymnasium and PettingZoo faces share: arguments, spaces, masks and infos.
+
+Both faces are thin views of one :class:`~edgesplit.sim.core.Core`; this module holds the
+pieces each of them needs, so that neither face is built on the other's internals.
+
+>>> from edgesplit.sim.core import Core
+>>> sc, at = resolve_options("single", "joint", None, None)
+>>> core = Core(sc, 1)
+>>> act, obs = joint_spaces(core.tables, at)
+>>> act.nvec.tolist() == core.tables.nvec.tolist(), obs.shape == (core.tables.obs_dim,)
+(True, True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from edgesplit.sim.encoding import Tables, action_masks
+from edgesplit.sim.scenario import Scenario, load_scenario
+from edgesplit.sim.schema import ROW, Packed
+
+__all__ = [
+    "ALLOWED_ACTION_TYPES",
+    "DECISION_MODES",
+    "INFO_KEYS",
+    "MaskTable",
+    "device_action_space",
+    "info_from_packed",
+    "joint_spaces",
+    "resolve_options",
+    "team_reward",
+]
+
+DECISION_MODES = ("joint", "sequential")
+DEFAULT_ACTION_TYPE = {"joint": "multidiscrete", "sequential": "discrete"}
+#: the action views each decision mode offers (a per-device view in sequential mode and in
+#: the PettingZoo face, whose agents each decide for one device)
+ALLOWED_ACTION_TYPES = {
+    "joint": ("multidiscrete", "continuous"),
+    "sequential": ("discrete", "multidiscrete", "continuous"),
+}
+
+
+def resolve_options(
+    scenario: str | Path | Mapping[str, Any] | Scenario,
+    decision_mode: str,
+    action_type: str | None,
+    max_cycles: int | None,
+) -> tuple[Scenario, str]:
+    """The validated scenario (its horizon overridden by ``max_cycles``) and action type;
+    a clear error naming the argument otherwise."""
+    sc = load_scenario(scenario)
+    if max_cycles is not None:
+        if (
+            isinstance(max_cycles, bool)
+            or not isinstance(max_cycles, (int, np.integer))
+            or max_cycles < 1
+        ):
+            raise ValueError(f"max_cycles: expected a positive integer, got {max_cycles!r}")
+        sc = sc.replace(horizon=int(max_cycles))
+    if decision_mode not in DECISION_MODES:
+        raise ValueError(f"decision_mode: {decision_mode!r} is not one of {DECISION_MODES}")
+    at = action_type or DEFAULT_ACTION_TYPE[decision_mode]
+    if at not in ALLOWED_ACTION_TYPES[decision_mode]:
+        raise ValueError(
+            f"action_type: {at!r} is not available with decision_mode={decision_mode!r} "
+            f"(choose from {ALLOWED_ACTION_TYPES[decision_mode]})"
+        )
+    return sc, at
+
+
+def device_action_space(tables: Tables, action_type: str) -> spaces.Space:
+    """One device's action space in the view ``action_type``."""
+    if action_type == "discrete":
+        return spaces.Discrete(tables.n_discrete)
+    if action_type == "multidiscrete":
+        return spaces.MultiDiscrete(tables.nvec)
+    return spaces.Box(-1.0, 1.0, shape=(tables.continuous_width,), dtype=np.float32)
+
+
+def joint_spaces(tables: Tables, action_type: str) -> tuple[spaces.Space, spaces.Box]:
+    """Action and observation spaces of one joint decision over every device."""
+    n = tables.n_devices
+    if action_type == "multidiscrete":
+        act: spaces.Space = spaces.MultiDiscrete(np.tile(tables.nvec, n))
+    else:
+        act = spaces.Box(-1.0, 1.0, (n * tables.continuous_width,), np.float32)
+    return act, spaces.Box(0.0, 1.0, (n * tables.obs_dim,), np.float32)
+
+
+class MaskTable:
+    """Per-device action masks of a discrete view for every ``(device, app or none)`` row of
+    the static tables (see :attr:`Core.pending_view <edgesplit.sim.core.Core.pending_view>`),
+    built once: masks for a slot are one gather."""
+
+    def __init__(self, tables: Tables, action_type: str) -> None:
+        n, a = tables.n_devices, tables.n_apps
+        # as a batch of A + 1 "environments": row a has app a pending everywhere (a = A: none)
+        has = np.broadcast_to((np.arange(a + 1) < a)[:, None], (a + 1, n))
+        app = np.broadcast_to(np.minimum(np.arange(a + 1), a - 1)[:, None], (a + 1, n))
+        m = action_masks(tables, app, has, action_type)
+        self.table = np.ascontiguousarray(m.transpose(1, 0, 2)).reshape(n * (a + 1), -1)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """Masks ``[*rows.shape, K]`` for the static-table rows ``rows`` (True: allowed)."""
+        return self.table.take(rows, axis=0)
+
+
+#: the per-device step infos, from the packed result (arrays ``[N]``, or ``[E, N]`` batched)
+INFO_KEYS = (
+    "has_task",
+    "latency_s",  # 0 where has_task is False
+    "energy_j",
+    "deadline_miss",
+    "dropped",
+    "infeasible",
+    "app",
+    "split",
+    "target",
+    "bw_weight",
+    "cpu_weight",
+    "head_s",
+    "transfer_s",
+    "tail_s",
+    "wait_s",
+    "cost",
+)
+_INFO_ROWS = tuple((key, *ROW[key]) for key in INFO_KEYS)
+
+
+def info_from_packed(p: Packed, e: int | None = None) -> dict[str, Any]:
+    """The step info from a packed result (views of it), of environment ``e`` or all."""
+    if e is None:
+        return {key: p[a][r] for key, a, r in _INFO_ROWS}
+    return {key: p[a][r, e] for key, a, r in _INFO_ROWS}
+
+
+def team_reward(p: Packed) -> np.ndarray:
+    """``[E]`` the team reward of a packed result (a view)."""
+    a, r = ROW["team_reward"]
+    return p[a][r, :, 0]
