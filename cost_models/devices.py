@@ -46,7 +46,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from edgesplit.cost_models._frozen import FrozenMap
+from edgesplit.cost_models.frozen import FrozenMap
 from edgesplit.cost_models.errors import FieldError
 
 __all__ = [

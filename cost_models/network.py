@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from edgesplit.cost_models._frozen import FrozenMap
+from edgesplit.cost_models.frozen import FrozenMap
 from edgesplit.cost_models.errors import FieldError
 
 __all__ = [

@@ -24,7 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from edgesplit.cost_models._frozen import FrozenMap
+from edgesplit.cost_models.frozen import FrozenMap
 from edgesplit.cost_models.links.traces import Trace, cached_trace
 
 __all__ = [
