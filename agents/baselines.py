@@ -45,7 +45,7 @@ import numpy as np
 from gymnasium.utils import seeding
 
 from edgesplit.sim.core import Core
-from edgesplit.sim.encoding import Tables
+from edgesplit.sim.encoding import Tables, encode_actions
 from edgesplit.sim.scenario import Scenario, load_scenario
 from edgesplit.sim.schema import Decisions
 
@@ -86,23 +86,11 @@ class Baseline:
 
 
 def decisions_to_action(ta: Tables, dec: Decisions, action_type: str) -> np.ndarray:
-    """Encode decisions ``[E, N]`` into joint actions ``[E, ...]`` of ``action_type``.
-
-    Weights are rounded to the nearest level for the discrete views.
-    """
-    lv = ta.weight_levels
-    lb = np.abs(dec.bw_weight[..., None] - lv).argmin(-1)
-    lc = np.abs(dec.cpu_weight[..., None] - lv).argmin(-1)
-    e, _n = dec.split.shape
-    if action_type == "multidiscrete":
-        return np.stack([dec.split, dec.target, lb, lc], axis=-1).reshape(e, -1)
-    if action_type == "discrete":
-        j, ll = ta.n_targets, ta.n_levels
-        return ((dec.split * j + dec.target) * ll + lb) * ll + lc
+    """Encode decisions ``[E, N]`` into joint actions ``[E, ...]`` of ``action_type`` (the
+    discrete views; weights rounded to the nearest level)."""
     if action_type == "continuous":
-        # inverse of encoding.decode: the split as the centre of its fraction bin
         raise ValueError("baselines act through discrete views; use multidiscrete")
-    raise ValueError(f"action_type: {action_type!r}")
+    return encode_actions(ta, dec, action_type)
 
 
 class Local(Baseline):

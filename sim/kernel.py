@@ -39,6 +39,7 @@ from .schema import (
     CHOICE_FLOAT_COLUMNS,
     CHOICE_INT_COLUMNS,
     DECISION_FIELDS,
+    DECISION_KINDS,
     MIN_WEIGHT,
     ROW,
     packed_shapes,
@@ -184,6 +185,9 @@ D_SPLIT, D_TARGET, D_BW, D_CPU = (
     for k in ("split", "target", "bw_weight", "cpu_weight")
 )
 N_DEC = len(DECISION_FIELDS)
+KIND_CANDIDATE, KIND_TARGET, KIND_LEVEL = (DECISION_KINDS.index(k) for k in DECISION_KINDS)
+#: each decision field's kind, as an index into DECISION_KINDS
+FIELD_KINDS = tuple(DECISION_KINDS.index(f.kind) for f in DECISION_FIELDS)
 
 _NIP = len(IP)
 #: position in ``st`` of each part's (start, count)
@@ -332,47 +336,57 @@ def validate(mode, act_i, act_f, st):
 
 
 @nb.njit(inline="always")
-def decode(mode, e, act_i, act_f, p_oi, levels, n_valid, reach, fs, sj, k_tab, kk, cpu_v, of):
-    """Twin of :func:`edgesplit.sim.encoding.decode`, for environment ``e``: actions (or
-    decisions, mode 0) to rows ``kk`` of the choice tables and compute weights ``cpu_v``;
-    the applied weights go to their result rows."""
-    j_n = reach.shape[0] // kk.shape[0]
+def decode(mode, e, act_i, act_f, p_oi, levels, n_valid, reach, fs, sj, k_tab, kk, dv, of):
+    """Twin of :func:`edgesplit.sim.encoding.decode`, for environment ``e``, field by field
+    of :data:`~edgesplit.sim.schema.DECISION_FIELDS` (by kind: a candidate, a target, a
+    level): actions (or decisions, mode 0) to the devices' decisions ``dv`` ``[N, fields]``
+    and their rows ``kk`` in the choice tables; the applied weights go to their result
+    rows."""
+    n_n = kk.shape[0]
+    j_n = reach.shape[0] // n_n
     min_w = fs[F_MINW]
     mw = (1.0 - min_w) * 0.5
-    for i in range(kk.shape[0]):
-        if mode == 0:
-            spl = np.int64(act_f[e, i, D_SPLIT])
-            tgt = np.int64(act_f[e, i, D_TARGET])
-            bw = act_f[e, i, D_BW]
-            cpu = act_f[e, i, D_CPU]
-        elif mode == 1:
-            spl = act_i[e, i, D_SPLIT]
-            tgt = act_i[e, i, D_TARGET]
-            bw = levels[act_i[e, i, D_BW]]
-            cpu = levels[act_i[e, i, D_CPU]]
-        else:  # continuous: a split fraction, J target logits, two weights
-            a0 = min(max(act_f[e, i, 0], -1.0), 1.0)
-            nv = n_valid[p_oi[RI_NEXT_APP, e, i]]
-            spl = min(np.int64(0.5 * (a0 + 1.0) * nv), nv - 1)
-            tgt = 0
-            best = -np.inf
-            for j in range(j_n):
-                if reach[i * j_n + j] != 0:
-                    v = min(max(act_f[e, i, 1 + j], -1.0), 1.0)
-                    if v > best:
-                        best = v
-                        tgt = j
-            bw = min_w + mw * (min(max(act_f[e, i, 1 + j_n], -1.0), 1.0) + 1.0)
-            cpu = min_w + mw * (min(max(act_f[e, i, 2 + j_n], -1.0), 1.0) + 1.0)
-        k = p_oi[RI_NEXT_ROW, e, i] * sj + spl * j_n + tgt
+    for i in range(n_n):
+        c = 0  # the continuous view's column
+        for f in range(N_DEC):
+            kind = FIELD_KINDS[f]
+            if mode == 0:
+                v = act_f[e, i, f]
+            elif mode == 1:
+                x = act_i[e, i, f]
+                v = levels[x] if kind == KIND_LEVEL else np.float64(x)
+            elif kind == KIND_CANDIDATE:  # a fraction of the task's valid candidates
+                a0 = min(max(act_f[e, i, c], -1.0), 1.0)
+                nv = n_valid[p_oi[RI_NEXT_APP, e, i]]
+                v = np.float64(min(np.int64(0.5 * (a0 + 1.0) * nv), nv - 1))
+                c += 1
+            elif kind == KIND_TARGET:  # one logit per target, argmax over reachable ones
+                best = -np.inf
+                tgt = 0
+                for j in range(j_n):
+                    if reach[i * j_n + j] != 0:
+                        lg = min(max(act_f[e, i, c + j], -1.0), 1.0)
+                        if lg > best:
+                            best = lg
+                            tgt = j
+                v = np.float64(tgt)
+                c += j_n
+            else:  # a weight in [MIN_WEIGHT, 1]
+                v = min_w + mw * (min(max(act_f[e, i, c], -1.0), 1.0) + 1.0)
+                c += 1
+            dv[i, f] = v
+        k = (
+            p_oi[RI_NEXT_ROW, e, i] * sj
+            + np.int64(dv[i, D_SPLIT]) * j_n
+            + np.int64(dv[i, D_TARGET])
+        )
         kk[i] = min(max(k, 0), k_tab - 1)
-        cpu_v[i] = cpu
-        of[RF_BW, e, i] = bw
-        of[RF_CPU, e, i] = cpu
+        of[RF_BW, e, i] = dv[i, D_BW]
+        of[RF_CPU, e, i] = dv[i, D_CPU]
 
 
 @nb.njit(inline="always")
-def resolve(e, kk, cpu_v, ftab, itab, p_tx, fs, rates, dev_b, srv_b, p_of, p_oi, p_ob, out):
+def resolve(e, kk, dv, ftab, itab, p_tx, fs, rates, dev_b, srv_b, p_of, p_oi, p_ob, out):
     """Twin of :meth:`Core.resolve <edgesplit.sim.core.Core.resolve>`, for environment
     ``e``: the shares of access points and targets, then each device's latency, energy and
     cost (before drops) into the result rows."""
@@ -387,7 +401,7 @@ def resolve(e, kk, cpu_v, ftab, itab, p_tx, fs, rates, dev_b, srv_b, p_of, p_oi,
         wb_v[i] = wb
         tot_b[itab[k, C_AP]] += wb
         work = ftab[k, C_WORK]
-        tot_c[itab[k, C_TARGET]] += cpu_v[i] * (1.0 if work > 0 else 0.0)
+        tot_c[itab[k, C_TARGET]] += dv[i, D_CPU] * (1.0 if work > 0 else 0.0)
     w_l, w_e, w_m, w_i = fs[F_WL], fs[F_WE], fs[F_WM], fs[F_WI]
     for i in range(n_n):
         k = kk[i]
@@ -398,7 +412,7 @@ def resolve(e, kk, cpu_v, ftab, itab, p_tx, fs, rates, dev_b, srv_b, p_of, p_oi,
         transfer = air + ftab[k, C_BH]
         work = ftab[k, C_WORK]
         busy = work > 0
-        tail = work * tot_c[tgt] / (cpu_v[i] if busy else 1.0)
+        tail = work * tot_c[tgt] / (dv[i, D_CPU] if busy else 1.0)
         head = ftab[k, C_HEAD]
         wait_d = dev_b[e, i] * (1.0 if has else 0.0)
         ready = wait_d + head + transfer
@@ -622,7 +636,7 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
     lrates = _f(sv, st, H_LRATES).reshape(e_n, st[I_L])
     words = np.empty(st[I_W], dtype=np.uint64)
     kk = np.empty(n_n, dtype=np.int64)
-    cpu_v = np.empty(n_n)
+    dv = np.empty((n_n, N_DEC))
     sj = s_n * j_n
     # the arrival process's and the Markov links' constants, each as one tuple
     arrivals = (
@@ -651,8 +665,8 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
     encoder = (rows_tab, _f(st, st, H_ROWDL), s_n, st[I_HOR], write_obs)
     out = (of, oi, ob)
     for e in range(e_n):
-        decode(mode, e, act_i, act_f, p_oi, levels, n_valid, reach, fs, sj, k_tab, kk, cpu_v, of)
-        resolve(e, kk, cpu_v, ftab, itab, p_tx, fs, rates, dev_b, srv_b, p_of, p_oi, p_ob, out)
+        decode(mode, e, act_i, act_f, p_oi, levels, n_valid, reach, fs, sj, k_tab, kk, dv, of)
+        resolve(e, kk, dv, ftab, itab, p_tx, fs, rates, dev_b, srv_b, p_of, p_oi, p_ob, out)
         carry_over(e, kk, ftab, itab, fs[F_SLOT], p_ob, dev_b, srv_b, qhead, qlen, q_n)
         base = mkey[e] + np.uint64(t[e] + 1) * K_TIME
         slot_words(base, off_slot, words)
