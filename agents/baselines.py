@@ -47,7 +47,7 @@ from gymnasium.utils import seeding
 from edgesplit.sim.core import Core
 from edgesplit.sim.encoding import Tables, encode_actions
 from edgesplit.sim.scenario import Scenario, load_scenario
-from edgesplit.sim.schema import Decisions
+from edgesplit.sim.schema import DECISION_FIELDS, Decisions
 
 from .metrics import EpisodeTotals
 
@@ -64,7 +64,8 @@ __all__ = [
 def _full(core: Core, split: np.ndarray, target: np.ndarray) -> Decisions:
     """Every device's split and target, at the top weight level."""
     top = core.tables.weight_levels.max()
-    return Decisions.filled(split.shape, split=split, target=target, bw_weight=top, cpu_weight=top)
+    levels = {f.name: top for f in DECISION_FIELDS if f.kind == "level"}
+    return Decisions.filled(split.shape, split=split, target=target, **levels)
 
 
 @dataclass
@@ -129,12 +130,12 @@ class RandomValid(Baseline):
         score = np.where(reach, self.rng.random(reach.shape), -1.0)
         target = score.argmax(-1)
         lv = ta.weight_levels
-        return Decisions(
-            split=split,
-            target=target,
-            bw_weight=lv[self.rng.integers(0, len(lv), app.shape)],
-            cpu_weight=lv[self.rng.integers(0, len(lv), app.shape)],
-        )
+        levels = {
+            f.name: lv[self.rng.integers(0, len(lv), app.shape)]
+            for f in DECISION_FIELDS
+            if f.kind == "level"
+        }
+        return Decisions(split=split, target=target, **levels)
 
 
 def _grid(core: Core, with_weights: bool) -> Decisions:
@@ -148,7 +149,8 @@ def _grid(core: Core, with_weights: bool) -> Decisions:
     opts = list(itertools.product(range(ta.n_candidates), range(ta.n_targets), lv))
     a = np.array(opts, dtype=np.int64)
     w = ta.weight_levels[a[:, 2]]
-    return Decisions(split=a[:, 0], target=a[:, 1], bw_weight=w, cpu_weight=w.copy())
+    levels = {f.name: w.copy() for f in DECISION_FIELDS if f.kind == "level"}
+    return Decisions(split=a[:, 0], target=a[:, 1], **levels)
 
 
 def _best_response(

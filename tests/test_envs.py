@@ -197,7 +197,7 @@ def test_out_of_range_actions_name_device_and_value() -> None:
     env = SplitOffloadEnv(scenario="default")
     env.reset(seed=0)
     a = env.action_space.sample()
-    a[4] = 99  # device 1's split
+    a[len(env.unwrapped.core.tables.nvec)] = 99  # device 1's split
     with pytest.raises(ActionError, match=r"pi_1.*99"):
         env.step(a)
     with pytest.raises(ActionError, match="shape"):
