@@ -14,6 +14,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
+from edgesplit.agents.config import register_configs
 from edgesplit.agents.ddqn import DDQN
 from edgesplit.agents.evaluate_run import evaluate_run
 from edgesplit.agents.registry import AGENTS
@@ -21,6 +22,7 @@ from edgesplit.agents.training import train
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = str(REPO / "configs")
+register_configs()  # the typed schemas config.yaml and evaluate.yaml start from
 
 
 def _cfg(overrides: list[str]) -> dict:
@@ -67,8 +69,15 @@ def test_each_agent_trains_checkpoints_and_evaluates(algo: str, tmp_path: Path) 
     s = train(cfg, tmp_path)
     assert s["total_timesteps"] >= 300 and s["resumed_from"] == 0
     ext = "pt" if AGENTS[algo].multi_agent else "zip"
-    for f in (f"model.{ext}", f"checkpoint.{ext}", "eval.csv", "eval.md", "summary.json"):
+    for f in (f"model/model.{ext}", "eval.csv", "eval.md", "summary.json"):
         assert (tmp_path / f).is_file(), f
+    (ckpt,) = (tmp_path / "checkpoints").iterdir()  # one complete checkpoint, nothing else
+    assert ckpt.name.endswith(f"-step-{s['total_timesteps']}")
+    for f in (f"model.{ext}", "state.json"):
+        assert (ckpt / f).is_file(), f
+    assert any(p.name.startswith("replay_buffer") for p in ckpt.iterdir()) == (
+        not AGENTS[algo].on_policy
+    )
     for f in ("policy.onnx", "policy.json"):  # the exported policy, with the run's summary
         assert (tmp_path / "policy" / f).is_file(), f
     manifest = json.loads((tmp_path / "policy" / "policy.json").read_text())
