@@ -13,8 +13,7 @@ It is written under ``<k>-step-<n>.tmp/`` and renamed to ``<k>-step-<n>/`` in on
 (after the files and the folder are fsynced), so a crash at any point leaves either the whole
 new checkpoint or none of it: :meth:`CheckpointStore.latest` only ever sees complete ones.
 Older checkpoints are removed after the rename; a crash before that leaves two, and the newest
-(highest k) wins. Two checkpoints may have the same step: SB3's PPO checkpoints in the middle
-of a rollout, then updates its weights at the end of it without taking another step.
+(highest k) wins.
 Unfinished ``.tmp`` folders are removed when training starts again.
 
 The random-number state is Python's ``random``, numpy's global generator, torch's CPU

@@ -59,8 +59,14 @@ class _PurgingTensorBoard(TensorBoardOutputFormat):
 
 
 class _EveryN(BaseCallback):
-    """Calls ``checkpoint()`` each time the model passes another multiple of ``every`` env
-    steps (after flushing TensorBoard, so a checkpoint's curve is on disk with it)."""
+    """Calls ``checkpoint()`` at the first rollout start after the model passes another
+    multiple of ``every`` env steps (after flushing TensorBoard, so a checkpoint's curve is
+    on disk with it).
+
+    A rollout start is where SB3's state holds together: the previous rollout's update is
+    done and every transition so far is in the replay buffer. (``on_step`` comes between
+    the env step and the buffer write: a checkpoint there would miss the last transition.)
+    """
 
     def __init__(self, checkpoint: Callable[[], None], every: int) -> None:
         super().__init__()
@@ -70,13 +76,15 @@ class _EveryN(BaseCallback):
     def _init_callback(self) -> None:
         self._next = (self.model.num_timesteps // self.every + 1) * self.every
 
-    def _on_step(self) -> bool:
+    def _on_rollout_start(self) -> None:
         if self.model.num_timesteps >= self._next:
             for fmt in self.model.logger.output_formats:
                 if isinstance(fmt, _PurgingTensorBoard):
                     fmt.flush()
             self.checkpoint()
             self._next = (self.model.num_timesteps // self.every + 1) * self.every
+
+    def _on_step(self) -> bool:
         return True
 
 
