@@ -9,6 +9,7 @@ scenario) on PPO, DQN and MADDPG.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pickle
@@ -96,7 +97,7 @@ def _replay_size(ckpt: Path) -> int | None:
             return len(z["rew"])
     if (ckpt / "replay_buffer.pkl").is_file():  # SB3 (written by SB3 itself, in our test)
         with (ckpt / "replay_buffer.pkl").open("rb") as f:
-            buf = pickle.load(f)  # noqa: S301 - a file this test's own run wrote
+            buf = pickle.load(f)  # a file this test's own run wrote
         return buf.buffer_size if buf.full else buf.pos
     return None
 
@@ -172,7 +173,7 @@ def test_killed_training_resumes_from_a_consistent_checkpoint(algo: str, tmp_pat
     segs = s["segments"]
     assert s["total_timesteps"] == total
     assert segs[0]["from_step"] == 0 and segs[-1]["to_step"] == total
-    assert all(a["to_step"] == b["from_step"] for a, b in zip(segs, segs[1:], strict=False))
+    assert all(a["to_step"] == b["from_step"] for a, b in itertools.pairwise(segs))
     assert all(g["to_step"] > g["from_step"] and g["train_seconds"] > 0 for g in segs)
     assert s["train_seconds"] == pytest.approx(sum(g["train_seconds"] for g in segs), abs=1e-6)
     assert segs[0]["to_step"] == first_resume  # the killed segment counts up to its checkpoint
@@ -217,7 +218,7 @@ def test_a_changed_checkpoint_file_is_refused(tmp_path: Path) -> None:
     store = CheckpointStore(tmp_path)
     assert store.latest() == ckpt and store.read_state(ckpt)["num_timesteps"] == 10
     (ckpt / "model.pt").write_bytes(b"weightz")
-    with pytest.raises(CheckpointError, match="model.pt"):
+    with pytest.raises(CheckpointError, match=r"model\.pt.*sha256"):
         store.read_state(ckpt)
     (ckpt / "model.pt").unlink()
     with pytest.raises(CheckpointError, match="missing"):
