@@ -19,7 +19,7 @@ training summary. :mod:`edgesplit.scheduler` loads it.
 >>> from edgesplit.agents.registry import get_agent
 >>> agent = get_agent("ppo").build({"policy": "MlpPolicy", "kwargs": {"n_steps": 64,
 ...     "batch_size": 64}}, {"scenario": "single"}, seed=0)
->>> out = export_policy(agent, {"scenario": "single"}, tempfile.mkdtemp())
+>>> out = export_policy(agent, "ppo", {"scenario": "single"}, tempfile.mkdtemp())
 >>> sorted(p.name for p in out.iterdir())
 ['policy.json', 'policy.onnx']
 """
@@ -41,6 +41,7 @@ from edgesplit.envs.gym_env import SplitOffloadEnv
 from edgesplit.scheduler.policy import FORMAT, FORMAT_VERSION, file_sha256
 
 from .protocol import Agent
+from .registry import get_agent
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "PolicyModule", "export_policy"]
 
@@ -86,20 +87,26 @@ def _version() -> str:
 
 
 def export_policy(
-    model: Agent,
+    model: Agent | Any,
+    algo: str,
     env_kwargs: dict[str, Any],
     out_dir: str | Path,
     summary: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``policy.onnx`` and ``policy.json`` for ``model`` (an agent,
-    :class:`~edgesplit.agents.protocol.Agent`, trained on ``gym.make(ENV_ID, **env_kwargs)``
-    with its spec's decision mode and action view) into ``out_dir``; returns ``out_dir``.
+    :class:`~edgesplit.agents.protocol.Agent`, or the library model that registry entry
+    ``algo`` wraps, trained on ``gym.make(ENV_ID, **env_kwargs)`` with the spec's decision
+    mode and action view) into ``out_dir``; returns ``out_dir``.
 
     The files are written under temporary names and renamed, so a reader never sees a
     half-written policy. Raises ``ValueError`` naming the field when the model and the
     environment do not fit together.
     """
-    spec = model.spec
+    spec = get_agent(algo)
+    if not isinstance(model, Agent):  # a bare library model: the protocol around it
+        model = spec.agent_class()(spec, model)
+    elif model.spec != spec:
+        raise ValueError(f"algo: {algo!r} is not the agent's own {model.spec.name!r}")
     kw = {"decision_mode": spec.decision_mode, "action_type": spec.action_type, **env_kwargs}
     env = SplitOffloadEnv(**kw)
     ta = env.core.tables

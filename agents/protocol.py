@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -50,6 +50,7 @@ PROTOCOL_METHODS = (
 )
 
 
+@runtime_checkable
 class Agent(Protocol):
     """One model with its environment, as training, evaluation and export see it.
 

@@ -133,7 +133,7 @@ def _report(
         "eval": rows,
     }
     # the deployable policy: ONNX + manifest (no pickle), with this summary inside
-    export_policy(agent, kw, run_dir / "policy", summary=dict(summary))
+    export_policy(agent, spec.name, kw, run_dir / "policy", summary=dict(summary))
     crash_point("train.exported")
     summary["policy_dir"] = "policy"
     tmp = run_dir / "summary.json.tmp"

@@ -64,7 +64,7 @@ def test_onnx_matches_the_trained_policy(algo: str, tmp_path) -> None:
     scenario = "default"
     model, env = _model(algo, scenario)
     agent = _agent(algo, model)
-    out = export_policy(agent, {"scenario": scenario}, tmp_path, summary={"note": "t"})
+    out = export_policy(agent, algo, {"scenario": scenario}, tmp_path, summary={"note": "t"})
     man = json.loads((out / "policy.json").read_text())
     sess = ort.InferenceSession(str(out / "policy.onnx"), providers=["CPUExecutionProvider"])
     obs, masks = _rollout(env, 64)
@@ -109,9 +109,8 @@ def test_onnx_matches_the_trained_policy(algo: str, tmp_path) -> None:
 
 def test_manifest_is_complete_and_pickle_free(tmp_path) -> None:
     model, env = _model("ppo", "default")
-    out = export_policy(
-        _agent("ppo", model), {"scenario": "default"}, tmp_path, summary={"seed": 0}
-    )
+    # a bare library model is accepted too, and wrapped in the agent protocol
+    out = export_policy(model, "ppo", {"scenario": "default"}, tmp_path, summary={"seed": 0})
     assert sorted(p.name for p in out.iterdir()) == ["policy.json", "policy.onnx"]
     man = json.loads((out / "policy.json").read_text())
     assert man["format"] == "edgesplit-policy" and man["format_version"] == FORMAT_VERSION
@@ -132,4 +131,6 @@ def test_manifest_is_complete_and_pickle_free(tmp_path) -> None:
 def test_export_refuses_a_model_for_another_scenario(tmp_path) -> None:
     model, _ = _model("ppo", "single")
     with pytest.raises(ValueError, match=r"model.observation_space.*'default'"):
-        export_policy(_agent("ppo", model), {"scenario": "default"}, tmp_path)
+        export_policy(_agent("ppo", model), "ppo", {"scenario": "default"}, tmp_path)
+    with pytest.raises(ValueError, match="algo: 'dqn'"):
+        export_policy(_agent("ppo", model), "dqn", {"scenario": "single"}, tmp_path)
