@@ -143,3 +143,48 @@ def test_train_and_evaluate_cli(tmp_path: Path) -> None:
         timeout=300,
     )
     assert "| ppo |" in out.stdout and (run / "evaluate" / "eval.md").is_file()
+
+
+def test_adding_an_algorithm_is_one_entry_and_one_config(tmp_path: Path, monkeypatch) -> None:
+    """docs/agents.md's walk-through, done: SB3's A2C added with one registry entry and one
+    config file (its class is SB3's own, so no module of ours) trains, checkpoints,
+    resumes, evaluates and exports with nothing else changed."""
+    import shutil
+
+    from edgesplit.agents.config import check_train_config
+    from edgesplit.agents.registry import AgentSpec
+
+    monkeypatch.setitem(
+        AGENTS,
+        "a2c",
+        AgentSpec("a2c", "stable_baselines3:A2C", "joint", "multidiscrete", on_policy=True),
+    )
+    configs = tmp_path / "configs"
+    shutil.copytree(CONFIGS, configs)
+    (configs / "algo" / "a2c.yaml").write_text(
+        "name: a2c\npolicy: MlpPolicy\nkwargs:\n  n_steps: 16\n  gamma: 0.5\n"
+        "  policy_kwargs:\n    net_arch: [16]\n"
+    )
+    overrides = [
+        "algo=a2c",
+        "env=single",
+        "env.max_cycles=20",
+        "total_timesteps=64",
+        "checkpoint_every=32",
+        "n_envs=1",
+        "eval.episodes=1",
+        "eval.baselines=[local]",
+    ]
+    with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
+    check_train_config(cfg)
+    run = tmp_path / "run"
+    s = train(cfg, run)
+    assert s["algo"] == "a2c" and s["total_timesteps"] == 64
+    assert json.loads((run / "policy" / "policy.json").read_text())["algorithm"] == "a2c"
+    cfg["total_timesteps"] = 96
+    assert train(cfg, run)["resumed_from"] == 64
+    md = evaluate_run(run, episodes=1, first_seed=100000, baselines=["local"])
+    assert "| a2c |" in md.read_text()
