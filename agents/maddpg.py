@@ -162,8 +162,6 @@ class MADDPG:
     seed : int
     """
 
-    uses_masks = True  # predict() takes the environment's action masks
-
     def __init__(
         self,
         env: Any,
