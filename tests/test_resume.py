@@ -43,8 +43,9 @@ CASES = {
         ],
         192,
         [64, 128, 192],
-        # between the model and the rest of the 2nd checkpoint; then during evaluation
-        ["checkpoint.model:2", "train.evaluated"],
+        # between the model and the rest of the 2nd checkpoint; during evaluation; after
+        # the export, before summary.json
+        ["checkpoint.model:2", "train.evaluated", "train.exported"],
     ),
     "dqn": (
         [
@@ -143,7 +144,8 @@ def _raw_points(folder: Path) -> tuple[list[tuple[str, int]], list[int]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", sorted(CASES))
 def test_killed_training_resumes_from_a_consistent_checkpoint(algo: str, tmp_path: Path) -> None:
-    overrides, total, ckpts, (crash1, crash2) = CASES[algo]
+    overrides, total, ckpts, crashes = CASES[algo]
+    crash1, crash2 = crashes[0], crashes[-1]
     run = tmp_path / "run"
     expected = {  # the newest complete checkpoint after each crash
         "checkpoint.model:2": ckpts[0],
@@ -152,14 +154,16 @@ def test_killed_training_resumes_from_a_consistent_checkpoint(algo: str, tmp_pat
         "checkpoint.renamed:2": ckpts[2],
         "train.learned": ckpts[2],
         "train.evaluated": total,
+        "train.exported": total,
     }
 
     assert _train(run, algo, overrides, crash1) == CRASH_EXIT_CODE
     _check_checkpoints(run, expected[crash1])
     first_resume = expected[crash1]
-    assert _train(run, algo, overrides, crash2) == CRASH_EXIT_CODE
-    _check_checkpoints(run, expected[crash2])
-    assert not (run / "summary.json").exists()  # no run got that far
+    for crash in crashes[1:]:
+        assert _train(run, algo, overrides, crash) == CRASH_EXIT_CODE
+        _check_checkpoints(run, expected[crash])
+        assert not (run / "summary.json").exists()  # no run got that far
     assert _train(run, algo, overrides, None) == 0
 
     # one complete checkpoint left, at the end of training; nothing half-written
@@ -225,3 +229,38 @@ def test_a_changed_checkpoint_file_is_refused(tmp_path: Path) -> None:
         store.read_state(ckpt)
     store.clean()
     assert [p.name for p in store.root.iterdir()] == [ckpt.name]
+
+
+def test_resume_restores_every_generator(tmp_path: Path) -> None:
+    """What a checkpoint restores: the global generators draw on as they would have, the
+    SB3 action space's generator is the saved one, and each training env starts its next
+    episode from its saved generator (one draw on), not from the run's seed."""
+    import random
+
+    import torch
+
+    from edgesplit.agents.checkpoint import global_rng_state, set_global_rng_state
+    from edgesplit.agents.registry import get_agent
+
+    spec = get_agent("dqn")
+    kw = {"scenario": "single", "decision_mode": "sequential", "action_type": "discrete"}
+    kw["max_cycles"] = 10
+    algo = {"policy": "MlpPolicy", "kwargs": {"learning_starts": 10, "buffer_size": 500}}
+    agent = spec.build(algo, kw, seed=3, n_envs=2)
+    agent.learn(40, checkpoint=lambda: None, checkpoint_every=100)
+    agent.save(tmp_path)
+    saved, glob = agent.rng_state(), global_rng_state()
+    expect = (random.random(), np.random.rand(), torch.rand(1).item())  # noqa: NPY002
+    back = spec.load(tmp_path, kw, training=True, seed=3, n_envs=2)  # reseeds everything
+    back.set_rng_state(saved)
+    set_global_rng_state(glob)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expect  # noqa: NPY002
+    assert back.model.action_space.np_random.bit_generator.state == saved["action_space"]
+    for g, s in zip(back.venv.get_attr("np_random"), saved["envs"], strict=True):
+        ref = np.random.Generator(np.random.PCG64())
+        ref.bit_generator.state = s
+        ref.integers(0, 2**63, dtype=np.int64)  # the reset that starts the next episode
+        assert g.bit_generator.state == ref.bit_generator.state
+    assert saved["envs"][0] != saved["envs"][1]
+    agent.close()
+    back.close()
