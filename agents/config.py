@@ -49,6 +49,9 @@ __all__ = [
 # ruff: noqa: UP045
 
 
+WANDB_MODES = ("offline", "online", "disabled")
+
+
 class ConfigError(ValueError):
     """A config value out of range or of the wrong kind; the message names the key and the
     value (``key=value: what is wrong``)."""
@@ -78,7 +81,7 @@ class LoggerConfig:
 
     wandb: bool = False
     project: str = "edgesplit"
-    mode: str = "offline"
+    mode: str = "offline"  # one of WANDB_MODES
 
 
 @dataclass
@@ -173,6 +176,9 @@ def check_train_config(cfg: Mapping[str, Any], algo_kwargs: bool = True) -> None
     _int_at_least(cfg, "eval.episodes", 1)
     _int_at_least(cfg, "eval.first_seed", 0)
     _baselines(cfg, "eval.baselines")
+    mode = (cfg.get("logger") or {}).get("mode", "offline")
+    if mode not in WANDB_MODES:
+        raise ConfigError(f"logger.mode={mode!r}: not one of {list(WANDB_MODES)}")
     if _get(cfg, "env.max_cycles") is not None:
         _int_at_least(cfg, "env.max_cycles", 1)
     sigma = _get(cfg, "algo").get("action_noise_sigma")

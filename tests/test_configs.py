@@ -55,12 +55,13 @@ TRAIN_BAD = {
     "+algo.kwargs.learning_rat=0.1": ["algo.kwargs.learning_rat=0.1", "no parameter"],
     "resume=maybe": ["resume", "maybe"],
     "total_timestep=10": ["total_timestep"],  # a key that does not exist
+    "logger=wandb logger.mode=offlin": ["logger.mode='offlin'"],
 }
 
 
 @pytest.mark.parametrize("override", sorted(TRAIN_BAD))
 def test_bad_train_values_name_the_key_and_the_value(override: str) -> None:
-    msg = _error("config", [override])
+    msg = _error("config", override.split())
     for part in TRAIN_BAD[override]:
         assert part in msg, (override, msg)
 
