@@ -29,11 +29,13 @@ def evaluate_run(run: str | Path, episodes: int, first_seed: int, baselines: lis
         kw = dict(summary["env_kwargs"])
     except (json.JSONDecodeError, KeyError, ValueError) as e:
         raise ValueError(f"run {run}: summary.json is malformed: {e}") from e
-    model_dir = run / MODEL_DIR
-    if not model_dir.is_dir():
-        raise FileNotFoundError(f"run {run}: missing {MODEL_DIR}/ (is it a train.py run?)")
+    # runs written before the model/ folder kept the model file at the top
+    model_dir = run / MODEL_DIR if (run / MODEL_DIR).is_dir() else run
     torch.set_num_threads(1)
-    agent = spec.load(model_dir, kw)
+    try:
+        agent = spec.load(model_dir, kw)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"run {run}: no final model ({e}; is it a train.py run?)") from e
     seeds = list(range(first_seed, first_seed + episodes))
     results = compare(
         {spec.name: evaluate_policy(agent.predict, kw, seeds)}, kw["scenario"], seeds, baselines

@@ -35,6 +35,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .protocol import Agent
 
 __all__ = ["env_kwargs", "pettingzoo_env", "train"]
+
+OLD_CHECKPOINTS = ("checkpoint.zip", "checkpoint.pt")  # before checkpoints/ (issue 12)
 
 
 class _Segment:
@@ -79,6 +82,12 @@ def _start(
         store.clear()
     store.clean()
     ckpt = store.latest()
+    if ckpt is None and any((store.root.parent / f).exists() for f in OLD_CHECKPOINTS):
+        warnings.warn(
+            f"{store.root.parent}: a checkpoint of the earlier layout ({OLD_CHECKPOINTS}) "
+            "cannot be resumed (no RNG state or segments): training starts afresh",
+            stacklevel=2,
+        )
     if ckpt is None:
         return spec.build(cfg["algo"], kw, seed=seed, n_envs=n_envs, tb_dir=tb), []
     agent, state = store.restore(

@@ -188,3 +188,11 @@ def test_adding_an_algorithm_is_one_entry_and_one_config(tmp_path: Path, monkeyp
     assert train(cfg, run)["resumed_from"] == 64
     md = evaluate_run(run, episodes=1, first_seed=100000, baselines=["local"])
     assert "| a2c |" in md.read_text()
+
+
+def test_evaluate_run_refuses_a_run_without_a_model(tmp_path: Path) -> None:
+    (tmp_path / "summary.json").write_text(
+        json.dumps({"algo": "ppo", "env_kwargs": {"scenario": "single"}})
+    )
+    with pytest.raises(FileNotFoundError, match=r"no final model.*model\.zip"):
+        evaluate_run(tmp_path, episodes=1, first_seed=0, baselines=["local"])
