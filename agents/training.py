@@ -44,6 +44,7 @@ import torch
 from edgesplit.envs import ENV_ID
 
 from .checkpoint import CheckpointStore, crash_point
+from .config import check_train_config
 from .evaluate_run import MODEL_DIR
 from .evaluation import compare, evaluate_policy, summarise, write_tables
 from .export import export_policy
@@ -161,9 +162,11 @@ def _report(
 def train(cfg: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     """Train (or resume) one run and evaluate it; returns the run's summary.
 
-    ``cfg`` is a composed ``train.py`` config as a plain dict (checked beforehand with
-    :func:`edgesplit.agents.config.check_train_config` by ``train.py``).
+    ``cfg`` is a composed ``train.py`` config as a plain dict; it is checked first
+    (:func:`edgesplit.agents.config.check_train_config`: a
+    :class:`~edgesplit.agents.config.ConfigError` naming the key and the value).
     """
+    check_train_config(cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(int(cfg.get("threads", 1)))

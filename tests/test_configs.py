@@ -137,3 +137,14 @@ def test_evaluate_cli_fails_at_start(tmp_path: Path) -> None:
     p = _cli("evaluate.py", [f"run={tmp_path}", "episodes=0"])
     assert p.returncode != 0 and "episodes=0" in p.stderr, p.stderr
     assert not (tmp_path / "evaluate" / "eval.md").exists()
+
+
+def test_train_checks_its_config_before_anything_heavy(tmp_path: Path) -> None:
+    from edgesplit.agents.training import train
+
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        cfg = OmegaConf.to_container(compose("config", overrides=["env=single"]), resolve=True)
+    cfg["eval"]["episodes"] = 0
+    with pytest.raises(ConfigError, match=r"eval\.episodes=0"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
