@@ -221,10 +221,18 @@ class CheckpointStore:
                 raise CheckpointError(f"{ckpt}: file {name!r} differs from state.json's sha256")
         return state
 
-    def restore(self, ckpt: Path, load: Callable[[Path], Agent]) -> tuple[Agent, dict[str, Any]]:
-        """Load the agent from ``ckpt`` (``load(ckpt)``), check its step count against the
-        checkpoint's, and restore every RNG state; returns the agent and ``state.json``."""
+    def restore(
+        self, ckpt: Path, load: Callable[[Path], Agent], algo: str | None = None
+    ) -> tuple[Agent, dict[str, Any]]:
+        """Load the agent from ``ckpt`` (``load(ckpt)``), check its algorithm (``algo``) and
+        step count against the checkpoint's, and restore every RNG state; returns the agent
+        and ``state.json``."""
         state = self.read_state(ckpt)
+        if algo is not None and state.get("algo") != algo:
+            raise CheckpointError(
+                f"{ckpt}: state.json's 'algo' = {state.get('algo')!r}, this run's is {algo!r} "
+                "(another run's directory? resume=false starts afresh)"
+            )
         agent = load(ckpt)
         if agent.num_timesteps != int(state["num_timesteps"]):
             raise CheckpointError(

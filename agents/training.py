@@ -92,7 +92,9 @@ def _start(
     if ckpt is None:
         return spec.build(cfg["algo"], kw, seed=seed, n_envs=n_envs, tb_dir=tb), []
     agent, state = store.restore(
-        ckpt, lambda d: spec.load(d, kw, training=True, seed=seed, n_envs=n_envs, tb_dir=tb)
+        ckpt,
+        lambda d: spec.load(d, kw, training=True, seed=seed, n_envs=n_envs, tb_dir=tb),
+        algo=spec.name,
     )
     return agent, list(state.get("segments", []))
 

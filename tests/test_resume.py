@@ -229,6 +229,9 @@ def test_a_changed_checkpoint_file_is_refused(tmp_path: Path) -> None:
         store.read_state(ckpt)
     store.clean()
     assert [p.name for p in store.root.iterdir()] == [ckpt.name]
+    (ckpt / "model.pt").write_bytes(b"weights")
+    with pytest.raises(CheckpointError, match=r"'algo' = None, this run's is 'ppo'"):
+        store.restore(ckpt, lambda d: pytest.fail("loaded"), algo="ppo")
 
 
 def test_resume_restores_every_generator(tmp_path: Path) -> None:
