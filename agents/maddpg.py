@@ -16,7 +16,7 @@ Checkpoints are plain ``torch.save`` dictionaries of tensors and numbers, loaded
 observation, which is the concatenation of the agents' observations.
 
 >>> import torch
->>> from edgesplit.envs.split_offload_v0 import parallel_env
+>>> from edgesplit.envs.split_offload_v1 import parallel_env
 >>> _ = torch.manual_seed(0)
 >>> env = parallel_env(scenario="default", action_type="multidiscrete", max_cycles=20)
 >>> algo = MADDPG(env, learning_starts=32, batch_size=32, train_freq=8, seed=0)
@@ -141,7 +141,7 @@ class _Buffer:
 class MADDPG:
     """MADDPG on a PettingZoo parallel env whose agents share a ``MultiDiscrete`` action
     space and whose ``state()`` is the concatenation of the agents' observations (as
-    EdgeSplit's :func:`~edgesplit.envs.split_offload_v0.parallel_env` with
+    EdgeSplit's :func:`~edgesplit.envs.split_offload_v1.parallel_env` with
     ``action_type="multidiscrete"``).
 
     Parameters

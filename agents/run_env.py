@@ -31,6 +31,6 @@ def env_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
 def pettingzoo_env(kw: dict[str, Any]) -> Any:
     """The PettingZoo parallel face for a run's env kwargs (the decision mode belongs to
     the Gymnasium face; the PettingZoo face always decides one device per agent)."""
-    from edgesplit.envs.split_offload_v0 import parallel_env
+    from edgesplit.envs.split_offload_v1 import parallel_env
 
     return parallel_env(**{k: v for k, v in kw.items() if k != "decision_mode"})

@@ -66,6 +66,8 @@ IP = (
     "OBS",  # 1: write the next observation
     "KTAB",  # rows of the choice tables
     "R",  # rows of the static observation table
+    "MEASURED",  # 1: the scheduler knows the measured link rates (an EWMA), 0: the true ones
+    "REPORTED",  # 1: it knows the backlogs the servers reported a slot ago, 0: the true ones
 )
 # Everything the step reads or changes lives in two int64 arrays: ``st`` (static) and ``sv``
 # (state). Each part has a kind: "f" float64, "i" int64, "u" uint64 (all 8 bytes, reached by
@@ -111,7 +113,19 @@ STATE = (
     ("lrates", "f"),
 )
 # float scalars (the static part "fp")
-FP = ("w_l", "w_e", "w_m", "w_i", "w_d", "slot_s", "lat_scale", "rate_scale", "floor", "min_w")
+FP = (
+    "w_l",
+    "w_e",
+    "w_m",
+    "w_i",
+    "w_d",
+    "slot_s",
+    "lat_scale",
+    "rate_scale",
+    "floor",
+    "min_w",
+    "ewma_w",
+)
 # the packed results' rows and the choice tables' columns, by name (numba freezes these
 # module-level integers into the compiled code)
 (
@@ -197,8 +211,9 @@ N_HEAD = _NIP + 2 * len(STATIC + STATE)
 
 # constants the compiled code sees as globals (frozen at compile time)
 I_E, I_N, I_J, I_M, I_A, I_S, I_Q, I_KMAX, I_W, I_LM, I_L, I_WS, I_HOR, I_D, I_OBS = range(15)
-I_KTAB, I_R = 15, 16
+I_KTAB, I_R, I_MEASURED, I_REPORTED = 15, 16, 17, 18
 assert IP.index("KTAB") == I_KTAB and IP.index("R") == I_R and IP.index("OBS") == I_OBS
+assert IP.index("MEASURED") == I_MEASURED and IP.index("REPORTED") == I_REPORTED
 (
     H_FP,
     H_PTX,
@@ -241,6 +256,8 @@ assert IP.index("KTAB") == I_KTAB and IP.index("R") == I_R and IP.index("OBS") =
     H_MLOGLEV,
     H_MX,
     H_LRATES,
+    H_RSEEN,
+    H_SSEEN,
 ) = (
     HEAD[k]
     for k in (
@@ -257,9 +274,11 @@ assert IP.index("KTAB") == I_KTAB and IP.index("R") == I_R and IP.index("OBS") =
         "m_loglev",
         "m_x",
         "lrates",
+        "rates_seen",
+        "srv_seen",
     )
 )
-F_WL, F_WE, F_WM, F_WI, F_WD, F_SLOT, F_LS, F_RS, F_FLOOR, F_MINW = range(len(FP))
+F_WL, F_WE, F_WM, F_WI, F_WD, F_SLOT, F_LS, F_RS, F_FLOOR, F_MINW, F_EWMA = range(len(FP))
 
 
 def _jit(fn):
@@ -587,6 +606,23 @@ def pending_and_observe(e, tn, fs, encoder, queues, dev_b, srv_b, rates, out, ob
         o[c] = np.float32(tn / horizon)
 
 
+@nb.njit(inline="always")
+def report_backlogs(e, srv_b, srv_seen):
+    """Twin of the backlog report in ``Core._step_numpy``: what the scheduler will know of
+    the servers' backlogs (copied before the carry-over when they report a slot late)."""
+    for j in range(srv_b.shape[1]):
+        srv_seen[e, j] = srv_b[e, j]
+
+
+@nb.njit(inline="always")
+def measure_rates(e, w, rates, rates_seen):
+    """Twin of the rate measurement in ``Core._step_numpy``: each link's measured rate, an
+    EWMA (weight ``w`` on the slot just over) of the rates the device saw."""
+    for i in range(rates.shape[1]):
+        for m in range(rates.shape[2]):
+            rates_seen[e, i, m] = w * rates[e, i, m] + (1.0 - w) * rates_seen[e, i, m]
+
+
 @_jit
 def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
     """Advance every environment by one slot (see the module docstring).
@@ -634,6 +670,9 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
     m_loglev = _f(sv, st, H_MLOGLEV).reshape(e_n, lm_n)
     m_x = _f(sv, st, H_MX).reshape(e_n, lm_n)
     lrates = _f(sv, st, H_LRATES).reshape(e_n, st[I_L])
+    rates_seen = _f(sv, st, H_RSEEN).reshape(e_n, n_n, st[I_M])
+    srv_seen = _f(sv, st, H_SSEEN).reshape(e_n, j_n)
+    measured, reported = st[I_MEASURED] != 0, st[I_REPORTED] != 0
     words = np.empty(st[I_W], dtype=np.uint64)
     kk = np.empty(n_n, dtype=np.int64)
     dv = np.empty((n_n, N_DEC))
@@ -667,7 +706,11 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
     for e in range(e_n):
         decode(mode, e, act_i, act_f, p_oi, levels, n_valid, reach, fs, sj, k_tab, kk, dv, of)
         resolve(e, kk, dv, ftab, itab, p_tx, fs, rates, dev_b, srv_b, p_of, p_oi, p_ob, out)
+        if reported:  # the servers report their backlog at the slot's start
+            report_backlogs(e, srv_b, srv_seen)
         carry_over(e, kk, ftab, itab, fs[F_SLOT], p_ob, dev_b, srv_b, qhead, qlen, q_n)
+        if not reported:
+            report_backlogs(e, srv_b, srv_seen)
         base = mkey[e] + np.uint64(t[e] + 1) * K_TIME
         slot_words(base, off_slot, words)
         tn = t[e] + 1
@@ -677,11 +720,15 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
             cost_sum += of[RF_COST, e, i]
         of[RF_REWARD, e, 0] = -cost_sum / n_n
         t[e] = tn
-        # links move on to the next slot
+        # the devices measured this slot's rates; the links move on to the next slot
+        if measured:
+            measure_rates(e, fs[F_EWMA], rates, rates_seen)
         markov_step(e, words, markov, m_state, m_loglev, m_x, lrates)
         for col in range(st[I_L]):
             rates[e, link_n[col], link_m[col]] = lrates[e, col]
-        pending_and_observe(e, tn, fs, encoder, queues, dev_b, srv_b, rates, out, obs)
+        if not measured:
+            measure_rates(e, 1.0, rates, rates_seen)
+        pending_and_observe(e, tn, fs, encoder, queues, dev_b, srv_seen, rates_seen, out, obs)
     return 0
 
 
@@ -717,6 +764,7 @@ class KernelArgs:
             ta.rate_scale_mbps,
             FLOOR_MBPS,
             MIN_WEIGHT,
+            cs["ewma_weight"],
         ]
         static = {
             "fp": fp,
@@ -768,6 +816,8 @@ class KernelArgs:
             "OBS": int(not self.others),
             "KTAB": cs["choice_f"].shape[0],
             "R": ta.static_rows.shape[0],
+            "MEASURED": int(cs["measured_rates"]),
+            "REPORTED": int(cs["reported_backlogs"]),
         }
         head = [scalars[k] for k in IP]
         words: list[np.ndarray] = []

@@ -11,7 +11,7 @@ from edgesplit.agents.baselines import make_baseline, run_episodes
 from edgesplit.agents.evaluation import evaluate_policy
 from edgesplit.agents.maddpg import MADDPG, BatchedMLP, MADDPGAgent
 from edgesplit.agents.registry import get_agent
-from edgesplit.envs.split_offload_v0 import parallel_env
+from edgesplit.envs.split_offload_v1 import parallel_env
 
 
 def _env(scenario: str = "default", **kw):

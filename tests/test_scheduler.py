@@ -65,7 +65,7 @@ def _request(core, e: int = 0) -> dict:
             "queue_length": int(core.qlen[e, i]),
             "backlog_s": float(core.dev_backlog[e, i]),
             "link_mbps": {
-                ap: float(core.rates[e, i, m])
+                ap: float(core.state.rates_seen[e, i, m])
                 for m, ap in enumerate(ta.access_point_names)
                 if ta.reachable[i, m]
             },
@@ -76,7 +76,7 @@ def _request(core, e: int = 0) -> dict:
                 "slot": int(core.t[e]),
                 "devices": devices,
                 "server_backlog_s": {
-                    t: float(core.srv_backlog[e, j]) for j, t in enumerate(ta.target_names)
+                    t: float(core.state.srv_seen[e, j]) for j, t in enumerate(ta.target_names)
                 },
             }
         )
