@@ -41,21 +41,12 @@ from edgesplit.envs.encoding import (
     sequential_observation,
 )
 
+from .errors import RequestError
 from .policy import LoadedPolicy
 
 __all__ = ["RequestError", "Scheduler"]
 
 MAX_DEVICES = 4096
-
-
-class RequestError(ValueError):
-    """A scheduling request is malformed: ``field`` is its path, ``value`` the culprit."""
-
-    def __init__(self, field: str, value: Any, problem: str) -> None:
-        self.field, self.value, self.problem = field, value, problem
-        text = repr(value)
-        text = text if len(text) <= 80 else text[:77] + "..."
-        super().__init__(f"request: field {field!r} = {text}: {problem}")
 
 
 def _number(x: Any, field: str, *, low: float = 0.0) -> float:
