@@ -19,6 +19,7 @@ from edgesplit.agents.registry import get_agent
 from edgesplit.envs import ENV_ID
 from edgesplit.scheduler import PolicyError, RequestError, Scheduler, load_policy
 from edgesplit.scheduler.__main__ import example_request, main
+from edgesplit.scheduler.policy import policy_digest
 from edgesplit.scheduler.server import make_server
 
 pytest.importorskip("onnxruntime")
@@ -198,6 +199,13 @@ def test_unknown_applications_and_policy_failures_fall_back(single_dir: Path) ->
     assert {d["source"] for d in ans["decisions"] if d["task"]} == {"neurosurgeon"}
 
 
+def _write(d: Path, man: dict) -> None:
+    """Write a manifest with its digest recomputed (so the consistency checks are the ones
+    that must catch the edit)."""
+    man = {**man, "digest": policy_digest(man, d / "policy.onnx")}
+    (d / "policy.json").write_text(json.dumps(man))
+
+
 def test_policy_files_are_checked(ppo_dir: Path, tmp_path) -> None:
     d = tmp_path / "p"
     shutil.copytree(ppo_dir, d)
@@ -205,24 +213,24 @@ def test_policy_files_are_checked(ppo_dir: Path, tmp_path) -> None:
     with pytest.raises(PolicyError, match=r"policy\.json"):
         load_policy(tmp_path / "nowhere")
     man = json.loads((d / "policy.json").read_text())
-    (d / "policy.json").write_text(json.dumps({**man, "format_version": 99}))
+    _write(d, {**man, "format_version": 99})
     with pytest.raises(PolicyError, match=r"format_version.*99"):
         load_policy(d)
-    (d / "policy.json").write_text(json.dumps({k: v for k, v in man.items() if k != "tables"}))
+    _write(d, {k: v for k, v in man.items() if k != "tables"})
     with pytest.raises(PolicyError, match="tables"):
         load_policy(d)
     for field, bad in (("rate_scale_mbps", 0), ("queue_capacity", -1), ("horizon", True)):
-        tables = {**man["tables"], field: bad}
-        (d / "policy.json").write_text(json.dumps({**man, "tables": tables}))
+        _write(d, {**man, "tables": {**man["tables"], field: bad}})
         with pytest.raises(PolicyError, match=rf"tables\.{field}"):
             load_policy(d)
     (d / "policy.json").write_text("{not json")
     with pytest.raises(PolicyError, match="not readable JSON"):
         load_policy(d)
     (d / "policy.json").write_text(json.dumps(man))
+    load_policy(d)
     with (d / "policy.onnx").open("ab") as f:
         f.write(b"\0")  # tampered
-    with pytest.raises(PolicyError, match=r"onnx\.sha256"):
+    with pytest.raises(PolicyError, match=r"digest\.value"):
         load_policy(d)
 
 
