@@ -64,6 +64,8 @@ def _number(x: Any, field: str, *, low: float = 0.0) -> float:
 
 
 def _integer(x: Any, field: str, low: int, high: int | None = None) -> int:
+    if isinstance(x, float) and math.isfinite(x) and x.is_integer():
+        x = int(x)  # JSON has one number type: 2.0 is the integer 2 (as in JSON Schema)
     if isinstance(x, bool) or not isinstance(x, int):
         raise RequestError(field, x, "expected an integer")
     if x < low or (high is not None and x > high):

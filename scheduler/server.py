@@ -71,9 +71,17 @@ _ENV = "EDGESPLIT_SCHEDULER_SERVE"  # how `serve` hands its settings to worker p
 _ENDPOINTS = ("/v1/decide", "/v1/policy", "/healthz", "/metrics", "/openapi.json")
 
 
+class _JSON(JSONResponse):
+    """JSON with non-ASCII escaped: a lone surrogate echoed from a request (``"\\ud800"`` is
+    valid JSON) cannot be encoded as UTF-8, and would otherwise fail the answer."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def _error(status: int, message: str, close: bool = False, **extra: Any) -> JSONResponse:
     headers = {"Connection": "close"} if close else None
-    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+    return _JSON({"error": message, **extra}, status_code=status, headers=headers)
 
 
 def _jsonable(v: Any) -> bool:
@@ -180,20 +188,20 @@ def create_app(
             value = e.value if _jsonable(e.value) else repr(e.value)
             return _error(400, str(e), field=e.field, value=value)
         met.record_answer(ans, time.perf_counter() - t0)
-        return JSONResponse(ans)
+        return _JSON(ans)
 
     async def policy_info(request: Request) -> Response:
-        return JSONResponse(policy.describe())
+        return _JSON(policy.describe())
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return _JSON({"status": "ok"})
 
     async def metrics_page(request: Request) -> Response:
         body, ctype = met.exposition()
         return Response(body, media_type=ctype)
 
     async def openapi_page(request: Request) -> Response:
-        return JSONResponse(doc)
+        return _JSON(doc)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -367,7 +375,7 @@ def serve(
             http=http,
         )
         sock = config.bind_socket()
-        Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
+        Multiprocess(config, sockets=[sock]).run()
 
 
 class BackgroundServer:
