@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         "--request-timeout",
         type=float,
         default=lim.request_timeout_s,
-        help="seconds to deliver a request's headers, and again its body",
+        help="seconds for a request to arrive whole (headers and body)",
     )
     s.add_argument("--max-connections", type=int, default=lim.max_connections)
     s.add_argument("--backlog", type=int, default=lim.backlog, help="listen backlog")

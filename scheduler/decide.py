@@ -50,6 +50,8 @@ MAX_DEVICES = 4096
 
 
 def _number(x: Any, field: str, *, low: float = 0.0) -> float:
+    if (type(x) is float or type(x) is int) and low <= x < 1e300:  # the common case, fast
+        return float(x)
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         raise RequestError(field, x, "expected a finite number")
     try:
@@ -80,6 +82,9 @@ def _object(x: Any, field: str) -> dict[str, Any]:
 
 
 def _keys(d: dict[str, Any], field: str, allowed: set[str], required: set[str]) -> None:
+    keys = d.keys()
+    if keys <= allowed and required <= keys:  # the common case, fast
+        return
     unknown = sorted(set(d) - allowed)
     if unknown:
         raise RequestError(

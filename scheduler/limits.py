@@ -24,7 +24,7 @@ class Limits:
 
     max_body: int = MAX_BODY  # bytes of a request body
     max_depth: int = 32  # nesting of a request body (a snapshot nests 5 deep)
-    request_timeout_s: float = 10.0  # to deliver a request's headers, and again its body
+    request_timeout_s: float = 10.0  # for a request to arrive whole (headers and body)
     keep_alive_s: int = 5  # an idle keep-alive connection is closed after this
     max_connections: int = 512  # open at once, per worker
     backlog: int = 2048  # listen backlog (the kernel caps it at net.core.somaxconn)

@@ -80,25 +80,37 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=reg,
         )
-        # the labels that always exist, so that a scrape sees zeros rather than nothing
-        for s in ("policy", "neurosurgeon", "local"):
-            self.decisions.labels(s)
-        for r in ("policy_failed", *_REASON.values()):
-            self.fallbacks.labels(r)
+        # the labels that always exist (a scrape sees zeros rather than nothing), looked up
+        # once: labels() costs more than inc()
+        self._by_source = {s: self.decisions.labels(s) for s in ("policy", "neurosurgeon", "local")}
+        self._by_reason = {
+            r: self.fallbacks.labels(r) for r in ("policy_failed", *_REASON.values())
+        }
+        self._by_answer: dict[tuple[str, str], Any] = {}
+
+    def count_request(self, endpoint: str, status: int) -> None:
+        """Count one HTTP answer."""
+        key = (endpoint, str(status))
+        child = self._by_answer.get(key)
+        if child is None:
+            child = self._by_answer[key] = self.requests.labels(*key)
+        child.inc()
 
     def record_answer(self, answer: dict[str, Any], seconds: float) -> None:
         """Count one answered ``decide``: its decisions by source and its fallbacks."""
         self.latency.observe(seconds)
         failed = answer.get("fallback") is not None
         if failed:
-            self.fallbacks.labels("policy_failed").inc()
+            self._by_reason["policy_failed"].inc()
+        counts = {"policy": 0, "neurosurgeon": 0, "local": 0}
         for d in answer["decisions"]:
-            if not d["task"]:
-                continue
-            src = d["source"]
-            self.decisions.labels(src).inc()
-            if src != "policy" and not (failed and src == "neurosurgeon"):
-                self.fallbacks.labels(_REASON[src]).inc()
+            if d["task"]:
+                counts[d["source"]] += 1
+        for src, k in counts.items():
+            if k:
+                self._by_source[src].inc(k)
+                if src != "policy" and not (failed and src == "neurosurgeon"):
+                    self._by_reason[_REASON[src]].inc(k)
 
     def exposition(self) -> tuple[bytes, str]:
         """The text exposition format and its content type (all workers in multiprocess

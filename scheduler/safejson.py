@@ -30,9 +30,9 @@ import numpy as np
 
 __all__ = ["JSONError", "loads", "nesting_depth"]
 
-# a JSON string (escapes included); the alternatives are disjoint, so matching is linear
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)  # a backslash and the byte it escapes
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
+_OPEN = frozenset(b"[{")
 
 
 class JSONError(ValueError):
@@ -46,12 +46,23 @@ def nesting_depth(data: bytes | str) -> int:
     linear in their length and without recursion.
     """
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
-    brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
-    if not brackets:
-        return 0
-    b = np.frombuffer(brackets, dtype=np.uint8)
-    steps = np.where((b == ord("[")) | (b == ord("{")), 1, -1).astype(np.int64)
-    return max(int(np.cumsum(steps).max()), 0)
+    # without escapes, every quote left opens or closes a string: the even pieces between
+    # quotes are outside strings, and hold the brackets that count
+    pieces = _ESCAPE.sub(b"", raw).translate(None, _NOT_STRUCTURE).split(b'"')
+    brackets = b"".join(pieces[::2])
+    if len(brackets) > 4096:  # long: vectorised
+        b = np.frombuffer(brackets, dtype=np.uint8)
+        steps = np.where((b == ord("[")) | (b == ord("{")), 1, -1).astype(np.int64)
+        return max(int(np.cumsum(steps).max()), 0)
+    depth = deepest = 0
+    for c in brackets:
+        if c in _OPEN:
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        else:
+            depth -= 1
+    return deepest
 
 
 def _no_constants(token: str) -> float:

@@ -18,9 +18,10 @@ value. Limits (:class:`Limits`, each a flag of ``python -m edgesplit.scheduler s
   read, or while a chunked body streams in); not ``application/json``: 415;
 * **nesting**: a body nested deeper than ``max_depth`` is refused 400 before it is parsed
   (:mod:`edgesplit.scheduler.safejson`); ``NaN`` and ``Infinity`` are not JSON;
-* **time**: a connection has ``request_timeout_s`` to deliver each request's headers (from
-  when it opens, or its previous answer went out; else it is closed) and as long again for
-  the body (else 408); an idle keep-alive connection is closed after ``keep_alive_s``;
+* **time**: a request must arrive whole (headers and body) within ``request_timeout_s`` of
+  its first byte, and a new connection must start one within as long; else it is answered
+  408 and closed (one timer per request, in the protocol); an idle keep-alive connection is
+  closed after ``keep_alive_s``;
 * **connections**: at most ``max_connections`` open (uvicorn answers 503 beyond it), a
   listen backlog of ``backlog``; one event loop per worker, no thread per connection;
 * **framing**: a request with both ``Content-Length`` and ``Transfer-Encoding`` is refused
@@ -46,11 +47,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import anyio
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -132,7 +132,7 @@ class _Guard:
                 raise
         finally:
             if status:
-                self.metrics.requests.labels(endpoint, str(status)).inc()
+                self.metrics.count_request(endpoint, status)
 
 
 def create_app(
@@ -168,15 +168,14 @@ def create_app(
                 413, f"body of {int(length)} bytes is over the limit of {lim.max_body}", True
             )
         chunks, size = [], 0
-        try:
-            with anyio.fail_after(lim.request_timeout_s):
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > lim.max_body:
-                        return _error(413, f"body is over the limit of {lim.max_body} bytes", True)
-                    chunks.append(chunk)
-        except TimeoutError:
-            return _error(408, f"the body did not arrive within {lim.request_timeout_s:g} s", True)
+        try:  # the protocol's deadline bounds how long this may take
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > lim.max_body:
+                    return _error(413, f"body is over the limit of {lim.max_body} bytes", True)
+                chunks.append(chunk)
+        except ClientDisconnect:  # gone (or cut off by the deadline): nobody to answer
+            return Response(status_code=499)
         try:
             req = safejson.loads(b"".join(chunks), max_depth=lim.max_depth)
         except safejson.JSONError as e:
@@ -228,53 +227,76 @@ def create_app(
 
 
 # -- uvicorn ---------------------------------------------------------------------------------
-class _HeaderDeadline:
-    """Mixed into uvicorn's HTTP protocols: a connection that has not delivered a request's
-    headers within ``request_timeout_s`` (from when it opened, or its previous answer went
-    out) is closed. uvicorn alone bounds only idle keep-alive connections, so a client sending
-    one byte at a time would otherwise hold its connection for ever."""
+_TIMEOUT_BODY = json.dumps({"error": "the request did not arrive in time"}).encode()
+_TIMEOUT_408 = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_TIMEOUT_BODY), _TIMEOUT_BODY)
+)
+
+
+class _RequestDeadline:
+    """Mixed into uvicorn's HTTP protocols: each request must arrive whole (headers and
+    body) within ``request_timeout_s`` of its first byte, and a new connection must start one
+    within as long; else the connection is answered 408 (where the app has not answered yet)
+    and closed. uvicorn alone bounds only idle keep-alive connections, so a client sending
+    one byte at a time would otherwise hold its connection for ever. One timer per request:
+    far cheaper than a cancel scope around the app's reads."""
 
     _deadline: asyncio.TimerHandle | None = None
+    _got_data = False
 
     def _arm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-        limit = getattr(self.config, "edgesplit_header_timeout_s", None)  # type: ignore[attr-defined]
+        limit = getattr(self.config, "edgesplit_request_timeout_s", None)  # type: ignore[attr-defined]
         if limit:
             self._deadline = self.loop.call_later(limit, self._expired)  # type: ignore[attr-defined]
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
     def _expired(self) -> None:
         self._deadline = None
         cycle = self.cycle  # type: ignore[attr-defined]
-        if cycle is not None and not cycle.response_complete:
-            return  # a request is being answered: the app bounds its time
-        if not self.transport.is_closing():  # type: ignore[attr-defined]
-            self.transport.close()  # type: ignore[attr-defined]
+        active = cycle is not None and not cycle.response_complete
+        if active and not cycle.more_body:
+            return  # the request is in and being answered
+        transport = self.transport  # type: ignore[attr-defined]
+        if transport.is_closing():
+            return
+        if (active and not cycle.response_started) or (not active and self._got_data):
+            transport.write(_TIMEOUT_408)
+        transport.close()
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)  # type: ignore[misc]
         self._arm()
 
+    def data_received(self, data: bytes) -> None:
+        self._got_data = True
+        if self._deadline is None:  # the first bytes of a new request
+            self._arm()
+        super().data_received(data)  # type: ignore[misc]
+
     def on_response_complete(self) -> None:
+        self._disarm()  # the keep-alive time-out watches the idle connection now
+        self._got_data = False
         super().on_response_complete()  # type: ignore[misc]
-        self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._disarm()
         super().connection_lost(exc)  # type: ignore[misc]
 
 
-class H11DeadlineProtocol(_HeaderDeadline, H11Protocol):
-    """uvicorn's h11 protocol with the header deadline."""
+class H11DeadlineProtocol(_RequestDeadline, H11Protocol):
+    """uvicorn's h11 protocol with the request deadline."""
 
 
 try:  # httptools is the faster parser, and refuses ambiguous framing itself
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class HttpToolsDeadlineProtocol(_HeaderDeadline, HttpToolsProtocol):
-        """uvicorn's httptools protocol with the header deadline."""
+    class HttpToolsDeadlineProtocol(_RequestDeadline, HttpToolsProtocol):
+        """uvicorn's httptools protocol with the request deadline."""
 
     _PROTOCOLS: dict[str, type] = {"httptools": HttpToolsDeadlineProtocol}
 except ImportError:  # pragma: no cover - httptools not installed
@@ -316,7 +338,7 @@ def uvicorn_config(
         log_level=log_level,
         server_header=False,
     )
-    config.edgesplit_header_timeout_s = lim.request_timeout_s  # type: ignore[attr-defined]
+    config.edgesplit_request_timeout_s = lim.request_timeout_s  # type: ignore[attr-defined]
     return config
 
 
