@@ -93,11 +93,11 @@ def _jsonable(v: Any) -> bool:
 
 
 class _Guard:
-    """Pure ASGI middleware in front of the app: refuses ambiguous framing, bounds the time
-    a request may take to arrive, turns any failure into a JSON 500, and counts answers."""
+    """Pure ASGI middleware in front of the app: refuses ambiguous framing, turns a failure
+    outside the routes into a JSON 500, and counts every answer by endpoint and status."""
 
-    def __init__(self, app: ASGIApp, limits: Limits, metrics: Metrics) -> None:
-        self.app, self.limits, self.metrics = app, limits, metrics
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -213,6 +213,10 @@ def create_app(
             return _error(405, f"use {use} for {path}", True)
         return _error(exc.status_code, str(exc.detail), True)
 
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        log.error("request failed: %s: %s", type(exc).__name__, exc)  # a bug: say so
+        return _error(500, f"internal error: {type(exc).__name__}", True)
+
     app = Starlette(
         routes=[
             Route("/v1/decide", decide, methods=["POST"]),
@@ -221,9 +225,9 @@ def create_app(
             Route("/metrics", metrics_page, methods=["GET"]),
             Route("/openapi.json", openapi_page, methods=["GET"]),
         ],
-        exception_handlers={HTTPException: http_error},
+        exception_handlers={HTTPException: http_error, Exception: internal_error},
     )
-    return _Guard(app, lim, met)
+    return _Guard(app, met)
 
 
 # -- uvicorn ---------------------------------------------------------------------------------
