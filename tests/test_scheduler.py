@@ -16,7 +16,13 @@ import pytest
 from edgesplit.agents.export import export_policy
 from edgesplit.agents.registry import get_agent
 from edgesplit.envs import ENV_ID
-from edgesplit.scheduler import PolicyError, RequestError, Scheduler, load_policy
+from edgesplit.scheduler import (
+    PolicyError,
+    RequestError,
+    Scheduler,
+    SchedulerError,
+    load_policy,
+)
 from edgesplit.scheduler.__main__ import example_request, main
 from edgesplit.scheduler.policy import policy_digest
 from edgesplit.scheduler.server import BackgroundServer, Limits, create_app
@@ -159,6 +165,8 @@ def _base(sched: Scheduler) -> dict:
         (lambda r: r.update(slot=-1), "slot"),
         (lambda r: r["devices"]["pi_0"].update(backlog_s=10**400), "devices.pi_0.backlog_s"),
         (lambda r: r["server_backlog_s"].update(mars=0.0), "server_backlog_s.mars"),
+        (lambda r: r["devices"]["pi_0"].update(queue_length=1.5), "devices.pi_0.queue_length"),
+        (lambda r: r.update(slot=True), "slot"),
     ],
 )  # fmt: skip
 def test_bad_requests_name_the_field(ppo_dir: Path, mutate, field: str) -> None:
@@ -169,6 +177,19 @@ def test_bad_requests_name_the_field(ppo_dir: Path, mutate, field: str) -> None:
         sched.decide(req)
     assert ei.value.field == field
     assert field in str(ei.value)
+    assert isinstance(ei.value, SchedulerError) and isinstance(ei.value, ValueError)
+
+
+def test_integral_floats_are_integers(ppo_dir: Path) -> None:
+    """JSON has one number type (and JSON Schema calls 2.0 an integer): ``2.0`` is taken as
+    the integer 2, and gets the same answer."""
+    sched = Scheduler(load_policy(ppo_dir))
+    req = _base(sched)
+    as_floats = json.loads(json.dumps(req))
+    as_floats["slot"] = 3.0
+    as_floats["devices"]["pi_0"]["queue_length"] = 2.0
+    req["slot"], req["devices"]["pi_0"]["queue_length"] = 3, 2
+    assert sched.decide(as_floats) == sched.decide(req)
 
 
 def test_unknown_applications_and_policy_failures_fall_back(single_dir: Path) -> None:
