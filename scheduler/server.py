@@ -36,6 +36,7 @@ policy and answers on its own, and ``/metrics`` adds up all of them.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import os
@@ -388,20 +389,32 @@ def serve(
         "threads": threads,
         "limits": asdict(lim),
     }
+    saved = {k: os.environ.get(k) for k in ("PROMETHEUS_MULTIPROC_DIR", _ENV)}
     with tempfile.TemporaryDirectory(prefix="edgesplit-metrics-") as d:
-        # set before the workers start (and import prometheus_client): they share counters
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = d
-        os.environ[_ENV] = json.dumps(settings)
-        config = uvicorn_config(
-            "edgesplit.scheduler.server:app_from_environment",
-            host,
-            port,
-            lim,
-            workers=workers,
-            http=http,
-        )
-        sock = config.bind_socket()
-        Multiprocess(config, sockets=[sock]).run()
+        try:
+            # set before the workers start (and import prometheus_client): they share counters
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = d
+            os.environ[_ENV] = json.dumps(settings)
+            config = uvicorn_config(
+                "edgesplit.scheduler.server:app_from_environment",
+                host,
+                port,
+                lim,
+                workers=workers,
+                http=http,
+            )
+            sock = config.bind_socket()
+            # older uvicorn releases also take the function each worker runs
+            extra = {"target": uvicorn.Server(config).run}
+            if "target" not in inspect.signature(Multiprocess).parameters:
+                extra = {}
+            Multiprocess(config, sockets=[sock], **extra).run()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 class BackgroundServer:
