@@ -486,3 +486,18 @@ def test_a_bug_is_answered_as_json_500(policy_dir: Path) -> None:
     assert r.status_code == 500 and r.json() == {"error": "internal error: KeyError"}
     assert 'endpoint="/v1/decide",status="500"} 1.0' in client("GET", "/metrics").text
     client.close()
+
+
+def test_open_connections_are_capped(sched: Scheduler) -> None:
+    """Past ``max_connections`` open connections a request is answered 503 at once (uvicorn's
+    ``limit_concurrency``), not queued; once they close, requests are served again."""
+    limits = Limits(max_connections=8, request_timeout_s=5.0)
+    with BackgroundServer(create_app(sched, limits), limits) as srv:
+        idle = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(8)]
+        time.sleep(0.2)  # let the server take them all
+        r = httpx.get(srv.url + "/healthz", timeout=5)
+        assert r.status_code == 503
+        for s in idle:
+            s.close()
+        time.sleep(0.2)
+        assert httpx.get(srv.url + "/healthz", timeout=5).json() == {"status": "ok"}
