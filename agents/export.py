@@ -12,8 +12,9 @@ the same pure-numpy decoder the environment uses, so there is exactly one decode
 ``policy.json`` holds everything a scheduler needs to build the observation and read the
 action, with no pickle anywhere: the format version, the algorithm, the environment id and
 version, the scenario, the static tables (devices, networks and their split candidates,
-targets, scales), the observation and action layouts, the ONNX file's sha256 and the
-training summary. :mod:`edgesplit.scheduler` loads it.
+targets, scales), the observation and action layouts, the ONNX file's sha256, the
+training summary, and one digest over the manifest's contents and the ONNX file
+together. :mod:`edgesplit.scheduler` loads it.
 
 >>> import tempfile
 >>> from edgesplit.agents.registry import get_agent
@@ -38,7 +39,7 @@ from torch import nn
 
 from edgesplit.envs import ENV_ID
 from edgesplit.envs.gym_env import SplitOffloadEnv
-from edgesplit.scheduler.policy import FORMAT, FORMAT_VERSION, file_sha256
+from edgesplit.scheduler.policy import FORMAT, FORMAT_VERSION, file_sha256, policy_digest
 
 from .protocol import Agent
 from .registry import get_agent
@@ -182,6 +183,8 @@ def export_policy(
         },
         "training": summary or {},
     }
+    # one sha256 over the manifest's contents and the ONNX file together (checked at load)
+    manifest["digest"] = policy_digest(manifest, onnx_path)
     tmp = out_dir / "policy.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=1, allow_nan=False))
     tmp.replace(out_dir / "policy.json")
