@@ -31,15 +31,16 @@ from typing import Any
 
 import numpy as np
 
+from edgesplit.sim.core import Core
 from edgesplit.sim.encoding import (
-    Tables,
     action_masks,
     decode,
     decode_device,
     encode_devices,
-    sequential_observation,
 )
+from edgesplit.sim.scenario import load_scenario
 from edgesplit.sim.schema import Decisions
+from edgesplit.sim.sequential import SequentialTurns
 
 from .errors import RequestError
 from .policy import LoadedPolicy
@@ -231,7 +232,7 @@ class Scheduler:
         out = []
         for i, name in enumerate(ta.device_names):
             if i in s["foreign"]:
-                out.append(self._foreign(name, i, s["foreign"][i], s["rates"][0, i]))
+                out.append(self._foreign(name, i, s["foreign"][i], s))
                 continue
             if not s["has"][0, i]:
                 out.append({"device": name, "task": False})
@@ -239,8 +240,7 @@ class Scheduler:
             a = int(s["app"][0, i])
             if dec is None:
                 try:
-                    _, ph = self._physics(None)
-                    sp, tg = _neurosurgeon(ta, ph, i, a, s["rates"][0, i])
+                    sp, tg = _neurosurgeon(self._rule_core(None), i, a, s)
                     entry = self._entry(name, a, sp, tg, 1.0, 1.0, source)
                 except Exception as e:  # no cost models to reason with: run it locally
                     last = int(ta.n_valid[a]) - 1
@@ -301,27 +301,21 @@ class Scheduler:
             act = pol.act(flat, None if masks is None else masks.reshape(1, -1))
             a = act.reshape(1, ta.n_devices, -1)
             return decode(ta, a, pol.action_type, app)
-        # sequential: one device at a time, each seeing what the earlier ones claimed
-        n = ta.n_devices
-        split = np.zeros(n, dtype=np.int64)
-        target = ta.home.copy()
-        bw, cpu = np.ones(n), np.ones(n)
-        order = np.flatnonzero(has[0])
-        for k, dev in enumerate(order):
-            o = sequential_observation(ta, obs[0, dev], dev, order[:k], app[0], split, target)
-            act = pol.act(o[None], None if masks is None else masks[:, dev])
-            d = decode_device(
-                ta, act.reshape((1, 1, *act.shape[1:])), pol.action_type, app[:, dev : dev + 1], dev
-            )
-            split[dev], target[dev] = d.split[0, 0], d.target[0, 0]
-            bw[dev], cpu[dev] = d.bw_weight[0, 0], d.cpu_weight[0, 0]
-        return Decisions(split[None], target[None], bw[None], cpu[None])
+        # sequential: the environment's protocol, one device at a time, each seeing what the
+        # earlier ones claimed
+        turns = SequentialTurns(ta, has[0], app[0])
+        while not turns.done:
+            dev = turns.device
+            act = pol.act(turns.observation(obs[0])[None], None if masks is None else masks[:, dev])
+            a1 = act.reshape((1, 1, *act.shape[1:]))
+            turns.record(decode_device(ta, a1, pol.action_type, app[:, dev : dev + 1], dev))
+        return turns.decisions
 
     # -- fallbacks ---------------------------------------------------------------------
-    def _physics(self, extra_network: str | None) -> tuple[Tables, Any]:
-        return _build_cached(self._scenario_key, extra_network)
+    def _rule_core(self, extra_network: str | None) -> Core:
+        return _core_cached(self._scenario_key, extra_network)
 
-    def _foreign(self, dev: str, i: int, app: str, rates: np.ndarray) -> dict[str, Any]:
+    def _foreign(self, dev: str, i: int, app: str, s: dict[str, Any]) -> dict[str, Any]:
         """A task of an application the policy was not trained on: Neurosurgeon on tables
         built for it from its shipped profile (looked up by network name; nothing else, so
         that a request can never make the scheduler read a file of its choosing)."""
@@ -330,7 +324,7 @@ class Scheduler:
         try:
             if app not in available_networks():
                 raise LookupError("no shipped profile of that name")
-            ta, ph = self._physics(app)
+            core = self._rule_core(app)
         except Exception as e:
             return {
                 "device": dev,
@@ -346,8 +340,9 @@ class Scheduler:
                 "note": f"application {app!r} is unknown to the policy and has no shipped "
                 f"profile ({type(e).__name__}); run it whole on the device",
             }
+        ta = core.tables
         a = ta.app_names.index(app)
-        sp, tg = _neurosurgeon(ta, ph, i, a, rates)
+        sp, tg = _neurosurgeon(core, i, a, s)
         last = int(ta.n_valid[a]) - 1
         return {
             "device": dev,
@@ -366,47 +361,45 @@ class Scheduler:
 
 
 @lru_cache(maxsize=32)
-def _build_cached(scenario_json: str, extra_network: str | None) -> tuple[Tables, Any]:
-    """Tables and physics of the policy's scenario (plus one application, by network name),
-    built from the installed cost models (cached)."""
-    from edgesplit.sim.scenario import load_scenario
-    from edgesplit.sim.tables import build
-
+def _core_cached(scenario_json: str, extra_network: str | None) -> Core:
+    """The environment's simulator for the policy's scenario (plus one application, by
+    network name), built from the installed cost models on the numpy backend (cached): the
+    fallback rule judges requests with the environment's own latency model."""
     d = json.loads(scenario_json)
     if extra_network is not None:
         d["applications"] = [
             *d["applications"],
             {"name": extra_network, "network": extra_network, "deadline_s": 1.0},
         ]
-    return build(load_scenario(d))
+    return Core(load_scenario(d), 1, backend="numpy")
 
 
-def _neurosurgeon(ta: Tables, ph: Any, i: int, a: int, rates: np.ndarray) -> tuple[int, int]:
-    """The split and target minimising this task's own latency at the measured ``rates``
-    (Mbps per access point), blind to the other devices (Neurosurgeon, ASPLOS 2017)."""
-    k = int(ta.n_valid[a])
-    best, pick = math.inf, (k - 1, int(ta.home[i]))
-    for s in range(k):
-        local = s == k - 1
-        for j in range(ta.n_targets):
-            if not ta.reachable[i, j]:
-                continue
-            lat = float(ta.head_s[i, a, s])
-            if not local:
-                ap = int(ta.ap_of_target[i, j])
-                r = float(rates[ap])
-                if r <= 0:
-                    continue
-                mbits = float(ta.bytes_[a, s]) * 8e-6
-                lat += mbits / r + float(ph.rtt_s[i, ap]) + float(ta.tail_s[a, s, j])
-                if (
-                    j == ta.n_targets - 1
-                    and ph.backhaul is not None
-                    and len(ta.target_names) > ta.n_aps
-                ):
-                    lat += mbits / ph.backhaul.mean_mbps + ph.backhaul.rtt_s
-            if lat < best:
-                best, pick = lat, (s, j)
-            if local:
-                break  # all-local does not depend on the target
-    return pick
+def _neurosurgeon(core: Core, i: int, a: int, s: dict[str, Any]) -> tuple[int, int]:
+    """The split and target minimising the latency of device ``i``'s task of app ``a`` alone
+    (Neurosurgeon, ASPLOS 2017: blind to the other devices), at the measured rates and
+    reported backlogs of the snapshot ``s``, by the environment's model
+    (:meth:`~edgesplit.sim.core.Core.resolve_snapshot`)."""
+    ta = core.tables
+    opts = [
+        (sp, j)
+        for sp in range(int(ta.n_valid[a]))
+        for j in range(ta.n_targets)
+        if ta.reachable[i, j]
+    ]
+    b, n = len(opts), ta.n_devices
+    dec = Decisions.filled((b, n), home=ta.home[None])
+    dec.split[:, i] = [o[0] for o in opts]
+    dec.target[:, i] = [o[1] for o in opts]
+    alone = np.zeros((b, n), dtype=bool)
+    alone[:, i] = True
+    app = np.zeros((b, n), dtype=np.int64)
+    app[:, i] = a
+
+    def rep(x: np.ndarray) -> np.ndarray:
+        return np.repeat(x, b, axis=0)
+
+    with np.errstate(divide="ignore"):  # a measured rate of 0: that link is never chosen
+        res = core.resolve_snapshot(
+            dec, alone, app, rep(s["wait"]), rep(s["backlog"]), rep(s["srv"]), rep(s["rates"])
+        )
+    return opts[int(np.argmin(res.latency_s[:, i]))]

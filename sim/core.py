@@ -565,6 +565,53 @@ class Core:
         if rows is not None:
             has, app, wait_q, kbase = has[rows], app[rows], wait_q[rows], kbase[rows]
             dev_b, srv_b, rates = dev_b[rows], srv_b[rows], rates[rows]
+        return self._outcome(dec, has, app, wait_q, kbase, dev_b, srv_b, rates, active)
+
+    def resolve_snapshot(
+        self,
+        dec: Decisions,
+        has_task: np.ndarray,
+        app: np.ndarray,
+        wait_s: np.ndarray,
+        dev_backlog: np.ndarray,
+        srv_backlog: np.ndarray,
+        rates: np.ndarray,
+        active: np.ndarray | None = None,
+    ) -> StepResult:
+        """:meth:`resolve` for a system snapshot given as arrays instead of this core's
+        state: pending tasks ``has_task``, ``app``, their waits ``wait_s`` and the device
+        backlogs ``[B, N]``, server backlogs ``[B, J]``, link rates ``[B, N, M]`` (Mbps).
+        The same model, for a live system (the scheduler's fallback rule judges requests
+        with it)."""
+        has = np.asarray(has_task, dtype=bool)
+        app = np.where(has, app, 0).astype(np.int64)
+        rows = self._row_n + np.where(has, app, self.tables.n_apps)
+        wait_q = np.where(has, wait_s, 0.0)
+        return self._outcome(
+            dec,
+            has,
+            app,
+            wait_q,
+            rows * self._sj,
+            np.asarray(dev_backlog, float),
+            np.asarray(srv_backlog, float),
+            np.asarray(rates, float),
+            active,
+        )
+
+    def _outcome(
+        self,
+        dec: Decisions,
+        has: np.ndarray,
+        app: np.ndarray,
+        wait_q: np.ndarray,
+        kbase: np.ndarray,
+        dev_b: np.ndarray,
+        srv_b: np.ndarray,
+        rates: np.ndarray,
+        active: np.ndarray | None,
+    ) -> StepResult:
+        """The slot's outcome from the pending tasks and the state's arrays (batch ``B``)."""
         if active is not None:
             has = has & active
             wait_q = wait_q * has

@@ -15,7 +15,7 @@ import pytest
 
 from edgesplit.agents.export import export_policy
 from edgesplit.agents.registry import get_agent
-from edgesplit.envs import ENV_ID
+from edgesplit.envs import ENV_ID, ENV_ID_V0
 from edgesplit.scheduler import (
     PolicyError,
     RequestError,
@@ -344,3 +344,38 @@ def test_scheduler_needs_no_torch_gymnasium_or_numba(single_dir: Path) -> None:
         "assert s.decide(req)['decisions'][0]['source'] == 'neurosurgeon'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_the_fallback_rule_picks_the_fastest_choice_of_the_environment(single_dir: Path) -> None:
+    """With the policy failing, the scheduler's Neurosurgeon rule takes, for the one device
+    of `single`, the split and target whose latency, as the environment itself then
+    measures it, is the lowest (v0, so that the request's rates and backlogs are the true
+    ones): the rule judges with the environment's own model."""
+    import copy
+
+    sched = Scheduler(load_policy(single_dir))
+    sched.policy.act = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("down"))  # type: ignore[method-assign]
+    env = gym.make(ENV_ID_V0, scenario="single").unwrapped
+    ta = env.core.tables
+    checked = 0
+    for seed in range(6):
+        env.reset(seed=seed)
+        for _ in range(15):  # slots, each from a fresh state of its own
+            env.step(env.action_space.sample())
+            has, app = env.core.pending()
+            if not has[0, 0]:
+                continue
+            (d,) = sched.decide(_request(env.core))["decisions"]
+            assert d["source"] == "neurosurgeon"
+            a = int(app[0, 0])
+            lat = {}
+            for s in range(int(ta.n_valid[a])):
+                for j in range(ta.n_targets):
+                    trial = copy.deepcopy(env.core)
+                    act = np.array([[[s, j, ta.n_levels - 1, ta.n_levels - 1]]])
+                    lat[s, j] = float(trial.step_action(act, "multidiscrete").latency_s[0, 0])
+            best = min(lat.values())
+            chosen = (d["split_index"], ta.target_names.index(d["target"]) if d["target"] else 0)
+            assert lat[chosen] == pytest.approx(best, rel=1e-9), (lat, chosen)
+            checked += 1
+    assert checked >= 10
