@@ -198,19 +198,27 @@ class Core:
             self._bh_rtt = ph.backhaul.rtt_s
         else:
             self._bh_rate, self._bh_rtt = np.inf, 0.0
-        # Poisson cdf per device for k = 0..qmax-1 arrivals
-        lam = ph.arrival_mean[:, None]
+        # Poisson cdf for k = 0..qmax-1 arrivals per arrival row: device n's row 2n between
+        # bursts, 2n + 1 in one (the same for devices without bursts)
+        lam = ph.arrival_mean.reshape(-1)[:, None]
         k = np.arange(self._qmax_arr)[None, :]
         logfact = np.cumsum(np.log(np.maximum(k, 1)), axis=1)
         with np.errstate(divide="ignore"):
             pmf = np.exp(-lam + k * np.log(np.where(lam > 0, lam, 1.0)) - logfact)
-        pmf[:, 1:] *= ph.arrival_mean[:, None] > 0
-        self._arr_cdf = np.cumsum(pmf, axis=1)  # [N, K]
+        pmf[:, 1:] *= lam > 0
+        self._arr_cdf = np.cumsum(pmf, axis=1)  # [2N, K]
         self._app_cdf = ph.app_cdf
+        # bursts: per-slot switching probabilities as thresholds on 32-bit uniforms
+        self._bursty = bool((ph.phase_on > 0).any() or (ph.phase_start > 0).any())
+        self._phase_thr = np.ceil(
+            np.stack([ph.phase_on, ph.phase_off, ph.phase_start], axis=1) * 2.0**32
+        ).astype(np.uint64)  # [N, 3]: start a burst, end one, begin an episode in one
+        self._off_phase = rng.offsets(rng.STREAM_PHASE, np.arange(n))
         # the same cdfs as thresholds on 32-bit integer uniforms U (U / 2^32 >= c exactly
         # when U >= ceil(c * 2^32)), each device's shifted by n * 2^33 so that one sorted
         # array serves all devices: searchsorted gives n * K + (number of thresholds <= U)
         shift = np.arange(n, dtype=np.uint64)[:, None] << np.uint64(33)
+        arr_shift = np.arange(2 * n, dtype=np.uint64)[:, None] << np.uint64(33)
         arr_thr = np.ceil(self._arr_cdf * 2.0**32).astype(np.uint64)
         app_thr = np.ceil(self._app_cdf * 2.0**32).astype(np.uint64)
         self._arr_thr, self._app_thr = arr_thr, app_thr
@@ -218,10 +226,11 @@ class Core:
         # (app of the first task); "at least one arrival" is w >= thr0 << 32
         never = arr_thr[:, 0] >= np.uint64(2**32)  # no arrivals (rate 0)
         self._arr_hit = np.where(never, np.uint64(2**64 - 1), arr_thr[:, 0] << np.uint64(32))
-        self._arr_sorted = (arr_thr + shift).ravel()
+        self._arr_sorted = (arr_thr + arr_shift).ravel()
         self._app_sorted = (app_thr + shift).ravel()
         self._shift = shift[:, 0]
-        self._arr_k0 = np.arange(n, dtype=np.int64) * self._qmax_arr
+        self._arr_shift = arr_shift[:, 0]
+        self._arr_k0 = np.arange(2 * n, dtype=np.int64) * self._qmax_arr
         self._app_k0 = np.arange(n, dtype=np.int64) * ta.n_apps
         # links: every (device, access point) link of every class in one bank
         classes, ln, lm = [], [], []
@@ -434,6 +443,10 @@ class Core:
         # a device knows its links' first rates (measured when it associates); the servers
         # start empty, and say so
         st.rates_seen[mask] = st.rates[mask]
+        if self._bursty:  # each device starts in a burst with its stationary probability
+            u = rng.finalise(base[:, None] + self._off_phase[None, :]) & rng.LO32
+            start = u < self._phase_thr[:, 2]
+            st.phase[mask] = start[mask]
         words = rng.finalise(base[:, None] + self._off_slot[None, :])
         self._arrive(mask, t_prev, words, base)
         self._pend = None
@@ -448,16 +461,18 @@ class Core:
         (``base``: the slots' generator input); returns the number dropped per device
         ``[E, N]`` (None when none)."""
         n, q = self.n_devices, self.tables.queue_capacity
-        hit = words[:, :n] >= self._arr_hit  # at least one arrival
+        arow = 2 * self._nidx + self.state.phase  # [E, N] each device's arrival row
+        hit = words[:, :n] >= self._arr_hit.take(arow)  # at least one arrival
         if mask is not None:
             hit &= mask[:, None]
         fi = np.flatnonzero(hit)  # flat (environment, device) indices
         if not fi.size:
             return None
         nn = self._dev_of.take(fi)
+        rr = arow.reshape(-1).take(fi)
         w = words.reshape(-1).take(self._word_of.take(fi))
-        count = self._arr_sorted.searchsorted((w >> np.uint64(32)) + self._shift.take(nn), "right")
-        count -= self._arr_k0.take(nn)
+        u = (w >> np.uint64(32)) + self._arr_shift.take(rr)
+        count = self._arr_sorted.searchsorted(u, "right") - self._arr_k0.take(rr)
         qlen_f = self.state.qlen.reshape(-1)
         qlen = qlen_f.take(fi)
         acc = np.minimum(count, q - qlen)
@@ -489,6 +504,14 @@ class Core:
         self.state.qapp.put(flat, apps)
         self.state.qarr.put(flat, (t + 1).take(fi // n))
         return dropped
+
+    def _switch_phases(self, base: np.ndarray) -> None:
+        """Bursts start and end: each device's phase for the next slot, from one 32-bit
+        uniform per device of the slot's generator (``base``)."""
+        st = self.state
+        u = rng.finalise(base[:, None] + self._off_phase[None, :]) & rng.LO32
+        thr = np.where(st.phase == 1, self._phase_thr[:, 1], self._phase_thr[:, 0])
+        st.phase ^= (u < thr).astype(np.int64)
 
     # views -----------------------------------------------------------------------------
     def _pending(self) -> _Pending:
@@ -793,6 +816,8 @@ class Core:
             res.dropped = dropped
             res.cost = res.cost + self._w[4] * dropped
             res.team_reward = -res.cost.sum(1) / self.n_devices
+        if self._bursty:
+            self._switch_phases(base)
         st.t += 1
         # the devices measured this slot's rates; the links move on to the next slot
         if self._measured_rates:
@@ -831,6 +856,9 @@ class Core:
             "arr_thr": self._arr_thr,
             "app_thr": self._app_thr,
             "arr_hit": self._arr_hit,
+            "phase_thr": self._phase_thr,
+            "off_phase": self._off_phase,
+            "bursty": self._bursty,
             "off_slot": self._off_slot,
             "off_extra": self._off_extra,
             "link_n": self._link_n if self._n_links else np.zeros(0, np.int64),

@@ -68,6 +68,7 @@ IP = (
     "R",  # rows of the static observation table
     "MEASURED",  # 1: the scheduler knows the measured link rates (an EWMA), 0: the true ones
     "REPORTED",  # 1: it knows the backlogs the servers reported a slot ago, 0: the true ones
+    "BURSTY",  # 1: some device's arrivals come in bursts (phases switch)
 )
 # Everything the step reads or changes lives in two int64 arrays: ``st`` (static) and ``sv``
 # (state). Each part has a kind: "f" float64, "i" int64, "u" uint64 (all 8 bytes, reached by
@@ -99,6 +100,8 @@ STATIC = (
     ("arr_thr", "u"),
     ("app_thr", "u"),
     ("arr_hit", "u"),
+    ("phase_thr", "u"),
+    ("off_phase", "u"),
     ("off_slot", "u"),
     ("off_extra", "u"),
     ("rows", "f4"),
@@ -211,37 +214,39 @@ N_HEAD = _NIP + 2 * len(STATIC + STATE)
 
 # constants the compiled code sees as globals (frozen at compile time)
 I_E, I_N, I_J, I_M, I_A, I_S, I_Q, I_KMAX, I_W, I_LM, I_L, I_WS, I_HOR, I_D, I_OBS = range(15)
-I_KTAB, I_R, I_MEASURED, I_REPORTED = 15, 16, 17, 18
+I_KTAB, I_R, I_MEASURED, I_REPORTED, I_BURSTY = 15, 16, 17, 18, 19
 assert IP.index("KTAB") == I_KTAB and IP.index("R") == I_R and IP.index("OBS") == I_OBS
 assert IP.index("MEASURED") == I_MEASURED and IP.index("REPORTED") == I_REPORTED
-(
-    H_FP,
-    H_PTX,
-    H_LEV,
-    H_MLEV,
-    H_MPS,
-    H_MKOP,
-    H_MRHO,
-    H_MINN,
-    H_NTAB,
-    H_ROWDL,
-    H_FTAB,
-    H_NVEC,
-    H_NVALID,
-    H_REACH,
-    H_LINKN,
-    H_LINKM,
-    H_MCOLS,
-    H_MK,
-    H_MROW,
-    H_ITAB,
-    H_ARRTHR,
-    H_APPTHR,
-    H_ARRHIT,
-    H_OFFSLOT,
-    H_OFFEXTRA,
-    H_ROWS,
-) = (HEAD[k] for k, _ in STATIC)
+assert IP.index("BURSTY") == I_BURSTY
+# positions in ``st`` of each static part's (start, count), by name
+H_FP = HEAD["fp"]
+H_PTX = HEAD["p_tx"]
+H_LEV = HEAD["levels"]
+H_MLEV = HEAD["m_lev"]
+H_MPS = HEAD["m_pswitch"]
+H_MKOP = HEAD["m_kop"]
+H_MRHO = HEAD["m_rho"]
+H_MINN = HEAD["m_innov"]
+H_NTAB = HEAD["ntable"]
+H_ROWDL = HEAD["row_dl"]
+H_FTAB = HEAD["ftab"]
+H_NVEC = HEAD["nvec"]
+H_NVALID = HEAD["n_valid"]
+H_REACH = HEAD["reach"]
+H_LINKN = HEAD["link_n"]
+H_LINKM = HEAD["link_m"]
+H_MCOLS = HEAD["mcols"]
+H_MK = HEAD["m_k"]
+H_MROW = HEAD["m_row"]
+H_ITAB = HEAD["itab"]
+H_ARRTHR = HEAD["arr_thr"]
+H_APPTHR = HEAD["app_thr"]
+H_ARRHIT = HEAD["arr_hit"]
+H_PHASETHR = HEAD["phase_thr"]
+H_OFFPHASE = HEAD["off_phase"]
+H_OFFSLOT = HEAD["off_slot"]
+H_OFFEXTRA = HEAD["off_extra"]
+H_ROWS = HEAD["rows"]
 (
     H_MKEY,
     H_T,
@@ -258,6 +263,7 @@ assert IP.index("MEASURED") == I_MEASURED and IP.index("REPORTED") == I_REPORTED
     H_LRATES,
     H_RSEEN,
     H_SSEEN,
+    H_PHASE,
 ) = (
     HEAD[k]
     for k in (
@@ -276,6 +282,7 @@ assert IP.index("MEASURED") == I_MEASURED and IP.index("REPORTED") == I_REPORTED
         "lrates",
         "rates_seen",
         "srv_seen",
+        "phase",
     )
 )
 F_WL, F_WE, F_WM, F_WI, F_WD, F_SLOT, F_LS, F_RS, F_FLOOR, F_MINW, F_EWMA = range(len(FP))
@@ -492,22 +499,24 @@ def slot_words(base, off_slot, words):
 
 @nb.njit(inline="always")
 def arrive(e, words, base, tn, arrivals, queues, of, oi):
-    """Twin of ``Core._arrive``, for environment ``e``: Poisson arrivals from the slot's
-    words join the queues (``qarr`` = ``tn``); overflow is dropped at ``w_d`` each."""
+    """Twin of ``Core._arrive``, for environment ``e``: Poisson arrivals (at each device's
+    rate of its burst phase) from the slot's words join the queues (``qarr`` = ``tn``);
+    overflow is dropped at ``w_d`` each."""
     arr_hit, arr_thr, app_thr, off_extra, kmax, w_d = arrivals
-    qapp, qarr, qhead, qlen = queues
+    qapp, qarr, qhead, qlen, phase = queues
     n_n, q_n = qlen.shape[1], qapp.shape[2]
     a_n = app_thr.shape[0] // n_n
     lo32 = np.uint64(0xFFFFFFFF)
     s32 = np.uint64(32)
     for i in range(n_n):
         w = words[i]
-        if w < arr_hit[i]:
+        r = 2 * i + phase[e, i]  # the device's arrival row: between bursts, or in one
+        if w < arr_hit[r]:
             continue
         u = w >> s32
         count = 0
         for c in range(kmax):
-            if arr_thr[i * kmax + c] <= u:
+            if arr_thr[r * kmax + c] <= u:
                 count += 1
         ql = qlen[e, i]
         acc = min(count, q_n - ql)
@@ -560,7 +569,7 @@ def pending_and_observe(e, tn, fs, encoder, queues, dev_b, srv_b, rates, out, ob
     environment ``e``: the next slot's pending task of each device (the packed ``next_*``
     rows) and, when ``write_obs``, its observation."""
     rows_tab, row_dl, s_n, horizon, write_obs = encoder
-    qapp, qarr, qhead, qlen = queues
+    qapp, qarr, qhead, qlen, _phase = queues
     of, oi, ob = out
     n_n, q_n = qlen.shape[1], qapp.shape[2]
     m_n, j_n = rates.shape[2], srv_b.shape[1]
@@ -604,6 +613,18 @@ def pending_and_observe(e, tn, fs, encoder, queues, dev_b, srv_b, rates, out, ob
             o[c + j] = np.float32(sb / (sb + ls))
         c += j_n
         o[c] = np.float32(tn / horizon)
+
+
+@nb.njit(inline="always")
+def switch_phases(e, base, phase_thr, off_phase, phase):
+    """Twin of ``Core._switch_phases``: bursts start and end, one 32-bit uniform per device
+    of the slot's generator."""
+    lo32 = np.uint64(0xFFFFFFFF)
+    for i in range(phase.shape[1]):
+        u = _fin(base + off_phase[i]) & lo32
+        thr = phase_thr[3 * i + 1] if phase[e, i] == 1 else phase_thr[3 * i]
+        if u < thr:
+            phase[e, i] ^= 1
 
 
 @nb.njit(inline="always")
@@ -700,7 +721,10 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
         n_n,
         st[I_WS],
     )
-    queues = (qapp, qarr, qhead, qlen)
+    phase = _i(sv, st, H_PHASE).reshape(e_n, n_n)
+    queues = (qapp, qarr, qhead, qlen, phase)
+    phase_thr, off_phase = _u(st, st, H_PHASETHR), _u(st, st, H_OFFPHASE)
+    bursty = st[I_BURSTY] != 0
     encoder = (rows_tab, _f(st, st, H_ROWDL), s_n, st[I_HOR], write_obs)
     out = (of, oi, ob)
     for e in range(e_n):
@@ -715,6 +739,8 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
         slot_words(base, off_slot, words)
         tn = t[e] + 1
         arrive(e, words, base, tn, arrivals, queues, of, oi)
+        if bursty:
+            switch_phases(e, base, phase_thr, off_phase, phase)
         cost_sum = 0.0
         for i in range(n_n):
             cost_sum += of[RF_COST, e, i]
@@ -790,6 +816,8 @@ class KernelArgs:
             "arr_thr": cs["arr_thr"],
             "app_thr": cs["app_thr"],
             "arr_hit": cs["arr_hit"],
+            "phase_thr": cs["phase_thr"],
+            "off_phase": cs["off_phase"],
             "off_slot": cs["off_slot"],
             "off_extra": cs["off_extra"],
             "rows": ta.static_rows,
@@ -818,6 +846,7 @@ class KernelArgs:
             "R": ta.static_rows.shape[0],
             "MEASURED": int(cs["measured_rates"]),
             "REPORTED": int(cs["reported_backlogs"]),
+            "BURSTY": int(cs["bursty"]),
         }
         head = [scalars[k] for k in IP]
         words: list[np.ndarray] = []

@@ -31,6 +31,7 @@ __all__ = [
     "M1",
     "M2",
     "STREAM_LINK_RESET",
+    "STREAM_PHASE",
     "STREAM_SLOT",
     "U32",
     "U53",
@@ -53,8 +54,9 @@ U53 = 1.0 / 9007199254740992.0  # a 53-bit integer to [0, 1)
 LO32 = np.uint64(0xFFFFFFFF)
 _S30, _S27, _S31, _S11 = (np.uint64(k) for k in (30, 27, 31, 11))
 
-#: stream ids: a slot's arrivals and link steps; the links' initial states at reset
-STREAM_SLOT, STREAM_LINK_RESET = 1, 200
+#: stream ids: a slot's arrivals and link steps; the links' initial states at reset; the
+#: arrival bursts' phases
+STREAM_SLOT, STREAM_LINK_RESET, STREAM_PHASE = 1, 200, 300
 
 
 def splitmix(z: np.ndarray) -> np.ndarray:

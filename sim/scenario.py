@@ -45,6 +45,7 @@ from typing import Any
 __all__ = [
     "PRIVILEGED_INFORMATION",
     "AppSpec",
+    "BurstSpec",
     "CloudSpec",
     "CostSpec",
     "DeviceSpec",
@@ -90,6 +91,18 @@ class CloudSpec:
 
 
 @dataclass(frozen=True)
+class BurstSpec:
+    """Bursty arrivals: a two-state Markov-modulated Poisson process (on/off). While a burst
+    is on, tasks arrive at ``on_rate_hz``; between bursts at the device's ``arrival_rate_hz``.
+    Bursts and the gaps between them last exponentially distributed times of means
+    ``mean_on_s`` and ``mean_off_s`` (switching is checked once per slot)."""
+
+    on_rate_hz: float  # [1/s]
+    mean_on_s: float  # [s]
+    mean_off_s: float  # [s]
+
+
+@dataclass(frozen=True)
 class DeviceSpec:
     """One end device (groups with ``count`` are expanded to several of these)."""
 
@@ -97,8 +110,9 @@ class DeviceSpec:
     device_class: str
     home: str  # home edge server / access point
     links: dict[str, str]  # access point (server name) -> link class
-    arrival_rate_hz: float  # [1/s] Poisson task arrivals
+    arrival_rate_hz: float  # [1/s] Poisson task arrivals (between bursts, with ``bursts``)
     apps: dict[str, float]  # application name -> relative frequency
+    bursts: BurstSpec | None = None  # on/off modulation of the arrival rate
 
 
 @dataclass(frozen=True)
@@ -230,6 +244,13 @@ class Scenario:
                     "links": dict(d.links),
                     "arrival_rate_hz": d.arrival_rate_hz,
                     "apps": dict(d.apps),
+                    **(
+                        {}
+                        if d.bursts is None
+                        else {
+                            "bursts": {f.name: getattr(d.bursts, f.name) for f in fields(BurstSpec)}
+                        }
+                    ),
                 }
                 for d in self.devices
             ],
@@ -387,7 +408,7 @@ def _build(raw: Mapping[str, Any], source: str, base: Path | None = None) -> Sce
             d,
             p,
             {"name", "device_class", "home", "links", "arrival_rate_hz", "apps"},
-            {"count"},
+            {"count", "bursts"},
         )
         count = ck.number(d.get("count", 1), f"{p}.count", low=1, high=256, integer=True)
         dname = ck.string(d["name"], f"{p}.name")
@@ -405,6 +426,19 @@ def _build(raw: Mapping[str, Any], source: str, base: Path | None = None) -> Sce
         if home not in links:
             raise ck.fail(f"{p}.links", dict(links), f"no link to the home server {home!r}")
         rate = ck.number(d["arrival_rate_hz"], f"{p}.arrival_rate_hz", low=0.0)
+        bursts = None
+        if d.get("bursts") is not None:
+            b = d["bursts"]
+            ck.keys(b, f"{p}.bursts", {f.name for f in fields(BurstSpec)}, set())
+            bursts = BurstSpec(
+                on_rate_hz=ck.number(b["on_rate_hz"], f"{p}.bursts.on_rate_hz", low=0.0),
+                mean_on_s=ck.number(
+                    b["mean_on_s"], f"{p}.bursts.mean_on_s", low=0.0, low_open=True
+                ),
+                mean_off_s=ck.number(
+                    b["mean_off_s"], f"{p}.bursts.mean_off_s", low=0.0, low_open=True
+                ),
+            )
         mix = d["apps"]
         if isinstance(mix, (list, tuple)):
             mix = dict.fromkeys(mix, 1.0)
@@ -423,6 +457,7 @@ def _build(raw: Mapping[str, Any], source: str, base: Path | None = None) -> Sce
                     links=dict(links),
                     arrival_rate_hz=rate,
                     apps={str(k2): float(v) for k2, v in mix.items()},
+                    bursts=bursts,
                 )
             )
     dnames = [d.name for d in devices]

@@ -37,6 +37,7 @@ class State:
     qarr: np.ndarray  # [E, N, Q] int64, arrival slot of each queued task
     qhead: np.ndarray  # [E, N] int64, ring-buffer head
     qlen: np.ndarray  # [E, N] int64, queued tasks (the first is pending)
+    phase: np.ndarray  # [E, N] int64, 1 while a burst of arrivals is on (scenario's bursts)
     dev_backlog: np.ndarray  # [E, N] float64, seconds of device work carried over
     srv_backlog: np.ndarray  # [E, J] float64, seconds of target work carried over
     rates: np.ndarray  # [E, N, M] float64, Mbps of each device's link to each access point
@@ -58,6 +59,7 @@ class State:
             qarr=np.zeros((e, n, q), i),
             qhead=np.zeros((e, n), i),
             qlen=np.zeros((e, n), i),
+            phase=np.zeros((e, n), i),
             dev_backlog=np.zeros((e, n), f),
             srv_backlog=np.zeros((e, n_targets), f),
             rates=np.zeros((e, n, n_aps), f),

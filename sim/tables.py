@@ -33,7 +33,10 @@ class Physics:
     rtt_s: np.ndarray  # [N, M] round-trip time of each device's link to each access point
     link_pairs: dict[str, tuple[LinkClass, np.ndarray, np.ndarray]]  # class -> (n idx, m idx)
     backhaul: LinkClass | None
-    arrival_mean: np.ndarray  # [N] mean arrivals per slot
+    arrival_mean: np.ndarray  # [N, 2] mean arrivals per slot, between bursts and in one
+    phase_on: np.ndarray  # [N] probability per slot that a burst starts (0: never)
+    phase_off: np.ndarray  # [N] probability per slot that a burst ends
+    phase_start: np.ndarray  # [N] probability that an episode starts in a burst (stationary)
     app_cdf: np.ndarray  # [N, A] cumulative application mix
 
 
@@ -173,7 +176,34 @@ def build(
         rtt_s=rtt,
         link_pairs={k: (lc_by_name[k], np.array(v[0]), np.array(v[1])) for k, v in pairs.items()},
         backhaul=backhaul,
-        arrival_mean=np.array([d.arrival_rate_hz * sc.slot_s for d in sc.devices]),
+        arrival_mean=np.array(
+            [
+                [d.arrival_rate_hz, d.arrival_rate_hz if d.bursts is None else d.bursts.on_rate_hz]
+                for d in sc.devices
+            ]
+        )
+        * sc.slot_s,
+        # exponential sojourns, checked once per slot: P(switch in a slot) = 1 - exp(-dt/mean)
+        phase_on=np.array(
+            [
+                0.0 if d.bursts is None else -np.expm1(-sc.slot_s / d.bursts.mean_off_s)
+                for d in sc.devices
+            ]
+        ),
+        phase_off=np.array(
+            [
+                0.0 if d.bursts is None else -np.expm1(-sc.slot_s / d.bursts.mean_on_s)
+                for d in sc.devices
+            ]
+        ),
+        phase_start=np.array(
+            [
+                0.0
+                if d.bursts is None
+                else d.bursts.mean_on_s / (d.bursts.mean_on_s + d.bursts.mean_off_s)
+                for d in sc.devices
+            ]
+        ),
         app_cdf=np.cumsum(mix, axis=1),
     )
     return tables, physics

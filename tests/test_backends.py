@@ -68,7 +68,18 @@ def _idle_devices() -> dict:
     return d
 
 
+def _bursty() -> dict:
+    """``default`` with on/off bursts of arrivals on some devices (a burst's rate is high
+    enough to drop tasks), one group never bursting, one with a zero rate between bursts."""
+    d = load_scenario("default").to_dict()
+    d["devices"][0]["bursts"] = {"on_rate_hz": 30.0, "mean_on_s": 0.5, "mean_off_s": 1.0}
+    d["devices"][2]["arrival_rate_hz"] = 0.0
+    d["devices"][2]["bursts"] = {"on_rate_hz": 8.0, "mean_on_s": 0.3, "mean_off_s": 0.4}
+    return d
+
+
 _MADE = {
+    "bursty": _bursty,
     "crowded": _crowded,
     "traced": _traced,
     "all_traced": _all_traced,
@@ -112,7 +123,7 @@ def test_numba_step_matches_numpy(name: str, num_envs: int) -> None:
     fast.reset(keys)
     rng = np.random.default_rng(1)
     ta = ref.tables
-    drops = multi = 0
+    drops = multi = switches = 0
     for step in range(240):
         where = f"{name}, E={num_envs}, step {step}"
         np.testing.assert_array_equal(fast.observe(), ref.observe(), err_msg=where)
@@ -120,7 +131,7 @@ def test_numba_step_matches_numpy(name: str, num_envs: int) -> None:
             np.testing.assert_array_equal(b, a, err_msg=where)
         kind = ("multidiscrete", "continuous", "discrete")[step % 3]
         act = _random_action(rng, ta, num_envs, kind)
-        qlen = ref.qlen.copy()
+        qlen, phase = ref.qlen.copy(), ref.state.phase.copy()
         ra = ref.step_action(act, kind)
         rb = fast.step_action(act, kind)
         _assert_same_result(ra, rb, where)
@@ -134,6 +145,7 @@ def test_numba_step_matches_numpy(name: str, num_envs: int) -> None:
             )
         np.testing.assert_allclose(fast._bank.rates, ref._bank.rates, rtol=1e-13, err_msg=where)
         drops += int(ra.dropped.sum())
+        switches += int((ref.state.phase != phase).sum())
         multi += int((ref.qlen - (qlen - ra.has_task) > 1).sum())
         if step % 60 == 59:  # restart some environments mid-run (VectorEnv autoreset)
             mask = rng.random(num_envs) < 0.5
@@ -141,8 +153,12 @@ def test_numba_step_matches_numpy(name: str, num_envs: int) -> None:
             new = keys + np.uint64(step)
             ref.reset(new, mask)
             fast.reset(new, mask)
-    if name in ("crowded", "tiny_queue"):  # the rare paths were exercised
+    if name in ("crowded", "tiny_queue", "bursty"):  # the rare paths were exercised
         assert drops > 0, drops
+    if name == "bursty":  # bursts started and ended, on both backends alike
+        assert switches > 20, switches
+    else:
+        assert switches == 0 and not ref.state.phase.any()
     if name == "crowded":
         assert multi > 0, multi
     if name == "idle_devices":  # the idle devices never had a task
