@@ -3,28 +3,41 @@
 Each baseline decides, for every environment of a batched :class:`~edgesplit.sim.core.Core`,
 the split, target and weights of each device's pending task (:meth:`Baseline.decide`), and
 can act in any EdgeSplit Gymnasium env through :meth:`Baseline.act`. They read the
-simulator's state (cost tables, current link rates, backlogs): they are privileged,
-model-based references, not learned agents.
+simulator's state (cost tables, link rates, backlogs): they are model-based references, not
+learned agents.
 
-========================  ==================================================================
-name                      rule
-========================  ==================================================================
-``local``                 every task runs whole on its device
-``offload``               full offload (raw input) to the home edge server
-``random``                uniformly random among feasible (split, target, weights)
-``neurosurgeon``          each task's own best (split, target) under the current link rate
-                          and backlogs, blind to the other devices' choices this slot
-                          (Kang et al., ASPLOS 2017, extended to several targets)
-``greedy``                devices in turn, each picking the (split, target) that minimises the
-                          slot's total cost given the devices before it (sees contention)
-``oracle``                myopic oracle: exact search over the slot's joint (split, target)
-                          when the joint space has at most ``exact_limit`` points, else
-                          iterated best response from the greedy start over (split, target,
-                          weights) until no device can lower the slot's cost
-========================  ==================================================================
+============================  ==============================================================
+name                          rule
+============================  ==============================================================
+``local``                     every task runs whole on its device
+``offload``                   full offload (raw input) to the home edge server
+``random``                    uniformly random among feasible (split, target, weights)
+``neurosurgeon``              each task's own best (split, target) under the link rate and
+                              backlogs, blind to the other devices' choices this slot
+                              (Kang et al., ASPLOS 2017, extended to several targets)
+``greedy``                    devices in turn, each picking the (split, target) that
+                              minimises the slot's total cost given the devices before it
+                              (sees contention)
+``oracle``                    myopic oracle: exact search over the slot's joint (split,
+                              target) when the joint space has at most ``exact_limit``
+                              points, else iterated best response from the greedy start over
+                              (split, target, weights) until no device can lower the slot's
+                              cost
+``*_privileged``              the same three rules reading the true current link rates
+``clairvoyant``               lookahead over the episode's known future (:class:`Clairvoyant`)
+============================  ==============================================================
 
 ``neurosurgeon``, ``greedy`` and the exact ``oracle`` give every task equal weights (the
 highest level); only the oracle's best-response stage searches the weights too.
+
+**Information.** Every baseline says what it reads (:attr:`Baseline.privileged`). The fair
+rules (``neurosurgeon``, ``greedy``, ``oracle``) decide on the link rate *measured over the
+last slot* (:meth:`Baseline.visible_rates`), which is what a real scheduler knows; the
+``*_privileged`` versions read the rate that will apply during the slot, which no real
+scheduler knows, so that the cost of not knowing it is visible in the table. Backlogs and
+queues are read as they are (the servers' reports are exact in v0). ``clairvoyant`` knows
+more still: the whole future of the episode. ``local``, ``offload`` and ``random`` read no
+rates.
 
 >>> from edgesplit.sim.core import Core
 >>> from edgesplit.sim.scenario import load_scenario
@@ -33,13 +46,17 @@ highest level); only the oracle's best-response stage searches the weights too.
 >>> dec = make_baseline("neurosurgeon").decide(core)
 >>> dec.split.shape
 (2, 1)
+>>> make_baseline("oracle_privileged").privileged, make_baseline("oracle").privileged
+(True, False)
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import itertools
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from gymnasium.utils import seeding
@@ -54,26 +71,112 @@ from .metrics import EpisodeTotals
 __all__ = [
     "BASELINES",
     "Baseline",
+    "Clairvoyant",
+    "MeasuredRates",
     "decisions_to_action",
     "evaluate_baselines",
     "make_baseline",
     "run_episodes",
+    "seed_keys",
+    "summary",
 ]
 
 
-def _full(core: Core, split: np.ndarray, target: np.ndarray) -> Decisions:
-    """Every device's split and target, at the top weight level."""
-    top = core.tables.weight_levels.max()
-    return Decisions.filled(split.shape, split=split, target=target, bw_weight=top, cpu_weight=top)
+# --- what a baseline may read -------------------------------------------------------------
 
 
-@dataclass
+class MeasuredRates:
+    """The link rate each device measured over the previous slot, remembered between calls.
+
+    A stand-in until the core carries a measured-rate state of its own (issue 8): at slot
+    ``t`` of an episode the estimate is the true rate of slot ``t - 1``, which this object
+    saw at the previous call. Where nothing was measured (an episode's first slot, or a call
+    that skipped slots) it falls back to the current rate, and says so in :attr:`fallbacks`.
+    Calls again at the same slot return the same estimate.
+
+    >>> import numpy as np
+    >>> from edgesplit.sim.core import Core
+    >>> from edgesplit.sim.scenario import load_scenario
+    >>> core = Core(load_scenario("single"), 1); core.reset(keys=[3])
+    >>> m = MeasuredRates(); first = m.estimate(core); m.fallbacks
+    1
+    >>> before = core.rates.copy(); _ = core.step(make_baseline("local").decide(core))
+    >>> bool((m.estimate(core) == before).all()), m.fallbacks
+    (True, 1)
+    """
+
+    def __init__(self) -> None:
+        self._key: np.ndarray | None = None
+        self._t = np.zeros(0, np.int64)
+        self._rates = np.zeros(0)
+        self._est = np.zeros(0)
+        self.fallbacks = 0  # environment-slots that had no measurement
+
+    def estimate(self, core: Core) -> np.ndarray:
+        """``[E, N, M]`` the rates measured over each environment's previous slot."""
+        key, t, now = core.state.key, core.t, core.rates
+        est = np.array(now, dtype=np.float64)
+        measured = np.zeros(len(t), dtype=bool)
+        if self._key is not None and self._key.shape == key.shape:
+            same = key == self._key
+            nxt = same & (t == self._t + 1)
+            again = same & (t == self._t)
+            est[nxt] = self._rates[nxt]
+            est[again] = self._est[again]
+            measured = nxt | again
+        self.fallbacks += int((~measured).sum())
+        self._key, self._t = key.copy(), t.copy()
+        self._rates, self._est = np.array(now, dtype=np.float64), est
+        return est
+
+
 class Baseline:
-    """A rule over the simulator's state; subclasses implement :meth:`decide`."""
+    """A rule over the simulator's state.
 
-    name: str = "baseline"
+    Subclasses implement :meth:`rule`, a function of the core *as the baseline sees it*;
+    :meth:`decide` hands it that view (:meth:`information`).
 
-    def decide(self, core: Core) -> Decisions:  # pragma: no cover - interface
+    Args:
+        name: the name it is reported under.
+        privileged: True when it reads the link rates that will apply during the slot
+            (unknowable to a real scheduler); False when it reads the rates measured over the
+            last slot (:meth:`visible_rates`).
+    """
+
+    #: whether :meth:`rule` reads link rates (those that do not need no view)
+    reads_rates: bool = False
+
+    def __init__(self, name: str = "baseline", privileged: bool = False) -> None:
+        self.name = name
+        self.privileged = privileged
+        self._measured = MeasuredRates()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, privileged={self.privileged})"
+
+    def visible_rates(self, core: Core) -> np.ndarray:
+        """``[E, N, M]`` the link rates this baseline may read: the true current ones when
+        privileged, else the estimate of :class:`MeasuredRates` (the one hook to point at
+        the core's measured rate once it has one)."""
+        if self.privileged:
+            return core.rates
+        return self._measured.estimate(core)
+
+    def information(self, core: Core) -> Core:
+        """The core the rule searches: ``core`` itself when the baseline is privileged or
+        reads no rates, else a copy whose link rates are :meth:`visible_rates` (decisions
+        are judged on the copy; the real core is stepped with them)."""
+        if self.privileged or not self.reads_rates:
+            return core
+        seen = copy.deepcopy(core)
+        seen.state.rates[...] = self.visible_rates(core)
+        return seen
+
+    def decide(self, core: Core) -> Decisions:
+        """Decisions ``[E, N]`` for the pending tasks of every environment of ``core``."""
+        return self.rule(self.information(core))
+
+    def rule(self, core: Core) -> Decisions:  # pragma: no cover - interface
         raise NotImplementedError
 
     def act(self, env) -> np.ndarray:
@@ -105,48 +208,18 @@ def decisions_to_action(ta: Tables, dec: Decisions, action_type: str) -> np.ndar
     raise ValueError(f"action_type: {action_type!r}")
 
 
-class Local(Baseline):
-    def __init__(self) -> None:
-        super().__init__("local")
-
-    def decide(self, core: Core) -> Decisions:
-        _, app = core.pending()
-        return _full(
-            core, core.tables.n_valid[app] - 1, np.broadcast_to(core.tables.home, app.shape)
-        )
+# --- the rules, as functions of the core a baseline sees ----------------------------------
 
 
-class Offload(Baseline):
-    def __init__(self) -> None:
-        super().__init__("offload")
-
-    def decide(self, core: Core) -> Decisions:
-        _, app = core.pending()
-        return _full(core, np.zeros_like(app), np.broadcast_to(core.tables.home, app.shape))
+def _full(core: Core, split: np.ndarray, target: np.ndarray) -> Decisions:
+    """Every device's split and target, at the top weight level."""
+    top = core.tables.weight_levels.max()
+    return Decisions.filled(split.shape, split=split, target=target, bw_weight=top, cpu_weight=top)
 
 
-class RandomValid(Baseline):
-    """Uniform over feasible choices; its own seeded generator."""
-
-    def __init__(self, seed: int | None = 0) -> None:
-        super().__init__("random")
-        self.rng = np.random.default_rng(seed)
-
-    def decide(self, core: Core) -> Decisions:
-        ta = core.tables
-        _, app = core.pending()
-        nv = ta.n_valid[app]
-        split = (self.rng.random(app.shape) * nv).astype(np.int64)
-        reach = np.broadcast_to(ta.reachable[None], (*app.shape, ta.n_targets))
-        score = np.where(reach, self.rng.random(reach.shape), -1.0)
-        target = score.argmax(-1)
-        lv = ta.weight_levels
-        return Decisions(
-            split=split,
-            target=target,
-            bw_weight=lv[self.rng.integers(0, len(lv), app.shape)],
-            cpu_weight=lv[self.rng.integers(0, len(lv), app.shape)],
-        )
+def _local(core: Core) -> Decisions:
+    _, app = core.pending()
+    return _full(core, core.tables.n_valid[app] - 1, np.broadcast_to(core.tables.home, app.shape))
 
 
 def _grid(core: Core, with_weights: bool) -> Decisions:
@@ -210,93 +283,286 @@ def _best_rows(
     return dec[pick], cost[np.arange(e), best]
 
 
-class Neurosurgeon(Baseline):
-    def __init__(self) -> None:
-        super().__init__("neurosurgeon")
+def _neurosurgeon(core: Core) -> Decisions:
+    _has, app = core.pending()
+    cur = _local(core)
+    opts = _grid(core, with_weights=False)
+    e, n = app.shape
+    for k in range(n):
+        alone = np.zeros((e, n), dtype=bool)
+        alone[:, k] = True
+        best, _ = _best_response(core, cur, k, alone, opts, own_only=True)
+        cur[:, k] = best[:, k]
+    return cur
 
-    def decide(self, core: Core) -> Decisions:
-        _has, app = core.pending()
-        cur = Local().decide(core)
-        opts = _grid(core, with_weights=False)
-        e, n = app.shape
+
+def _greedy(core: Core) -> Decisions:
+    _, app = core.pending()
+    e, n = app.shape
+    cur = _local(core)
+    opts = _grid(core, with_weights=False)
+    active = np.zeros((e, n), dtype=bool)
+    for k in range(n):
+        active[:, k] = True
+        cur, _ = _best_response(core, cur, k, active, opts)
+    return cur
+
+
+def _oracle(core: Core, exact_limit: int, max_sweeps: int) -> Decisions:
+    _, app = core.pending()
+    e, n = app.shape
+    opts = _grid(core, with_weights=False)
+    kk = opts.shape[0]
+    if kk**n <= exact_limit:
+        return _exact(core, opts)
+    cur = _greedy(core)
+    cost = core.resolve(cur).cost.sum(1)
+    opts_w = _grid(core, with_weights=True)
+    everyone = np.ones((e, n), dtype=bool)
+    for _ in range(max_sweeps):
+        improved = False
         for k in range(n):
-            alone = np.zeros((e, n), dtype=bool)
-            alone[:, k] = True
-            best, _ = _best_response(core, cur, k, alone, opts, own_only=True)
-            cur[:, k] = best[:, k]
-        return cur
+            cand, c = _best_response(core, cur, k, everyone, opts_w)
+            better = c < cost - 1e-12
+            if better.any():
+                improved = True
+                cur[better] = cand[better]
+                cost = np.where(better, c, cost)
+        if not improved:
+            break
+    return cur
+
+
+def _exact(core: Core, opts: Decisions) -> Decisions:
+    _, app = core.pending()
+    e, n = app.shape
+    kk = opts.shape[0]
+    combos = np.array(list(itertools.product(range(kk), repeat=n)), dtype=np.int64)  # [C, N]
+    c = len(combos)
+    rows = np.repeat(np.arange(e), c)
+    idx = np.tile(combos, (e, 1))
+    dec = opts[idx]
+    cost = core.resolve(dec, rows=rows).cost.sum(1).reshape(e, c)
+    pick = np.arange(e) * c + cost.argmin(1)
+    return dec[pick]
+
+
+# --- the baselines ------------------------------------------------------------------------
+
+
+def _suffixed(name: str, privileged: bool) -> str:
+    return f"{name}_privileged" if privileged else name
+
+
+class Local(Baseline):
+    def __init__(self) -> None:
+        super().__init__("local")
+
+    def rule(self, core: Core) -> Decisions:
+        return _local(core)
+
+
+class Offload(Baseline):
+    def __init__(self) -> None:
+        super().__init__("offload")
+
+    def rule(self, core: Core) -> Decisions:
+        _, app = core.pending()
+        return _full(core, np.zeros_like(app), np.broadcast_to(core.tables.home, app.shape))
+
+
+class RandomValid(Baseline):
+    """Uniform over feasible choices; its own seeded generator."""
+
+    def __init__(self, seed: int | None = 0) -> None:
+        super().__init__("random")
+        self.rng = np.random.default_rng(seed)
+
+    def rule(self, core: Core) -> Decisions:
+        ta = core.tables
+        _, app = core.pending()
+        nv = ta.n_valid[app]
+        split = (self.rng.random(app.shape) * nv).astype(np.int64)
+        reach = np.broadcast_to(ta.reachable[None], (*app.shape, ta.n_targets))
+        score = np.where(reach, self.rng.random(reach.shape), -1.0)
+        target = score.argmax(-1)
+        lv = ta.weight_levels
+        return Decisions(
+            split=split,
+            target=target,
+            bw_weight=lv[self.rng.integers(0, len(lv), app.shape)],
+            cpu_weight=lv[self.rng.integers(0, len(lv), app.shape)],
+        )
+
+
+class Neurosurgeon(Baseline):
+    reads_rates = True
+
+    def __init__(self, privileged: bool = False) -> None:
+        super().__init__(_suffixed("neurosurgeon", privileged), privileged)
+
+    def rule(self, core: Core) -> Decisions:
+        return _neurosurgeon(core)
 
 
 class Greedy(Baseline):
-    def __init__(self) -> None:
-        super().__init__("greedy")
+    reads_rates = True
 
-    def decide(self, core: Core) -> Decisions:
-        _, app = core.pending()
-        e, n = app.shape
-        cur = Local().decide(core)
-        opts = _grid(core, with_weights=False)
-        active = np.zeros((e, n), dtype=bool)
-        for k in range(n):
-            active[:, k] = True
-            cur, _ = _best_response(core, cur, k, active, opts)
-        return cur
+    def __init__(self, privileged: bool = False) -> None:
+        super().__init__(_suffixed("greedy", privileged), privileged)
+
+    def rule(self, core: Core) -> Decisions:
+        return _greedy(core)
 
 
 class Oracle(Baseline):
     """Myopic oracle (see the module table). ``exact_limit``: joint points per environment
     up to which the search is exhaustive; ``max_sweeps`` bounds the best-response stage."""
 
-    def __init__(self, exact_limit: int = 4096, max_sweeps: int = 10) -> None:
-        super().__init__("oracle")
+    reads_rates = True
+
+    def __init__(
+        self, exact_limit: int = 4096, max_sweeps: int = 10, privileged: bool = False
+    ) -> None:
+        super().__init__(_suffixed("oracle", privileged), privileged)
         self.exact_limit = exact_limit
         self.max_sweeps = max_sweeps
 
-    def decide(self, core: Core) -> Decisions:
-        _, app = core.pending()
-        e, n = app.shape
+    def rule(self, core: Core) -> Decisions:
+        return _oracle(core, self.exact_limit, self.max_sweeps)
+
+
+class Clairvoyant(Baseline):
+    """A reference for what foresight is worth: lookahead over the episode's known future.
+
+    The simulator is deterministic given its key, and what the future brings (arrivals,
+    applications, link rates) does not depend on the decisions, so a copy of the core
+    *is* the future. At every slot, for every environment:
+
+    1. **Candidates.** The myopic oracle's joint decision, greedy's, and the ``candidates
+       - 2`` cheapest single-device deviations from the oracle's (one device moved to
+       another (split, target) at the top weight, the others kept), ranked by this slot's
+       cost; all judged in one batched :meth:`~edgesplit.sim.core.Core.resolve`.
+    2. **Rollouts.** Each candidate is played on a copy of the core, then the greedy rule
+       (reading the true rates, as everything here does) plays the next ``horizon - 1``
+       slots. A rollout's score is the total cost of its ``horizon`` slots (the episode's
+       end cuts it short).
+    3. The candidate with the lowest score is played (ties: the oracle's).
+
+    It is a rollout policy in Bertsekas' sense, not a bound: nothing guarantees it beats
+    greedy or the myopic oracle on every episode (the rollout's horizon is truncated and its
+    base policy is myopic), and a better search (longer horizon, more candidates, a beam
+    over several slots) could do better. It is privileged in the strongest sense.
+
+    Cost per slot: one oracle and one greedy decision, one resolve of ``E * N * K`` rows
+    (``K`` options per device), ``candidates`` copies of the core, ``candidates *
+    horizon`` steps and ``candidates * (horizon - 1)`` greedy decisions on ``E``
+    environments: about ``candidates * horizon`` times greedy's time.
+
+    Args:
+        horizon: slots each rollout covers, the candidate's own included (``H >= 1``; 1 is
+            the myopic choice among the candidates).
+        candidates: joint decisions compared per slot (``k >= 2``: the oracle's, greedy's
+            and ``k - 2`` deviations).
+        exact_limit, max_sweeps: those of the myopic oracle that proposes candidates.
+    """
+
+    def __init__(
+        self,
+        horizon: int = 4,
+        candidates: int = 6,
+        exact_limit: int = 4096,
+        max_sweeps: int = 10,
+    ) -> None:
+        if int(horizon) < 1:
+            raise ValueError(f"horizon: {horizon!r} must be at least 1 slot")
+        if int(candidates) < 2:
+            raise ValueError(f"candidates: {candidates!r} must be at least 2")
+        super().__init__("clairvoyant", privileged=True)
+        self.horizon = int(horizon)
+        self.candidates = int(candidates)
+        self.exact_limit = exact_limit
+        self.max_sweeps = max_sweeps
+
+    def rule(self, core: Core) -> Decisions:
+        cands = self.propose(core)  # [E, C, N]
+        scores = self.rollout_costs(core, cands)  # [E, C]
+        e = scores.shape[0]
+        return cands[np.arange(e), scores.argmin(1)]
+
+    def propose(self, core: Core) -> Decisions:
+        """Candidate joint decisions ``[E, C, N]``: the oracle's, greedy's, then the
+        cheapest single-device deviations from the oracle's (padded with the oracle's
+        where there are too few)."""
+        best = _oracle(core, self.exact_limit, self.max_sweeps)
+        greedy = _greedy(core)
+        has, _ = core.pending()
+        e, n = has.shape
+        c = self.candidates
+        out = best.map(lambda a: np.repeat(a[:, None], c, 1))
+        out[:, 1] = greedy
+        n_dev = c - 2
+        if n_dev == 0:
+            return out
         opts = _grid(core, with_weights=False)
         kk = opts.shape[0]
-        if kk**n <= self.exact_limit:
-            return self._exact(core, opts)
-        cur = Greedy().decide(core)
-        cost = core.resolve(cur).cost.sum(1)
-        opts_w = _grid(core, with_weights=True)
-        everyone = np.ones((e, n), dtype=bool)
-        for _ in range(self.max_sweeps):
-            improved = False
-            for k in range(n):
-                cand, c = _best_response(core, cur, k, everyone, opts_w)
-                better = c < cost - 1e-12
-                if better.any():
-                    improved = True
-                    cur[better] = cand[better]
-                    cost = np.where(better, c, cost)
-            if not improved:
-                break
-        return cur
+        # every (environment, device, option): the oracle's decision with one device moved
+        dec = best.map(lambda a: np.repeat(a, n * kk, 0))  # [E * N * K, N]
+        dev = np.tile(np.repeat(np.arange(n), kk), e)
+        opt = np.tile(np.arange(kk), e * n)
+        r = np.arange(e * n * kk)
+        dec.split[r, dev] = opts.split[opt]
+        dec.target[r, dev] = opts.target[opt]
+        dec.bw_weight[r, dev] = opts.bw_weight[opt]
+        dec.cpu_weight[r, dev] = opts.cpu_weight[opt]
+        res = core.resolve(dec, rows=np.repeat(np.arange(e), n * kk))
+        cost = res.cost.sum(1)
+        unchanged = (
+            (best.split.reshape(-1)[np.arange(e * n * kk) // kk] == opts.split[opt])
+            & (best.target.reshape(-1)[np.arange(e * n * kk) // kk] == opts.target[opt])
+            & (best.bw_weight.reshape(-1)[np.arange(e * n * kk) // kk] == opts.bw_weight[opt])
+        )
+        skip = unchanged | res.infeasible.any(1) | ~has.reshape(-1)[np.arange(e * n * kk) // kk]
+        cost = np.where(skip, np.inf, cost).reshape(e, n * kk)
+        order = np.argsort(cost, axis=1, kind="stable")[:, :n_dev]  # [E, n_dev]
+        ok = np.isfinite(np.take_along_axis(cost, order, 1))
+        flat = np.arange(e)[:, None] * (n * kk) + order
+        picked = dec[flat.reshape(-1)].map(lambda a: a.reshape(e, n_dev, n))
+        keep = out[:, 2:]
+        out[:, 2:] = Decisions.where(ok[..., None], picked, keep)
+        return out
 
-    def _exact(self, core: Core, opts: Decisions) -> Decisions:
-        _, app = core.pending()
-        e, n = app.shape
-        kk = opts.shape[0]
-        combos = np.array(list(itertools.product(range(kk), repeat=n)), dtype=np.int64)  # [C, N]
-        c = len(combos)
-        rows = np.repeat(np.arange(e), c)
-        idx = np.tile(combos, (e, 1))
-        dec = opts[idx]
-        cost = core.resolve(dec, rows=rows).cost.sum(1).reshape(e, c)
-        pick = np.arange(e) * c + cost.argmin(1)
-        return dec[pick]
+    def rollout_costs(self, core: Core, cands: Decisions) -> np.ndarray:
+        """``[E, C]`` the total cost over ``horizon`` slots of each candidate followed by
+        the greedy rule, each played on a copy of ``core``."""
+        e, c, _n = cands.shape
+        scores = np.zeros((e, c))
+        for i in range(c):
+            sim = copy.deepcopy(core)
+            dec = cands[:, i]
+            for h in range(self.horizon):
+                live = ~sim.truncated
+                if not live.any():
+                    break
+                res = sim.step(dec)
+                scores[:, i] += np.where(live, res.cost.sum(1), 0.0)
+                if h + 1 < self.horizon:
+                    dec = _greedy(sim)
+        return scores
 
 
-BASELINES = {
+#: name -> a constructor of the baseline with no arguments
+BASELINES: dict[str, Callable[[], Baseline]] = {
     "local": Local,
     "offload": Offload,
     "random": RandomValid,
     "neurosurgeon": Neurosurgeon,
+    "neurosurgeon_privileged": functools.partial(Neurosurgeon, privileged=True),
     "greedy": Greedy,
+    "greedy_privileged": functools.partial(Greedy, privileged=True),
     "oracle": Oracle,
+    "oracle_privileged": functools.partial(Oracle, privileged=True),
+    "clairvoyant": Clairvoyant,
 }
 
 
@@ -333,8 +599,80 @@ def run_episodes(
 def evaluate_baselines(
     scenario: str | Scenario, seeds: Sequence[int], names: Sequence[str] | None = None
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Per-seed metrics of each baseline on the same episodes."""
-    return {nm: run_episodes(make_baseline(nm), scenario, seeds) for nm in (names or BASELINES)}
+    """Per-seed metrics of each baseline on the same episodes; each entry also holds
+    ``seconds``, the wall time of its run."""
+    out = {}
+    for nm in names or BASELINES:
+        pol = make_baseline(nm)
+        t0 = time.perf_counter()
+        m = run_episodes(pol, scenario, seeds)
+        m["seconds"] = np.array(time.perf_counter() - t0)
+        out[nm] = m
+    return out
+
+
+# two-sided 95% quantiles of Student's t for 1..30 degrees of freedom
+_T975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def _t975(df: int) -> float:
+    """Student's t 97.5% quantile (a table to 30 degrees of freedom, then the first-order
+    Cornish-Fisher expansion around the normal's 1.96, within 0.003 of the exact value)."""
+    if df < 1:
+        return float("nan")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df)
+
+
+def summary(x: np.ndarray) -> tuple[float, float, float]:
+    """Mean, standard deviation (``ddof=1``) and the half-width of the 95% confidence
+    interval of the mean (Student's t) of per-seed values.
+
+    >>> m, sd, ci = summary(np.array([1.0, 2.0, 3.0]))
+    >>> m, sd, round(ci, 3)
+    (2.0, 1.0, 2.484)
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    if n < 2:
+        return float(x.mean()), float("nan"), float("nan")
+    sd = float(x.std(ddof=1))
+    return float(x.mean()), sd, _t975(n - 1) * sd / np.sqrt(n)
+
+
+def format_table(res: dict[str, dict[str, np.ndarray]], scenario: str, n_seeds: int) -> str:
+    """The CLI's table: one row per baseline, then the foresight gap (clairvoyant against
+    the privileged myopic oracle, paired over seeds) when both were run."""
+    lines = [
+        f"scenario {scenario}, {n_seeds} seeds (cost per device-slot: mean, std and 95% CI "
+        "half-width over seeds; the other columns are means over seeds)",
+        f"{'policy':<24}{'cost':>8}{'std':>8}{'ci95':>8}{'lat ms':>9}{'miss %':>8}"
+        f"{'E mJ':>8}{'drops':>7}{'time s':>8}",
+    ]
+    for nm, m in res.items():
+        mean, sd, ci = summary(m["cost_per_slot"])
+        lines.append(
+            f"{nm:<24}{mean:>8.4f}{sd:>8.4f}{ci:>8.4f}"
+            f"{1e3 * m['mean_latency_s'].mean():>9.1f}{100 * m['miss_rate'].mean():>8.1f}"
+            f"{1e3 * m['mean_energy_j'].mean():>8.1f}{m['drops'].mean():>7.1f}"
+            f"{float(m.get('seconds', np.nan)):>8.1f}"
+        )
+    if "clairvoyant" in res and "oracle_privileged" in res:
+        a = res["clairvoyant"]["cost_per_slot"]
+        b = res["oracle_privileged"]["cost_per_slot"]
+        rel = (a - b) / b
+        mean, _, ci = summary(rel)
+        lines.append(
+            f"clairvoyant vs oracle_privileged: {100 * mean:+.2f}% +- {100 * ci:.2f}% "
+            f"(paired over seeds, 95% CI); total {100 * (a.mean() / b.mean() - 1):+.2f}%"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -347,15 +685,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--names", default=",".join(BASELINES))
     a = p.parse_args(argv)
     res = evaluate_baselines(a.scenario, range(a.seeds), a.names.split(","))
-    print(f"scenario {a.scenario}, {a.seeds} seeds (mean over seeds; cost per device-slot)")
-    print(f"{'policy':<14}{'cost':>8}{'+-':>7}{'lat ms':>9}{'miss %':>8}{'E mJ':>8}{'drops':>7}")
-    for nm, m in res.items():
-        c = m["cost_per_slot"]
-        print(
-            f"{nm:<14}{c.mean():>8.3f}{c.std(ddof=1) / np.sqrt(len(c)):>7.3f}"
-            f"{1e3 * m['mean_latency_s'].mean():>9.1f}{100 * m['miss_rate'].mean():>8.1f}"
-            f"{1e3 * m['mean_energy_j'].mean():>8.1f}{m['drops'].mean():>7.1f}"
-        )
+    print(format_table(res, a.scenario, a.seeds))
 
 
 if __name__ == "__main__":
