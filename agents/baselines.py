@@ -149,7 +149,7 @@ class Baseline:
     def __init__(self, name: str = "baseline", privileged: bool = False) -> None:
         self.name = name
         self.privileged = privileged
-        self._measured = MeasuredRates()
+        self.measured = MeasuredRates()  # the hook for the fair rules
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, privileged={self.privileged})"
@@ -160,7 +160,7 @@ class Baseline:
         the core's measured rate once it has one)."""
         if self.privileged:
             return core.rates
-        return self._measured.estimate(core)
+        return self.measured.estimate(core)
 
     def information(self, core: Core) -> Core:
         """The core the rule searches: ``core`` itself when the baseline is privileged or
@@ -643,7 +643,7 @@ def summary(x: np.ndarray) -> tuple[float, float, float]:
     if n < 2:
         return float(x.mean()), float("nan"), float("nan")
     sd = float(x.std(ddof=1))
-    return float(x.mean()), sd, _t975(n - 1) * sd / np.sqrt(n)
+    return float(x.mean()), sd, _t975(n - 1) * sd / float(np.sqrt(n))
 
 
 def format_table(res: dict[str, dict[str, np.ndarray]], scenario: str, n_seeds: int) -> str:
