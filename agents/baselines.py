@@ -470,7 +470,7 @@ class Clairvoyant(Baseline):
     def __init__(
         self,
         horizon: int = 4,
-        candidates: int = 6,
+        candidates: int = 8,
         exact_limit: int = 4096,
         max_sweeps: int = 10,
     ) -> None:
