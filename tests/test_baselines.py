@@ -133,9 +133,9 @@ def test_clairvoyant_is_deterministic_feasible_and_leaves_the_core_alone() -> No
 def test_clairvoyant_is_no_worse_than_greedy_on_default() -> None:
     """Not guaranteed in general (a truncated rollout of a myopic rule): if it fails, the
     lookahead has a problem worth looking at."""
-    seeds = range(3)
-    c = run_episodes(Clairvoyant(horizon=2, candidates=6), SHORT, seeds)["cost_per_slot"]
-    g = run_episodes(make_baseline("greedy_privileged"), SHORT, seeds)["cost_per_slot"]
+    sc, seeds = load_scenario("default").replace(horizon=100), range(4)
+    c = run_episodes(Clairvoyant(), sc, seeds)["cost_per_slot"]
+    g = run_episodes(make_baseline("greedy_privileged"), sc, seeds)["cost_per_slot"]
     assert c.mean() <= g.mean(), (c, g)
 
 
