@@ -442,7 +442,8 @@ class Clairvoyant(Baseline):
     1. **Candidates.** The myopic oracle's joint decision, greedy's, and the ``candidates
        - 2`` cheapest single-device deviations from the oracle's (one device moved to
        another (split, target) at the top weight, the others kept), ranked by this slot's
-       cost; all judged in one batched :meth:`~edgesplit.sim.core.Core.resolve`.
+       cost; all judged in one batched :meth:`~edgesplit.sim.core.Core.resolve`. Repeats
+       (greedy agreeing with the oracle, too few deviations) are not played.
     2. **Rollouts.** Each candidate is played on a copy of the core, then the greedy rule
        (reading the true rates, as everything here does) plays the next ``horizon - 1``
        slots. A rollout's score is the total cost of its ``horizon`` slots (the episode's
@@ -455,8 +456,8 @@ class Clairvoyant(Baseline):
     over several slots) could do better. It is privileged in the strongest sense.
 
     Cost per slot: one oracle and one greedy decision, one resolve of ``E * N * K`` rows
-    (``K`` options per device), ``candidates`` copies of the core, ``candidates *
-    horizon`` steps and ``candidates * (horizon - 1)`` greedy decisions on ``E``
+    (``K`` options per device), and for each candidate played (at most ``candidates``) a
+    copy of the core, ``horizon`` steps and ``horizon - 1`` greedy decisions on ``E``
     environments: about ``candidates * horizon`` times greedy's time.
 
     Args:
@@ -485,59 +486,65 @@ class Clairvoyant(Baseline):
         self.max_sweeps = max_sweeps
 
     def rule(self, core: Core) -> Decisions:
-        cands = self.propose(core)  # [E, C, N]
-        scores = self.rollout_costs(core, cands)  # [E, C]
+        cands, distinct = self.propose(core)  # [E, C, N], [E, C]
+        scores = self.rollout_costs(core, cands, distinct)  # [E, C]
         e = scores.shape[0]
         return cands[np.arange(e), scores.argmin(1)]
 
-    def propose(self, core: Core) -> Decisions:
+    def propose(self, core: Core) -> tuple[Decisions, np.ndarray]:
         """Candidate joint decisions ``[E, C, N]``: the oracle's, greedy's, then the
-        cheapest single-device deviations from the oracle's (padded with the oracle's
-        where there are too few)."""
+        cheapest single-device deviations from the oracle's; and ``[E, C]`` whether each
+        is a distinct candidate (False: a repeat of the oracle's, which pads the list where
+        greedy agrees with the oracle or there are too few deviations)."""
         best = _oracle(core, self.exact_limit, self.max_sweeps)
         greedy = _greedy(core)
         has, _ = core.pending()
         e, n = has.shape
         c = self.candidates
         out = best.map(lambda a: np.repeat(a[:, None], c, 1))
+        distinct = np.zeros((e, c), dtype=bool)
+        distinct[:, 0] = True
         out[:, 1] = greedy
-        n_dev = c - 2
-        if n_dev == 0:
-            return out
+        distinct[:, 1] = ~_same(greedy, best)
         opts = _grid(core, with_weights=False)
         kk = opts.shape[0]
+        n_dev = min(c - 2, n * kk)
+        if n_dev == 0:
+            return out, distinct
         # every (environment, device, option): the oracle's decision with one device moved
-        dec = best.map(lambda a: np.repeat(a, n * kk, 0))  # [E * N * K, N]
+        r = np.arange(e * n * kk)
         dev = np.tile(np.repeat(np.arange(n), kk), e)
         opt = np.tile(np.arange(kk), e * n)
-        r = np.arange(e * n * kk)
-        dec.split[r, dev] = opts.split[opt]
-        dec.target[r, dev] = opts.target[opt]
-        dec.bw_weight[r, dev] = opts.bw_weight[opt]
-        dec.cpu_weight[r, dev] = opts.cpu_weight[opt]
+        of = r // kk  # flat (environment, device) of each row
+        dec = best.map(lambda a: np.repeat(a, n * kk, 0))  # [E * N * K, N]
+        moved = opts[opt]
+        for a, b in zip(dec.fields(), moved.fields(), strict=True):
+            a[r, dev] = b
         res = core.resolve(dec, rows=np.repeat(np.arange(e), n * kk))
-        cost = res.cost.sum(1)
-        unchanged = (
-            (best.split.reshape(-1)[np.arange(e * n * kk) // kk] == opts.split[opt])
-            & (best.target.reshape(-1)[np.arange(e * n * kk) // kk] == opts.target[opt])
-            & (best.bw_weight.reshape(-1)[np.arange(e * n * kk) // kk] == opts.bw_weight[opt])
-        )
-        skip = unchanged | res.infeasible.any(1) | ~has.reshape(-1)[np.arange(e * n * kk) // kk]
-        cost = np.where(skip, np.inf, cost).reshape(e, n * kk)
+        unchanged = _same(best.map(lambda a: a.reshape(-1)[of]), moved)
+        skip = unchanged | res.infeasible.any(1) | ~has.reshape(-1)[of]
+        cost = np.where(skip, np.inf, res.cost.sum(1)).reshape(e, n * kk)
         order = np.argsort(cost, axis=1, kind="stable")[:, :n_dev]  # [E, n_dev]
         ok = np.isfinite(np.take_along_axis(cost, order, 1))
         flat = np.arange(e)[:, None] * (n * kk) + order
         picked = dec[flat.reshape(-1)].map(lambda a: a.reshape(e, n_dev, n))
-        keep = out[:, 2:]
-        out[:, 2:] = Decisions.where(ok[..., None], picked, keep)
-        return out
+        out[:, 2 : 2 + n_dev] = Decisions.where(ok[..., None], picked, out[:, 2 : 2 + n_dev])
+        distinct[:, 2 : 2 + n_dev] = ok
+        return out, distinct
 
-    def rollout_costs(self, core: Core, cands: Decisions) -> np.ndarray:
+    def rollout_costs(
+        self, core: Core, cands: Decisions, distinct: np.ndarray | None = None
+    ) -> np.ndarray:
         """``[E, C]`` the total cost over ``horizon`` slots of each candidate followed by
-        the greedy rule, each played on a copy of ``core``."""
+        the greedy rule, each played on a copy of ``core`` (``inf`` where ``distinct`` says
+        a candidate is a repeat; a candidate repeated in every environment is not played)."""
         e, c, _n = cands.shape
+        if distinct is None:
+            distinct = np.ones((e, c), dtype=bool)
         scores = np.zeros((e, c))
         for i in range(c):
+            if not distinct[:, i].any():
+                continue
             sim = copy.deepcopy(core)
             dec = cands[:, i]
             for h in range(self.horizon):
@@ -548,7 +555,15 @@ class Clairvoyant(Baseline):
                 scores[:, i] += np.where(live, res.cost.sum(1), 0.0)
                 if h + 1 < self.horizon:
                     dec = _greedy(sim)
-        return scores
+        return np.where(distinct, scores, np.inf)
+
+
+def _same(a: Decisions, b: Decisions) -> np.ndarray:
+    """``[...]`` True where two decisions agree on every device and field (last axis)."""
+    eq = np.ones(a.shape, dtype=bool)
+    for x, y in zip(a.fields(), b.fields(), strict=True):
+        eq &= x == y
+    return eq if eq.ndim == 1 else eq.all(-1)
 
 
 #: name -> a constructor of the baseline with no arguments
