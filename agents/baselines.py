@@ -466,6 +466,12 @@ class Clairvoyant(Baseline):
         candidates: joint decisions compared per slot (``k >= 2``: the oracle's, greedy's
             and ``k - 2`` deviations).
         exact_limit, max_sweeps: those of the myopic oracle that proposes candidates.
+
+    >>> from edgesplit.sim.core import Core
+    >>> from edgesplit.sim.scenario import load_scenario
+    >>> core = Core(load_scenario("single"), 2); core.reset(keys=[1, 2])
+    >>> Clairvoyant(horizon=2, candidates=3).decide(core).split.shape
+    (2, 1)
     """
 
     def __init__(
