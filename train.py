@@ -1,10 +1,12 @@
 """Train an agent on EdgeSplit: ``python train.py algo=ppo env=default seed=0``.
 
 Hydra composes ``configs/config.yaml`` with one entry of each group (``algo/``, ``env/``,
-``logger/``); any key can be overridden on the command line (``total_timesteps=20000``,
-``algo.kwargs.learning_rate=1e-3``), and an unknown key is an error. The run directory
+``logger/``) over the typed schema :class:`edgesplit.agents.config.TrainConfig`; any key can
+be overridden on the command line (``total_timesteps=20000``,
+``algo.kwargs.learning_rate=1e-3``). An unknown key, a value of the wrong type or out of range
+is an error naming the key and the value, before anything heavy starts. The run directory
 (``runs/<algo>-<scenario>-seed<seed>`` by default) holds the resolved config, TensorBoard
-events, atomic checkpoints, the final model and the comparison with the baselines
+events, crash-safe checkpoints, the final model and the comparison with the baselines
 (``eval.md``). Running the same command again resumes from the checkpoint.
 """
 
@@ -14,22 +16,31 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import sys
+from pathlib import Path
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from edgesplit.agents.registry import get_agent
+from edgesplit.agents.config import ConfigError, check_train_config, register_configs
+
+register_configs()
 
 
 @hydra.main(config_path="configs", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    get_agent(cfg.algo.name)  # a clear error for an unknown algo before anything heavy
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        check_train_config(plain)
+    except ConfigError as e:
+        sys.exit(f"train.py: config error: {e}")
     from edgesplit.agents.training import train
 
     run_dir = HydraConfig.get().runtime.output_dir
-    summary = train(OmegaConf.to_container(cfg, resolve=True), run_dir)
+    summary = train(plain, run_dir)
     print(f"run directory: {run_dir}")
-    print((__import__("pathlib").Path(run_dir) / "eval.md").read_text())
+    print((Path(run_dir) / "eval.md").read_text())
     print(f"trained {summary['total_timesteps']} steps in {summary['train_seconds']} s")
 
 

@@ -23,7 +23,8 @@ name                          rule
                               points, else iterated best response from the greedy start over
                               (split, target, weights) until no device can lower the slot's
                               cost
-``*_privileged``              the same three rules reading the true current link rates
+``*_privileged``              the same three rules reading the true current link rates and
+                              server backlogs
 ``clairvoyant``               lookahead over the episode's known future (:class:`Clairvoyant`)
 ============================  ==============================================================
 
@@ -31,13 +32,13 @@ name                          rule
 highest level); only the oracle's best-response stage searches the weights too.
 
 **Information.** Every baseline says what it reads (:attr:`Baseline.privileged`). The fair
-rules (``neurosurgeon``, ``greedy``, ``oracle``) decide on the link rate *measured over the
-last slot* (:meth:`Baseline.visible_rates`), which is what a real scheduler knows; the
-``*_privileged`` versions read the rate that will apply during the slot, which no real
-scheduler knows, so that the cost of not knowing it is visible in the table. Backlogs and
-queues are read as they are (the servers' reports are exact in v0). ``clairvoyant`` knows
-more still: the whole future of the episode. ``local``, ``offload`` and ``random`` read no
-rates.
+rules (``neurosurgeon``, ``greedy``, ``oracle``) judge their candidates on what a real
+scheduler knows (``Core.resolve(..., known=True)``: the scenario's ``information``, by
+default the link rates measured over the last slot and the server backlogs reported a slot
+ago), as the policy of ``SplitOffload-v1`` observes them; the ``*_privileged`` versions read
+the true rates and backlogs of the slot being decided, which no real scheduler knows, so that
+the cost of not knowing them is visible in the table. ``clairvoyant`` knows more still: the
+whole future of the episode. ``local``, ``offload`` and ``random`` read neither.
 
 >>> from edgesplit.sim.core import Core
 >>> from edgesplit.sim.scenario import load_scenario
@@ -62,9 +63,9 @@ import numpy as np
 from gymnasium.utils import seeding
 
 from edgesplit.sim.core import Core
-from edgesplit.sim.encoding import Tables
+from edgesplit.sim.encoding import Tables, encode_actions
 from edgesplit.sim.scenario import Scenario, load_scenario
-from edgesplit.sim.schema import Decisions
+from edgesplit.sim.schema import DECISION_FIELDS, Decisions
 
 from .metrics import EpisodeTotals
 
@@ -72,7 +73,6 @@ __all__ = [
     "BASELINES",
     "Baseline",
     "Clairvoyant",
-    "MeasuredRates",
     "decisions_to_action",
     "evaluate_baselines",
     "make_baseline",
@@ -85,96 +85,42 @@ __all__ = [
 # --- what a baseline may read -------------------------------------------------------------
 
 
-class MeasuredRates:
-    """The link rate each device measured over the previous slot, remembered between calls.
-
-    A stand-in until the core carries a measured-rate state of its own (issue 8): at slot
-    ``t`` of an episode the estimate is the true rate of slot ``t - 1``, which this object
-    saw at the previous call. Where nothing was measured (an episode's first slot, or a call
-    that skipped slots) it falls back to the current rate, and says so in :attr:`fallbacks`.
-    Calls again at the same slot return the same estimate.
-
-    >>> import numpy as np
-    >>> from edgesplit.sim.core import Core
-    >>> from edgesplit.sim.scenario import load_scenario
-    >>> core = Core(load_scenario("single"), 1); core.reset(keys=[3])
-    >>> m = MeasuredRates(); first = m.estimate(core); m.fallbacks
-    1
-    >>> before = core.rates.copy(); _ = core.step(make_baseline("local").decide(core))
-    >>> bool((m.estimate(core) == before).all()), m.fallbacks
-    (True, 1)
-    """
-
-    def __init__(self) -> None:
-        self._key: np.ndarray | None = None
-        self._t = np.zeros(0, np.int64)
-        self._rates = np.zeros(0)
-        self._est = np.zeros(0)
-        self.fallbacks = 0  # environment-slots that had no measurement
-
-    def estimate(self, core: Core) -> np.ndarray:
-        """``[E, N, M]`` the rates measured over each environment's previous slot."""
-        key, t, now = core.state.key, core.t, core.rates
-        est = np.array(now, dtype=np.float64)
-        measured = np.zeros(len(t), dtype=bool)
-        if self._key is not None and self._key.shape == key.shape:
-            same = key == self._key
-            nxt = same & (t == self._t + 1)
-            again = same & (t == self._t)
-            est[nxt] = self._rates[nxt]
-            est[again] = self._est[again]
-            measured = nxt | again
-        self.fallbacks += int((~measured).sum())
-        self._key, self._t = key.copy(), t.copy()
-        self._rates, self._est = np.array(now, dtype=np.float64), est
-        return est
-
-
 class Baseline:
     """A rule over the simulator's state.
 
-    Subclasses implement :meth:`rule`, a function of the core *as the baseline sees it*;
-    :meth:`decide` hands it that view (:meth:`information`).
+    Subclasses implement :meth:`rule`, which judges candidate decisions with
+    :meth:`~edgesplit.sim.core.Core.resolve` on what the baseline knows (:attr:`known`).
 
     Args:
         name: the name it is reported under.
-        privileged: True when it reads the link rates that will apply during the slot
-            (unknowable to a real scheduler); False when it reads the rates measured over the
-            last slot (:meth:`visible_rates`).
+        privileged: True when it reads the true link rates and server backlogs of the slot
+            being decided (unknowable to a real scheduler); False when it reads what the
+            scheduler knows (the scenario's ``information``: by default the rates measured
+            over the last slot and the backlogs the servers reported a slot ago).
     """
-
-    #: whether :meth:`rule` reads link rates (those that do not need no view)
-    reads_rates: bool = False
 
     def __init__(self, name: str = "baseline", privileged: bool = False) -> None:
         self.name = name
         self.privileged = privileged
-        self.measured = MeasuredRates()  # the hook for the fair rules
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, privileged={self.privileged})"
 
-    def visible_rates(self, core: Core) -> np.ndarray:
-        """``[E, N, M]`` the link rates this baseline may read: the true current ones when
-        privileged, else the estimate of :class:`MeasuredRates` (the one hook to point at
-        the core's measured rate once it has one)."""
-        if self.privileged:
-            return core.rates
-        return self.measured.estimate(core)
+    @property
+    def known(self) -> bool:
+        """The ``known`` argument this baseline passes to
+        :meth:`~edgesplit.sim.core.Core.resolve`: judge decisions on what the scheduler
+        knows (True) or on the truth (False, privileged)."""
+        return not self.privileged
 
-    def information(self, core: Core) -> Core:
-        """The core the rule searches: ``core`` itself when the baseline is privileged or
-        reads no rates, else a copy whose link rates are :meth:`visible_rates` (decisions
-        are judged on the copy; the real core is stepped with them)."""
-        if self.privileged or not self.reads_rates:
-            return core
-        seen = copy.deepcopy(core)
-        seen.state.rates[...] = self.visible_rates(core)
-        return seen
+    def visible_rates(self, core: Core) -> np.ndarray:
+        """``[E, N, M]`` the link rates this baseline reads: the true current ones when
+        privileged, else the core's measured ones (``state.rates_seen``)."""
+        return core.rates if self.privileged else core.state.rates_seen
 
     def decide(self, core: Core) -> Decisions:
         """Decisions ``[E, N]`` for the pending tasks of every environment of ``core``."""
-        return self.rule(self.information(core))
+        return self.rule(core)
 
     def rule(self, core: Core) -> Decisions:  # pragma: no cover - interface
         raise NotImplementedError
@@ -189,23 +135,11 @@ class Baseline:
 
 
 def decisions_to_action(ta: Tables, dec: Decisions, action_type: str) -> np.ndarray:
-    """Encode decisions ``[E, N]`` into joint actions ``[E, ...]`` of ``action_type``.
-
-    Weights are rounded to the nearest level for the discrete views.
-    """
-    lv = ta.weight_levels
-    lb = np.abs(dec.bw_weight[..., None] - lv).argmin(-1)
-    lc = np.abs(dec.cpu_weight[..., None] - lv).argmin(-1)
-    e, _n = dec.split.shape
-    if action_type == "multidiscrete":
-        return np.stack([dec.split, dec.target, lb, lc], axis=-1).reshape(e, -1)
-    if action_type == "discrete":
-        j, ll = ta.n_targets, ta.n_levels
-        return ((dec.split * j + dec.target) * ll + lb) * ll + lc
+    """Encode decisions ``[E, N]`` into joint actions ``[E, ...]`` of ``action_type`` (the
+    discrete views; weights rounded to the nearest level)."""
     if action_type == "continuous":
-        # inverse of encoding.decode: the split as the centre of its fraction bin
         raise ValueError("baselines act through discrete views; use multidiscrete")
-    raise ValueError(f"action_type: {action_type!r}")
+    return encode_actions(ta, dec, action_type)
 
 
 # --- the rules, as functions of the core a baseline sees ----------------------------------
@@ -214,7 +148,8 @@ def decisions_to_action(ta: Tables, dec: Decisions, action_type: str) -> np.ndar
 def _full(core: Core, split: np.ndarray, target: np.ndarray) -> Decisions:
     """Every device's split and target, at the top weight level."""
     top = core.tables.weight_levels.max()
-    return Decisions.filled(split.shape, split=split, target=target, bw_weight=top, cpu_weight=top)
+    levels = {f.name: top for f in DECISION_FIELDS if f.kind == "level"}
+    return Decisions.filled(split.shape, split=split, target=target, **levels)
 
 
 def _local(core: Core) -> Decisions:
@@ -233,7 +168,8 @@ def _grid(core: Core, with_weights: bool) -> Decisions:
     opts = list(itertools.product(range(ta.n_candidates), range(ta.n_targets), lv))
     a = np.array(opts, dtype=np.int64)
     w = ta.weight_levels[a[:, 2]]
-    return Decisions(split=a[:, 0], target=a[:, 1], bw_weight=w, cpu_weight=w.copy())
+    levels = {f.name: w.copy() for f in DECISION_FIELDS if f.kind == "level"}
+    return Decisions(split=a[:, 0], target=a[:, 1], **levels)
 
 
 def _best_response(
@@ -243,10 +179,12 @@ def _best_response(
     active: np.ndarray,
     opts: Decisions,
     own_only: bool = False,
+    known: bool = False,
 ) -> tuple[Decisions, np.ndarray]:
     """Set device ``k`` to its option minimising the slot cost (of the active devices, or
-    its own), in every environment where it has a task, all at once. Returns the new
-    decisions and their cost ``[E]`` (``inf`` where device ``k`` has no task)."""
+    its own), in every environment where it has a task, all at once, judged on what is
+    ``known`` or on the truth. Returns the new decisions and their cost ``[E]`` (``inf``
+    where device ``k`` has no task)."""
     e, _n = cur.shape
     has, _ = core.pending()
     envs = np.flatnonzero(has[:, k] & active[:, k])
@@ -254,7 +192,7 @@ def _best_response(
     best_cost = np.full(e, np.inf)
     if len(envs) == 0:
         return out, best_cost
-    dec, c = _best_rows(core, cur[envs], k, active[envs], opts, own_only, envs)
+    dec, c = _best_rows(core, cur[envs], k, active[envs], opts, own_only, envs, known)
     out[envs] = dec
     best_cost[envs] = c
     return out, best_cost
@@ -268,6 +206,7 @@ def _best_rows(
     opts: Decisions,
     own_only: bool,
     envs: np.ndarray,
+    known: bool,
 ) -> tuple[Decisions, np.ndarray]:
     e, _n = cur.shape
     kk = opts.shape[0]
@@ -275,7 +214,7 @@ def _best_rows(
     dec = cur.map(lambda a: np.repeat(a, kk, 0))
     dec[:, k] = opts.map(lambda a: np.tile(a, e))
     act = np.repeat(active, kk, 0)
-    res = core.resolve(dec, rows=rows, active=act)
+    res = core.resolve(dec, rows=rows, active=act, known=known)
     cost = res.cost[:, k] if own_only else res.cost.sum(1)
     cost = cost.reshape(e, kk)
     best = cost.argmin(1)
@@ -283,7 +222,7 @@ def _best_rows(
     return dec[pick], cost[np.arange(e), best]
 
 
-def _neurosurgeon(core: Core) -> Decisions:
+def _neurosurgeon(core: Core, known: bool) -> Decisions:
     _has, app = core.pending()
     cur = _local(core)
     opts = _grid(core, with_weights=False)
@@ -291,12 +230,12 @@ def _neurosurgeon(core: Core) -> Decisions:
     for k in range(n):
         alone = np.zeros((e, n), dtype=bool)
         alone[:, k] = True
-        best, _ = _best_response(core, cur, k, alone, opts, own_only=True)
+        best, _ = _best_response(core, cur, k, alone, opts, own_only=True, known=known)
         cur[:, k] = best[:, k]
     return cur
 
 
-def _greedy(core: Core) -> Decisions:
+def _greedy(core: Core, known: bool) -> Decisions:
     _, app = core.pending()
     e, n = app.shape
     cur = _local(core)
@@ -304,25 +243,25 @@ def _greedy(core: Core) -> Decisions:
     active = np.zeros((e, n), dtype=bool)
     for k in range(n):
         active[:, k] = True
-        cur, _ = _best_response(core, cur, k, active, opts)
+        cur, _ = _best_response(core, cur, k, active, opts, known=known)
     return cur
 
 
-def _oracle(core: Core, exact_limit: int, max_sweeps: int) -> Decisions:
+def _oracle(core: Core, exact_limit: int, max_sweeps: int, known: bool) -> Decisions:
     _, app = core.pending()
     e, n = app.shape
     opts = _grid(core, with_weights=False)
     kk = opts.shape[0]
     if kk**n <= exact_limit:
-        return _exact(core, opts)
-    cur = _greedy(core)
-    cost = core.resolve(cur).cost.sum(1)
+        return _exact(core, opts, known)
+    cur = _greedy(core, known)
+    cost = core.resolve(cur, known=known).cost.sum(1)
     opts_w = _grid(core, with_weights=True)
     everyone = np.ones((e, n), dtype=bool)
     for _ in range(max_sweeps):
         improved = False
         for k in range(n):
-            cand, c = _best_response(core, cur, k, everyone, opts_w)
+            cand, c = _best_response(core, cur, k, everyone, opts_w, known=known)
             better = c < cost - 1e-12
             if better.any():
                 improved = True
@@ -333,7 +272,7 @@ def _oracle(core: Core, exact_limit: int, max_sweeps: int) -> Decisions:
     return cur
 
 
-def _exact(core: Core, opts: Decisions) -> Decisions:
+def _exact(core: Core, opts: Decisions, known: bool) -> Decisions:
     _, app = core.pending()
     e, n = app.shape
     kk = opts.shape[0]
@@ -342,7 +281,7 @@ def _exact(core: Core, opts: Decisions) -> Decisions:
     rows = np.repeat(np.arange(e), c)
     idx = np.tile(combos, (e, 1))
     dec = opts[idx]
-    cost = core.resolve(dec, rows=rows).cost.sum(1).reshape(e, c)
+    cost = core.resolve(dec, rows=rows, known=known).cost.sum(1).reshape(e, c)
     pick = np.arange(e) * c + cost.argmin(1)
     return dec[pick]
 
@@ -387,39 +326,33 @@ class RandomValid(Baseline):
         score = np.where(reach, self.rng.random(reach.shape), -1.0)
         target = score.argmax(-1)
         lv = ta.weight_levels
-        return Decisions(
-            split=split,
-            target=target,
-            bw_weight=lv[self.rng.integers(0, len(lv), app.shape)],
-            cpu_weight=lv[self.rng.integers(0, len(lv), app.shape)],
-        )
+        levels = {
+            f.name: lv[self.rng.integers(0, len(lv), app.shape)]
+            for f in DECISION_FIELDS
+            if f.kind == "level"
+        }
+        return Decisions(split=split, target=target, **levels)
 
 
 class Neurosurgeon(Baseline):
-    reads_rates = True
-
     def __init__(self, privileged: bool = False) -> None:
         super().__init__(_suffixed("neurosurgeon", privileged), privileged)
 
     def rule(self, core: Core) -> Decisions:
-        return _neurosurgeon(core)
+        return _neurosurgeon(core, self.known)
 
 
 class Greedy(Baseline):
-    reads_rates = True
-
     def __init__(self, privileged: bool = False) -> None:
         super().__init__(_suffixed("greedy", privileged), privileged)
 
     def rule(self, core: Core) -> Decisions:
-        return _greedy(core)
+        return _greedy(core, self.known)
 
 
 class Oracle(Baseline):
     """Myopic oracle (see the module table). ``exact_limit``: joint points per environment
     up to which the search is exhaustive; ``max_sweeps`` bounds the best-response stage."""
-
-    reads_rates = True
 
     def __init__(
         self, exact_limit: int = 4096, max_sweeps: int = 10, privileged: bool = False
@@ -429,7 +362,7 @@ class Oracle(Baseline):
         self.max_sweeps = max_sweeps
 
     def rule(self, core: Core) -> Decisions:
-        return _oracle(core, self.exact_limit, self.max_sweeps)
+        return _oracle(core, self.exact_limit, self.max_sweeps, self.known)
 
 
 class Clairvoyant(Baseline):
@@ -502,8 +435,8 @@ class Clairvoyant(Baseline):
         cheapest single-device deviations from the oracle's; and ``[E, C]`` whether each
         is a distinct candidate (False: a repeat of the oracle's, which pads the list where
         greedy agrees with the oracle or there are too few deviations)."""
-        best = _oracle(core, self.exact_limit, self.max_sweeps)
-        greedy = _greedy(core)
+        best = _oracle(core, self.exact_limit, self.max_sweeps, known=False)
+        greedy = _greedy(core, known=False)
         has, _ = core.pending()
         e, n = has.shape
         c = self.candidates
@@ -526,7 +459,7 @@ class Clairvoyant(Baseline):
         moved = opts[opt]
         for a, b in zip(dec.fields(), moved.fields(), strict=True):
             a[r, dev] = b
-        res = core.resolve(dec, rows=np.repeat(np.arange(e), n * kk))
+        res = core.resolve(dec, rows=np.repeat(np.arange(e), n * kk), known=False)
         unchanged = _same(best.map(lambda a: a.reshape(-1)[of]), moved)
         skip = unchanged | res.infeasible.any(1) | ~has.reshape(-1)[of]
         cost = np.where(skip, np.inf, res.cost.sum(1)).reshape(e, n * kk)
@@ -560,7 +493,7 @@ class Clairvoyant(Baseline):
                 res = sim.step(dec)
                 scores[:, i] += np.where(live, res.cost.sum(1), 0.0)
                 if h + 1 < self.horizon:
-                    dec = _greedy(sim)
+                    dec = _greedy(sim, known=False)
         return np.where(distinct, scores, np.inf)
 
 

@@ -7,7 +7,9 @@ comparison table is measured on exactly the same arrivals and link traces.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import csv
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,10 +19,9 @@ from edgesplit.envs.vector_env import SplitOffloadVectorEnv
 
 from .baselines import make_baseline, run_episodes
 from .metrics import EpisodeTotals
+from .protocol import Predict
 
-__all__ = ["compare", "evaluate_policy", "policy_predictor", "summarise"]
-
-Predict = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (obs, action masks) -> actions
+__all__ = ["compare", "evaluate_policy", "markdown_table", "summarise", "write_tables"]
 
 
 def evaluate_policy(
@@ -28,8 +29,8 @@ def evaluate_policy(
     env_kwargs: dict[str, Any],
     seeds: Sequence[int],
 ) -> dict[str, np.ndarray]:
-    """Per-seed metrics of ``predict`` (batched observations and action masks -> actions),
-    one episode each.
+    """Per-seed metrics of ``predict`` (batched observations and action masks -> actions:
+    an agent's :meth:`~edgesplit.agents.protocol.Agent.predict`), one episode each.
 
     Joint decision mode runs all seeds at once in the native VectorEnv; sequential mode
     runs one single env per seed.
@@ -58,14 +59,6 @@ def evaluate_policy(
                 tot.add(i, **info)
         horizon, n_dev = env.scenario.horizon, env.core.n_devices
     return tot.metrics(horizon, n_dev)
-
-
-def policy_predictor(model: Any) -> Predict:
-    """Deterministic ``(obs, masks) -> actions`` of an SB3 model; maskable models get the
-    env's action masks (sb3-contrib's convention), the others ignore them."""
-    if type(model).__name__.startswith("Maskable") or getattr(model, "uses_masks", False):
-        return lambda obs, masks: model.predict(obs, action_masks=masks, deterministic=True)[0]
-    return lambda obs, masks: model.predict(obs, deterministic=True)[0]
 
 
 def compare(
@@ -111,3 +104,39 @@ def markdown_table(rows: list[dict[str, float | str]]) -> str:
         for r in rows
     )
     return head + body
+
+
+def write_tables(
+    rows: list[dict[str, float | str]],
+    out_dir: str | Path,
+    title: str,
+    figures: Sequence[Path] = (),
+) -> Path:
+    """Write ``eval.csv`` and ``eval.md`` (``# title``, the table, then ``figures``) into
+    ``out_dir``; returns the Markdown file's path. The one writer of evaluation tables, for
+    training's final comparison and for ``evaluate.py``.
+
+    >>> import tempfile
+    >>> rows = [{"policy": "local", "cost_per_slot": 0.5, "cost_se": 0.0, "latency_ms": 1.0,
+    ...          "miss_rate": 0.0, "energy_mj": 2.0, "drops": 0.0}]
+    >>> print(write_tables(rows, tempfile.mkdtemp(), "demo").read_text())
+    # demo
+    <BLANKLINE>
+    | policy | cost / device-slot | ± se | latency ms | miss % | energy mJ | drops |
+    |---|---:|---:|---:|---:|---:|---:|
+    | local | 0.5000 | 0.0000 | 1.0 | 0.0 | 2.0 | 0.0 |
+    <BLANKLINE>
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (out_dir / "eval.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    md = out_dir / "eval.md"
+    md.write_text(
+        f"# {title}\n\n"
+        + markdown_table(rows)
+        + "".join(f"\n![{f.stem}]({f.name})\n" for f in figures)
+    )
+    return md

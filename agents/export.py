@@ -12,15 +12,15 @@ the same pure-numpy decoder the environment uses, so there is exactly one decode
 ``policy.json`` holds everything a scheduler needs to build the observation and read the
 action, with no pickle anywhere: the format version, the algorithm, the environment id and
 version, the scenario, the static tables (devices, networks and their split candidates,
-targets, scales), the observation and action layouts, the ONNX file's sha256 and the
-training summary. :mod:`edgesplit.scheduler` loads it.
+targets, scales), the observation and action layouts, the ONNX file's sha256, the
+training summary, and one digest over the manifest's contents and the ONNX file
+together. :mod:`edgesplit.scheduler` loads it.
 
->>> import tempfile, gymnasium as gym
->>> from stable_baselines3 import PPO
->>> import edgesplit.envs
->>> env = gym.make("edgesplit/SplitOffload-v0", scenario="single")
->>> model = PPO("MlpPolicy", env, n_steps=64, batch_size=64, seed=0, device="cpu")
->>> out = export_policy(model, "ppo", {"scenario": "single"}, tempfile.mkdtemp())
+>>> import tempfile
+>>> from edgesplit.agents.registry import get_agent
+>>> agent = get_agent("ppo").build({"policy": "MlpPolicy", "kwargs": {"n_steps": 64,
+...     "batch_size": 64}}, {"scenario": "single"}, seed=0)
+>>> out = export_policy(agent, "ppo", {"scenario": "single"}, tempfile.mkdtemp())
 >>> sorted(p.name for p in out.iterdir())
 ['policy.json', 'policy.onnx']
 """
@@ -39,8 +39,9 @@ from torch import nn
 
 from edgesplit.envs import ENV_ID
 from edgesplit.envs.gym_env import SplitOffloadEnv
-from edgesplit.scheduler.policy import FORMAT, FORMAT_VERSION, file_sha256
+from edgesplit.scheduler.policy import FORMAT, FORMAT_VERSION, file_sha256, policy_digest
 
+from .protocol import Agent
 from .registry import get_agent
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "PolicyModule", "export_policy"]
@@ -49,32 +50,25 @@ OPSET = 17
 
 
 class PolicyModule(nn.Module):
-    """A trained SB3 policy as a plain function: observation (+ mask) -> the env's action.
+    """A trained policy as a plain function: observation (+ mask) -> the env's action.
 
-    ``kind`` is ``"multidiscrete"`` (actor logits, masked argmax per dimension, int64
-    ``[B, dims]``), ``"discrete"`` (Q-values, masked argmax, int64 ``[B]``) or
-    ``"continuous"`` (the deterministic actor, float32 ``[B, dims]`` in [-1, 1]).
+    ``policy`` is the agent's :meth:`~edgesplit.agents.protocol.Agent.policy_module`:
+    observation to action logits (discrete views) or to the deterministic action
+    (continuous). ``kind`` is ``"multidiscrete"`` (masked argmax per dimension, int64
+    ``[B, dims]``), ``"discrete"`` (masked argmax, int64 ``[B]``) or ``"continuous"`` (the
+    action as it is, float32 ``[B, dims]`` in [-1, 1]).
     """
 
-    def __init__(self, policy: Any, kind: str, nvec: np.ndarray | None = None) -> None:
+    def __init__(self, policy: nn.Module, kind: str, nvec: np.ndarray | None = None) -> None:
         super().__init__()
         self.policy = policy
         self.kind = kind
         self.nvec = [int(n) for n in nvec] if nvec is not None else []
 
-    def _logits(self, obs: torch.Tensor) -> torch.Tensor:
-        p = self.policy
-        if hasattr(p, "joint_logits"):  # MADDPG's actors over the joint observation
-            return p.joint_logits(obs)
-        if hasattr(p, "q_net"):  # DQN family
-            return p.q_net(obs)
-        features = p.extract_features(obs, p.pi_features_extractor)
-        return p.action_net(p.mlp_extractor.forward_actor(features))
-
     def forward(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if self.kind == "continuous":
-            return self.policy.actor(obs)
-        logits = self._logits(obs)
+            return self.policy(obs)
+        logits = self.policy(obs)
         if mask is not None:
             logits = logits.masked_fill(~mask, float("-inf"))
         if self.kind == "discrete":
@@ -94,20 +88,26 @@ def _version() -> str:
 
 
 def export_policy(
-    model: Any,
+    model: Agent | Any,
     algo: str,
     env_kwargs: dict[str, Any],
     out_dir: str | Path,
     summary: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``policy.onnx`` and ``policy.json`` for ``model`` (an SB3 model trained by
-    ``algo`` on ``gym.make(ENV_ID, **env_kwargs)``) into ``out_dir``; returns ``out_dir``.
+    """Write ``policy.onnx`` and ``policy.json`` for ``model`` (an agent,
+    :class:`~edgesplit.agents.protocol.Agent`, or the library model that registry entry
+    ``algo`` wraps, trained on ``gym.make(ENV_ID, **env_kwargs)`` with the spec's decision
+    mode and action view) into ``out_dir``; returns ``out_dir``.
 
     The files are written under temporary names and renamed, so a reader never sees a
     half-written policy. Raises ``ValueError`` naming the field when the model and the
     environment do not fit together.
     """
     spec = get_agent(algo)
+    if not isinstance(model, Agent):  # a bare library model: the protocol around it
+        model = spec.agent_class()(spec, model)
+    elif model.spec != spec:
+        raise ValueError(f"algo: {algo!r} is not the agent's own {model.spec.name!r}")
     kw = {"decision_mode": spec.decision_mode, "action_type": spec.action_type, **env_kwargs}
     env = SplitOffloadEnv(**kw)
     ta = env.core.tables
@@ -129,7 +129,7 @@ def export_policy(
             raise ValueError(f"model.action_space: {model.action_space} != {env.action_space}")
     else:
         nvec, kind, mask_len = None, "continuous", 0
-    module = PolicyModule(model.policy, kind, nvec).eval()
+    module = PolicyModule(model.policy_module(), kind, nvec).eval()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_tmp = out_dir / "policy.onnx.tmp"
@@ -183,6 +183,8 @@ def export_policy(
         },
         "training": summary or {},
     }
+    # one sha256 over the manifest's contents and the ONNX file together (checked at load)
+    manifest["digest"] = policy_digest(manifest, onnx_path)
     tmp = out_dir / "policy.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=1, allow_nan=False))
     tmp.replace(out_dir / "policy.json")

@@ -16,7 +16,7 @@ Checkpoints are plain ``torch.save`` dictionaries of tensors and numbers, loaded
 observation, which is the concatenation of the agents' observations.
 
 >>> import torch
->>> from edgesplit.envs.split_offload_v0 import parallel_env
+>>> from edgesplit.envs.split_offload_v1 import parallel_env
 >>> _ = torch.manual_seed(0)
 >>> env = parallel_env(scenario="default", action_type="multidiscrete", max_cycles=20)
 >>> algo = MADDPG(env, learning_starts=32, batch_size=32, train_freq=8, seed=0)
@@ -34,7 +34,7 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -42,7 +42,10 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
-__all__ = ["MADDPG", "BatchedMLP", "JointPolicy"]
+if TYPE_CHECKING:  # pragma: no cover
+    from .registry import AgentSpec
+
+__all__ = ["MADDPG", "BatchedMLP", "JointPolicy", "MADDPGAgent"]
 
 
 class BatchedMLP(nn.Module):
@@ -87,6 +90,9 @@ class JointPolicy(nn.Module):
         b = obs.shape[0]
         x = obs.reshape(b, self.n, self.d).transpose(0, 1)  # [N, B, D]
         return self.actors(x).transpose(0, 1).reshape(b, -1)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.joint_logits(obs)
 
 
 class _Buffer:
@@ -135,7 +141,7 @@ class _Buffer:
 class MADDPG:
     """MADDPG on a PettingZoo parallel env whose agents share a ``MultiDiscrete`` action
     space and whose ``state()`` is the concatenation of the agents' observations (as
-    EdgeSplit's :func:`~edgesplit.envs.split_offload_v0.parallel_env` with
+    EdgeSplit's :func:`~edgesplit.envs.split_offload_v1.parallel_env` with
     ``action_type="multidiscrete"``).
 
     Parameters
@@ -155,8 +161,6 @@ class MADDPG:
         Hidden sizes of every actor and critic.
     seed : int
     """
-
-    uses_masks = True  # predict() takes the environment's action masks
 
     def __init__(
         self,
@@ -313,13 +317,20 @@ class MADDPG:
         checkpoint_every: int = 0,
     ) -> MADDPG:
         """Interact and learn for ``total_timesteps`` more environment steps; calls
-        ``checkpoint(self)`` every ``checkpoint_every`` steps."""
+        ``checkpoint(self)`` every ``checkpoint_every`` steps.
+
+        The environment is reseeded from the model's generator first, so a model restored
+        with its generator's state (:meth:`MADDPGAgent.set_rng_state`) goes on with new
+        episodes rather than replaying the first ones."""
         hp, env = self.hparams, self.env
         writer = None
         if self.tensorboard_log:
             from torch.utils.tensorboard import SummaryWriter
 
-            writer = SummaryWriter(str(Path(self.tensorboard_log) / "maddpg"))
+            # a resumed segment hides the points an interrupted one wrote from here on
+            writer = SummaryWriter(
+                str(Path(self.tensorboard_log) / "maddpg"), purge_step=self.num_timesteps
+            )
         obs, infos = env.reset(seed=int(self.rng.integers(2**31)))
         o = np.stack([obs[a] for a in self.agents])
         m = self._masks(infos)
@@ -360,6 +371,8 @@ class MADDPG:
                     for k, v in self.last_losses.items():
                         writer.add_scalar(f"train/{k}_loss", v, t)
             if checkpoint is not None and checkpoint_every and t % checkpoint_every == 0:
+                if writer is not None:  # the curve up to the checkpoint is on disk with it
+                    writer.flush()
                 checkpoint(self)
         if writer is not None:
             writer.close()
@@ -390,7 +403,15 @@ class MADDPG:
         torch.save(state, tmp)
         os.replace(tmp, path)
         if replay_buffer:
-            self.buffer.save(path.with_name(path.stem + "_replay.npz"))
+            self.save_replay_buffer(path.with_name(path.stem + "_replay.npz"))
+
+    def save_replay_buffer(self, path: str | Path) -> None:
+        """The replay buffer as ``.npz`` (written to a temporary file and renamed)."""
+        self.buffer.save(Path(path))
+
+    def load_replay_buffer(self, path: str | Path) -> None:
+        """A replay buffer saved by :meth:`save_replay_buffer`."""
+        self.buffer.load(Path(path))
 
     @classmethod
     def load(cls, path: str | Path, env: Any, tensorboard_log: str | None = None) -> MADDPG:
@@ -421,3 +442,105 @@ class MADDPG:
         if rb.exists():
             model.buffer.load(rb)
         return model
+
+
+class MADDPGAgent:
+    """The agent protocol (:class:`edgesplit.agents.protocol.Agent`) for :class:`MADDPG`.
+
+    It learns on the PettingZoo face (one environment: ``n_envs`` does not apply) and acts
+    on the Gymnasium face's joint view. A saved agent is a directory holding ``model.pt``
+    and, in checkpoints, ``replay_buffer.npz``.
+    """
+
+    MODEL_FILE = "model.pt"
+    REPLAY_FILE = "replay_buffer.npz"
+
+    def __init__(self, spec: AgentSpec, model: MADDPG) -> None:
+        self.spec, self.model = spec, model
+
+    @property
+    def num_timesteps(self) -> int:
+        return int(self.model.num_timesteps)
+
+    @property
+    def observation_space(self) -> spaces.Box:
+        return self.model.observation_space
+
+    @property
+    def action_space(self) -> spaces.MultiDiscrete:
+        return self.model.action_space
+
+    @classmethod
+    def build(
+        cls,
+        spec: AgentSpec,
+        algo_cfg: dict[str, Any],
+        env_kwargs: dict[str, Any],
+        *,
+        seed: int,
+        n_envs: int = 1,
+        tb_dir: str | Path | None = None,
+    ) -> MADDPGAgent:
+        from .run_env import pettingzoo_env
+
+        env = pettingzoo_env(env_kwargs)
+        hp = dict(algo_cfg.get("kwargs") or {})
+        tb = None if tb_dir is None else str(tb_dir)
+        return cls(spec, spec.algorithm_class()(env, seed=int(seed), tensorboard_log=tb, **hp))
+
+    @classmethod
+    def load(
+        cls,
+        spec: AgentSpec,
+        directory: Path,
+        env_kwargs: dict[str, Any],
+        *,
+        training: bool = False,
+        seed: int | None = None,
+        n_envs: int = 1,
+        tb_dir: str | Path | None = None,
+    ) -> MADDPGAgent:
+        from .run_env import pettingzoo_env
+
+        path = Path(directory) / cls.MODEL_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{directory}: missing {cls.MODEL_FILE}")
+        tb = None if tb_dir is None else str(tb_dir)
+        model = spec.algorithm_class().load(path, pettingzoo_env(env_kwargs), tensorboard_log=tb)
+        rb = Path(directory) / cls.REPLAY_FILE
+        if training and rb.is_file():
+            model.load_replay_buffer(rb)
+        return cls(spec, model)
+
+    def save(self, directory: Path) -> None:
+        self.model.save(Path(directory) / self.MODEL_FILE)
+
+    def save_replay_buffer(self, directory: Path) -> bool:
+        self.model.save_replay_buffer(Path(directory) / self.REPLAY_FILE)
+        return True
+
+    def learn(
+        self, total_timesteps: int, checkpoint: Callable[[], None], checkpoint_every: int
+    ) -> None:
+        if self.model.num_timesteps < int(total_timesteps):
+            self.model.learn(
+                int(total_timesteps) - self.model.num_timesteps,
+                checkpoint=lambda _m: checkpoint(),
+                checkpoint_every=int(checkpoint_every),
+            )
+
+    def predict(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        return self.model.predict(obs, action_masks=masks if self.spec.masked else None)[0]
+
+    def policy_module(self) -> nn.Module:
+        return self.model.policy
+
+    def rng_state(self) -> dict[str, Any]:
+        # the environment is reseeded from this generator at the start of learn()
+        return {"rng": self.model.rng.bit_generator.state}
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        self.model.rng.bit_generator.state = state["rng"]
+
+    def close(self) -> None:
+        self.model.env.close()

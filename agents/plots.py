@@ -25,8 +25,10 @@ def learning_curve(run: Path) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     steps: list[float] = []
     values: list[float] = []
-    for f in sorted((run / "tb").rglob("events.out.tfevents.*")):
-        acc = EventAccumulator(str(f.parent), size_guidance={"scalars": 0})
+    # one accumulator per folder (it reads every events file there, in order, and drops the
+    # points a resumed segment superseded); one per file would count a folder twice
+    for folder in sorted({f.parent for f in (run / "tb").rglob("events.out.tfevents.*")}):
+        acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})
         acc.Reload()
         if "rollout/ep_rew_mean" in acc.Tags().get("scalars", []):
             for ev in acc.Scalars("rollout/ep_rew_mean"):
@@ -95,9 +97,7 @@ def plot_evaluation(
             ax1.bar(np.arange(len(cats)) + k * width, frac, width, label=name, color=color)
             depth = split[~local] / np.maximum(last[~local], 1)
             if depth.size:
-                ax2.hist(
-                    depth, bins=10, range=(0, 1), histtype="step", label=name, color=color
-                )
+                ax2.hist(depth, bins=10, range=(0, 1), histtype="step", label=name, color=color)
         ax1.set_xticks(np.arange(len(cats)) + 0.4 - width / 2, cats, rotation=30)
         ax1.set_ylabel("fraction of tasks")
         ax1.set_title("Chosen target")

@@ -1,156 +1,179 @@
-"""Training runs: build the env and the agent from a config, learn with atomic checkpoints,
-resume, and compare the result with every baseline on held-out episodes.
+"""Training runs: build (or resume) the agent a config names, learn with crash-safe
+checkpoints, then hand over to evaluation and export.
 
 ``train.py`` is the Hydra front door; this module is the importable body, so tests and
-notebooks run exactly what the command line runs.
+notebooks run exactly what the command line runs. It talks to the agent only through the
+agent protocol (:mod:`edgesplit.agents.protocol`), so it names no algorithm. The jobs live in
+their own modules: the run's environment (:mod:`.run_env`), checkpoints and random-number
+state (:mod:`.checkpoint`), the learning loops (:mod:`.sb3_agent`, :mod:`.maddpg`), the
+comparison with the baselines (:mod:`.evaluation`) and the export (:mod:`.export`).
 
 A run directory holds::
 
     .hydra/config.yaml     the resolved config (written by Hydra)
     tb/                    TensorBoard events (rollout/, train/, eval/ scalars)
-    checkpoint.zip         the latest checkpoint (written to a temporary file, then renamed)
-    replay_buffer.pkl      off-policy agents' replay buffer, beside the checkpoint
-    model.zip              the final model
-                           (MADDPG: checkpoint.pt, checkpoint_replay.npz, model.pt)
+    checkpoints/<k>-step-<n>/  the latest checkpoint: model, replay buffer, RNG state and
+                           step counters as one unit (see .checkpoint)
+    model/                 the final model, as the agent saves it (model.zip or model.pt)
     eval.csv, eval.md      the final comparison with the baselines
     policy/                the exported policy: policy.onnx + policy.json (see .export)
-    summary.json           what was run and what came out
+    summary.json           what was run and what came out, over every training segment
+
+Running the same command again resumes from the checkpoint. What is restored: the model
+(weights, optimiser states, counters), the replay buffer, Python's, numpy's and torch's
+random-number states, the agent's own and its environments' generators, and the list of
+training segments (steps and seconds). What is not: the episode in progress (the resumed
+segment starts new episodes, drawn from the restored generators), an on-policy rollout under
+way (PPO collects a fresh one) and anything learnt after the checkpoint, which is done again.
+TensorBoard scalars that the interrupted segment wrote at or after the checkpoint's step are
+hidden (``purge_step``), so curves never go backwards.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
+import shutil
 import time
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import gymnasium as gym
-import numpy as np
 import torch
-from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.noise import NormalActionNoise
-from stable_baselines3.common.vec_env import DummyVecEnv
 
 from edgesplit.envs import ENV_ID
 
-from .evaluation import compare, evaluate_policy, markdown_table, policy_predictor, summarise
+from .checkpoint import CheckpointStore, crash_point
+from .config import check_train_config
+from .evaluate_run import MODEL_DIR
+from .evaluation import compare, evaluate_policy, summarise, write_tables
 from .export import export_policy
-from .registry import get_agent
+from .registry import AgentSpec, get_agent
+from .run_env import env_kwargs, pettingzoo_env
 
-__all__ = ["AtomicCheckpoint", "env_kwargs", "pettingzoo_env", "train"]
+if TYPE_CHECKING:  # pragma: no cover
+    from .protocol import Agent
 
+__all__ = ["env_kwargs", "pettingzoo_env", "train"]
 
-def env_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Keyword arguments of the env for this run's agent (its decision mode and action view)."""
-    spec = get_agent(cfg["algo"]["name"])
-    kw: dict[str, Any] = {
-        "scenario": cfg["env"]["scenario"],
-        "decision_mode": spec.decision_mode,
-        "action_type": spec.action_type,
-    }
-    if cfg["env"].get("max_cycles") is not None:
-        kw["max_cycles"] = int(cfg["env"]["max_cycles"])
-    return kw
+OLD_CHECKPOINTS = ("checkpoint.zip", "checkpoint.pt")  # before checkpoints/ (issue 12)
 
 
-class AtomicCheckpoint(BaseCallback):
-    """Every ``every`` env steps, save the model (and replay buffer) to a temporary file and
-    rename it over the previous checkpoint, so a crash never leaves a torn checkpoint."""
+class _Segment:
+    """One invocation's training: the steps it covered and the seconds it took."""
 
-    def __init__(self, run_dir: Path, every: int) -> None:
-        super().__init__()
-        self.run_dir = Path(run_dir)
-        self.every = int(every)
-        self._next = self.every
+    def __init__(self, start: int) -> None:
+        self.start, self.t0 = int(start), time.perf_counter()
 
-    def _init_callback(self) -> None:
-        self._next = (self.model.num_timesteps // self.every + 1) * self.every
-
-    def save(self) -> None:
-        tmp = self.run_dir / "checkpoint.tmp.zip"
-        self.model.save(tmp)
-        if hasattr(self.model, "replay_buffer") and self.model.replay_buffer is not None:
-            rb_tmp = self.run_dir / "replay_buffer.tmp.pkl"
-            self.model.save_replay_buffer(rb_tmp)
-            os.replace(rb_tmp, self.run_dir / "replay_buffer.pkl")
-        os.replace(tmp, self.run_dir / "checkpoint.zip")
-
-    def _on_step(self) -> bool:
-        if self.model.num_timesteps >= self._next:
-            self.save()
-            self._next += self.every
-        return True
+    def record(self, step: int) -> dict[str, Any]:
+        return {
+            "from_step": self.start,
+            "to_step": int(step),
+            "train_seconds": round(time.perf_counter() - self.t0, 3),
+        }
 
 
-def _make_model(cfg: dict[str, Any], venv: Any, run_dir: Path) -> Any:
-    spec = get_agent(cfg["algo"]["name"])
-    cls = spec.load_class()
-    kwargs = dict(cfg["algo"].get("kwargs") or {})
-    if spec.name == "ddpg":
-        n = venv.action_space.shape[0]
-        sigma = float(cfg["algo"].get("action_noise_sigma", 0.1))
-        kwargs["action_noise"] = NormalActionNoise(np.zeros(n), sigma * np.ones(n))
-    return cls(
-        cfg["algo"]["policy"],
-        venv,
-        seed=int(cfg["seed"]),
-        tensorboard_log=str(run_dir / "tb"),
-        verbose=0,
-        device="cpu",
-        **kwargs,
-    )
-
-
-def pettingzoo_env(kw: dict[str, Any]) -> Any:
-    """The PettingZoo parallel face for a run's env kwargs (the decision mode belongs to
-    the Gymnasium face; the PettingZoo face always decides one device per agent)."""
-    from edgesplit.envs.split_offload_v0 import parallel_env
-
-    return parallel_env(**{k: v for k, v in kw.items() if k != "decision_mode"})
-
-
-def _learn_multi_agent(
-    cfg: dict[str, Any], run_dir: Path, kw: dict[str, Any], seed: int
-) -> tuple[Any, int, float]:
-    """MADDPG on the PettingZoo face: atomic ``checkpoint.pt`` (+ replay ``.npz``), resume,
-    final ``model.pt``. Returns the model, the step it resumed from and the training time."""
-    from .maddpg import MADDPG
-
-    env = pettingzoo_env(kw)
-    ckpt = run_dir / "checkpoint.pt"
-    tb = str(run_dir / "tb")
-    resumed_from = 0
-    if cfg.get("resume", True) and ckpt.exists():
-        model = MADDPG.load(ckpt, env, tensorboard_log=tb)
-        resumed_from = model.num_timesteps
-    else:
-        hp = dict(cfg["algo"].get("kwargs") or {})
-        model = MADDPG(env, seed=seed, tensorboard_log=tb, **hp)
-    total = int(cfg["total_timesteps"])
-    t0 = time.perf_counter()
-    if model.num_timesteps < total:
-        model.learn(
-            total - model.num_timesteps,
-            checkpoint=lambda m: m.save(ckpt, replay_buffer=True),
-            checkpoint_every=int(cfg["checkpoint_every"]),
+def _start(
+    cfg: dict[str, Any], spec: AgentSpec, kw: dict[str, Any], store: CheckpointStore, tb: Path
+) -> tuple[Agent, list[dict[str, Any]]]:
+    """The agent, resumed from the latest checkpoint when there is one (and ``resume``),
+    with the training segments done so far."""
+    seed, n_envs = int(cfg["seed"]), int(cfg["n_envs"])
+    if not cfg.get("resume", True):
+        store.clear()
+    store.clean()
+    ckpt = store.latest()
+    if ckpt is None and any((store.root.parent / f).exists() for f in OLD_CHECKPOINTS):
+        warnings.warn(
+            f"{store.root.parent}: a checkpoint of the earlier layout ({OLD_CHECKPOINTS}) "
+            "cannot be resumed (no RNG state or segments): training starts afresh",
+            stacklevel=2,
         )
-    train_s = time.perf_counter() - t0
-    model.save(run_dir / "model.pt")
-    model.save(ckpt, replay_buffer=True)
-    return model, resumed_from, train_s
+    if ckpt is None:
+        return spec.build(cfg["algo"], kw, seed=seed, n_envs=n_envs, tb_dir=tb), []
+    agent, state = store.restore(
+        ckpt,
+        lambda d: spec.load(d, kw, training=True, seed=seed, n_envs=n_envs, tb_dir=tb),
+        algo=spec.name,
+    )
+    return agent, list(state.get("segments", []))
+
+
+def _save_model(agent: Agent, out: Path) -> None:
+    """The final model in ``out`` (written beside it, then put in place)."""
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    agent.save(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    os.rename(tmp, out)
+
+
+def _report(
+    cfg: dict[str, Any],
+    spec: AgentSpec,
+    agent: Agent,
+    kw: dict[str, Any],
+    run_dir: Path,
+    segments: list[dict[str, Any]],
+    resumed_from: int,
+) -> dict[str, Any]:
+    """The comparison with the baselines on held-out episodes, the exported policy and
+    ``summary.json``; returns the summary."""
+    first, n_eval = int(cfg["eval"]["first_seed"]), int(cfg["eval"]["episodes"])
+    seeds = list(range(first, first + n_eval))
+    learned = evaluate_policy(agent.predict, kw, seeds)
+    crash_point("train.evaluated")
+    results = compare({spec.name: learned}, kw["scenario"], seeds, cfg["eval"]["baselines"])
+    rows = summarise(results)
+    title = (
+        f"{spec.name} on {kw['scenario']}: {n_eval} held-out episodes "
+        f"(seeds {first}..{first + n_eval - 1})"
+    )
+    write_tables(rows, run_dir, title)
+    summary = {
+        "algo": spec.name,
+        "scenario": kw["scenario"],
+        "env_id": ENV_ID,
+        "env_kwargs": kw,
+        "seed": int(cfg["seed"]),
+        "total_timesteps": agent.num_timesteps,
+        "resumed_from": resumed_from,
+        "train_seconds": round(sum(s["train_seconds"] for s in segments), 3),
+        "segments": segments,
+        "eval_seeds": seeds,
+        "eval": rows,
+    }
+    # the deployable policy: ONNX + manifest (no pickle), with this summary inside
+    export_policy(agent, spec.name, kw, run_dir / "policy", summary=dict(summary))
+    crash_point("train.exported")
+    summary["policy_dir"] = "policy"
+    tmp = run_dir / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, run_dir / "summary.json")
+    from torch.utils.tensorboard import SummaryWriter
+
+    step = agent.num_timesteps
+    with SummaryWriter(str(run_dir / "tb" / "eval"), purge_step=step) as tb:
+        for r in rows:
+            tb.add_scalar(f"eval/{r['policy']}/cost_per_slot", r["cost_per_slot"], step)
+            tb.add_scalar(f"eval/{r['policy']}/miss_rate", r["miss_rate"], step)
+    return summary
 
 
 def train(cfg: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
-    """Train (or resume) one run and evaluate it; returns the run's summary."""
+    """Train (or resume) one run and evaluate it; returns the run's summary.
+
+    ``cfg`` is a composed ``train.py`` config as a plain dict; it is checked first
+    (:func:`edgesplit.agents.config.check_train_config`: a
+    :class:`~edgesplit.agents.config.ConfigError` naming the key and the value).
+    """
+    check_train_config(cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(int(cfg.get("threads", 1)))
     spec = get_agent(cfg["algo"]["name"])
     kw = env_kwargs(cfg)
-    seed = int(cfg["seed"])
     wandb_run = None
     if cfg.get("logger", {}).get("wandb"):
         import wandb
@@ -163,87 +186,25 @@ def train(cfg: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
             sync_tensorboard=True,
             name=run_dir.name,
         )
-    venv = None
-    if spec.multi_agent:
-        model, resumed_from, train_s = _learn_multi_agent(cfg, run_dir, kw, seed)
-    else:
-        venv = make_vec_env(  # each copy in a Monitor: rollout/ep_rew_mean in TensorBoard
-            lambda: gym.make(ENV_ID, **kw),
-            n_envs=int(cfg["n_envs"]),
-            seed=seed,
-            vec_env_cls=DummyVecEnv,
-        )
-        ckpt = run_dir / "checkpoint.zip"
-        resumed_from = 0
-        if cfg.get("resume", True) and ckpt.exists():
-            model = spec.load_class().load(ckpt, env=venv, device="cpu")
-            rb = run_dir / "replay_buffer.pkl"
-            if rb.exists() and hasattr(model, "load_replay_buffer"):
-                model.load_replay_buffer(rb)
-            resumed_from = int(model.num_timesteps)
-        else:
-            model = _make_model(cfg, venv, run_dir)
-        total = int(cfg["total_timesteps"])
-        t0 = time.perf_counter()
-        if model.num_timesteps < total:
-            model.learn(
-                total_timesteps=total - model.num_timesteps,
-                callback=AtomicCheckpoint(run_dir, int(cfg["checkpoint_every"])),
-                reset_num_timesteps=resumed_from == 0,
-                tb_log_name="run",
-            )
-        train_s = time.perf_counter() - t0
-        model.save(run_dir / "model.zip")
-        cb = AtomicCheckpoint(run_dir, 1)
-        cb.model = model
-        cb.save()
+    store = CheckpointStore(run_dir)
+    agent, segments = _start(cfg, spec, kw, store, run_dir / "tb")
+    resumed_from = agent.num_timesteps
+    segment = _Segment(resumed_from)
 
-    # final comparison on held-out episodes
-    first, n_eval = int(cfg["eval"]["first_seed"]), int(cfg["eval"]["episodes"])
-    seeds = list(range(first, first + n_eval))
+    def checkpoint() -> None:
+        store.save(agent, {"segments": [*segments, segment.record(agent.num_timesteps)]})
 
-    predict = policy_predictor(model)
-
-    learned = evaluate_policy(predict, kw, seeds)
-    results = compare({spec.name: learned}, kw["scenario"], seeds, cfg["eval"]["baselines"])
-    rows = summarise(results)
-    with (run_dir / "eval.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    table = markdown_table(rows)
-    (run_dir / "eval.md").write_text(
-        f"# {spec.name} on {kw['scenario']}: {n_eval} held-out episodes (seeds {first}..)\n\n"
-        + table
-    )
-    summary = {
-        "algo": spec.name,
-        "scenario": kw["scenario"],
-        "env_id": ENV_ID,
-        "env_kwargs": kw,
-        "seed": seed,
-        "total_timesteps": int(model.num_timesteps),
-        "resumed_from": resumed_from,
-        "train_seconds": round(train_s, 1),
-        "eval_seeds": seeds,
-        "eval": rows,
-    }
-    # the deployable policy: ONNX + manifest (no pickle), with this summary inside
-    export_policy(model, spec.name, kw, run_dir / "policy", summary=dict(summary))
-    summary["policy_dir"] = "policy"
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    from torch.utils.tensorboard import SummaryWriter
-
-    with SummaryWriter(str(run_dir / "tb" / "eval")) as tb:
-        for r in rows:
-            tb.add_scalar(
-                f"eval/{r['policy']}/cost_per_slot", r["cost_per_slot"], model.num_timesteps
-            )
-            tb.add_scalar(f"eval/{r['policy']}/miss_rate", r["miss_rate"], model.num_timesteps)
+    agent.learn(int(cfg["total_timesteps"]), checkpoint, int(cfg["checkpoint_every"]))
+    if agent.num_timesteps > resumed_from:
+        segments.append(segment.record(agent.num_timesteps))
+    crash_point("train.learned")
+    if agent.num_timesteps > resumed_from:  # else the checkpoint it resumed from is current
+        store.save(agent, {"segments": segments})
+    _save_model(agent, run_dir / MODEL_DIR)
+    summary = _report(cfg, spec, agent, kw, run_dir, segments, resumed_from)
     if wandb_run is not None:
-        for r in rows:
+        for r in summary["eval"]:
             wandb_run.summary[f"eval/{r['policy']}/cost_per_slot"] = r["cost_per_slot"]
         wandb_run.finish()
-    if venv is not None:
-        venv.close()
+    agent.close()
     return summary

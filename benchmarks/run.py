@@ -3,7 +3,7 @@
 ``python -m benchmarks.run [--seconds 3] [--write]`` measures, on one thread:
 
 * Gymnasium ``CartPole-v1`` steps/s (``gym.make``, default wrappers) — the yardstick;
-* ``edgesplit/SplitOffload-v0`` steps/s on ``default`` (joint, multidiscrete, ``gym.make``);
+* ``edgesplit/SplitOffload-v1`` steps/s on ``default`` (joint, multidiscrete, ``gym.make``);
 * the native VectorEnv with 1024 environments on ``default``: device-decisions/s
   (environments x devices per second);
 * the same two on the numpy backend (the reference implementation, what runs without numba).
@@ -75,7 +75,7 @@ def vector_decisions_per_second(
     num_envs: int, seconds: float, backend: str = "auto"
 ) -> tuple[float, float]:
     envs = gym.make_vec(
-        "edgesplit/SplitOffload-v0", num_envs=num_envs, scenario="default", backend=backend
+        "edgesplit/SplitOffload-v1", num_envs=num_envs, scenario="default", backend=backend
     )
     n_dev = envs.unwrapped.core.n_devices
     envs.action_space.seed(0)
@@ -105,26 +105,26 @@ def main() -> None:
     except ImportError:
         pass
     cart = steps_per_second(gym.make("CartPole-v1"), a.seconds)
-    ours = steps_per_second(gym.make("edgesplit/SplitOffload-v0", scenario="default"), a.seconds)
+    ours = steps_per_second(gym.make("edgesplit/SplitOffload-v1", scenario="default"), a.seconds)
     seq = steps_per_second(
-        gym.make("edgesplit/SplitOffload-v0", scenario="default", decision_mode="sequential"),
+        gym.make("edgesplit/SplitOffload-v1", scenario="default", decision_mode="sequential"),
         a.seconds,
     )
     vec, vsteps = vector_decisions_per_second(a.num_envs, a.seconds)
     np_single = steps_per_second(
-        gym.make("edgesplit/SplitOffload-v0", scenario="default", backend="numpy"), a.seconds
+        gym.make("edgesplit/SplitOffload-v1", scenario="default", backend="numpy"), a.seconds
     )
     np_vec, np_vsteps = vector_decisions_per_second(a.num_envs, a.seconds, backend="numpy")
-    backend = gym.make("edgesplit/SplitOffload-v0").unwrapped.core.backend
+    backend = gym.make("edgesplit/SplitOffload-v1").unwrapped.core.backend
     rows = [
         ("CartPole-v1 steps/s (yardstick)", f"{cart:,.0f}", ""),
         (
-            "SplitOffload-v0 default, joint: steps/s",
+            "SplitOffload-v1 default, joint: steps/s",
             f"{ours:,.0f}",
             f"{100 * ours / cart:.0f}% of CartPole (target >= 35%)",
         ),
         (
-            "SplitOffload-v0 default, sequential: steps/s",
+            "SplitOffload-v1 default, sequential: steps/s",
             f"{seq:,.0f}",
             f"{100 * seq / cart:.0f}% of CartPole",
         ),
@@ -134,7 +134,7 @@ def main() -> None:
             f"{vsteps:,.0f} batched steps/s (target >= 5,000,000)",
         ),
         (
-            "numpy backend: SplitOffload-v0 default, joint: steps/s",
+            "numpy backend: SplitOffload-v1 default, joint: steps/s",
             f"{np_single:,.0f}",
             f"{100 * np_single / cart:.0f}% of CartPole (reference implementation)",
         ),

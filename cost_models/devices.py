@@ -46,8 +46,8 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from edgesplit.cost_models.frozen import FrozenMap
 from edgesplit.cost_models.errors import FieldError
+from edgesplit.cost_models.frozen import FrozenMap
 
 __all__ = [
     "BYTES_PER_ELEMENT",

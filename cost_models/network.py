@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from edgesplit.cost_models.frozen import FrozenMap
 from edgesplit.cost_models.errors import FieldError
+from edgesplit.cost_models.frozen import FrozenMap
 
 __all__ = [
     "CANDIDATE_KINDS",

@@ -1,32 +1,43 @@
 """EdgeSplit environments: one batched simulator core under Gymnasium, VectorEnv and
 PettingZoo faces.
 
-Importing this package registers ``edgesplit/SplitOffload-v0`` with Gymnasium (a
-centralised env with a native ``vector_entry_point``). The PettingZoo face is
-:mod:`edgesplit.envs.split_offload_v0`. The simulator under both faces, with the observation
-encoder and action decoder, is :mod:`edgesplit.sim`, which needs numpy only and registers
-nothing: an edge scheduler imports it without Gymnasium. Where Gymnasium is not installed,
-importing this package skips the registration.
+Importing this package registers ``edgesplit/SplitOffload-v1`` with Gymnasium (a
+centralised env with a native ``vector_entry_point``), and ``edgesplit/SplitOffload-v0``, the
+same env with the first version's privileged information (the true link rates and server
+backlogs of the slot being decided). The PettingZoo faces are
+:mod:`edgesplit.envs.split_offload_v1` and :mod:`edgesplit.envs.split_offload_v0`.
+
+The simulator under both faces, with the observation encoder and action decoder, is
+:mod:`edgesplit.sim`, which needs numpy only and registers nothing: an edge scheduler
+imports it without Gymnasium. Where Gymnasium is not installed, importing this package
+skips the registration.
 
 >>> import gymnasium as gym
 >>> import edgesplit.envs
->>> "edgesplit/SplitOffload-v0" in gym.registry
-True
+>>> "edgesplit/SplitOffload-v1" in gym.registry, "edgesplit/SplitOffload-v0" in gym.registry
+(True, True)
 """
 
-ENV_ID = "edgesplit/SplitOffload-v0"
+ENV_ID = "edgesplit/SplitOffload-v1"
+#: the first version, kept for reproducibility: the scheduler knows the true link rates and
+#: server backlogs of the slot it decides (privileged information)
+ENV_ID_V0 = "edgesplit/SplitOffload-v0"
 
 try:
     from gymnasium.envs.registration import register, registry
 except ImportError:  # pragma: no cover - numpy-only deployments (the scheduler)
     pass
 else:
-    if ENV_ID not in registry:
-        register(
-            id=ENV_ID,
-            entry_point="edgesplit.envs.gym_env:SplitOffloadEnv",
-            vector_entry_point="edgesplit.envs.vector_env:SplitOffloadVectorEnv",
-            kwargs={"scenario": "default"},
-        )
+    for _id, _kwargs in (
+        (ENV_ID, {"scenario": "default"}),
+        (ENV_ID_V0, {"scenario": "default", "information": "privileged"}),
+    ):
+        if _id not in registry:
+            register(
+                id=_id,
+                entry_point="edgesplit.envs.gym_env:SplitOffloadEnv",
+                vector_entry_point="edgesplit.envs.vector_env:SplitOffloadVectorEnv",
+                kwargs=_kwargs,
+            )
 
-__all__ = ["ENV_ID"]
+__all__ = ["ENV_ID", "ENV_ID_V0"]

@@ -51,10 +51,22 @@ def resolve_options(
     decision_mode: str,
     action_type: str | None,
     max_cycles: int | None,
+    information: str | Mapping[str, Any] | None = None,
 ) -> tuple[Scenario, str]:
-    """The validated scenario (its horizon overridden by ``max_cycles``) and action type;
-    a clear error naming the argument otherwise."""
+    """The validated scenario (its horizon overridden by ``max_cycles``, its information
+    model by ``information``: ``"privileged"`` for the true rates and backlogs, environment
+    v0's model, or a mapping of :class:`~edgesplit.sim.scenario.InformationSpec` fields) and
+    action type; a clear error naming the argument otherwise."""
     sc = load_scenario(scenario)
+    if information is not None:
+        if information == "privileged":
+            information = {"link_rate": "true", "server_backlog": "true"}
+        if not isinstance(information, Mapping):
+            raise ValueError(
+                f"information: expected 'privileged' or a mapping of InformationSpec fields, "
+                f"got {information!r}"
+            )
+        sc = sc.replace(information=dict(information))
     if max_cycles is not None:
         if (
             isinstance(max_cycles, bool)

@@ -113,10 +113,13 @@ class SplitOffloadEnv(gym.Env):
     * ``backend``: the simulator's step, ``"auto"`` (compiled with numba when it is
       installed, else numpy), ``"numba"`` or ``"numpy"``: same dynamics (see
       :class:`~edgesplit.sim.core.Core`).
+    * ``information``: ``None`` (the scenario's ``information``: by default the measured
+      rates and reported backlogs), ``"privileged"`` (the true ones: v0), or a mapping of
+      :class:`~edgesplit.sim.scenario.InformationSpec` fields.
 
     >>> import gymnasium as gym
     >>> import edgesplit.envs
-    >>> env = gym.make("edgesplit/SplitOffload-v0", scenario="single")
+    >>> env = gym.make("edgesplit/SplitOffload-v1", scenario="single")
     >>> obs, info = env.reset(seed=0)
     >>> env.observation_space.contains(obs)
     True
@@ -126,7 +129,13 @@ class SplitOffloadEnv(gym.Env):
 
     ## Version History
 
-    * v0: initial release.
+    * v1: what a real scheduler knows. The observation's link rates are the rates each device
+      measured over the last slot (an EWMA where the scenario's ``information.ewma_weight``
+      is below 1), and the server backlogs are those the servers reported a slot ago, not
+      the true values of the slot being decided (``information`` in the scenario). The
+      dynamics and rewards are unchanged.
+    * v0: initial release; the observation carries the true link rates and server backlogs
+      of the slot being decided (still registered, ``information="privileged"``).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 10}
@@ -139,8 +148,9 @@ class SplitOffloadEnv(gym.Env):
         max_cycles: int | None = None,
         render_mode: str | None = None,
         backend: str = "auto",
+        information: str | Mapping[str, Any] | None = None,
     ) -> None:
-        sc, at = resolve_options(scenario, decision_mode, action_type, max_cycles)
+        sc, at = resolve_options(scenario, decision_mode, action_type, max_cycles, information)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: {render_mode!r} is not one of ['ansi', None]")
         self.scenario = sc

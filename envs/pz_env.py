@@ -81,8 +81,9 @@ class SplitOffloadParallelEnv(ParallelEnv):
         max_cycles: int | None = None,
         render_mode: str | None = None,
         backend: str = "auto",
+        information: str | Mapping[str, Any] | None = None,
     ) -> None:
-        sc, at = resolve_options(scenario, "sequential", action_type, max_cycles)
+        sc, at = resolve_options(scenario, "sequential", action_type, max_cycles, information)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: {render_mode!r} is not one of ['ansi', None]")
         self.scenario = sc

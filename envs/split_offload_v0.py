@@ -1,4 +1,7 @@
-"""PettingZoo entry points of EdgeSplit, version 0 (the ``simple_spread_v3`` convention).
+"""PettingZoo entry points of EdgeSplit, version 0 (the ``simple_spread_v3`` convention): the
+first version, kept for reproducibility. Its agents observe the true link rates and server
+backlogs of the slot being decided (privileged information); version 1
+(:mod:`.split_offload_v1`) observes what a real scheduler knows.
 
 | | |
 |---|---|
@@ -33,7 +36,8 @@ __all__ = ["env", "parallel_env", "raw_env"]
 
 
 def parallel_env(**kwargs: Any) -> SplitOffloadParallelEnv:
-    """The native parallel environment."""
+    """The native parallel environment (privileged information unless told otherwise)."""
+    kwargs.setdefault("information", "privileged")
     return SplitOffloadParallelEnv(**kwargs)
 
 

@@ -35,7 +35,7 @@ class SplitOffloadVectorEnv(VectorEnv):
 
     >>> import gymnasium as gym
     >>> import edgesplit.envs
-    >>> envs = gym.make_vec("edgesplit/SplitOffload-v0", num_envs=4, scenario="single")
+    >>> envs = gym.make_vec("edgesplit/SplitOffload-v1", num_envs=4, scenario="single")
     >>> obs, info = envs.reset(seed=0)
     >>> obs.shape[0], envs.metadata["autoreset_mode"].name
     (4, 'NEXT_STEP')
@@ -52,13 +52,14 @@ class SplitOffloadVectorEnv(VectorEnv):
         max_cycles: int | None = None,
         render_mode: str | None = None,
         backend: str = "auto",
+        information: str | Mapping[str, Any] | None = None,
     ) -> None:
         if decision_mode != "joint":
             raise ValueError(
                 f"decision_mode: {decision_mode!r}: the native VectorEnv supports 'joint' only; "
                 "use gymnasium.make_vec(..., vectorization_mode='sync') for sequential"
             )
-        sc, at = resolve_options(scenario, decision_mode, action_type, max_cycles)
+        sc, at = resolve_options(scenario, decision_mode, action_type, max_cycles, information)
         self.scenario = sc
         self.action_type = at
         self.render_mode = render_mode

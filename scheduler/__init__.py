@@ -5,11 +5,21 @@
 >>> sched.decide({"devices": {...}})  # doctest: +SKIP
 
 ``python -m edgesplit.scheduler serve --policy DIR`` runs the HTTP service
-(:mod:`edgesplit.scheduler.server`); ``python -m edgesplit.scheduler decide --policy DIR
-request.json`` answers one request from a file.
+(:mod:`edgesplit.scheduler.server`, Starlette on uvicorn: the ``scheduler`` extra);
+``python -m edgesplit.scheduler decide --policy DIR request.json`` answers one request from a
+file. Errors: :class:`SchedulerError` and its two kinds, :class:`RequestError` (a malformed
+request) and :class:`PolicyError` (a missing, malformed or tampered policy directory).
 """
 
-from .decide import RequestError, Scheduler
-from .policy import LoadedPolicy, PolicyError, load_policy
+from .decide import Scheduler
+from .errors import PolicyError, RequestError, SchedulerError
+from .policy import LoadedPolicy, load_policy
 
-__all__ = ["LoadedPolicy", "PolicyError", "RequestError", "Scheduler", "load_policy"]
+__all__ = [
+    "LoadedPolicy",
+    "PolicyError",
+    "RequestError",
+    "Scheduler",
+    "SchedulerError",
+    "load_policy",
+]

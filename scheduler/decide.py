@@ -41,6 +41,7 @@ from edgesplit.sim.encoding import (
 )
 from edgesplit.sim.schema import Decisions
 
+from .errors import RequestError
 from .policy import LoadedPolicy
 
 __all__ = ["RequestError", "Scheduler"]
@@ -48,17 +49,9 @@ __all__ = ["RequestError", "Scheduler"]
 MAX_DEVICES = 4096
 
 
-class RequestError(ValueError):
-    """A scheduling request is malformed: ``field`` is its path, ``value`` the culprit."""
-
-    def __init__(self, field: str, value: Any, problem: str) -> None:
-        self.field, self.value, self.problem = field, value, problem
-        text = repr(value)
-        text = text if len(text) <= 80 else text[:77] + "..."
-        super().__init__(f"request: field {field!r} = {text}: {problem}")
-
-
 def _number(x: Any, field: str, *, low: float = 0.0) -> float:
+    if (type(x) is float or type(x) is int) and low <= x < 1e300:  # the common case, fast
+        return float(x)
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         raise RequestError(field, x, "expected a finite number")
     try:
@@ -73,6 +66,8 @@ def _number(x: Any, field: str, *, low: float = 0.0) -> float:
 
 
 def _integer(x: Any, field: str, low: int, high: int | None = None) -> int:
+    if isinstance(x, float) and math.isfinite(x) and x.is_integer():
+        x = int(x)  # JSON has one number type: 2.0 is the integer 2 (as in JSON Schema)
     if isinstance(x, bool) or not isinstance(x, int):
         raise RequestError(field, x, "expected an integer")
     if x < low or (high is not None and x > high):
@@ -87,6 +82,9 @@ def _object(x: Any, field: str) -> dict[str, Any]:
 
 
 def _keys(d: dict[str, Any], field: str, allowed: set[str], required: set[str]) -> None:
+    keys = d.keys()
+    if keys <= allowed and required <= keys:  # the common case, fast
+        return
     unknown = sorted(set(d) - allowed)
     if unknown:
         raise RequestError(

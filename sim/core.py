@@ -262,6 +262,10 @@ class Core:
         self._ftab, self._itab = self._choice_tables()
         # state
         self.state = State.zeros(e, n, q, ta.n_targets, sc.n_servers)
+        info = sc.information
+        self._measured_rates = info.link_rate == "measured"
+        self._ewma_w = info.ewma_weight
+        self._reported_backlogs = info.server_backlog == "reported"
         self._pend: _Pending | None = None
         self.backend = self._choose_backend(backend)
         self._k: KernelArgs | None = self._kernel_args() if self.backend == "numba" else None
@@ -427,6 +431,9 @@ class Core:
             u = u.reshape(self.num_envs, self._n_links, -1)[..., : bank.n_reset_uniforms]
             bank.reset(u, mask=mask)
             self.state.rates[:, self._link_n, self._link_m] = bank.rates
+        # a device knows its links' first rates (measured when it associates); the servers
+        # start empty, and say so
+        st.rates_seen[mask] = st.rates[mask]
         words = rng.finalise(base[:, None] + self._off_slot[None, :])
         self._arrive(mask, t_prev, words, base)
         self._pend = None
@@ -519,8 +526,8 @@ class Core:
             p.wait,
             self.state.qlen,
             self.state.dev_backlog,
-            self.state.rates,
-            self.state.srv_backlog,
+            self.state.rates_seen,
+            self.state.srv_seen,
             self.state.t,
             out=out,
             rows=p.row,
@@ -532,8 +539,13 @@ class Core:
         dec: Decisions,
         rows: np.ndarray | None = None,
         active: np.ndarray | None = None,
+        known: bool = False,
     ) -> StepResult:
         """Outcome of one slot under decisions ``[B, N]``, without changing any state.
+
+        ``known``: judge it on what the scheduler knows (the measured link rates and the
+        reported server backlogs, see :class:`~edgesplit.sim.scenario.InformationSpec`)
+        instead of the true rates and backlogs: the outcome a fair rule *expects*.
 
         ``rows[b]`` is the environment whose state batch row ``b`` starts from (default: row
         ``b`` is environment ``b``), so that many candidate decisions can be judged against
@@ -545,7 +557,11 @@ class Core:
         has, app, wait_q, kbase = p.has, p.app0, p.wait, p.kbase
         if self._k is not None:  # the compiled step's arrays: hand out read-only views
             has, app = _read_only(has), _read_only(app)
-        dev_b, srv_b, rates = self.state.dev_backlog, self.state.srv_backlog, self.state.rates
+        st = self.state
+        if known:
+            dev_b, srv_b, rates = st.dev_backlog, st.srv_seen, st.rates_seen
+        else:
+            dev_b, srv_b, rates = st.dev_backlog, st.srv_backlog, st.rates
         if rows is not None:
             has, app, wait_q, kbase = has[rows], app[rows], wait_q[rows], kbase[rows]
             dev_b, srv_b, rates = dev_b[rows], srv_b[rows], rates[rows]
@@ -694,6 +710,8 @@ class Core:
                 r = np.maximum(proc.step(None), FLOOR_MBPS)
                 k.lrates[:, cols] = r
                 self.state.rates[:, self._link_n[cols], self._link_m[cols]] = r
+            if not self._measured_rates:  # the compiled step copied the rates before these
+                self.state.rates_seen[...] = self.state.rates
         self._kview = (of, oi, ob)
         out = (of, oi, ob)
         self._pend = _Pending.of(
@@ -713,7 +731,11 @@ class Core:
         flat_j = (self._bj + res.target).ravel()
         load = np.bincount(flat_j, weights=res.tail_work_s.ravel(), minlength=e_n * j_n)
         load = load.reshape(e_n, j_n)
+        if self._reported_backlogs:  # the servers report their backlog at the slot's start
+            st.srv_seen[...] = st.srv_backlog
         np.maximum(st.srv_backlog + load - self.slot_s, 0.0, out=st.srv_backlog)
+        if not self._reported_backlogs:
+            st.srv_seen[...] = st.srv_backlog
         # the decided tasks leave the queue; this slot's arrivals join it
         st.qhead[...] = (st.qhead + has) % self.tables.queue_capacity
         st.qlen -= has
@@ -725,7 +747,10 @@ class Core:
             res.cost = res.cost + self._w[4] * dropped
             res.team_reward = -res.cost.sum(1) / self.n_devices
         st.t += 1
-        # links move on to the next slot
+        # the devices measured this slot's rates; the links move on to the next slot
+        if self._measured_rates:
+            w = self._ewma_w
+            st.rates_seen[...] = w * st.rates + (1.0 - w) * st.rates_seen
         bank = self._bank
         if bank is not None:  # every link moves, trace links too (they take no uniforms)
             u = None
@@ -734,6 +759,8 @@ class Core:
                 u = u[..., : bank.n_step_uniforms]
             bank.step(u)
             self.state.rates[:, self._link_n, self._link_m] = bank.rates
+        if not self._measured_rates:
+            st.rates_seen[...] = st.rates
         self._pend = None
         self._kview = None
         self._kobs = None
@@ -765,6 +792,9 @@ class Core:
             "slot_words": self._slot_words,
             "step_words_per_link": self._link_words[1],
             "horizon": self.scenario.horizon,
+            "measured_rates": self._measured_rates,
+            "ewma_weight": self._ewma_w,
+            "reported_backlogs": self._reported_backlogs,
             "bank": self._bank,
             "tables": ta,
         }

@@ -52,6 +52,7 @@ __all__ = [
     "action_masks",
     "decode",
     "decode_device",
+    "encode_actions",
     "encode_devices",
     "sequential_observation",
 ]
@@ -344,8 +345,23 @@ def _check_int(x: np.ndarray, high: np.ndarray | int, names: list[str], what: st
         )
 
 
+def _as_integers(a: np.ndarray) -> np.ndarray:
+    if a.dtype.kind in "iu":
+        return a
+    if a.dtype.kind not in "fb" or not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
+        raise ActionError(f"action: expected integers, got {a.reshape(-1)[:8]}")
+    return a.astype(np.int64)
+
+
+def _field_value(tables: Tables, kind: str, index: np.ndarray) -> np.ndarray:
+    """A field's value from its index in the discrete views: the index itself, or the
+    weight level for ``"level"`` fields."""
+    return tables.weight_levels.take(index) if kind == "level" else index
+
+
 def decode(tables: Tables, action: np.ndarray, action_type: str, app: np.ndarray) -> Decisions:
-    """Decode a batch of actions ``[E, N, ...]`` into :class:`Decisions`.
+    """Decode a batch of actions ``[E, N, ...]`` into :class:`Decisions`, field by field of
+    :data:`~edgesplit.sim.schema.DECISION_FIELDS` (each field's kind says how).
 
     ``app`` ``[E, N]`` is needed by the continuous view (its split is a fraction of the
     task's valid candidates). Malformed or out-of-range actions raise :class:`ActionError`
@@ -355,39 +371,33 @@ def decode(tables: Tables, action: np.ndarray, action_type: str, app: np.ndarray
     names = ta.device_names
     a = np.asarray(action)
     e, n = app.shape
+    fields = schema.DECISION_FIELDS
     if action_type == "multidiscrete":
-        width = len(ta.nvec)
-        if a.shape != (e, n, width):
-            raise ActionError(f"action: expected shape {(n, width)} per environment, got {a.shape}")
-        if a.dtype.kind not in "iu":
-            if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
-                raise ActionError(f"action: expected integers, got {a.reshape(-1)[:8]}...")
-            a = a.astype(np.int64)
         nvec = ta.nvec
+        if a.shape != (e, n, len(nvec)):
+            raise ActionError(
+                f"action: expected shape {(n, len(nvec))} per environment, got {a.shape}"
+            )
+        a = _as_integers(a)
         if a.min() < 0 or (a >= nvec).any():  # find the culprit for the message
-            for k, what in enumerate(("split", "target", "bandwidth level", "compute level")):
-                _check_int(a[..., k], int(nvec[k]), names, what)
-        w = ta.weight_levels.take(a[..., 2:])
-        return Decisions(a[..., 0], a[..., 1], w[..., 0], w[..., 1])
+            for k, f in enumerate(fields):
+                _check_int(a[..., k], int(nvec[k]), names, f.name)
+        return Decisions(*(_field_value(ta, f.kind, a[..., k]) for k, f in enumerate(fields)))
     if action_type == "discrete":
         if a.shape != (e, n):
             raise ActionError(f"action: expected shape {(n,)} per environment, got {a.shape}")
-        if a.dtype.kind not in "iu":
-            if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
-                raise ActionError(f"action: expected integers, got {a.reshape(-1)[:8]}")
-            a = a.astype(np.int64)
-        j_n, l_n = ta.n_targets, ta.n_levels
+        a = _as_integers(a)
         _check_int(a, ta.n_discrete, names, "action index")
-        lc = a % l_n
-        r = a // l_n
-        lb = r % l_n
-        r //= l_n
-        tgt = r % j_n
-        spl = r // j_n
-        lv = ta.weight_levels
-        return Decisions(spl, tgt, lv[lb], lv[lc])
+        # mixed radix, the first field most significant
+        idx = []
+        r = a
+        for size in ta.nvec[::-1]:
+            idx.append(r % size)
+            r = r // size
+        idx.reverse()
+        return Decisions(*(_field_value(ta, f.kind, i) for f, i in zip(fields, idx, strict=True)))
     if action_type == "continuous":
-        j_n, width = ta.n_targets, ta.continuous_width
+        width = ta.continuous_width
         if a.shape != (e, n, width):
             raise ActionError(f"action: expected shape {(n, width)} per environment, got {a.shape}")
         a = a.astype(np.float64, copy=False)
@@ -399,14 +409,43 @@ def decode(tables: Tables, action: np.ndarray, action_type: str, app: np.ndarray
                 "outside [-1, 1]"
             )
         a = np.clip(a, -1.0, 1.0)
-        nv = ta.n_valid[app]
-        spl = np.minimum((0.5 * (a[..., 0] + 1.0) * nv).astype(np.int64), nv - 1)
-        logits = np.where(ta.reachable[None], a[..., 1 : 1 + j_n], -np.inf)
-        tgt = np.argmax(logits, axis=-1)
-        wb = MIN_WEIGHT + (1.0 - MIN_WEIGHT) * 0.5 * (a[..., 1 + j_n] + 1.0)
-        wc = MIN_WEIGHT + (1.0 - MIN_WEIGHT) * 0.5 * (a[..., 2 + j_n] + 1.0)
-        return Decisions(spl, tgt, wb, wc)
+        values, c = [], 0
+        for f in fields:
+            if f.kind == "candidate":  # a fraction of the task's valid candidates
+                nv = ta.n_valid[app]
+                values.append(np.minimum((0.5 * (a[..., c] + 1.0) * nv).astype(np.int64), nv - 1))
+                c += 1
+            elif f.kind == "target":  # one logit per target, argmax over reachable ones
+                j_n = ta.n_targets
+                logits = np.where(ta.reachable[None], a[..., c : c + j_n], -np.inf)
+                values.append(np.argmax(logits, axis=-1))
+                c += j_n
+            else:  # a weight in [MIN_WEIGHT, 1]
+                values.append(MIN_WEIGHT + (1.0 - MIN_WEIGHT) * 0.5 * (a[..., c] + 1.0))
+                c += 1
+        return Decisions(*values)
     raise ValueError(f"action_type: {action_type!r} is not one of {ACTION_TYPES}")
+
+
+def encode_actions(tables: Tables, dec: Decisions, action_type: str) -> np.ndarray:
+    """The inverse of :func:`decode` for the discrete views: decisions ``[E, N]`` to joint
+    actions ``[E, N * width]`` (``"multidiscrete"``) or ``[E, N]`` (``"discrete"``). Weights
+    are rounded to the nearest level."""
+    ta = tables
+    idx = []
+    for f, v in zip(schema.DECISION_FIELDS, dec.fields(), strict=True):
+        if f.kind == "level":
+            v = np.abs(np.asarray(v)[..., None] - ta.weight_levels).argmin(-1)
+        idx.append(np.asarray(v, dtype=np.int64))
+    e = dec.shape[0]
+    if action_type == "multidiscrete":
+        return np.stack(idx, axis=-1).reshape(e, -1)
+    if action_type == "discrete":
+        out = np.zeros_like(idx[0])
+        for i, size in zip(idx, ta.nvec, strict=True):
+            out = out * size + i
+        return out
+    raise ValueError(f"action_type: {action_type!r} cannot be encoded (discrete views only)")
 
 
 def split_target_masks(tables: Tables, app: np.ndarray, has_task: np.ndarray) -> tuple:
@@ -424,17 +463,24 @@ def action_masks(
 ) -> np.ndarray:
     """Per-device masks ``[E, N, K]`` of a discrete view (True: allowed).
 
-    ``"multidiscrete"``: the split, target and two level masks concatenated
-    (``K = S + J + 2L``); ``"discrete"``: one flag per action index (``K = S * J * L * L``).
+    ``"multidiscrete"``: each decision field's mask concatenated (``K = S + J + 2L``);
+    ``"discrete"``: one flag per action index (``K = S * J * L * L``), the product of the
+    fields' masks.
     """
     sm, tm = split_target_masks(tables, app, has_task)
+    by_kind = {
+        "candidate": sm,
+        "target": tm,
+        "level": np.ones((*np.shape(app), tables.n_levels), dtype=bool),
+    }
+    masks = [by_kind[f.kind] for f in schema.DECISION_FIELDS]
     if action_type == "multidiscrete":
-        lv = np.ones((*np.shape(app), tables.n_levels), dtype=bool)
-        return np.concatenate([sm, tm, lv, lv], axis=-1)
+        return np.concatenate(masks, axis=-1)
     if action_type == "discrete":
-        full = sm[..., :, None] & tm[..., None, :]  # [E, N, S, J]
-        l2 = tables.n_levels * tables.n_levels
-        return np.repeat(full.reshape(*full.shape[:-2], -1), l2, axis=-1)
+        full = masks[0]
+        for m in masks[1:]:  # mixed radix: the first field most significant
+            full = (full[..., :, None] & m[..., None, :]).reshape(*full.shape[:-1], -1)
+        return full
     raise ValueError(f"action_type: {action_type!r} has no masks (discrete views only)")
 
 

@@ -39,6 +39,7 @@ from .schema import (
     CHOICE_FLOAT_COLUMNS,
     CHOICE_INT_COLUMNS,
     DECISION_FIELDS,
+    DECISION_KINDS,
     MIN_WEIGHT,
     ROW,
     packed_shapes,
@@ -65,6 +66,8 @@ IP = (
     "OBS",  # 1: write the next observation
     "KTAB",  # rows of the choice tables
     "R",  # rows of the static observation table
+    "MEASURED",  # 1: the scheduler knows the measured link rates (an EWMA), 0: the true ones
+    "REPORTED",  # 1: it knows the backlogs the servers reported a slot ago, 0: the true ones
 )
 # Everything the step reads or changes lives in two int64 arrays: ``st`` (static) and ``sv``
 # (state). Each part has a kind: "f" float64, "i" int64, "u" uint64 (all 8 bytes, reached by
@@ -110,7 +113,19 @@ STATE = (
     ("lrates", "f"),
 )
 # float scalars (the static part "fp")
-FP = ("w_l", "w_e", "w_m", "w_i", "w_d", "slot_s", "lat_scale", "rate_scale", "floor", "min_w")
+FP = (
+    "w_l",
+    "w_e",
+    "w_m",
+    "w_i",
+    "w_d",
+    "slot_s",
+    "lat_scale",
+    "rate_scale",
+    "floor",
+    "min_w",
+    "ewma_w",
+)
 # the packed results' rows and the choice tables' columns, by name (numba freezes these
 # module-level integers into the compiled code)
 (
@@ -184,6 +199,9 @@ D_SPLIT, D_TARGET, D_BW, D_CPU = (
     for k in ("split", "target", "bw_weight", "cpu_weight")
 )
 N_DEC = len(DECISION_FIELDS)
+KIND_CANDIDATE, KIND_TARGET, KIND_LEVEL = (DECISION_KINDS.index(k) for k in DECISION_KINDS)
+#: each decision field's kind, as an index into DECISION_KINDS
+FIELD_KINDS = tuple(DECISION_KINDS.index(f.kind) for f in DECISION_FIELDS)
 
 _NIP = len(IP)
 #: position in ``st`` of each part's (start, count)
@@ -193,8 +211,9 @@ N_HEAD = _NIP + 2 * len(STATIC + STATE)
 
 # constants the compiled code sees as globals (frozen at compile time)
 I_E, I_N, I_J, I_M, I_A, I_S, I_Q, I_KMAX, I_W, I_LM, I_L, I_WS, I_HOR, I_D, I_OBS = range(15)
-I_KTAB, I_R = 15, 16
+I_KTAB, I_R, I_MEASURED, I_REPORTED = 15, 16, 17, 18
 assert IP.index("KTAB") == I_KTAB and IP.index("R") == I_R and IP.index("OBS") == I_OBS
+assert IP.index("MEASURED") == I_MEASURED and IP.index("REPORTED") == I_REPORTED
 (
     H_FP,
     H_PTX,
@@ -237,6 +256,8 @@ assert IP.index("KTAB") == I_KTAB and IP.index("R") == I_R and IP.index("OBS") =
     H_MLOGLEV,
     H_MX,
     H_LRATES,
+    H_RSEEN,
+    H_SSEEN,
 ) = (
     HEAD[k]
     for k in (
@@ -253,9 +274,11 @@ assert IP.index("KTAB") == I_KTAB and IP.index("R") == I_R and IP.index("OBS") =
         "m_loglev",
         "m_x",
         "lrates",
+        "rates_seen",
+        "srv_seen",
     )
 )
-F_WL, F_WE, F_WM, F_WI, F_WD, F_SLOT, F_LS, F_RS, F_FLOOR, F_MINW = range(len(FP))
+F_WL, F_WE, F_WM, F_WI, F_WD, F_SLOT, F_LS, F_RS, F_FLOOR, F_MINW, F_EWMA = range(len(FP))
 
 
 def _jit(fn):
@@ -332,47 +355,57 @@ def validate(mode, act_i, act_f, st):
 
 
 @nb.njit(inline="always")
-def decode(mode, e, act_i, act_f, p_oi, levels, n_valid, reach, fs, sj, k_tab, kk, cpu_v, of):
-    """Twin of :func:`edgesplit.sim.encoding.decode`, for environment ``e``: actions (or
-    decisions, mode 0) to rows ``kk`` of the choice tables and compute weights ``cpu_v``;
-    the applied weights go to their result rows."""
-    j_n = reach.shape[0] // kk.shape[0]
+def decode(mode, e, act_i, act_f, p_oi, levels, n_valid, reach, fs, sj, k_tab, kk, dv, of):
+    """Twin of :func:`edgesplit.sim.encoding.decode`, for environment ``e``, field by field
+    of :data:`~edgesplit.sim.schema.DECISION_FIELDS` (by kind: a candidate, a target, a
+    level): actions (or decisions, mode 0) to the devices' decisions ``dv`` ``[N, fields]``
+    and their rows ``kk`` in the choice tables; the applied weights go to their result
+    rows."""
+    n_n = kk.shape[0]
+    j_n = reach.shape[0] // n_n
     min_w = fs[F_MINW]
     mw = (1.0 - min_w) * 0.5
-    for i in range(kk.shape[0]):
-        if mode == 0:
-            spl = np.int64(act_f[e, i, D_SPLIT])
-            tgt = np.int64(act_f[e, i, D_TARGET])
-            bw = act_f[e, i, D_BW]
-            cpu = act_f[e, i, D_CPU]
-        elif mode == 1:
-            spl = act_i[e, i, D_SPLIT]
-            tgt = act_i[e, i, D_TARGET]
-            bw = levels[act_i[e, i, D_BW]]
-            cpu = levels[act_i[e, i, D_CPU]]
-        else:  # continuous: a split fraction, J target logits, two weights
-            a0 = min(max(act_f[e, i, 0], -1.0), 1.0)
-            nv = n_valid[p_oi[RI_NEXT_APP, e, i]]
-            spl = min(np.int64(0.5 * (a0 + 1.0) * nv), nv - 1)
-            tgt = 0
-            best = -np.inf
-            for j in range(j_n):
-                if reach[i * j_n + j] != 0:
-                    v = min(max(act_f[e, i, 1 + j], -1.0), 1.0)
-                    if v > best:
-                        best = v
-                        tgt = j
-            bw = min_w + mw * (min(max(act_f[e, i, 1 + j_n], -1.0), 1.0) + 1.0)
-            cpu = min_w + mw * (min(max(act_f[e, i, 2 + j_n], -1.0), 1.0) + 1.0)
-        k = p_oi[RI_NEXT_ROW, e, i] * sj + spl * j_n + tgt
+    for i in range(n_n):
+        c = 0  # the continuous view's column
+        for f in range(N_DEC):
+            kind = FIELD_KINDS[f]
+            if mode == 0:
+                v = act_f[e, i, f]
+            elif mode == 1:
+                x = act_i[e, i, f]
+                v = levels[x] if kind == KIND_LEVEL else np.float64(x)
+            elif kind == KIND_CANDIDATE:  # a fraction of the task's valid candidates
+                a0 = min(max(act_f[e, i, c], -1.0), 1.0)
+                nv = n_valid[p_oi[RI_NEXT_APP, e, i]]
+                v = np.float64(min(np.int64(0.5 * (a0 + 1.0) * nv), nv - 1))
+                c += 1
+            elif kind == KIND_TARGET:  # one logit per target, argmax over reachable ones
+                best = -np.inf
+                tgt = 0
+                for j in range(j_n):
+                    if reach[i * j_n + j] != 0:
+                        lg = min(max(act_f[e, i, c + j], -1.0), 1.0)
+                        if lg > best:
+                            best = lg
+                            tgt = j
+                v = np.float64(tgt)
+                c += j_n
+            else:  # a weight in [MIN_WEIGHT, 1]
+                v = min_w + mw * (min(max(act_f[e, i, c], -1.0), 1.0) + 1.0)
+                c += 1
+            dv[i, f] = v
+        k = (
+            p_oi[RI_NEXT_ROW, e, i] * sj
+            + np.int64(dv[i, D_SPLIT]) * j_n
+            + np.int64(dv[i, D_TARGET])
+        )
         kk[i] = min(max(k, 0), k_tab - 1)
-        cpu_v[i] = cpu
-        of[RF_BW, e, i] = bw
-        of[RF_CPU, e, i] = cpu
+        of[RF_BW, e, i] = dv[i, D_BW]
+        of[RF_CPU, e, i] = dv[i, D_CPU]
 
 
 @nb.njit(inline="always")
-def resolve(e, kk, cpu_v, ftab, itab, p_tx, fs, rates, dev_b, srv_b, p_of, p_oi, p_ob, out):
+def resolve(e, kk, dv, ftab, itab, p_tx, fs, rates, dev_b, srv_b, p_of, p_oi, p_ob, out):
     """Twin of :meth:`Core.resolve <edgesplit.sim.core.Core.resolve>`, for environment
     ``e``: the shares of access points and targets, then each device's latency, energy and
     cost (before drops) into the result rows."""
@@ -387,7 +420,7 @@ def resolve(e, kk, cpu_v, ftab, itab, p_tx, fs, rates, dev_b, srv_b, p_of, p_oi,
         wb_v[i] = wb
         tot_b[itab[k, C_AP]] += wb
         work = ftab[k, C_WORK]
-        tot_c[itab[k, C_TARGET]] += cpu_v[i] * (1.0 if work > 0 else 0.0)
+        tot_c[itab[k, C_TARGET]] += dv[i, D_CPU] * (1.0 if work > 0 else 0.0)
     w_l, w_e, w_m, w_i = fs[F_WL], fs[F_WE], fs[F_WM], fs[F_WI]
     for i in range(n_n):
         k = kk[i]
@@ -398,7 +431,7 @@ def resolve(e, kk, cpu_v, ftab, itab, p_tx, fs, rates, dev_b, srv_b, p_of, p_oi,
         transfer = air + ftab[k, C_BH]
         work = ftab[k, C_WORK]
         busy = work > 0
-        tail = work * tot_c[tgt] / (cpu_v[i] if busy else 1.0)
+        tail = work * tot_c[tgt] / (dv[i, D_CPU] if busy else 1.0)
         head = ftab[k, C_HEAD]
         wait_d = dev_b[e, i] * (1.0 if has else 0.0)
         ready = wait_d + head + transfer
@@ -573,6 +606,23 @@ def pending_and_observe(e, tn, fs, encoder, queues, dev_b, srv_b, rates, out, ob
         o[c] = np.float32(tn / horizon)
 
 
+@nb.njit(inline="always")
+def report_backlogs(e, srv_b, srv_seen):
+    """Twin of the backlog report in ``Core._step_numpy``: what the scheduler will know of
+    the servers' backlogs (copied before the carry-over when they report a slot late)."""
+    for j in range(srv_b.shape[1]):
+        srv_seen[e, j] = srv_b[e, j]
+
+
+@nb.njit(inline="always")
+def measure_rates(e, w, rates, rates_seen):
+    """Twin of the rate measurement in ``Core._step_numpy``: each link's measured rate, an
+    EWMA (weight ``w`` on the slot just over) of the rates the device saw."""
+    for i in range(rates.shape[1]):
+        for m in range(rates.shape[2]):
+            rates_seen[e, i, m] = w * rates[e, i, m] + (1.0 - w) * rates_seen[e, i, m]
+
+
 @_jit
 def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
     """Advance every environment by one slot (see the module docstring).
@@ -620,9 +670,12 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
     m_loglev = _f(sv, st, H_MLOGLEV).reshape(e_n, lm_n)
     m_x = _f(sv, st, H_MX).reshape(e_n, lm_n)
     lrates = _f(sv, st, H_LRATES).reshape(e_n, st[I_L])
+    rates_seen = _f(sv, st, H_RSEEN).reshape(e_n, n_n, st[I_M])
+    srv_seen = _f(sv, st, H_SSEEN).reshape(e_n, j_n)
+    measured, reported = st[I_MEASURED] != 0, st[I_REPORTED] != 0
     words = np.empty(st[I_W], dtype=np.uint64)
     kk = np.empty(n_n, dtype=np.int64)
-    cpu_v = np.empty(n_n)
+    dv = np.empty((n_n, N_DEC))
     sj = s_n * j_n
     # the arrival process's and the Markov links' constants, each as one tuple
     arrivals = (
@@ -651,9 +704,13 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
     encoder = (rows_tab, _f(st, st, H_ROWDL), s_n, st[I_HOR], write_obs)
     out = (of, oi, ob)
     for e in range(e_n):
-        decode(mode, e, act_i, act_f, p_oi, levels, n_valid, reach, fs, sj, k_tab, kk, cpu_v, of)
-        resolve(e, kk, cpu_v, ftab, itab, p_tx, fs, rates, dev_b, srv_b, p_of, p_oi, p_ob, out)
+        decode(mode, e, act_i, act_f, p_oi, levels, n_valid, reach, fs, sj, k_tab, kk, dv, of)
+        resolve(e, kk, dv, ftab, itab, p_tx, fs, rates, dev_b, srv_b, p_of, p_oi, p_ob, out)
+        if reported:  # the servers report their backlog at the slot's start
+            report_backlogs(e, srv_b, srv_seen)
         carry_over(e, kk, ftab, itab, fs[F_SLOT], p_ob, dev_b, srv_b, qhead, qlen, q_n)
+        if not reported:
+            report_backlogs(e, srv_b, srv_seen)
         base = mkey[e] + np.uint64(t[e] + 1) * K_TIME
         slot_words(base, off_slot, words)
         tn = t[e] + 1
@@ -663,11 +720,15 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
             cost_sum += of[RF_COST, e, i]
         of[RF_REWARD, e, 0] = -cost_sum / n_n
         t[e] = tn
-        # links move on to the next slot
+        # the devices measured this slot's rates; the links move on to the next slot
+        if measured:
+            measure_rates(e, fs[F_EWMA], rates, rates_seen)
         markov_step(e, words, markov, m_state, m_loglev, m_x, lrates)
         for col in range(st[I_L]):
             rates[e, link_n[col], link_m[col]] = lrates[e, col]
-        pending_and_observe(e, tn, fs, encoder, queues, dev_b, srv_b, rates, out, obs)
+        if not measured:
+            measure_rates(e, 1.0, rates, rates_seen)
+        pending_and_observe(e, tn, fs, encoder, queues, dev_b, srv_seen, rates_seen, out, obs)
     return 0
 
 
@@ -703,6 +764,7 @@ class KernelArgs:
             ta.rate_scale_mbps,
             FLOOR_MBPS,
             MIN_WEIGHT,
+            cs["ewma_weight"],
         ]
         static = {
             "fp": fp,
@@ -754,6 +816,8 @@ class KernelArgs:
             "OBS": int(not self.others),
             "KTAB": cs["choice_f"].shape[0],
             "R": ta.static_rows.shape[0],
+            "MEASURED": int(cs["measured_rates"]),
+            "REPORTED": int(cs["reported_backlogs"]),
         }
         head = [scalars[k] for k in IP]
         words: list[np.ndarray] = []

@@ -6,6 +6,10 @@ checked: an unknown key, a wrong type or an out-of-range value raises
 live in ``edgesplit/sim/scenarios/`` and are found by name (``"default"``, ``"single"``,
 ``"dense"``, ``"three_tier"``), so they work from an installed wheel.
 
+The ``information`` section (:class:`InformationSpec`) says what a scheduler knows when it
+decides: by default the link rates each device measured over the last slot and the server
+backlogs reported one slot ago, as a real scheduler would (environment v1).
+
 Units are in the field names or comments: seconds (``_s``), hertz (``_hz``), joules
 (``_j``), megabits per second (``_mbps``).
 
@@ -39,10 +43,12 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "PRIVILEGED_INFORMATION",
     "AppSpec",
     "CloudSpec",
     "CostSpec",
     "DeviceSpec",
+    "InformationSpec",
     "RewardSpec",
     "Scenario",
     "ScenarioError",
@@ -113,6 +119,38 @@ class RewardSpec:
     team_weight: float = 1.0  # PettingZoo: share of the team term in each agent's reward
 
 
+#: what the scheduler may know of a link's rate and of a server's backlog when it decides
+LINK_RATE_INFO = ("measured", "true")
+SERVER_BACKLOG_INFO = ("reported", "true")
+
+
+@dataclass(frozen=True)
+class InformationSpec:
+    """What a scheduler (the policy, and the baselines that are not privileged) knows when
+    it decides a slot.
+
+    ``link_rate``: ``"measured"`` (default), the throughput the device measured on each link
+    over its recent past: an exponentially weighted average of the slots' rates, weight
+    ``ewma_weight`` on the last slot (1: the last slot's rate, what Neurosurgeon's
+    implementations use); ``"true"``, the rate about to apply this slot (privileged: no real
+    scheduler knows it; environment v0's model).
+    ``server_backlog``: ``"reported"`` (default), the backlog each server reported at the start
+    of the previous slot (one slot old); ``"true"``, the backlog now (v0's model).
+    """
+
+    link_rate: str = "measured"
+    ewma_weight: float = 1.0
+    server_backlog: str = "reported"
+
+    @property
+    def privileged(self) -> bool:
+        """Both quantities are the true current ones (environment v0's information)."""
+        return self.link_rate == "true" and self.server_backlog == "true"
+
+
+PRIVILEGED_INFORMATION = InformationSpec(link_rate="true", server_backlog="true")
+
+
 @dataclass(frozen=True)
 class CostSpec:
     """How profiles become split candidates."""
@@ -138,6 +176,7 @@ class Scenario:
     devices: tuple[DeviceSpec, ...]
     reward: RewardSpec = field(default_factory=RewardSpec)
     costs: CostSpec = field(default_factory=CostSpec)
+    information: InformationSpec = field(default_factory=InformationSpec)
     device_catalogue: str | None = None  # path; None: the shipped catalogue
     link_catalogue: str | None = None  # path; None: the shipped catalogue
     source: str = "<dict>"
@@ -196,6 +235,9 @@ class Scenario:
             ],
             "reward": {f.name: getattr(self.reward, f.name) for f in fields(RewardSpec)},
             "costs": {f.name: getattr(self.costs, f.name) for f in fields(CostSpec)},
+            "information": {
+                f.name: getattr(self.information, f.name) for f in fields(InformationSpec)
+            },
             "device_catalogue": self.device_catalogue,
             "link_catalogue": self.link_catalogue,
         }
@@ -278,6 +320,7 @@ def _build(raw: Mapping[str, Any], source: str, base: Path | None = None) -> Sce
             "cloud",
             "reward",
             "costs",
+            "information",
             "device_catalogue",
             "link_catalogue",
         },
@@ -418,6 +461,20 @@ def _build(raw: Mapping[str, Any], source: str, base: Path | None = None) -> Sce
         )
     costs = CostSpec(**cvals)
 
+    info_raw = raw.get("information", {}) or {}
+    ck.keys(info_raw, "information", set(), {f.name for f in fields(InformationSpec)})
+    ivals: dict[str, Any] = {}
+    for key, allowed in (("link_rate", LINK_RATE_INFO), ("server_backlog", SERVER_BACKLOG_INFO)):
+        if key in info_raw:
+            if info_raw[key] not in allowed:
+                raise ck.fail(f"information.{key}", info_raw[key], f"expected one of {allowed}")
+            ivals[key] = info_raw[key]
+    if "ewma_weight" in info_raw:
+        ivals["ewma_weight"] = ck.number(
+            info_raw["ewma_weight"], "information.ewma_weight", low=0.0, low_open=True, high=1.0
+        )
+    information = InformationSpec(**ivals)
+
     def path_field(key: str) -> str | None:
         v = raw.get(key)
         if v is None:
@@ -450,6 +507,7 @@ def _build(raw: Mapping[str, Any], source: str, base: Path | None = None) -> Sce
         devices=tuple(devices),
         reward=reward,
         costs=costs,
+        information=information,
         device_catalogue=path_field("device_catalogue"),
         link_catalogue=path_field("link_catalogue"),
         source=source,

@@ -30,7 +30,7 @@ The static per-choice tables of the core have named columns too (:data:`CHOICE_F
 [5, 3, 2, 2]
 >>> continuous_width(n_targets=3)
 6
->>> d = Decisions.filled((1, 2), target=np.array([[1, 0]]))
+>>> d = Decisions.filled((1, 2), home=np.array([[1, 0]]))
 >>> d.as_array().shape, d[0, 1].target.item()
 ((1, 2, 4), 0)
 >>> ROW["latency_s"][0], ROW["split"][0], ROW["has_task"][0]
@@ -81,19 +81,21 @@ DECISION_KINDS = ("candidate", "target", "level")
 
 @dataclass(frozen=True)
 class DecisionField:
-    """One field of a decision: its name, its kind (:data:`DECISION_KINDS`), its dtype."""
+    """One field of a decision: its name, its kind (:data:`DECISION_KINDS`), its dtype, and
+    the value a device takes when nothing decides it (``"home"``: the device's home edge)."""
 
     name: str
     kind: str
     dtype: type
+    default: float | str
     doc: str
 
 
 DECISION_FIELDS: tuple[DecisionField, ...] = (
-    DecisionField("split", "candidate", np.int64, "index among the app's padded candidates"),
-    DecisionField("target", "target", np.int64, "edge server (or the cloud, last)"),
-    DecisionField("bw_weight", "level", np.float64, "weight in the access point's bandwidth"),
-    DecisionField("cpu_weight", "level", np.float64, "weight in the target's compute"),
+    DecisionField("split", "candidate", np.int64, 0, "index among the app's padded candidates"),
+    DecisionField("target", "target", np.int64, "home", "edge server (or the cloud, last)"),
+    DecisionField("bw_weight", "level", np.float64, 1.0, "weight in the access point's bandwidth"),
+    DecisionField("cpu_weight", "level", np.float64, 1.0, "weight in the target's compute"),
 )
 _FIELD_NAMES = tuple(f.name for f in DECISION_FIELDS)
 
@@ -129,23 +131,17 @@ class Decisions:
     cpu_weight: np.ndarray  # float in (0, 1]
 
     @classmethod
-    def filled(
-        cls,
-        shape: tuple[int, ...],
-        *,
-        split: Any = 0,
-        target: Any = 0,
-        bw_weight: Any = 1.0,
-        cpu_weight: Any = 1.0,
-    ) -> Decisions:
-        """Decisions of ``shape``, each field broadcast from the value given (fresh arrays)."""
-        given = {"split": split, "target": target, "bw_weight": bw_weight, "cpu_weight": cpu_weight}
-        return cls(
-            **{
-                f.name: np.array(np.broadcast_to(given[f.name], shape), f.dtype)
-                for f in DECISION_FIELDS
-            }
-        )
+    def filled(cls, shape: tuple[int, ...], home: Any = 0, **values: Any) -> Decisions:
+        """Decisions of ``shape``, each field broadcast from the value given, else from its
+        default (``home``: the devices' home edges, for the fields whose default it is)."""
+        unknown = set(values) - set(_FIELD_NAMES)
+        if unknown:
+            raise TypeError(f"Decisions.filled: unknown fields {sorted(unknown)}")
+        out = {}
+        for f in DECISION_FIELDS:
+            v = values.get(f.name, home if f.default == "home" else f.default)
+            out[f.name] = np.array(np.broadcast_to(v, shape), f.dtype)
+        return cls(**out)
 
     @classmethod
     def from_fields(cls, values: Any) -> Decisions:
@@ -189,6 +185,11 @@ class Decisions:
         for k, a in enumerate(self.fields()):
             out[..., k] = a
         return out
+
+
+assert tuple(f.name for f in dataclasses.fields(Decisions)) == _FIELD_NAMES, (
+    "Decisions' attributes must be DECISION_FIELDS, in order"
+)
 
 
 # --- the step result --------------------------------------------------------------------

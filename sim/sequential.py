@@ -41,7 +41,7 @@ class SequentialTurns:
         self.app = np.asarray(app)
         self.order = np.flatnonzero(has)
         self.k = 0
-        self.decisions = Decisions.filled((1, tables.n_devices), target=tables.home[None])
+        self.decisions = Decisions.filled((1, tables.n_devices), home=tables.home[None])
 
     @property
     def done(self) -> bool:

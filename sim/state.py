@@ -40,6 +40,10 @@ class State:
     dev_backlog: np.ndarray  # [E, N] float64, seconds of device work carried over
     srv_backlog: np.ndarray  # [E, J] float64, seconds of target work carried over
     rates: np.ndarray  # [E, N, M] float64, Mbps of each device's link to each access point
+    # what the scheduler knows (the scenario's InformationSpec): the measured link rates and
+    # the reported server backlogs; equal to rates and srv_backlog where it knows the truth
+    rates_seen: np.ndarray  # [E, N, M] float64
+    srv_seen: np.ndarray  # [E, J] float64
 
     @classmethod
     def zeros(cls, e: int, n: int, queue_capacity: int, n_targets: int, n_aps: int) -> State:
@@ -57,6 +61,8 @@ class State:
             dev_backlog=np.zeros((e, n), f),
             srv_backlog=np.zeros((e, n_targets), f),
             rates=np.zeros((e, n, n_aps), f),
+            rates_seen=np.zeros((e, n, n_aps), f),
+            srv_seen=np.zeros((e, n_targets), f),
         )
 
     @classmethod

@@ -18,12 +18,15 @@ from edgesplit.sim import core as core_mod
 from edgesplit.sim.core import Core
 from edgesplit.sim.encoding import ActionError
 from edgesplit.sim.scenario import available_scenarios, load_scenario
+from edgesplit.sim.schema import DECISION_FIELDS
 from edgesplit.sim.state import State
 
 pytest.importorskip("numba")
 
-# every State field but the link rates (exp differs in the last bits: compared with a tolerance)
-STATE = tuple(n for n in State.names() if n != "rates")
+# every State field but the link rates and what is measured of them (exp differs in the last
+# bits: compared with a tolerance)
+RATES = ("rates", "rates_seen")
+STATE = tuple(n for n in State.names() if n not in RATES)
 
 
 def _crowded() -> dict:
@@ -82,10 +85,10 @@ def _scenario(name: str):
 def _random_action(rng, ta, e: int, kind: str) -> np.ndarray:
     n = ta.n_devices
     if kind == "multidiscrete":
-        return rng.integers(0, ta.action_nvec(), size=(e, n, 4))
+        return rng.integers(0, ta.nvec, size=(e, n, len(ta.nvec)))
     if kind == "discrete":
         return rng.integers(0, int(np.prod(ta.action_nvec())), size=(e, n))
-    return rng.uniform(-1.0, 1.0, size=(e, n, ta.n_targets + 3))
+    return rng.uniform(-1.0, 1.0, size=(e, n, ta.continuous_width))
 
 
 def _assert_same_result(ra, rb, where: str) -> None:
@@ -125,7 +128,10 @@ def test_numba_step_matches_numpy(name: str, num_envs: int) -> None:
             np.testing.assert_array_equal(
                 getattr(fast.state, s), getattr(ref.state, s), err_msg=where
             )
-        np.testing.assert_allclose(fast.rates, ref.rates, rtol=1e-13, err_msg=where)
+        for r in RATES:
+            np.testing.assert_allclose(
+                getattr(fast.state, r), getattr(ref.state, r), rtol=1e-13, err_msg=where
+            )
         np.testing.assert_allclose(fast._bank.rates, ref._bank.rates, rtol=1e-13, err_msg=where)
         drops += int(ra.dropped.sum())
         multi += int((ref.qlen - (qlen - ra.has_task) > 1).sum())
@@ -159,7 +165,9 @@ def test_pending_views_are_read_only() -> None:
     for backend in ("numpy", "numba"):
         core = Core(load_scenario("default"), 1, backend=backend)
         core.reset(np.array([9], dtype=np.uint64))
-        core.step_action(np.zeros((1, core.n_devices, 4), dtype=np.int64), "multidiscrete")
+        core.step_action(
+            np.zeros((1, core.n_devices, len(core.tables.nvec)), dtype=np.int64), "multidiscrete"
+        )
         has, app = core.pending()
         res = core.resolve(_home_decisions(core))
         for a in (has, app, res.has_task, res.app):
@@ -171,7 +179,7 @@ def test_shallow_copy_is_independent() -> None:
     """copy.copy gives a simulator of its own: resetting and stepping the original after
     the copy leaves the copy on its trajectory, and the other way round."""
     sc = load_scenario("default")
-    act = np.zeros((1, 6, 4), dtype=np.int64)
+    act = np.zeros((1, 6, len(DECISION_FIELDS)), dtype=np.int64)
 
     def run(core, key: int, steps: int) -> list[np.ndarray]:
         core.reset(np.array([key], dtype=np.uint64))
@@ -194,12 +202,12 @@ def test_numba_rejects_bad_actions_before_changing_state() -> None:
     before = {s: getattr(core.state, s).copy() for s in STATE}
     rates = core.rates.copy()
     obs = core.observe()
-    act = np.zeros((2, core.n_devices, 4), dtype=np.int64)
+    act = np.zeros((2, core.n_devices, len(core.tables.nvec)), dtype=np.int64)
     act[1, 2, 1] = 17  # environment 1, device 2's target
     names = core.tables.device_names
     with pytest.raises(ActionError, match=rf"{names[2]}.*17"):
         core.step_action(act, "multidiscrete")
-    cont = np.zeros((2, core.n_devices, core.n_targets + 3))
+    cont = np.zeros((2, core.n_devices, core.tables.continuous_width))
     cont[0, 5, 0] = np.inf
     with pytest.raises(ActionError, match=rf"{names[5]}.*inf"):
         core.step_action(cont, "continuous")

@@ -18,7 +18,7 @@ from pettingzoo.test import (
 )
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from edgesplit.envs import ENV_ID, split_offload_v0
+from edgesplit.envs import ENV_ID, ENV_ID_V0, split_offload_v0, split_offload_v1
 from edgesplit.envs.gym_env import SplitOffloadEnv
 from edgesplit.envs.vector_env import SplitOffloadVectorEnv
 from edgesplit.sim.encoding import ActionError
@@ -88,22 +88,24 @@ def test_make_accepts_name_path_and_dict(tmp_path) -> None:
     p = tmp_path / "mine.yaml"
     p.write_text(yaml.safe_dump(d))
     for spec in ("single", str(p), d):
-        env = gym.make("edgesplit/SplitOffload-v0", scenario=spec)
+        env = gym.make("edgesplit/SplitOffload-v1", scenario=spec)
         obs, _ = env.reset(seed=0)
         assert env.observation_space.contains(obs)
 
 
+@pytest.mark.parametrize("env_id", [ENV_ID, ENV_ID_V0])
 @pytest.mark.parametrize("scenario", SCENARIOS)
 @pytest.mark.parametrize(("mode", "action_type"), MODES)
-def test_gymnasium_and_sb3_check_env(scenario: str, mode: str, action_type: str) -> None:
-    env = gym.make(ENV_ID, scenario=scenario, decision_mode=mode, action_type=action_type)
+def test_gymnasium_and_sb3_check_env(env_id: str, scenario: str, mode: str, action_type: str):
+    env = gym.make(env_id, scenario=scenario, decision_mode=mode, action_type=action_type)
     gym_check_env(env.unwrapped, skip_render_check=False)
     sb3_check_env(SplitOffloadEnv(scenario=scenario, decision_mode=mode, action_type=action_type))
 
 
+@pytest.mark.parametrize("env_id", [ENV_ID, ENV_ID_V0])
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_make_vec_native(scenario: str) -> None:
-    envs = gym.make_vec("edgesplit/SplitOffload-v0", num_envs=3, scenario=scenario)
+def test_make_vec_native(env_id: str, scenario: str) -> None:
+    envs = gym.make_vec(env_id, num_envs=3, scenario=scenario)
     assert isinstance(envs.unwrapped, SplitOffloadVectorEnv)
     obs, _ = envs.reset(seed=1)
     assert envs.observation_space.contains(obs)
@@ -112,19 +114,20 @@ def test_make_vec_native(scenario: str) -> None:
     assert rew.shape == (3,) and not term.any()
 
 
+@pytest.mark.parametrize("pz", [split_offload_v1, split_offload_v0], ids=["v1", "v0"])
 @pytest.mark.parametrize("scenario", SCENARIOS)
 @pytest.mark.parametrize("action_type", PZ_ACTIONS)
-def test_pettingzoo_suites(scenario: str, action_type: str) -> None:
+def test_pettingzoo_suites(pz: types.ModuleType, scenario: str, action_type: str) -> None:
     kw = {"scenario": scenario, "action_type": action_type}
-    parallel_api_test(split_offload_v0.parallel_env(**kw), num_cycles=50)
-    parallel_seed_test(functools.partial(split_offload_v0.parallel_env, **kw), num_cycles=50)
-    api_test(split_offload_v0.env(**kw), num_cycles=20)
+    parallel_api_test(pz.parallel_env(**kw), num_cycles=50)
+    parallel_seed_test(functools.partial(pz.parallel_env, **kw), num_cycles=50)
+    api_test(pz.env(**kw), num_cycles=20)
     mod = types.SimpleNamespace(
-        parallel_env=functools.partial(split_offload_v0.parallel_env, **kw),
-        env=functools.partial(split_offload_v0.env, **kw),
+        parallel_env=functools.partial(pz.parallel_env, **kw),
+        env=functools.partial(pz.env, **kw),
     )
     max_cycles_test(mod)
-    state_test(split_offload_v0.env(**kw), split_offload_v0.parallel_env(**kw))
+    state_test(pz.env(**kw), pz.parallel_env(**kw))
 
 
 def _rollout(env: gym.Env, seed: int, steps: int) -> list:
@@ -197,7 +200,7 @@ def test_out_of_range_actions_name_device_and_value() -> None:
     env = SplitOffloadEnv(scenario="default")
     env.reset(seed=0)
     a = env.action_space.sample()
-    a[4] = 99  # device 1's split
+    a[len(env.unwrapped.core.tables.nvec)] = 99  # device 1's split
     with pytest.raises(ActionError, match=r"pi_1.*99"):
         env.step(a)
     with pytest.raises(ActionError, match="shape"):
@@ -267,7 +270,7 @@ def test_environment_runs_without_torch() -> None:
         "sys.modules['torch'] = None\n"
         "import gymnasium as gym\n"
         "import edgesplit.envs\n"
-        "env = gym.make('edgesplit/SplitOffload-v0', scenario='default')\n"
+        "env = gym.make('edgesplit/SplitOffload-v1', scenario='default')\n"
         "env.reset(seed=0)\n"
         "env.step(env.action_space.sample())\n"
     )
@@ -362,3 +365,26 @@ def test_copies_and_pickles_continue_identically(backend: str) -> None:
     o1, o2 = par.step(acts)[0], par2.step(acts)[0]
     for ag in o1:
         np.testing.assert_array_equal(o1[ag], o2[ag])
+
+
+def test_v1_observes_measured_rates_and_v0_the_true_ones() -> None:
+    """v1's observation carries the rate each link had over the last slot and the backlog the
+    servers reported a slot ago; v0's the true rate of the slot being decided. Both envs
+    follow the same trajectory (the information does not change the dynamics)."""
+    v1 = gym.make(ENV_ID, scenario="default").unwrapped
+    v0 = gym.make(ENV_ID_V0, scenario="default").unwrapped
+    v1.reset(seed=4)
+    v0.reset(seed=4)
+    core1, core0 = v1.core, v0.core
+    act = v1.action_space.sample()
+    differs = 0
+    for _ in range(30):
+        prev_rates, prev_srv = core1.rates.copy(), core1.srv_backlog.copy()
+        v1.step(act)
+        v0.step(act)
+        np.testing.assert_array_equal(core1.rates, core0.rates)  # same dynamics
+        np.testing.assert_array_equal(core1.state.rates_seen, prev_rates)  # ewma weight 1
+        np.testing.assert_array_equal(core1.state.srv_seen, prev_srv)
+        np.testing.assert_array_equal(core0.state.rates_seen, core0.rates)
+        differs += int(not np.array_equal(core1.observe(), core0.observe()))
+    assert differs > 20  # the observations differ whenever a link rate changed

@@ -53,11 +53,18 @@ def _rollout(env: gym.Env, n: int) -> tuple[np.ndarray, np.ndarray | None]:
     return np.array(o, dtype=np.float32), masks
 
 
+def _agent(algo: str, model):
+    """The agent protocol around a library model (what training hands to the exporter)."""
+    spec = get_agent(algo)
+    return spec.agent_class()(spec, model)
+
+
 @pytest.mark.parametrize("algo", sorted(AGENTS))
 def test_onnx_matches_the_trained_policy(algo: str, tmp_path) -> None:
     scenario = "default"
     model, env = _model(algo, scenario)
-    out = export_policy(model, algo, {"scenario": scenario}, tmp_path, summary={"note": "t"})
+    agent = _agent(algo, model)
+    out = export_policy(agent, algo, {"scenario": scenario}, tmp_path, summary={"note": "t"})
     man = json.loads((out / "policy.json").read_text())
     sess = ort.InferenceSession(str(out / "policy.onnx"), providers=["CPUExecutionProvider"])
     obs, masks = _rollout(env, 64)
@@ -72,7 +79,9 @@ def test_onnx_matches_the_trained_policy(algo: str, tmp_path) -> None:
     # the same function in torch
     kind = man["action_type"]
     module = PolicyModule(
-        model.policy, kind, np.array(man["action"]["nvec"]) if man["action"]["nvec"] else None
+        agent.policy_module(),
+        kind,
+        np.array(man["action"]["nvec"]) if man["action"]["nvec"] else None,
     )
     with torch.no_grad():
         t_obs = torch.as_tensor(obs)
@@ -90,10 +99,17 @@ def test_onnx_matches_the_trained_policy(algo: str, tmp_path) -> None:
         np.testing.assert_allclose(onnx_act, pred, atol=1e-5)
     else:  # the deployed policy is exactly the evaluated one
         np.testing.assert_array_equal(onnx_act, pred)
+    # which is what evaluation asks the agent protocol for
+    evaluated = agent.predict(obs, np.asarray(masks) if masks is not None else None)
+    if kind == "continuous":
+        np.testing.assert_allclose(onnx_act, evaluated, atol=1e-5)
+    else:
+        np.testing.assert_array_equal(onnx_act, evaluated)
 
 
 def test_manifest_is_complete_and_pickle_free(tmp_path) -> None:
     model, env = _model("ppo", "default")
+    # a bare library model is accepted too, and wrapped in the agent protocol
     out = export_policy(model, "ppo", {"scenario": "default"}, tmp_path, summary={"seed": 0})
     assert sorted(p.name for p in out.iterdir()) == ["policy.json", "policy.onnx"]
     man = json.loads((out / "policy.json").read_text())
@@ -115,4 +131,6 @@ def test_manifest_is_complete_and_pickle_free(tmp_path) -> None:
 def test_export_refuses_a_model_for_another_scenario(tmp_path) -> None:
     model, _ = _model("ppo", "single")
     with pytest.raises(ValueError, match=r"model.observation_space.*'default'"):
-        export_policy(model, "ppo", {"scenario": "default"}, tmp_path)
+        export_policy(_agent("ppo", model), "ppo", {"scenario": "default"}, tmp_path)
+    with pytest.raises(ValueError, match="algo: 'dqn'"):
+        export_policy(_agent("ppo", model), "dqn", {"scenario": "single"}, tmp_path)

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from edgesplit.agents.baselines import make_baseline, run_episodes
-from edgesplit.agents.evaluation import evaluate_policy, policy_predictor
-from edgesplit.agents.maddpg import MADDPG, BatchedMLP
-from edgesplit.envs.split_offload_v0 import parallel_env
+from edgesplit.agents.evaluation import evaluate_policy
+from edgesplit.agents.maddpg import MADDPG, BatchedMLP, MADDPGAgent
+from edgesplit.agents.registry import get_agent
+from edgesplit.envs.split_offload_v1 import parallel_env
 
 
 def _env(scenario: str = "default", **kw):
@@ -79,7 +80,8 @@ def test_learns_the_single_device_problem() -> None:
     algo.learn(4000)
     seeds = list(range(100000, 100005))
     kw = {"scenario": "single", "decision_mode": "joint", "action_type": "multidiscrete"}
-    cost = evaluate_policy(policy_predictor(algo), kw, seeds)["cost_per_slot"].mean()
+    agent = MADDPGAgent(get_agent("maddpg"), algo)
+    cost = evaluate_policy(agent.predict, kw, seeds)["cost_per_slot"].mean()
     rnd = run_episodes(make_baseline("random"), "single", seeds)["cost_per_slot"].mean()
     ns = run_episodes(make_baseline("neurosurgeon"), "single", seeds)["cost_per_slot"].mean()
     assert cost < 0.25 * rnd

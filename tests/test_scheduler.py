@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,9 +16,16 @@ import pytest
 from edgesplit.agents.export import export_policy
 from edgesplit.agents.registry import get_agent
 from edgesplit.envs import ENV_ID
-from edgesplit.scheduler import PolicyError, RequestError, Scheduler, load_policy
+from edgesplit.scheduler import (
+    PolicyError,
+    RequestError,
+    Scheduler,
+    SchedulerError,
+    load_policy,
+)
 from edgesplit.scheduler.__main__ import example_request, main
-from edgesplit.scheduler.server import make_server
+from edgesplit.scheduler.policy import policy_digest
+from edgesplit.scheduler.server import BackgroundServer, Limits, create_app
 
 pytest.importorskip("onnxruntime")
 
@@ -65,7 +71,7 @@ def _request(core, e: int = 0) -> dict:
             "queue_length": int(core.qlen[e, i]),
             "backlog_s": float(core.dev_backlog[e, i]),
             "link_mbps": {
-                ap: float(core.rates[e, i, m])
+                ap: float(core.state.rates_seen[e, i, m])
                 for m, ap in enumerate(ta.access_point_names)
                 if ta.reachable[i, m]
             },
@@ -76,7 +82,7 @@ def _request(core, e: int = 0) -> dict:
                 "slot": int(core.t[e]),
                 "devices": devices,
                 "server_backlog_s": {
-                    t: float(core.srv_backlog[e, j]) for j, t in enumerate(ta.target_names)
+                    t: float(core.state.srv_seen[e, j]) for j, t in enumerate(ta.target_names)
                 },
             }
         )
@@ -159,6 +165,8 @@ def _base(sched: Scheduler) -> dict:
         (lambda r: r.update(slot=-1), "slot"),
         (lambda r: r["devices"]["pi_0"].update(backlog_s=10**400), "devices.pi_0.backlog_s"),
         (lambda r: r["server_backlog_s"].update(mars=0.0), "server_backlog_s.mars"),
+        (lambda r: r["devices"]["pi_0"].update(queue_length=1.5), "devices.pi_0.queue_length"),
+        (lambda r: r.update(slot=True), "slot"),
     ],
 )  # fmt: skip
 def test_bad_requests_name_the_field(ppo_dir: Path, mutate, field: str) -> None:
@@ -169,6 +177,19 @@ def test_bad_requests_name_the_field(ppo_dir: Path, mutate, field: str) -> None:
         sched.decide(req)
     assert ei.value.field == field
     assert field in str(ei.value)
+    assert isinstance(ei.value, SchedulerError) and isinstance(ei.value, ValueError)
+
+
+def test_integral_floats_are_integers(ppo_dir: Path) -> None:
+    """JSON has one number type (and JSON Schema calls 2.0 an integer): ``2.0`` is taken as
+    the integer 2, and gets the same answer."""
+    sched = Scheduler(load_policy(ppo_dir))
+    req = _base(sched)
+    as_floats = json.loads(json.dumps(req))
+    as_floats["slot"] = 3.0
+    as_floats["devices"]["pi_0"]["queue_length"] = 2.0
+    req["slot"], req["devices"]["pi_0"]["queue_length"] = 3, 2
+    assert sched.decide(as_floats) == sched.decide(req)
 
 
 def test_unknown_applications_and_policy_failures_fall_back(single_dir: Path) -> None:
@@ -198,6 +219,13 @@ def test_unknown_applications_and_policy_failures_fall_back(single_dir: Path) ->
     assert {d["source"] for d in ans["decisions"] if d["task"]} == {"neurosurgeon"}
 
 
+def _write(d: Path, man: dict) -> None:
+    """Write a manifest with its digest recomputed (so the consistency checks are the ones
+    that must catch the edit)."""
+    man = {**man, "digest": policy_digest(man, d / "policy.onnx")}
+    (d / "policy.json").write_text(json.dumps(man))
+
+
 def test_policy_files_are_checked(ppo_dir: Path, tmp_path) -> None:
     d = tmp_path / "p"
     shutil.copytree(ppo_dir, d)
@@ -205,36 +233,33 @@ def test_policy_files_are_checked(ppo_dir: Path, tmp_path) -> None:
     with pytest.raises(PolicyError, match=r"policy\.json"):
         load_policy(tmp_path / "nowhere")
     man = json.loads((d / "policy.json").read_text())
-    (d / "policy.json").write_text(json.dumps({**man, "format_version": 99}))
+    _write(d, {**man, "format_version": 99})
     with pytest.raises(PolicyError, match=r"format_version.*99"):
         load_policy(d)
-    (d / "policy.json").write_text(json.dumps({k: v for k, v in man.items() if k != "tables"}))
+    _write(d, {k: v for k, v in man.items() if k != "tables"})
     with pytest.raises(PolicyError, match="tables"):
         load_policy(d)
     for field, bad in (("rate_scale_mbps", 0), ("queue_capacity", -1), ("horizon", True)):
-        tables = {**man["tables"], field: bad}
-        (d / "policy.json").write_text(json.dumps({**man, "tables": tables}))
+        _write(d, {**man, "tables": {**man["tables"], field: bad}})
         with pytest.raises(PolicyError, match=rf"tables\.{field}"):
             load_policy(d)
     (d / "policy.json").write_text("{not json")
     with pytest.raises(PolicyError, match="not readable JSON"):
         load_policy(d)
     (d / "policy.json").write_text(json.dumps(man))
+    load_policy(d)
     with (d / "policy.onnx").open("ab") as f:
         f.write(b"\0")  # tampered
-    with pytest.raises(PolicyError, match=r"onnx\.sha256"):
+    with pytest.raises(PolicyError, match=r"digest\.value"):
         load_policy(d)
 
 
 @pytest.fixture()
 def server(ppo_dir: Path):
     sched = Scheduler(load_policy(ppo_dir))
-    httpd = make_server(sched, port=0, max_body=64 * 1024)
-    th = threading.Thread(target=httpd.serve_forever, daemon=True)
-    th.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", sched
-    httpd.shutdown()
-    httpd.server_close()
+    limits = Limits(max_body=64 * 1024)
+    with BackgroundServer(create_app(sched, limits), limits) as srv:
+        yield srv.url, sched
 
 
 def _call(url: str, method: str = "GET", body: bytes | None = None, ctype="application/json"):
@@ -285,7 +310,7 @@ def test_http_service(server) -> None:
         "POST", "/v1/decide", body=b"{}", headers={"Content-Type": "application/json",
                                                   "Content-Length": "\u00b2"},
     )  # fmt: skip
-    assert conn.getresponse().status == 411
+    assert conn.getresponse().status == 400  # refused by the HTTP parser
     conn.close()
 
 
@@ -310,6 +335,7 @@ def test_scheduler_needs_no_torch_gymnasium_or_numba(single_dir: Path) -> None:
         "    sys.modules[m] = None\n"
         "from edgesplit.scheduler import Scheduler, load_policy\n"
         "from edgesplit.scheduler.__main__ import example_request\n"
+        "import edgesplit.scheduler.server\n"
         f"s = Scheduler(load_policy({str(single_dir)!r}))\n"
         "req = example_request(s)\n"
         "assert s.decide(req)['decisions'][0]['source'] == 'policy'\n"

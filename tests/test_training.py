@@ -14,6 +14,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
+from edgesplit.agents.config import register_configs
 from edgesplit.agents.ddqn import DDQN
 from edgesplit.agents.evaluate_run import evaluate_run
 from edgesplit.agents.registry import AGENTS
@@ -21,6 +22,7 @@ from edgesplit.agents.training import train
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = str(REPO / "configs")
+register_configs()  # the typed schemas config.yaml and evaluate.yaml start from
 
 
 def _cfg(overrides: list[str]) -> dict:
@@ -67,8 +69,15 @@ def test_each_agent_trains_checkpoints_and_evaluates(algo: str, tmp_path: Path) 
     s = train(cfg, tmp_path)
     assert s["total_timesteps"] >= 300 and s["resumed_from"] == 0
     ext = "pt" if AGENTS[algo].multi_agent else "zip"
-    for f in (f"model.{ext}", f"checkpoint.{ext}", "eval.csv", "eval.md", "summary.json"):
+    for f in (f"model/model.{ext}", "eval.csv", "eval.md", "summary.json"):
         assert (tmp_path / f).is_file(), f
+    (ckpt,) = (tmp_path / "checkpoints").iterdir()  # one complete checkpoint, nothing else
+    assert ckpt.name.endswith(f"-step-{s['total_timesteps']}")
+    for f in (f"model.{ext}", "state.json"):
+        assert (ckpt / f).is_file(), f
+    assert any(p.name.startswith("replay_buffer") for p in ckpt.iterdir()) == (
+        not AGENTS[algo].on_policy
+    )
     for f in ("policy.onnx", "policy.json"):  # the exported policy, with the run's summary
         assert (tmp_path / "policy" / f).is_file(), f
     manifest = json.loads((tmp_path / "policy" / "policy.json").read_text())
@@ -134,3 +143,56 @@ def test_train_and_evaluate_cli(tmp_path: Path) -> None:
         timeout=300,
     )
     assert "| ppo |" in out.stdout and (run / "evaluate" / "eval.md").is_file()
+
+
+def test_adding_an_algorithm_is_one_entry_and_one_config(tmp_path: Path, monkeypatch) -> None:
+    """docs/agents.md's walk-through, done: SB3's A2C added with one registry entry and one
+    config file (its class is SB3's own, so no module of ours) trains, checkpoints,
+    resumes, evaluates and exports with nothing else changed."""
+    import shutil
+
+    from edgesplit.agents.config import check_train_config
+    from edgesplit.agents.registry import AgentSpec
+
+    monkeypatch.setitem(
+        AGENTS,
+        "a2c",
+        AgentSpec("a2c", "stable_baselines3:A2C", "joint", "multidiscrete", on_policy=True),
+    )
+    configs = tmp_path / "configs"
+    shutil.copytree(CONFIGS, configs)
+    (configs / "algo" / "a2c.yaml").write_text(
+        "name: a2c\npolicy: MlpPolicy\nkwargs:\n  n_steps: 16\n  gamma: 0.5\n"
+        "  policy_kwargs:\n    net_arch: [16]\n"
+    )
+    overrides = [
+        "algo=a2c",
+        "env=single",
+        "env.max_cycles=20",
+        "total_timesteps=64",
+        "checkpoint_every=32",
+        "n_envs=1",
+        "eval.episodes=1",
+        "eval.baselines=[local]",
+    ]
+    with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
+    check_train_config(cfg)
+    run = tmp_path / "run"
+    s = train(cfg, run)
+    assert s["algo"] == "a2c" and s["total_timesteps"] == 64
+    assert json.loads((run / "policy" / "policy.json").read_text())["algorithm"] == "a2c"
+    cfg["total_timesteps"] = 96
+    assert train(cfg, run)["resumed_from"] == 64
+    md = evaluate_run(run, episodes=1, first_seed=100000, baselines=["local"])
+    assert "| a2c |" in md.read_text()
+
+
+def test_evaluate_run_refuses_a_run_without_a_model(tmp_path: Path) -> None:
+    (tmp_path / "summary.json").write_text(
+        json.dumps({"algo": "ppo", "env_kwargs": {"scenario": "single"}})
+    )
+    with pytest.raises(FileNotFoundError, match=r"no final model.*model\.zip"):
+        evaluate_run(tmp_path, episodes=1, first_seed=0, baselines=["local"])

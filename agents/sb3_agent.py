@@ -1,0 +1,254 @@
+"""The agent protocol for stable-baselines3 algorithms (PPO, MaskablePPO, DQN, DDQN, DDPG,
+and any other SB3 class or subclass a registry entry names).
+
+The model learns on ``n_envs`` copies of the Gymnasium face in a ``DummyVecEnv`` (each in a
+``Monitor``, so ``rollout/ep_rew_mean`` reaches TensorBoard). A saved agent is a directory
+holding ``model.zip`` (SB3's own format) and, for off-policy algorithms,
+``replay_buffer.pkl``.
+
+>>> from edgesplit.agents.registry import get_agent
+>>> agent = get_agent("ppo").build({"policy": "MlpPolicy", "kwargs": {"n_steps": 32,
+...     "batch_size": 32}}, {"scenario": "single", "decision_mode": "joint",
+...     "action_type": "multidiscrete", "max_cycles": 10}, seed=0)
+>>> agent.learn(64, checkpoint=lambda: None, checkpoint_every=32)
+>>> agent.num_timesteps
+64
+>>> agent.close()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
+from stable_baselines3.common.noise import NormalActionNoise
+from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.dqn.policies import DQNPolicy
+from stable_baselines3.td3.policies import TD3Policy
+from torch import nn
+
+from edgesplit.envs import ENV_ID
+
+from .registry import AgentSpec
+
+__all__ = ["SB3Agent"]
+
+MODEL_FILE = "model.zip"
+REPLAY_FILE = "replay_buffer.pkl"
+TB_RUN = "run_1"  # the folder SB3 itself picks for tb_log_name="run"
+
+
+class _PurgingTensorBoard(TensorBoardOutputFormat):
+    """SB3's TensorBoard writer, opened with ``purge_step``: a resumed segment hides the
+    points an interrupted one wrote at or after the step it resumes from."""
+
+    def __init__(self, folder: str, purge_step: int) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=folder, purge_step=purge_step)
+        self._is_closed = False
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+
+class _EveryN(BaseCallback):
+    """Calls ``checkpoint()`` at the first rollout start after the model passes another
+    multiple of ``every`` env steps (after flushing TensorBoard, so a checkpoint's curve is
+    on disk with it).
+
+    A rollout start is where SB3's state holds together: the previous rollout's update is
+    done and every transition so far is in the replay buffer. (``on_step`` comes between
+    the env step and the buffer write: a checkpoint there would miss the last transition.)
+    """
+
+    def __init__(self, checkpoint: Callable[[], None], every: int) -> None:
+        super().__init__()
+        self.checkpoint, self.every = checkpoint, int(every)
+        self._next = self.every
+
+    def _init_callback(self) -> None:
+        self._next = (self.model.num_timesteps // self.every + 1) * self.every
+
+    def _on_rollout_start(self) -> None:
+        if self.model.num_timesteps >= self._next:
+            for fmt in self.model.logger.output_formats:
+                if isinstance(fmt, _PurgingTensorBoard):
+                    fmt.flush()
+            self.checkpoint()
+            self._next = (self.model.num_timesteps // self.every + 1) * self.every
+
+    def _on_step(self) -> bool:
+        return True
+
+
+class _ActorLogits(nn.Module):
+    """An SB3 actor-critic policy's action logits (no sampling, no value head)."""
+
+    def __init__(self, policy: Any) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, obs: Any) -> Any:
+        p = self.policy
+        features = p.extract_features(obs, p.pi_features_extractor)
+        return p.action_net(p.mlp_extractor.forward_actor(features))
+
+
+def _vec_env(env_kwargs: dict[str, Any], n_envs: int, seed: int | None) -> DummyVecEnv:
+    return make_vec_env(  # each copy in a Monitor: rollout/ep_rew_mean in TensorBoard
+        lambda: gym.make(ENV_ID, **env_kwargs),
+        n_envs=int(n_envs),
+        seed=seed,
+        vec_env_cls=DummyVecEnv,
+    )
+
+
+class SB3Agent:
+    """An SB3 model (``spec.cls_path``) and its vectorised training env, if any."""
+
+    def __init__(self, spec: AgentSpec, model: Any, venv: DummyVecEnv | None = None) -> None:
+        self.spec, self.model, self.venv = spec, model, venv
+        self.tb_dir: str | None = None
+
+    @property
+    def num_timesteps(self) -> int:
+        return int(self.model.num_timesteps)
+
+    @property
+    def observation_space(self) -> Any:
+        return self.model.observation_space
+
+    @property
+    def action_space(self) -> Any:
+        return self.model.action_space
+
+    @classmethod
+    def build(
+        cls,
+        spec: AgentSpec,
+        algo_cfg: dict[str, Any],
+        env_kwargs: dict[str, Any],
+        *,
+        seed: int,
+        n_envs: int = 1,
+        tb_dir: str | Path | None = None,
+    ) -> SB3Agent:
+        venv = _vec_env(env_kwargs, n_envs, seed)
+        kwargs = dict(algo_cfg.get("kwargs") or {})
+        sigma = algo_cfg.get("action_noise_sigma")
+        if sigma is not None:  # Gaussian exploration noise on the [-1, 1] actions
+            n = venv.action_space.shape[0]
+            kwargs["action_noise"] = NormalActionNoise(np.zeros(n), float(sigma) * np.ones(n))
+        model = spec.algorithm_class()(
+            algo_cfg.get("policy", "MlpPolicy"),
+            venv,
+            seed=int(seed),
+            tensorboard_log=None if tb_dir is None else str(tb_dir),
+            verbose=0,
+            device="cpu",
+            **kwargs,
+        )
+        agent = cls(spec, model, venv)
+        agent.tb_dir = None if tb_dir is None else str(tb_dir)
+        return agent
+
+    @classmethod
+    def load(
+        cls,
+        spec: AgentSpec,
+        directory: Path,
+        env_kwargs: dict[str, Any],
+        *,
+        training: bool = False,
+        seed: int | None = None,
+        n_envs: int = 1,
+        tb_dir: str | Path | None = None,
+    ) -> SB3Agent:
+        path = Path(directory) / MODEL_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{directory}: missing {MODEL_FILE}")
+        algo = spec.algorithm_class()
+        if not training:
+            return cls(spec, algo.load(path, device="cpu"))
+        venv = _vec_env(env_kwargs, n_envs, seed)
+        model = algo.load(path, env=venv, device="cpu")
+        rb = Path(directory) / REPLAY_FILE
+        if rb.is_file() and hasattr(model, "load_replay_buffer"):
+            model.load_replay_buffer(rb)
+        agent = cls(spec, model, venv)
+        agent.tb_dir = None if tb_dir is None else str(tb_dir)
+        return agent
+
+    def save(self, directory: Path) -> None:
+        self.model.save(Path(directory) / MODEL_FILE)
+
+    def save_replay_buffer(self, directory: Path) -> bool:
+        if getattr(self.model, "replay_buffer", None) is None:
+            return False
+        self.model.save_replay_buffer(Path(directory) / REPLAY_FILE)
+        return True
+
+    def learn(
+        self, total_timesteps: int, checkpoint: Callable[[], None], checkpoint_every: int
+    ) -> None:
+        start = self.num_timesteps
+        if start >= int(total_timesteps):
+            return
+        if self.tb_dir is not None:
+            folder = str(Path(self.tb_dir) / TB_RUN)
+            self.model.set_logger(Logger(folder, [_PurgingTensorBoard(folder, start)]))
+        else:
+            self.model.set_logger(Logger(None, []))
+        self.model.learn(
+            total_timesteps=int(total_timesteps) - start,
+            callback=_EveryN(checkpoint, checkpoint_every),
+            reset_num_timesteps=start == 0,
+            tb_log_name="run",
+        )
+        self.model.logger.close()
+
+    def predict(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        if self.spec.masked:  # sb3-contrib's convention: the masks go to predict()
+            return self.model.predict(obs, action_masks=masks, deterministic=True)[0]
+        return self.model.predict(obs, deterministic=True)[0]
+
+    def policy_module(self) -> nn.Module:
+        policy = self.model.policy
+        if isinstance(policy, DQNPolicy):  # Q-values: the argmax is the greedy action
+            return policy.q_net
+        if isinstance(policy, TD3Policy):  # DDPG/TD3: the deterministic actor
+            return policy.actor
+        return _ActorLogits(policy)  # actor-critic policies (PPO, MaskablePPO, A2C)
+
+    def rng_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "action_space": self.model.action_space.np_random.bit_generator.state
+        }
+        if self.venv is not None:
+            state["envs"] = [g.bit_generator.state for g in self.venv.get_attr("np_random")]
+        return state
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        self.model.action_space.np_random.bit_generator.state = state["action_space"]
+        if self.venv is None or "envs" not in state:
+            return
+        # SB3's load seeded the envs for their next reset with the run's seed, which would
+        # replay the first episodes: take that reset, then restore the generators and start
+        # the resumed segment's episodes from them
+        self.venv.reset()
+        # (a run resumed with another n_envs restores the copies both segments have)
+        for g, s in zip(self.venv.get_attr("np_random"), state["envs"], strict=False):
+            g.bit_generator.state = s
+        self.model._last_obs = self.venv.reset()  # learn() goes on from these observations
+        self.model._last_episode_starts = np.ones((self.venv.num_envs,), dtype=bool)
+
+    def close(self) -> None:
+        if self.venv is not None:
+            self.venv.close()
