@@ -30,6 +30,7 @@ __all__ = [
     "INFO_KEYS",
     "MaskTable",
     "device_action_space",
+    "env_arguments",
     "info_from_packed",
     "joint_spaces",
     "resolve_options",
@@ -72,6 +73,38 @@ def resolve_options(
             f"(choose from {ALLOWED_ACTION_TYPES[decision_mode]})"
         )
     return sc, at
+
+
+def env_arguments(first: Any, given: dict[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """A face's arguments, where the first positional argument ``first`` is either the
+    scenario or an env config mapping of the face's arguments (RLlib calls
+    ``env_cls(env_config)``; a scenario mapping is told apart by its keys, as it always has
+    ``applications`` and never ``scenario``).
+
+    ``given`` holds the other arguments as passed and ``defaults`` every argument's default.
+
+    >>> d = {"scenario": "default", "max_cycles": None}
+    >>> env_arguments({"scenario": "single", "max_cycles": 5}, {"max_cycles": None}, d)
+    {'scenario': 'single', 'max_cycles': 5}
+    >>> env_arguments("single", {"max_cycles": 5}, d)
+    {'scenario': 'single', 'max_cycles': 5}
+    """
+    if not isinstance(first, Mapping):
+        return {"scenario": first, **given}
+    keys = set(first)
+    if not keys <= set(defaults):
+        if keys & (set(defaults) - {"scenario"}) or "scenario" in keys:
+            raise ValueError(
+                f"env_config: unknown keys {sorted(keys - set(defaults))} "
+                f"(an env config takes {sorted(defaults)})"
+            )
+        return {"scenario": first, **given}  # a scenario as a mapping
+    both = sorted(k for k, v in given.items() if k in keys and v != defaults[k])
+    if both:
+        raise ValueError(f"env_config: {both} given both in the config mapping and as arguments")
+    out = {"scenario": defaults["scenario"], **given}
+    out.update(first)
+    return out
 
 
 def device_action_space(tables: Tables, action_type: str) -> spaces.Space:

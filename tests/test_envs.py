@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
+from gymnasium.vector import AutoresetMode
 from pettingzoo.test import (
     api_test,
     max_cycles_test,
@@ -362,3 +363,103 @@ def test_copies_and_pickles_continue_identically(backend: str) -> None:
     o1, o2 = par.step(acts)[0], par2.step(acts)[0]
     for ag in o1:
         np.testing.assert_array_equal(o1[ag], o2[ag])
+
+
+# --- outside libraries: render, env configs, autoreset modes, PettingZoo names and masks ---
+
+
+def _sync_and_native(mode: AutoresetMode, n: int, cycles: int):
+    kw = {"scenario": "default", "max_cycles": cycles}
+    sync = gym.vector.SyncVectorEnv(
+        [functools.partial(SplitOffloadEnv, **kw) for _ in range(n)], autoreset_mode=mode
+    )
+    native = gym.make_vec(ENV_ID, num_envs=n, autoreset_mode=mode, **kw)
+    return sync, native
+
+
+def _assert_infos_equal(ref: dict, got: dict, where: str) -> None:
+    """Every key of Gymnasium's own infos (and its `_key` mask) is in ours, equal; a key
+    Gymnasium has for no copy is for no copy in ours either."""
+    for k, v in got.items():
+        if k.startswith("_") and k not in ref and k != "_autoreset":
+            assert not v.any(), f"{where}: {k} holds copies {v} where Gymnasium's has none"
+    for k, v in ref.items():
+        assert k in got, f"{where}: info key {k!r} missing"
+        if isinstance(v, dict):
+            _assert_infos_equal(v, got[k], f"{where}.{k}")
+        elif v.dtype == object:
+            for a, b in zip(v, got[k], strict=True):
+                assert (a is None) == (b is None), f"{where}.{k}"
+                if a is not None:
+                    np.testing.assert_array_equal(a, b, err_msg=f"{where}.{k}")
+        else:
+            np.testing.assert_array_equal(v, got[k], err_msg=f"{where}.{k}")
+
+
+@pytest.mark.parametrize("mode", list(AutoresetMode))
+def test_vector_autoreset_modes_match_sync_vector_env(mode: AutoresetMode) -> None:
+    n, cycles = 3, 4
+    sync, native = _sync_and_native(mode, n, cycles)
+    assert native.autoreset_mode == mode and native.metadata["autoreset_mode"] == mode
+    so, si = sync.reset(seed=5)
+    no, ni = native.reset(seed=5)
+    np.testing.assert_array_equal(so, no)
+    _assert_infos_equal(si, ni, "reset")
+    space = native.single_action_space
+    space.seed(0)
+    ended_seen = 0
+    for t in range(3 * cycles + 2):  # crosses two episode ends
+        acts = np.stack([space.sample() for _ in range(n)])
+        s = sync.step(acts)
+        g = native.step(acts)
+        for x, y in zip(s[:4], g[:4], strict=True):
+            np.testing.assert_array_equal(x, y, err_msg=f"step {t}")
+        _assert_infos_equal(s[4], g[4], f"step {t}")
+        done = s[2] | s[3]
+        ended_seen += int(done.sum())
+        if mode == AutoresetMode.DISABLED and done.any():
+            with pytest.raises(RuntimeError, match="reset_mask"):
+                native.step(acts)
+            so, si = sync.reset(options={"reset_mask": done.copy()})
+            no, ni = native.reset(options={"reset_mask": done.copy()})
+            np.testing.assert_array_equal(so, no)
+            _assert_infos_equal(si, ni, f"reset {t}")
+    assert ended_seen >= 2 * n
+
+
+def test_vector_infos_masked_on_reset_steps() -> None:
+    envs = SplitOffloadVectorEnv(2, "single", max_cycles=2)  # NEXT_STEP
+    envs.reset(seed=0)
+    act = np.zeros((2, *envs.single_action_space.shape), dtype=np.int64)
+    for _ in range(2):
+        _, _, _, trunc, info = envs.step(act)
+    assert trunc.all() and info["_latency_s"].all()
+    _, rew, _, trunc, info = envs.step(act)  # the reset step: no step happened
+    assert not trunc.any() and (rew == 0).all() and info["autoreset"].all()
+    assert not info["_latency_s"].any() and not info["_cost"].any()
+    assert (info["latency_s"] == 0).all() and (info["cost"] == 0).all()
+    assert info["_action_mask"].all()
+
+
+def test_autoreset_mode_through_make_vec_and_errors() -> None:
+    same = gym.make_vec(ENV_ID, num_envs=2, scenario="single", autoreset_mode="same_step")
+    assert same.unwrapped.metadata["autoreset_mode"] is AutoresetMode.SAME_STEP
+    # the class default is untouched by an instance's choice
+    assert SplitOffloadVectorEnv.metadata["autoreset_mode"] is AutoresetMode.NEXT_STEP
+    # Gymnasium's own vector envs take the mode through vector_kwargs
+    sync = gym.make_vec(
+        ENV_ID,
+        num_envs=2,
+        vectorization_mode="sync",
+        vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED},
+        scenario="single",
+    )
+    assert sync.metadata["autoreset_mode"] is AutoresetMode.DISABLED
+    with pytest.raises(ValueError, match="autoreset_mode: 'sometimes'"):
+        SplitOffloadVectorEnv(2, "single", autoreset_mode="sometimes")
+    envs = SplitOffloadVectorEnv(2, "single")
+    envs.reset(seed=0)
+    with pytest.raises(ValueError, match="reset_mask"):
+        envs.reset(options={"reset_mask": np.zeros(2, dtype=bool)})
+    with pytest.raises(ValueError, match="reset_mask"):
+        envs.reset(options={"reset_mask": np.ones(3, dtype=bool)})
