@@ -28,6 +28,7 @@ __all__ = [
     "ALLOWED_ACTION_TYPES",
     "DECISION_MODES",
     "INFO_KEYS",
+    "FlatMaskMultiDiscrete",
     "MaskTable",
     "device_action_space",
     "env_arguments",
@@ -107,12 +108,33 @@ def env_arguments(first: Any, given: dict[str, Any], defaults: Mapping[str, Any]
     return out
 
 
+class FlatMaskMultiDiscrete(spaces.MultiDiscrete):
+    """A :class:`~gymnasium.spaces.MultiDiscrete` whose :meth:`sample` also takes the mask
+    EdgeSplit hands out: the per-dimension masks concatenated into one flat array (the form
+    of sb3-contrib's ``action_masks()`` and of TorchRL's masks), as well as Gymnasium's tuple.
+
+    >>> sp = FlatMaskMultiDiscrete([3, 2], seed=0)
+    >>> sp.sample(np.array([0, 0, 1, 1, 0], dtype=np.int8)).tolist()
+    [2, 0]
+    """
+
+    def sample(self, mask: Any = None, probability: Any = None) -> np.ndarray:
+        if isinstance(mask, np.ndarray) and self.nvec.ndim == 1:
+            if mask.shape != (int(self.nvec.sum()),):
+                raise ValueError(
+                    f"mask: a flat mask needs shape ({int(self.nvec.sum())},), got {mask.shape}"
+                )
+            mask = tuple(np.split(mask.astype(np.int8), np.cumsum(self.nvec)[:-1]))
+        return super().sample(mask=mask, probability=probability)
+
+
 def device_action_space(tables: Tables, action_type: str) -> spaces.Space:
-    """One device's action space in the view ``action_type``."""
+    """One device's action space in the view ``action_type`` (masks of the multidiscrete
+    view are flat: see :class:`FlatMaskMultiDiscrete`)."""
     if action_type == "discrete":
         return spaces.Discrete(tables.n_discrete)
     if action_type == "multidiscrete":
-        return spaces.MultiDiscrete(tables.nvec)
+        return FlatMaskMultiDiscrete(tables.nvec)
     return spaces.Box(-1.0, 1.0, shape=(tables.continuous_width,), dtype=np.float32)
 
 

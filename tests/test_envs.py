@@ -463,3 +463,80 @@ def test_autoreset_mode_through_make_vec_and_errors() -> None:
         envs.reset(options={"reset_mask": np.zeros(2, dtype=bool)})
     with pytest.raises(ValueError, match="reset_mask"):
         envs.reset(options={"reset_mask": np.ones(3, dtype=bool)})
+
+
+def test_rgb_array_render_on_every_face() -> None:
+    env = SplitOffloadEnv(scenario="default", render_mode="rgb_array")
+    env.reset(seed=0)
+    first = env.render()
+    assert first.dtype == np.uint8 and first.ndim == 3 and first.shape[2] == 3
+    frames = [first]
+    for _ in range(5):
+        env.step(env.action_space.sample())
+        frames.append(env.render())
+    assert {f.shape for f in frames} == {first.shape}  # a video needs one frame size
+    assert any(not np.array_equal(frames[0], f) for f in frames[1:])  # it shows the slot
+    venv = SplitOffloadVectorEnv(2, "default", render_mode="rgb_array")
+    venv.reset(seed=0)
+    venv.step(venv.action_space.sample())
+    pics = venv.render()
+    assert len(pics) == 2 and all(p.shape == first.shape for p in pics)
+    par = split_offload_v0.parallel_env(scenario="default", render_mode="rgb_array")
+    par.reset(seed=0)
+    par.step({a: par.action_space(a).sample() for a in par.agents})
+    assert par.render().shape == first.shape
+    with pytest.raises(ValueError, match="render_mode: 'human'"):
+        SplitOffloadEnv(render_mode="human")
+
+
+def test_record_video_writes_a_video(tmp_path) -> None:
+    env = gym.make(ENV_ID, scenario="single", max_cycles=20, render_mode="rgb_array")
+    env = gym.wrappers.RecordVideo(env, str(tmp_path), episode_trigger=lambda ep: True)
+    env.reset(seed=0)
+    done = False
+    while not done:
+        _, _, term, trunc, _ = env.step(env.action_space.sample())
+        done = term or trunc
+    env.close()
+    videos = list(tmp_path.glob("*.mp4"))
+    assert len(videos) == 1 and videos[0].stat().st_size > 0
+
+
+def test_env_config_mapping_passed_positionally() -> None:
+    env = SplitOffloadEnv({"scenario": "single", "max_cycles": 5})  # RLlib's env_cls(config)
+    assert env.scenario.name == "single" and env.scenario.horizon == 5
+    assert SplitOffloadEnv({}).scenario.name == "default"
+    assert SplitOffloadEnv(scenario="single").scenario.name == "single"
+    venv = SplitOffloadVectorEnv({"scenario": "single", "num_envs": 3})
+    assert venv.num_envs == 3 and venv.scenario.name == "single"
+    par = split_offload_v0.parallel_env(scenario={"scenario": "single", "max_cycles": 4})
+    assert par.scenario.horizon == 4
+    with pytest.raises(ValueError, match=r"env_config: unknown keys \['bogus'\]"):
+        SplitOffloadEnv({"scenario": "single", "bogus": 1})
+    with pytest.raises(ValueError, match=r"env_config: \['max_cycles'\] given both"):
+        SplitOffloadEnv({"max_cycles": 5}, max_cycles=6)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_pettingzoo_agents_group_as_one_and_keep_their_device(scenario: str) -> None:
+    par = split_offload_v0.parallel_env(scenario=scenario, action_type="multidiscrete")
+    sc = load_scenario(scenario)
+    n = len(sc.devices)
+    assert par.possible_agents == [f"device_{i}" for i in range(n)]
+    # TorchRL's default grouping of a parallel env: "name_int" agents form the group "name"
+    assert {a.rsplit("_", 1)[0] for a in par.possible_agents} == {"device"}
+    assert list(par.agent_devices.values()) == [d.name for d in sc.devices]
+    _, infos = par.reset(seed=0)
+    sp = par.action_space(par.agents[0])
+    width = int(sp.nvec.sum())
+    for a in par.agents:  # one flat int8 mask per agent, which the space samples from
+        m = infos[a]["action_mask"]
+        assert m.dtype == np.int8 and m.shape == (width,)
+        for _ in range(5):
+            x = sp.sample(m)
+            offsets = np.concatenate([[0], np.cumsum(sp.nvec)[:-1]])
+            assert m[offsets + x].all() or not m.any()
+    _, _, _, _, infos = par.step({a: par.action_space(a).sample() for a in par.agents})
+    for i, a in enumerate(par.agents):
+        assert infos[a]["device"] == sc.devices[i].name
+        assert infos[a]["device_class"] == sc.devices[i].device_class
