@@ -29,10 +29,11 @@ class SplitOffloadParallelEnv(ParallelEnv):
 
     ## Agents
 
-    One per device of the scenario, in its order: ``device_0 .. device_{N-1}``. The ids
+    One per device of the scenario, in its order: ``agent_0 .. agent_{N-1}``. The ids
     follow PettingZoo's ``name_index`` convention so that libraries grouping agents by name
     (TorchRL's ``PettingZooWrapper``, BenchMARL) put them in one group, for one shared
-    policy. Which device an agent is stays in :attr:`agent_devices` (the scenario's device
+    policy (TorchRL's group is then ``agent``: a group named ``device`` would clash with the
+    ``device`` attribute of TorchRL's ``Composite`` specs). Which device an agent is stays in :attr:`agent_devices` (the scenario's device
     names, e.g. ``pi_0``, the names a scheduler's requests use) and
     :attr:`agent_device_classes`, and in every step's infos (``device``, ``device_class``;
     the reset infos hold the action mask alone, as TorchRL builds its info specs from them
@@ -75,8 +76,8 @@ class SplitOffloadParallelEnv(ParallelEnv):
     >>> env = split_offload_v0.parallel_env(scenario="single", max_cycles=5)
     >>> obs, infos = env.reset(seed=0)
     >>> env.agents, env.state().shape == env.state_space.shape
-    (['device_0'], True)
-    >>> split_offload_v0.parallel_env(scenario="default").agent_devices["device_2"]
+    (['agent_0'], True)
+    >>> split_offload_v0.parallel_env(scenario="default").agent_devices["agent_2"]
     'nano_0'
     >>> actions = {a: env.action_space(a).sample() for a in env.agents}
     >>> obs, rewards, terminations, truncations, infos = env.step(actions)
@@ -116,8 +117,8 @@ class SplitOffloadParallelEnv(ParallelEnv):
         self.render_mode = check_render_mode(kw["render_mode"])
         self.core = Core(sc, 1, backend=kw["backend"])
         ta = self.core.tables
-        self.possible_agents = [f"device_{i}" for i in range(ta.n_devices)]
-        #: agent id -> the scenario's device name (``device_2`` -> ``nano_0``)
+        self.possible_agents = [f"agent_{i}" for i in range(ta.n_devices)]
+        #: agent id -> the scenario's device name (``agent_2`` -> ``nano_0``)
         self.agent_devices = dict(zip(self.possible_agents, ta.device_names, strict=True))
         #: agent id -> the device's class (``rpi4``, ``jetson_nano``, ...)
         self.agent_device_classes = {

@@ -249,7 +249,7 @@ class SplitOffloadVectorEnv(VectorEnv):
             last_masks = self._masks()
             final_info: dict[str, Any] = {}
             for k, v in info.items():
-                final_info[k] = np.where(_rows(done, v.ndim), v, 0)
+                final_info[k] = _keep(done, v)
                 final_info[f"_{k}"] = done.copy()
             final_info["action_mask"] = np.where(done[:, None], last_masks, False)
             final_info["_action_mask"] = done.copy()
@@ -266,7 +266,7 @@ class SplitOffloadVectorEnv(VectorEnv):
         self._ended = truncated.copy() if mode != AutoresetMode.SAME_STEP else np.zeros(e, bool)
         obs = core.observe().reshape(e, -1)  # a fresh array
         if not holds.all():
-            info = {k: np.where(_rows(holds, v.ndim), v, 0) for k, v in info.items()}
+            info = {k: _keep(holds, v) for k, v in info.items()}
         for k in INFO_KEYS:
             info[f"_{k}"] = holds.copy()
         info["action_mask"] = self._masks()
@@ -288,9 +288,9 @@ class SplitOffloadVectorEnv(VectorEnv):
         return tuple(draw(self.core, last, i) for i in range(self.num_envs))
 
 
-def _rows(mask: np.ndarray, ndim: int) -> np.ndarray:
-    """``mask [E]`` shaped to broadcast over an ``ndim``-dimensional info array."""
-    return mask.reshape(-1, *([1] * (ndim - 1)))
+def _keep(rows: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``v [E, ...]`` with the copies outside ``rows [E]`` zeroed, its dtype kept."""
+    return np.where(rows.reshape(-1, *([1] * (v.ndim - 1))), v, np.zeros((), v.dtype))
 
 
 _DEFAULTS = {

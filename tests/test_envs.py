@@ -394,6 +394,7 @@ def _assert_infos_equal(ref: dict, got: dict, where: str) -> None:
                     np.testing.assert_array_equal(a, b, err_msg=f"{where}.{k}")
         else:
             np.testing.assert_array_equal(v, got[k], err_msg=f"{where}.{k}")
+            assert v.dtype == got[k].dtype, f"{where}.{k}: {got[k].dtype}, not {v.dtype}"
 
 
 @pytest.mark.parametrize("mode", list(AutoresetMode))
@@ -522,9 +523,9 @@ def test_pettingzoo_agents_group_as_one_and_keep_their_device(scenario: str) -> 
     par = split_offload_v0.parallel_env(scenario=scenario, action_type="multidiscrete")
     sc = load_scenario(scenario)
     n = len(sc.devices)
-    assert par.possible_agents == [f"device_{i}" for i in range(n)]
+    assert par.possible_agents == [f"agent_{i}" for i in range(n)]
     # TorchRL's default grouping of a parallel env: "name_int" agents form the group "name"
-    assert {a.rsplit("_", 1)[0] for a in par.possible_agents} == {"device"}
+    assert {a.rsplit("_", 1)[0] for a in par.possible_agents} == {"agent"}
     assert list(par.agent_devices.values()) == [d.name for d in sc.devices]
     _, infos = par.reset(seed=0)
     sp = par.action_space(par.agents[0])
