@@ -31,10 +31,10 @@ class SplitOffloadParallelEnv(ParallelEnv):
 
     One per device of the scenario, in its order: ``agent_0 .. agent_{N-1}``. The ids
     follow PettingZoo's ``name_index`` convention so that libraries grouping agents by name
-    (TorchRL's ``PettingZooWrapper``, BenchMARL) put them in one group, for one shared
-    policy (TorchRL's group is then ``agent``: a group named ``device`` would clash with the
-    ``device`` attribute of TorchRL's ``Composite`` specs). Which device an agent is stays in :attr:`agent_devices` (the scenario's device
-    names, e.g. ``pi_0``, the names a scheduler's requests use) and
+    (TorchRL's ``PettingZooWrapper``, BenchMARL) put them in one group, ``agent``, for one
+    shared policy (a group named ``device`` would clash with the ``device`` attribute of
+    TorchRL's ``Composite`` specs). Which device an agent is stays in :attr:`agent_devices`
+    (the scenario's device names, e.g. ``pi_0``, the names a scheduler's requests use) and
     :attr:`agent_device_classes`, and in every step's infos (``device``, ``device_class``;
     the reset infos hold the action mask alone, as TorchRL builds its info specs from them
     and a string has no tensor form). All agents act every step; a device without a pending
