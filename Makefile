@@ -41,7 +41,7 @@ RECIPE_VENVS ?= .venvs
 CONSTRAINTS := recipes/constraints.txt
 WHEEL_DIR := dist
 
-.PHONY: wheel recipes-torchrl recipes-ray recipes
+.PHONY: wheel recipes-torchrl recipes-benchmarl recipes-ray recipes
 
 wheel: $(STAMP)
 	rm -rf $(WHEEL_DIR)
@@ -58,11 +58,16 @@ define recipe-venv
 endef
 
 recipes-torchrl: wheel
-	$(call recipe-venv,torchrl,"torchrl==0.14.1" "benchmarl==1.5.2")
+	$(call recipe-venv,torchrl,"torchrl==0.14.1")
 	$(RECIPE_VENVS)/torchrl/bin/python -m pytest -q -p no:cacheprovider tests/test_recipes_torchrl.py
+
+# BenchMARL 1.5.2 pins torchrl>=0.10,<0.12: a venv apart from the TorchRL one
+recipes-benchmarl: wheel
+	$(call recipe-venv,benchmarl,"benchmarl==1.5.2")
+	$(RECIPE_VENVS)/benchmarl/bin/python -m pytest -q -p no:cacheprovider tests/test_recipes_benchmarl.py
 
 recipes-ray: wheel
 	$(call recipe-venv,ray,"ray[rllib]==2.60.0")
 	$(RECIPE_VENVS)/ray/bin/python -m pytest -q -p no:cacheprovider tests/test_recipes_ray.py
 
-recipes: recipes-torchrl recipes-ray
+recipes: recipes-torchrl recipes-benchmarl recipes-ray
