@@ -66,8 +66,9 @@ recipes-benchmarl: wheel
 	$(call recipe-venv,benchmarl,"benchmarl==1.5.2")
 	$(RECIPE_VENVS)/benchmarl/bin/python -m pytest -q -p no:cacheprovider tests/test_recipes_benchmarl.py
 
+# the sweep recipe trains through edgesplit.agents.training: the wheel's `train` extra too
 recipes-ray: wheel
-	$(call recipe-venv,ray,"ray[rllib]==2.60.0")
+	$(call recipe-venv,ray,"ray[rllib]==2.60.0" "$$(ls $(WHEEL_DIR)/edgesplit-*.whl)[train]")
 	$(RECIPE_VENVS)/ray/bin/python -m pytest -q -p no:cacheprovider tests/test_recipes_ray.py
 
 recipes: recipes-torchrl recipes-benchmarl recipes-ray
