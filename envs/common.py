@@ -139,10 +139,11 @@ def device_action_space(tables: Tables, action_type: str) -> spaces.Space:
 
 
 def joint_spaces(tables: Tables, action_type: str) -> tuple[spaces.Space, spaces.Box]:
-    """Action and observation spaces of one joint decision over every device."""
+    """Action and observation spaces of one joint decision over every device (the
+    multidiscrete view samples from the flat masks of ``info["action_mask"]``)."""
     n = tables.n_devices
     if action_type == "multidiscrete":
-        act: spaces.Space = spaces.MultiDiscrete(np.tile(tables.nvec, n))
+        act: spaces.Space = FlatMaskMultiDiscrete(np.tile(tables.nvec, n))
     else:
         act = spaces.Box(-1.0, 1.0, (n * tables.continuous_width,), np.float32)
     return act, spaces.Box(0.0, 1.0, (n * tables.obs_dim,), np.float32)
