@@ -12,9 +12,19 @@ importing this package skips the registration.
 >>> import edgesplit.envs
 >>> "edgesplit/SplitOffload-v0" in gym.registry
 True
+
+A process that has not imported this package (a worker started with ``spawn``, an RLlib
+env runner) knows the env by its module-prefixed id, which makes Gymnasium import the
+module before the look-up; use it wherever environments are made in other processes:
+
+>>> env = gym.make("edgesplit.envs:edgesplit/SplitOffload-v0", scenario="single")
+
+Recipes for SB3, SuperSuit, CleanRL, TorchRL, BenchMARL and RLlib: ``docs/recipes/``.
 """
 
 ENV_ID = "edgesplit/SplitOffload-v0"
+#: the id with its module: what other processes (spawned workers, env runners) should use
+ENV_ID_WITH_MODULE = "edgesplit.envs:" + ENV_ID
 
 try:
     from gymnasium.envs.registration import register, registry
@@ -29,4 +39,4 @@ else:
             kwargs={"scenario": "default"},
         )
 
-__all__ = ["ENV_ID"]
+__all__ = ["ENV_ID", "ENV_ID_WITH_MODULE"]
