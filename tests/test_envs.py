@@ -456,6 +456,9 @@ def test_autoreset_mode_through_make_vec_and_errors() -> None:
         scenario="single",
     )
     assert sync.metadata["autoreset_mode"] is AutoresetMode.DISABLED
+    # ...and refuses them for a custom VectorEnv, whose arguments are keywords (documented)
+    with pytest.raises(gym.error.Error, match="vector_kwargs"):
+        gym.make_vec(ENV_ID, 2, vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP})
     with pytest.raises(ValueError, match="autoreset_mode: 'sometimes'"):
         SplitOffloadVectorEnv(2, "single", autoreset_mode="sometimes")
     envs = SplitOffloadVectorEnv(2, "single")
