@@ -271,7 +271,8 @@ class MADDPG:
         for i, a in enumerate(self.agents):
             m = infos.get(a, {}).get("action_mask")
             if m is not None:
-                out[i] = np.concatenate([np.asarray(x, bool) for x in m])
+                # flat (the env's int8 mask) or a tuple of per-dimension masks
+                out[i] = np.concatenate(m) if isinstance(m, tuple) else np.asarray(m, bool)
         return out
 
     def _update(self) -> None:

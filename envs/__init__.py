@@ -16,12 +16,22 @@ skips the registration.
 >>> import edgesplit.envs
 >>> "edgesplit/SplitOffload-v1" in gym.registry, "edgesplit/SplitOffload-v0" in gym.registry
 (True, True)
+
+A process that has not imported this package (a worker started with ``spawn``, an RLlib
+env runner) knows the env by its module-prefixed id, which makes Gymnasium import the
+module before the look-up; use it wherever environments are made in other processes:
+
+>>> env = gym.make("edgesplit.envs:edgesplit/SplitOffload-v1", scenario="single")
+
+Recipes for SB3, SuperSuit, CleanRL, TorchRL, BenchMARL and RLlib: ``docs/recipes/``.
 """
 
 ENV_ID = "edgesplit/SplitOffload-v1"
 #: the first version, kept for reproducibility: the scheduler knows the true link rates and
 #: server backlogs of the slot it decides (privileged information)
 ENV_ID_V0 = "edgesplit/SplitOffload-v0"
+#: the id with its module: what other processes (spawned workers, env runners) should use
+ENV_ID_WITH_MODULE = "edgesplit.envs:" + ENV_ID
 
 try:
     from gymnasium.envs.registration import register, registry
@@ -40,4 +50,4 @@ else:
                 kwargs=_kwargs,
             )
 
-__all__ = ["ENV_ID", "ENV_ID_V0"]
+__all__ = ["ENV_ID", "ENV_ID_V0", "ENV_ID_WITH_MODULE"]

@@ -28,8 +28,10 @@ __all__ = [
     "ALLOWED_ACTION_TYPES",
     "DECISION_MODES",
     "INFO_KEYS",
+    "FlatMaskMultiDiscrete",
     "MaskTable",
     "device_action_space",
+    "env_arguments",
     "info_from_packed",
     "joint_spaces",
     "resolve_options",
@@ -86,20 +88,74 @@ def resolve_options(
     return sc, at
 
 
+def env_arguments(first: Any, given: dict[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """A face's arguments, where the first positional argument ``first`` is either the
+    scenario or an env config mapping of the face's arguments (RLlib calls
+    ``env_cls(env_config)``; a scenario mapping is told apart by its keys, as it always has
+    ``applications`` and never ``scenario``).
+
+    ``given`` holds the other arguments as passed and ``defaults`` every argument's default.
+
+    >>> d = {"scenario": "default", "max_cycles": None}
+    >>> env_arguments({"scenario": "single", "max_cycles": 5}, {"max_cycles": None}, d)
+    {'scenario': 'single', 'max_cycles': 5}
+    >>> env_arguments("single", {"max_cycles": 5}, d)
+    {'scenario': 'single', 'max_cycles': 5}
+    """
+    if not isinstance(first, Mapping) or "applications" in first:  # a scenario
+        return {"scenario": first, **given}
+    keys = set(first)
+    if not keys <= set(defaults):
+        if keys & (set(defaults) - {"scenario"}) or "scenario" in keys:
+            raise ValueError(
+                f"env_config: unknown keys {sorted(keys - set(defaults))} "
+                f"(an env config takes {sorted(defaults)})"
+            )
+        return {"scenario": first, **given}  # a scenario as a mapping
+    both = sorted(k for k, v in given.items() if k in keys and v != defaults[k])
+    if both:
+        raise ValueError(f"env_config: {both} given both in the config mapping and as arguments")
+    out = {"scenario": defaults["scenario"], **given}
+    out.update(first)
+    return out
+
+
+class FlatMaskMultiDiscrete(spaces.MultiDiscrete):
+    """A :class:`~gymnasium.spaces.MultiDiscrete` whose :meth:`sample` also takes the mask
+    EdgeSplit hands out: the per-dimension masks concatenated into one flat array (the form
+    of sb3-contrib's ``action_masks()`` and of TorchRL's masks), as well as Gymnasium's tuple.
+
+    >>> sp = FlatMaskMultiDiscrete([3, 2], seed=0)
+    >>> sp.sample(np.array([0, 0, 1, 1, 0], dtype=np.int8)).tolist()
+    [2, 0]
+    """
+
+    def sample(self, mask: Any = None, probability: Any = None) -> np.ndarray:
+        if isinstance(mask, np.ndarray) and self.nvec.ndim == 1:
+            if mask.shape != (int(self.nvec.sum()),):
+                raise ValueError(
+                    f"mask: a flat mask needs shape ({int(self.nvec.sum())},), got {mask.shape}"
+                )
+            mask = tuple(np.split(mask.astype(np.int8), np.cumsum(self.nvec)[:-1]))
+        return super().sample(mask=mask, probability=probability)
+
+
 def device_action_space(tables: Tables, action_type: str) -> spaces.Space:
-    """One device's action space in the view ``action_type``."""
+    """One device's action space in the view ``action_type`` (masks of the multidiscrete
+    view are flat: see :class:`FlatMaskMultiDiscrete`)."""
     if action_type == "discrete":
         return spaces.Discrete(tables.n_discrete)
     if action_type == "multidiscrete":
-        return spaces.MultiDiscrete(tables.nvec)
+        return FlatMaskMultiDiscrete(tables.nvec)
     return spaces.Box(-1.0, 1.0, shape=(tables.continuous_width,), dtype=np.float32)
 
 
 def joint_spaces(tables: Tables, action_type: str) -> tuple[spaces.Space, spaces.Box]:
-    """Action and observation spaces of one joint decision over every device."""
+    """Action and observation spaces of one joint decision over every device (the
+    multidiscrete view samples from the flat masks of ``info["action_mask"]``)."""
     n = tables.n_devices
     if action_type == "multidiscrete":
-        act: spaces.Space = spaces.MultiDiscrete(np.tile(tables.nvec, n))
+        act: spaces.Space = FlatMaskMultiDiscrete(np.tile(tables.nvec, n))
     else:
         act = spaces.Box(-1.0, 1.0, (n * tables.continuous_width,), np.float32)
     return act, spaces.Box(0.0, 1.0, (n * tables.obs_dim,), np.float32)

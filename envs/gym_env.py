@@ -3,6 +3,7 @@ decisions). The native VectorEnv is :mod:`edgesplit.envs.vector_env`."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,13 @@ from edgesplit.sim.sequential import SequentialTurns
 from .common import (
     MaskTable,
     device_action_space,
+    env_arguments,
     info_from_packed,
     joint_spaces,
     resolve_options,
     team_reward,
 )
-from .render import render_slot
+from .render import RENDER_MODES, check_render_mode, render_rgb, render_slot
 
 __all__ = ["SplitOffloadEnv"]
 
@@ -104,12 +106,15 @@ class SplitOffloadEnv(gym.Env):
     ## Arguments
 
     * ``scenario``: a shipped name (``"default"``, ``"single"``, ``"dense"``,
-      ``"three_tier"``), a YAML/JSON path or a dict.
+      ``"three_tier"``), a YAML/JSON path or a dict. In its place, a mapping of these
+      arguments (an env config, as RLlib passes it: ``SplitOffloadEnv({"scenario": "single"})``).
     * ``decision_mode``: ``"joint"`` or ``"sequential"``.
     * ``action_type``: ``None`` (the mode's default), ``"discrete"``, ``"multidiscrete"`` or
       ``"continuous"``.
     * ``max_cycles``: override the scenario's horizon.
-    * ``render_mode``: ``None`` or ``"ansi"``.
+    * ``render_mode``: ``None``, ``"ansi"`` (text) or ``"rgb_array"`` (a small picture of the
+      slot, ``uint8 [H, 320, 3]``, for video recorders; see
+      :func:`~edgesplit.envs.render.render_rgb`).
     * ``backend``: the simulator's step, ``"auto"`` (compiled with numba when it is
       installed, else numpy), ``"numba"`` or ``"numpy"``: same dynamics (see
       :class:`~edgesplit.sim.core.Core`).
@@ -138,7 +143,7 @@ class SplitOffloadEnv(gym.Env):
       of the slot being decided (still registered, ``information="privileged"``).
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 10}
+    metadata = {"render_modes": list(RENDER_MODES), "render_fps": 10}
 
     def __init__(
         self,
@@ -150,9 +155,23 @@ class SplitOffloadEnv(gym.Env):
         backend: str = "auto",
         information: str | Mapping[str, Any] | None = None,
     ) -> None:
+        kw = env_arguments(
+            scenario,
+            {
+                "decision_mode": decision_mode,
+                "action_type": action_type,
+                "max_cycles": max_cycles,
+                "render_mode": render_mode,
+                "backend": backend,
+                "information": information,
+            },
+            _DEFAULTS,
+        )
+        decision_mode, action_type = kw["decision_mode"], kw["action_type"]
+        max_cycles, render_mode, backend = kw["max_cycles"], kw["render_mode"], kw["backend"]
+        scenario, information = kw["scenario"], kw["information"]
         sc, at = resolve_options(scenario, decision_mode, action_type, max_cycles, information)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode: {render_mode!r} is not one of ['ansi', None]")
+        check_render_mode(render_mode)
         self.scenario = sc
         self.decision_mode = decision_mode
         self.action_type = at
@@ -285,10 +304,19 @@ class SplitOffloadEnv(gym.Env):
         info["action_mask"] = self._mask_now()
         return self._obs(), reward, False, truncated, info
 
-    def render(self) -> str | None:
-        if self.render_mode != "ansi":
-            return None
-        return render_slot(self.core, _as_result(self._last), 0)
+    def render(self) -> str | np.ndarray | None:
+        if self.render_mode == "ansi":
+            return render_slot(self.core, _as_result(self._last), 0)
+        if self.render_mode == "rgb_array":
+            return render_rgb(self.core, _as_result(self._last), 0)
+        return None
+
+
+_DEFAULTS = {
+    k: p.default
+    for k, p in inspect.signature(SplitOffloadEnv.__init__).parameters.items()
+    if k != "self"
+}
 
 
 def _as_result(last: Packed | None) -> StepResult | None:

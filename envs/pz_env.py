@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,8 @@ from edgesplit.sim.encoding import ActionError
 from edgesplit.sim.scenario import Scenario
 from edgesplit.sim.schema import StepResult
 
-from .common import MaskTable, device_action_space, resolve_options
-from .render import render_slot
+from .common import MaskTable, device_action_space, env_arguments, resolve_options
+from .render import RENDER_MODES, check_render_mode, render_rgb, render_slot
 
 __all__ = ["SplitOffloadParallelEnv"]
 
@@ -28,15 +29,26 @@ class SplitOffloadParallelEnv(ParallelEnv):
 
     ## Agents
 
-    One per device of the scenario (``possible_agents`` = device names). All agents act
-    every step; a device without a pending task has its action ignored.
+    One per device of the scenario, in its order: ``agent_0 .. agent_{N-1}``. The ids
+    follow PettingZoo's ``name_index`` convention so that libraries grouping agents by name
+    (TorchRL's ``PettingZooWrapper``, BenchMARL) put them in one group, ``agent``, for one
+    shared policy (a group named ``device`` would clash with the ``device`` attribute of
+    TorchRL's ``Composite`` specs). Which device an agent is stays in :attr:`agent_devices`
+    (the scenario's device names, e.g. ``pi_0``, the names a scheduler's requests use) and
+    :attr:`agent_device_classes`, and in every step's infos (``device``, ``device_class``;
+    the reset infos hold the action mask alone, as TorchRL builds its info specs from them
+    and a string has no tensor form). All agents act every step; a device without a pending
+    task has its action ignored.
 
     ## Action Space (per agent)
 
     ``action_type="discrete"`` (default): ``Discrete(S * J * L * L)``;
     ``"multidiscrete"``: ``MultiDiscrete([S, J, L, L])``; ``"continuous"``:
     ``Box(-1, 1, (J + 3,))`` (for MADDPG-style actors). Masks of feasible choices are in
-    ``infos[agent]["action_mask"]`` (discrete views).
+    ``infos[agent]["action_mask"]`` (discrete views): an int8 array, flat for the
+    multidiscrete view (the four per-dimension masks concatenated, as TorchRL reads it; the
+    space's ``sample(mask)`` takes it, see
+    :class:`~edgesplit.envs.common.FlatMaskMultiDiscrete`).
 
     ## Observation Space (per agent)
 
@@ -56,14 +68,17 @@ class SplitOffloadParallelEnv(ParallelEnv):
 
     ## Arguments
 
-    ``scenario``, ``action_type``, ``max_cycles``, ``render_mode`` (``"ansi"``), ``backend``, as for
-    :class:`~edgesplit.envs.gym_env.SplitOffloadEnv`.
+    ``scenario``, ``action_type``, ``max_cycles``, ``render_mode`` (``"ansi"`` or
+    ``"rgb_array"``), ``backend``, as for :class:`~edgesplit.envs.gym_env.SplitOffloadEnv` (a
+    config mapping of them in place of ``scenario`` too).
 
     >>> from edgesplit.envs import split_offload_v0
     >>> env = split_offload_v0.parallel_env(scenario="single", max_cycles=5)
     >>> obs, infos = env.reset(seed=0)
     >>> env.agents, env.state().shape == env.state_space.shape
-    (['device_0'], True)
+    (['agent_0'], True)
+    >>> split_offload_v0.parallel_env(scenario="default").agent_devices["agent_2"]
+    'nano_0'
     >>> actions = {a: env.action_space(a).sample() for a in env.agents}
     >>> obs, rewards, terminations, truncations, infos = env.step(actions)
 
@@ -72,7 +87,11 @@ class SplitOffloadParallelEnv(ParallelEnv):
     * v0: initial release.
     """
 
-    metadata = {"render_modes": ["ansi"], "name": "split_offload_v0", "is_parallelizable": True}
+    metadata = {
+        "render_modes": list(RENDER_MODES),
+        "name": "split_offload_v0",
+        "is_parallelizable": True,
+    }
 
     def __init__(
         self,
@@ -83,15 +102,32 @@ class SplitOffloadParallelEnv(ParallelEnv):
         backend: str = "auto",
         information: str | Mapping[str, Any] | None = None,
     ) -> None:
-        sc, at = resolve_options(scenario, "sequential", action_type, max_cycles, information)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode: {render_mode!r} is not one of ['ansi', None]")
+        kw = env_arguments(
+            scenario,
+            {
+                "action_type": action_type,
+                "max_cycles": max_cycles,
+                "render_mode": render_mode,
+                "backend": backend,
+                "information": information,
+            },
+            _DEFAULTS,
+        )
+        sc, at = resolve_options(
+            kw["scenario"], "sequential", kw["action_type"], kw["max_cycles"], kw["information"]
+        )
         self.scenario = sc
         self.action_type = at
-        self.render_mode = render_mode
-        self.core = Core(sc, 1, backend=backend)
+        self.render_mode = check_render_mode(kw["render_mode"])
+        self.core = Core(sc, 1, backend=kw["backend"])
         ta = self.core.tables
-        self.possible_agents = list(ta.device_names)
+        self.possible_agents = [f"agent_{i}" for i in range(ta.n_devices)]
+        #: agent id -> the scenario's device name (``agent_2`` -> ``nano_0``)
+        self.agent_devices = dict(zip(self.possible_agents, ta.device_names, strict=True))
+        #: agent id -> the device's class (``rpi4``, ``jetson_nano``, ...)
+        self.agent_device_classes = {
+            a: d.device_class for a, d in zip(self.possible_agents, sc.devices, strict=True)
+        }
         self.agents: list[str] = []
         self._index = {a: i for i, a in enumerate(self.possible_agents)}
         self._act_space = device_action_space(self.core.tables, at)
@@ -123,17 +159,13 @@ class SplitOffloadParallelEnv(ParallelEnv):
             if a in self.agents
         }
 
-    def _agent_masks(self) -> list[Any] | None:
-        """Per-agent masks in Gymnasium's ``space.sample(mask)`` convention: an int8 array
-        for ``Discrete``, a tuple of int8 arrays (split, target, bw, cpu) for
-        ``MultiDiscrete``; ``None`` for the continuous view."""
+    def _agent_masks(self) -> np.ndarray | None:
+        """``[N, K]`` int8 per-agent masks: one flag per action for ``Discrete``, the
+        per-dimension masks (split, target, bw, cpu) concatenated for ``MultiDiscrete``;
+        ``None`` for the continuous view."""
         if self.action_type == "continuous":
             return None
-        m = self._mask_table.take(self.core.pending_rows()[0]).astype(np.int8)
-        if self.action_type == "discrete":
-            return list(m)
-        cuts = np.cumsum(self.core.tables.action_nvec())[:-1]
-        return [tuple(np.split(row, cuts)) for row in m]
+        return self._mask_table.take(self.core.pending_rows()[0]).astype(np.int8)
 
     def reset(
         self, seed: int | None = None, options: dict[str, Any] | None = None
@@ -188,6 +220,8 @@ class SplitOffloadParallelEnv(ParallelEnv):
                 "infeasible": bool(res.infeasible[0, i]),
                 "split": int(res.split[0, i]),
                 "target": int(res.target[0, i]),
+                "device": self.agent_devices[a],
+                "device_class": self.agent_device_classes[a],
             }
             if masks is not None:
                 info["action_mask"] = masks[i]
@@ -196,10 +230,19 @@ class SplitOffloadParallelEnv(ParallelEnv):
             self.agents = []
         return obs, rewards, terms, truncs, infos
 
-    def render(self) -> str | None:
-        if self.render_mode != "ansi":
-            return None
-        return render_slot(self.core, self._last, 0)
+    def render(self) -> str | np.ndarray | None:
+        if self.render_mode == "ansi":
+            return render_slot(self.core, self._last, 0)
+        if self.render_mode == "rgb_array":
+            return render_rgb(self.core, self._last, 0)
+        return None
 
     def close(self) -> None:
         pass
+
+
+_DEFAULTS = {
+    k: p.default
+    for k, p in inspect.signature(SplitOffloadParallelEnv.__init__).parameters.items()
+    if k != "self"
+}

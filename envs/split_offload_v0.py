@@ -20,7 +20,7 @@ order-enforcing wrapper. Keyword arguments: ``scenario``, ``action_type``, ``max
 >>> aec = split_offload_v0.env(scenario="single")
 >>> aec.reset(seed=1)
 >>> aec.agent_selection
-'device_0'
+'agent_0'
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ order-enforcing wrapper. Keyword arguments: ``scenario``, ``action_type``, ``max
 >>> aec = split_offload_v1.env(scenario="single")
 >>> aec.reset(seed=1)
 >>> aec.agent_selection
-'device_0'
+'agent_0'
 """
 
 from __future__ import annotations

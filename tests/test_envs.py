@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
+from gymnasium.vector import AutoresetMode
 from pettingzoo.test import (
     api_test,
     max_cycles_test,
@@ -388,3 +389,184 @@ def test_v1_observes_measured_rates_and_v0_the_true_ones() -> None:
         np.testing.assert_array_equal(core0.state.rates_seen, core0.rates)
         differs += int(not np.array_equal(core1.observe(), core0.observe()))
     assert differs > 20  # the observations differ whenever a link rate changed
+
+
+# --- outside libraries: render, env configs, autoreset modes, PettingZoo names and masks ---
+
+
+def _sync_and_native(mode: AutoresetMode, n: int, cycles: int):
+    kw = {"scenario": "default", "max_cycles": cycles}
+    sync = gym.vector.SyncVectorEnv(
+        [functools.partial(SplitOffloadEnv, **kw) for _ in range(n)], autoreset_mode=mode
+    )
+    native = gym.make_vec(ENV_ID, num_envs=n, autoreset_mode=mode, **kw)
+    return sync, native
+
+
+def _assert_infos_equal(ref: dict, got: dict, where: str) -> None:
+    """Every key of Gymnasium's own infos (and its `_key` mask) is in ours, equal; a key
+    Gymnasium has for no copy is for no copy in ours either."""
+    for k, v in got.items():
+        if k.startswith("_") and k not in ref and k != "_autoreset":
+            assert not v.any(), f"{where}: {k} holds copies {v} where Gymnasium's has none"
+    for k, v in ref.items():
+        assert k in got, f"{where}: info key {k!r} missing"
+        if isinstance(v, dict):
+            _assert_infos_equal(v, got[k], f"{where}.{k}")
+        elif v.dtype == object:
+            for a, b in zip(v, got[k], strict=True):
+                assert (a is None) == (b is None), f"{where}.{k}"
+                if a is not None:
+                    np.testing.assert_array_equal(a, b, err_msg=f"{where}.{k}")
+        else:
+            np.testing.assert_array_equal(v, got[k], err_msg=f"{where}.{k}")
+            assert v.dtype == got[k].dtype, f"{where}.{k}: {got[k].dtype}, not {v.dtype}"
+
+
+@pytest.mark.parametrize("mode", list(AutoresetMode))
+def test_vector_autoreset_modes_match_sync_vector_env(mode: AutoresetMode) -> None:
+    n, cycles = 3, 4
+    sync, native = _sync_and_native(mode, n, cycles)
+    assert native.autoreset_mode == mode and native.metadata["autoreset_mode"] == mode
+    so, si = sync.reset(seed=5)
+    no, ni = native.reset(seed=5)
+    np.testing.assert_array_equal(so, no)
+    _assert_infos_equal(si, ni, "reset")
+    space = native.single_action_space
+    space.seed(0)
+    ended_seen = 0
+    for t in range(3 * cycles + 2):  # crosses two episode ends
+        acts = np.stack([space.sample() for _ in range(n)])
+        s = sync.step(acts)
+        g = native.step(acts)
+        for x, y in zip(s[:4], g[:4], strict=True):
+            np.testing.assert_array_equal(x, y, err_msg=f"step {t}")
+        _assert_infos_equal(s[4], g[4], f"step {t}")
+        done = s[2] | s[3]
+        ended_seen += int(done.sum())
+        if mode == AutoresetMode.DISABLED and done.any():
+            with pytest.raises(RuntimeError, match="reset_mask"):
+                native.step(acts)
+            so, si = sync.reset(options={"reset_mask": done.copy()})
+            no, ni = native.reset(options={"reset_mask": done.copy()})
+            np.testing.assert_array_equal(so, no)
+            _assert_infos_equal(si, ni, f"reset {t}")
+    assert ended_seen >= 2 * n
+
+
+def test_vector_infos_masked_on_reset_steps() -> None:
+    envs = SplitOffloadVectorEnv(2, "single", max_cycles=2)  # NEXT_STEP
+    envs.reset(seed=0)
+    act = np.zeros((2, *envs.single_action_space.shape), dtype=np.int64)
+    for _ in range(2):
+        _, _, _, trunc, info = envs.step(act)
+    assert trunc.all() and info["_latency_s"].all()
+    _, rew, _, trunc, info = envs.step(act)  # the reset step: no step happened
+    assert not trunc.any() and (rew == 0).all() and info["autoreset"].all()
+    assert not info["_latency_s"].any() and not info["_cost"].any()
+    assert (info["latency_s"] == 0).all() and (info["cost"] == 0).all()
+    assert info["_action_mask"].all()
+
+
+def test_autoreset_mode_through_make_vec_and_errors() -> None:
+    same = gym.make_vec(ENV_ID, num_envs=2, scenario="single", autoreset_mode="same_step")
+    assert same.unwrapped.metadata["autoreset_mode"] is AutoresetMode.SAME_STEP
+    # the class default is untouched by an instance's choice
+    assert SplitOffloadVectorEnv.metadata["autoreset_mode"] is AutoresetMode.NEXT_STEP
+    # Gymnasium's own vector envs take the mode through vector_kwargs
+    sync = gym.make_vec(
+        ENV_ID,
+        num_envs=2,
+        vectorization_mode="sync",
+        vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED},
+        scenario="single",
+    )
+    assert sync.metadata["autoreset_mode"] is AutoresetMode.DISABLED
+    # ...and refuses them for a custom VectorEnv, whose arguments are keywords (documented)
+    with pytest.raises(gym.error.Error, match="vector_kwargs"):
+        gym.make_vec(ENV_ID, 2, vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP})
+    with pytest.raises(ValueError, match="autoreset_mode: 'sometimes'"):
+        SplitOffloadVectorEnv(2, "single", autoreset_mode="sometimes")
+    envs = SplitOffloadVectorEnv(2, "single")
+    envs.reset(seed=0)
+    with pytest.raises(ValueError, match="reset_mask"):
+        envs.reset(options={"reset_mask": np.zeros(2, dtype=bool)})
+    with pytest.raises(ValueError, match="reset_mask"):
+        envs.reset(options={"reset_mask": np.ones(3, dtype=bool)})
+
+
+def test_rgb_array_render_on_every_face() -> None:
+    env = SplitOffloadEnv(scenario="default", render_mode="rgb_array")
+    env.reset(seed=0)
+    first = env.render()
+    assert first.dtype == np.uint8 and first.ndim == 3 and first.shape[2] == 3
+    frames = [first]
+    for _ in range(5):
+        env.step(env.action_space.sample())
+        frames.append(env.render())
+    assert {f.shape for f in frames} == {first.shape}  # a video needs one frame size
+    assert any(not np.array_equal(frames[0], f) for f in frames[1:])  # it shows the slot
+    venv = SplitOffloadVectorEnv(2, "default", render_mode="rgb_array")
+    venv.reset(seed=0)
+    venv.step(venv.action_space.sample())
+    pics = venv.render()
+    assert len(pics) == 2 and all(p.shape == first.shape for p in pics)
+    par = split_offload_v0.parallel_env(scenario="default", render_mode="rgb_array")
+    par.reset(seed=0)
+    par.step({a: par.action_space(a).sample() for a in par.agents})
+    assert par.render().shape == first.shape
+    with pytest.raises(ValueError, match="render_mode: 'human'"):
+        SplitOffloadEnv(render_mode="human")
+
+
+def test_record_video_writes_a_video(tmp_path) -> None:
+    env = gym.make(ENV_ID, scenario="single", max_cycles=20, render_mode="rgb_array")
+    env = gym.wrappers.RecordVideo(env, str(tmp_path), episode_trigger=lambda ep: True)
+    env.reset(seed=0)
+    done = False
+    while not done:
+        _, _, term, trunc, _ = env.step(env.action_space.sample())
+        done = term or trunc
+    env.close()
+    videos = list(tmp_path.glob("*.mp4"))
+    assert len(videos) == 1 and videos[0].stat().st_size > 0
+
+
+def test_env_config_mapping_passed_positionally() -> None:
+    env = SplitOffloadEnv({"scenario": "single", "max_cycles": 5})  # RLlib's env_cls(config)
+    assert env.scenario.name == "single" and env.scenario.horizon == 5
+    assert SplitOffloadEnv({}).scenario.name == "default"
+    assert SplitOffloadEnv(scenario="single").scenario.name == "single"
+    venv = SplitOffloadVectorEnv({"scenario": "single", "num_envs": 3})
+    assert venv.num_envs == 3 and venv.scenario.name == "single"
+    par = split_offload_v0.parallel_env(scenario={"scenario": "single", "max_cycles": 4})
+    assert par.scenario.horizon == 4
+    with pytest.raises(ValueError, match=r"env_config: unknown keys \['bogus'\]"):
+        SplitOffloadEnv({"scenario": "single", "bogus": 1})
+    with pytest.raises(ValueError, match=r"env_config: \['max_cycles'\] given both"):
+        SplitOffloadEnv({"max_cycles": 5}, max_cycles=6)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_pettingzoo_agents_group_as_one_and_keep_their_device(scenario: str) -> None:
+    par = split_offload_v0.parallel_env(scenario=scenario, action_type="multidiscrete")
+    sc = load_scenario(scenario)
+    n = len(sc.devices)
+    assert par.possible_agents == [f"agent_{i}" for i in range(n)]
+    # TorchRL's default grouping of a parallel env: "name_int" agents form the group "name"
+    assert {a.rsplit("_", 1)[0] for a in par.possible_agents} == {"agent"}
+    assert list(par.agent_devices.values()) == [d.name for d in sc.devices]
+    _, infos = par.reset(seed=0)
+    sp = par.action_space(par.agents[0])
+    width = int(sp.nvec.sum())
+    for a in par.agents:  # one flat int8 mask per agent, which the space samples from
+        m = infos[a]["action_mask"]
+        assert m.dtype == np.int8 and m.shape == (width,)
+        for _ in range(5):
+            x = sp.sample(m)
+            offsets = np.concatenate([[0], np.cumsum(sp.nvec)[:-1]])
+            assert m[offsets + x].all() or not m.any()
+    _, _, _, _, infos = par.step({a: par.action_space(a).sample() for a in par.agents})
+    for i, a in enumerate(par.agents):
+        assert infos[a]["device"] == sc.devices[i].name
+        assert infos[a]["device_class"] == sc.devices[i].device_class
