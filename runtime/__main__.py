@@ -5,16 +5,23 @@
     python -m edgesplit.runtime partition resnet18 --out parts/resnet18
     python -m edgesplit.runtime serve --parts parts/resnet18 [--port 9100] [--engine torch]
     python -m edgesplit.runtime device --parts parts/resnet18 --server edge0=127.0.0.1:9100 \\
-        --candidate layer3_1_relu_1 --tasks 10 --rate-mbps 20 --rtt-ms 10
+        --candidate avgpool --tasks 10 --rate-mbps 20 --rtt-ms 10
+    python -m edgesplit.runtime device --parts parts/resnet18 --server edge0=127.0.0.1:9100 \\
+        --scheduler http://127.0.0.1:8080 --name device_0 --rate-mbps 20
     python -m edgesplit.runtime validate --network resnet18 --rate-mbps 20 --json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import time
 from collections.abc import Sequence
+from typing import Any
+
+from .parts import ENGINES
 
 
 def _partition(args: argparse.Namespace) -> int:
@@ -46,6 +53,71 @@ def _partition(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .parts import load_parts
+    from .server import TailServer
+
+    parts = {}
+    for d in args.parts:
+        p = load_parts(d)
+        parts[p.network] = p
+    srv = TailServer(parts, engine=args.engine, host=args.host, port=args.port,
+                     timeout_s=args.timeout_s)  # fmt: skip
+    host, port = srv.address
+    print(f"serving {sorted(parts)} on {host}:{port} (engine {args.engine})", flush=True)
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _endpoint(spec: str, rate_mbps: float, rtt_ms: float, trace: str | None) -> tuple[str, Any]:
+    from .device import ServerEndpoint
+    from .link import EmulatedLink, TracePacer
+
+    name, _, addr = spec.partition("=")
+    host, _, port = addr.rpartition(":")
+    if not name or not host or not port.isdigit():
+        raise ValueError(f"--server {spec!r}: expected NAME=HOST:PORT")
+    if trace:
+        link = EmulatedLink(TracePacer.from_file(trace), rtt_ms / 1e3)
+    else:
+        link = EmulatedLink.constant(rate_mbps or None, rtt_ms / 1e3)
+    return name, ServerEndpoint(host, int(port), link)
+
+
+def _device(args: argparse.Namespace) -> int:
+    from .device import Device, FixedDecider, SchedulerDecider
+    from .parts import load_parts
+
+    parts = load_parts(args.parts)
+    servers = dict(_endpoint(s, args.rate_mbps, args.rtt_ms, args.trace) for s in args.server)
+    if args.scheduler:
+        if args.scheduler.startswith("http"):
+            decider = SchedulerDecider(args.scheduler)
+        else:
+            from edgesplit.scheduler import Scheduler, load_policy
+
+            decider = SchedulerDecider(Scheduler(load_policy(args.scheduler)))
+    elif args.candidate:
+        target = args.target or (next(iter(servers)) if servers else None)
+        decider = FixedDecider(args.candidate, target)
+    else:
+        raise ValueError("give --scheduler (URL or policy directory) or --candidate")
+    dev = Device(args.name, parts, servers, decider, engine=args.engine,
+                 wire_dtype=args.wire_dtype)  # fmt: skip
+    try:
+        for _ in range(args.tasks):
+            rec = dev.run_task()
+            print(json.dumps(rec.to_dict()), flush=True)
+            if args.interval_s:
+                time.sleep(args.interval_s)
+    finally:
+        dev.close()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -61,6 +133,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--profile", help="profile file of a user's network (its candidates)")
     p.add_argument("--no-onnx", action="store_true", help="manifest and weights only")
     p.set_defaults(func=_partition)
+
+    p = sub.add_parser("serve", help="host tails over TCP (edge or cloud server)")
+    p.add_argument("--parts", action="append", required=True, help="partition directory")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9100, help="0: any free port")
+    p.add_argument("--engine", choices=ENGINES, default="torch")
+    p.add_argument("--timeout-s", type=float, default=10.0, help="a stalled frame's time-out")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("device", help="run tasks: decide, head, send, time (one JSON per task)")
+    p.add_argument("--parts", required=True, help="the application's partition directory")
+    p.add_argument("--server", action="append", default=[], help="NAME=HOST:PORT (repeat)")
+    p.add_argument("--name", default="device_0", help="this device's name in the policy")
+    p.add_argument("--scheduler", help="scheduler URL (http://...) or a policy directory")
+    p.add_argument("--candidate", help="fixed split candidate (name) instead of a scheduler")
+    p.add_argument("--target", help="fixed target with --candidate (default: first server)")
+    p.add_argument("--tasks", type=int, default=10)
+    p.add_argument("--interval-s", type=float, default=0.0)
+    p.add_argument("--rate-mbps", type=float, default=0.0, help="emulated rate (0: unpaced)")
+    p.add_argument("--trace", help="emulated link following a time_s<TAB>Mbps trace")
+    p.add_argument("--rtt-ms", type=float, default=0.0, help="emulated round-trip delay")
+    p.add_argument("--engine", choices=ENGINES, default="torch")
+    p.add_argument("--wire-dtype", choices=("float32", "float16", "int8"), default="float32")
+    p.set_defaults(func=_device)
 
     args = ap.parse_args(argv)
     try:
