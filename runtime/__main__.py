@@ -118,6 +118,19 @@ def _device(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate(args: argparse.Namespace) -> int:
+    from .validate import format_report, validate
+
+    rep = validate(
+        args.network, args.rate_mbps, args.rtt_ms, reps=args.reps, warmup=args.warmup,
+        wire_dtype=args.wire_dtype, engine=args.engine, device_class=args.device_class,
+        profile=args.profile, parts_dir=args.parts,
+        progress=None,
+    )  # fmt: skip
+    print(json.dumps(rep, indent=1) if args.json else format_report(rep))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -157,6 +170,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--engine", choices=ENGINES, default="torch")
     p.add_argument("--wire-dtype", choices=("float32", "float16", "int8"), default="float32")
     p.set_defaults(func=_device)
+
+    p = sub.add_parser("validate", help="measured vs simulated latency of every kept candidate")
+    p.add_argument("--network", required=True, help="shipped network name")
+    p.add_argument("--rate-mbps", type=float, required=True)
+    p.add_argument("--rtt-ms", type=float, default=10.0)
+    p.add_argument("--reps", type=int, default=7, help="measured tasks per candidate")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--wire-dtype", choices=("float32", "float16", "int8"), default="float32")
+    p.add_argument("--engine", choices=ENGINES, default="torch")
+    p.add_argument("--device-class", default="x86_cpu_1t", help="the profile's measured class")
+    p.add_argument("--profile", help="profile file to predict from (default: the shipped one)")
+    p.add_argument("--parts", help="existing partition directory (default: made on the fly)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_validate)
 
     args = ap.parse_args(argv)
     try:
