@@ -5,7 +5,8 @@
 For each candidate the environment keeps for the measured class (``x86_cpu_1t``: this CPU,
 one thread, torch eager), a device (this process) and a server (a child process, ``serve``)
 run ``--reps`` tasks one after another over the emulated link at ``--rate-mbps`` with a
-round-trip delay of ``--rtt-ms``, after ``--warmup`` unmeasured ones. The medians of the
+round-trip delay of ``--rtt-ms``, after ``--warmup`` unmeasured ones, round robin over the
+candidates (so that a busy spell of a shared machine hits them alike). The medians of the
 measured head, transfer, tail and end-to-end seconds are set against what the simulator
 computes for the same candidate from the profile (``envs/core.py``)::
 
@@ -16,8 +17,18 @@ computes for the same candidate from the profile (``envs/core.py``)::
 
 with relative errors ``measured / predicted - 1`` per component and
 ``median_abs_rel_error``: the median over candidates of the end-to-end error's absolute
-value. ``--profile FILE`` predicts from a profile measured elsewhere (e.g. on this machine
-with ``python -m edgesplit.cost_models.profile``); the JSON states the profile's hardware
+value.
+
+A shared machine computes slower when its other users are busy. The report therefore also
+gives ``speed_factor``, the all-local candidate's measured over predicted head (the whole
+network, run in the same round robin: a yardstick of this machine's speed during the run),
+and ``median_abs_rel_error_speed_normalised``: the errors of the other candidates once their
+predicted compute (head and tail) is multiplied by that factor. That figure checks the
+split (how the work divides between head and tail), the transfer and the framing, not the
+profile's absolute speed; the headline ``median_abs_rel_error`` is the raw one.
+
+``--profile FILE`` predicts from a profile measured elsewhere (e.g. on this machine with
+``python -m edgesplit.cost_models.profile``); the JSON states the profile's hardware
 and this machine's, because a profile predicts only the machine it was measured on.
 """
 
@@ -142,19 +153,37 @@ def validate(
         try:
             link = EmulatedLink.constant(rate_mbps, rtt_ms / 1e3)
             ep = {"edge0": ServerEndpoint(host, port, link)}
+            devices = {}
             for k in keep:
                 cand = parts.by_index(k)
                 target = None if cand.kind == "output" else "edge0"
-                dev = Device("validate", parts, ep, FixedDecider(cand.name, target),
-                             engine=engine, wire_dtype=wire_dtype, app=parts.network)  # fmt: skip
-                recs = [dev.run_task() for _ in range(warmup + reps)][warmup:]
+                devices[k] = Device(
+                    "validate",
+                    parts,
+                    ep,
+                    FixedDecider(cand.name, target),
+                    engine=engine,
+                    wire_dtype=wire_dtype,
+                    app=parts.network,
+                )
+            # round robin over the candidates, so that the machine's load hits them alike
+            records: dict[int, list[Any]] = {k: [] for k in keep}
+            for rep in range(warmup + reps):
+                for k, dev in devices.items():
+                    rec = dev.run_task()
+                    if rep >= warmup:
+                        records[k].append(rec)
+            for dev in devices.values():
                 dev.close()
+            for k in keep:
+                cand = parts.by_index(k)
+                recs = records[k]
                 meas = {
                     key: float(np.median([getattr(r, key) for r in recs]))
                     for key in ("head_s", "transfer_s", "server_wait_s", "tail_s",
                                 "end_to_end_s")
                 }  # fmt: skip
-                if target is None:
+                if cand.kind == "output":
                     meas["server_wait_s"] = 0.0
                 pred = predict(prof, k, rate_mbps, rtt_ms / 1e3, device_class,
                                wire_dtype=wire_dtype)  # fmt: skip
@@ -178,9 +207,27 @@ def validate(
             proc.terminate()
             proc.wait(10)
 
-    def med(key: str) -> float | None:
-        vals = [abs(r["rel_error"][key]) for r in rows if r["rel_error"][key] is not None]
+    def med(key: str, field: str = "rel_error") -> float | None:
+        vals = [abs(r[field][key]) for r in rows if r[field].get(key) is not None]
         return float(np.median(vals)) if vals else None
+
+    # the yardstick: the all-local candidate runs the whole network on the device in this
+    # same run; its measured/predicted ratio is how fast this machine computes right now
+    # against the profile (a shared machine's speed drifts with its load)
+    local = rows[-1]
+    speed = local["measured"]["head_s"] / local["predicted"]["head_s"]
+    for r in rows[:-1]:
+        p = r["predicted"]
+        scaled = {
+            "head_s": p["head_s"] * speed,
+            "transfer_s": p["transfer_s"],
+            "tail_s": p["tail_s"] * speed,
+        }
+        scaled["end_to_end_s"] = sum(scaled.values())
+        r["rel_error_speed_normalised"] = {
+            key: _rel(r["measured"][key], scaled[key]) for key in scaled
+        }
+    local["rel_error_speed_normalised"] = {}
 
     m = prof.measurements[device_class]
     return {
@@ -202,6 +249,11 @@ def validate(
         "median_abs_rel_error": med("end_to_end_s"),
         "median_abs_rel_error_components": {
             key: med(key) for key in ("head_s", "transfer_s", "tail_s", "end_to_end_s")
+        },
+        "speed_factor": speed,
+        "median_abs_rel_error_speed_normalised": {
+            key: med(key, "rel_error_speed_normalised")
+            for key in ("head_s", "transfer_s", "tail_s", "end_to_end_s")
         },
     }
 
@@ -232,9 +284,12 @@ def format_report(rep: dict[str, Any]) -> str:
         "  k candidate          measured/predicted, ms",
     ]
     lines += ["  " + _line(r) for r in rep["candidates"]]
-    comp = rep["median_abs_rel_error_components"]
-    lines.append(
-        "median |rel error|: "
-        + ", ".join(f"{k.removesuffix('_s')} {v:.1%}" for k, v in comp.items() if v is not None)
-    )
+    for label, key in (("", "median_abs_rel_error_components"),
+                       (f" at speed x{rep['speed_factor']:.2f}",
+                        "median_abs_rel_error_speed_normalised")):  # fmt: skip
+        comp = rep[key]
+        lines.append(
+            f"median |rel error|{label}: "
+            + ", ".join(f"{k.removesuffix('_s')} {v:.1%}" for k, v in comp.items() if v is not None)
+        )
     return "\n".join(lines)
