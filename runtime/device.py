@@ -14,8 +14,10 @@ access point whose rate the scheduler is told). For each task it
    link to the chosen server, waits for the result,
 
 and returns a :class:`TaskRecord` of head, transfer, server wait, tail and end-to-end
-seconds. *Transfer* is everything between the head's end and the result's arrival that the
-server did not spend on the task (encoding, the paced send, the round-trip delay, the
+seconds (wall clock), with the CPU time of the head and of the tail beside them (on a
+shared machine the wall clock also counts the time other processes held the core).
+*Transfer* is everything between the head's end and the result's arrival that the server
+did not spend on the task (encoding, the paced send, the round-trip delay, the
 framing, the result's way back): what the simulator's ``bytes * 8 / rate + rtt`` stands for.
 
 The device imports numpy, the partitions and (on the torch engine) torch; never
@@ -115,6 +117,8 @@ class TaskRecord:
     tail_s: float
     end_to_end_s: float
     server_backlog_s: float
+    head_cpu_s: float = math.nan
+    tail_cpu_s: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -247,15 +251,18 @@ class Device:
         decision = self.decider(self, self.snapshot_entry(waited_s, queue_length, backlog_s))
         t1 = time.perf_counter()
         cand = self.parts.candidate(decision["split"])
+        cpu = time.thread_time()
         cut = self.engine.head(cand.name, image)
         t2 = time.perf_counter()
+        head_cpu = time.thread_time() - cpu
         target = decision.get("target")
         nan = math.nan
         if cand.kind == "output" or target is None:  # runs whole on the device
             self.last_output = np.asarray(cut[0]) if cand.kind == "output" else None
             return TaskRecord(task, self.app, cand.name, cand.index, None,
                               decision.get("source", "?"), self.wire_dtype, 0, t1 - t0,
-                              t2 - t1, 0.0, 0.0, nan, 0.0, t2 - t1, nan)  # fmt: skip
+                              t2 - t1, 0.0, 0.0, nan, 0.0, t2 - t1, nan, head_cpu,
+                              0.0)  # fmt: skip
         if target not in self.servers:
             raise ValueError(f"decision target {target!r}: no server of that name "
                              f"(known: {sorted(self.servers)})")  # fmt: skip
@@ -279,7 +286,8 @@ class Device:
         return TaskRecord(
             task, self.app, cand.name, cand.index, target, decision.get("source", "?"),
             self.wire_dtype, len(frame), t1 - t0, t2 - t1, (t3 - t2) - wait - tail, send_s,
-            wait, tail, t3 - t1, float(reply["backlog_s"]),
+            wait, tail, t3 - t1, float(reply["backlog_s"]), head_cpu,
+            float(reply.get("tail_cpu_s", nan)),
         )  # fmt: skip
 
     def _exchange(self, target: str, frame: bytes, paced: bool) -> tuple[int, dict, bytearray]:

@@ -155,13 +155,15 @@ class TailServer:
                 self._queued_work = max(0.0, self._queued_work - exp)
                 self._running = (start, exp)
             try:
+                cpu = time.thread_time()
                 out = self.engines[job.app].tail(job.candidate, job.tensors)
                 done = time.perf_counter()
+                cpu = time.thread_time() - cpu
                 with self._lock:
                     self._expected[key] = 0.8 * exp + 0.2 * (done - start) if exp else done - start
                     self._running = None
                     self.served += 1
-                job.future.set_result((out, start - job.received, done - start))
+                job.future.set_result((out, start - job.received, done - start, cpu))
             except Exception as e:  # a tail that fails answers its task, never the worker
                 with self._lock:
                     self._running = None
@@ -178,7 +180,8 @@ class TailServer:
             return left
 
     def submit(self, app: str, candidate: str, tensors: list[np.ndarray]) -> Future:
-        """Queue a tail; the future gives ``(output, wait_s, tail_s)``."""
+        """Queue a tail; the future gives ``(output, wait_s, run_s, cpu_s)``: the seconds it
+        was queued, the tail's run time, and the CPU time of the worker thread during it."""
         fut: Future = Future()
         with self._lock:
             self._queued_work += self._expected.get((app, candidate), 0.0)
@@ -211,7 +214,7 @@ class TailServer:
             metas = header.get("tensors")
             tensors = decode_tensors(metas, payload)
             _check_cut(cand, metas, tensors)
-            out, wait_s, _ = self.submit(app, cand.name, tensors).result()
+            out, wait_s, _, cpu_s = self.submit(app, cand.name, tensors).result()
             meta, data = encode_tensor("output", np.asarray(out, dtype=np.float32), "float32")
             reply = {
                 "task": task,
@@ -219,6 +222,7 @@ class TailServer:
                 "server_wait_s": wait_s,
                 "tail_s": time.perf_counter() - t_read - wait_s,
                 "backlog_s": self.backlog_s,
+                "tail_cpu_s": cpu_s,
             }
             return pack_frame(RESULT, reply, data)
         except (FrameError, PartsError, ValueError, TypeError, RuntimeError) as e:

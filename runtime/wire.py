@@ -23,7 +23,8 @@ Tensor dtypes on the wire: ``uint8`` (the raw camera image: candidate 0), ``floa
 ``"zero_point"``, and ``x = (q - zero_point) * scale``); the simulator counts 1, 4, 2 and
 1 bytes per element the same way. A RESULT header gives the output tensors (float32) and
 the server's ``server_wait_s`` (queued before its tail started), ``tail_s`` (decode, tail,
-encode) and ``backlog_s`` (work queued behind it); an ERROR header gives ``error`` (what
+encode), ``tail_cpu_s`` (CPU time of the tail alone: what it cost when the machine is
+shared) and ``backlog_s`` (work queued behind it); an ERROR header gives ``error`` (what
 is wrong), ``field`` and ``value``; a STATUS answer gives ``backlog_s``, ``queued`` and
 ``served``.
 
