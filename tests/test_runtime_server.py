@@ -193,7 +193,7 @@ def test_device_and_server_import_no_training_code(tiny_dir, engine):
 
 
 def test_runtime_doctests():
-    for name in ("wire", "link", "parts", "split", "partition"):
+    for name in ("wire", "link", "parts", "split", "partition", "validate"):
         mod = importlib.import_module(f"edgesplit.runtime.{name}")
         res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS, verbose=False)
         assert res.failed == 0, name
