@@ -87,7 +87,7 @@ class ServerEndpoint:
         own name, as in the shipped scenarios where each edge server is an access point).
     initial_mbps
         The rate reported before the device has measured any transfer (default: the
-        pacer's rate, else 10).
+        pacer's rate, or its trace's mean, else 10).
     """
 
     host: str
@@ -190,7 +190,8 @@ class Device:
         self._conn = {t: _Connection(s.host, s.port, timeout_s) for t, s in self.servers.items()}
         self.rates_mbps: dict[str, float] = {}
         for t, s in self.servers.items():
-            pacer_rate = getattr(s.link.pacer, "rate_mbps", None)
+            pacer = s.link.pacer
+            pacer_rate = getattr(pacer, "rate_mbps", None) or getattr(pacer, "mean_mbps", None)
             ap = s.access_point or t
             self.rates_mbps[ap] = float(s.initial_mbps or pacer_rate or 10.0)
         self.server_backlog_s: dict[str, float] = dict.fromkeys(self.servers, 0.0)

@@ -43,6 +43,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,13 @@ def validate(
     if reps < 1:
         raise ValueError(f"reps must be >= 1, got {reps!r}")
     prof = load_network(profile or network)
+    note = None
+    if engine != "torch":
+        note = (
+            f"the profile's {device_class!r} measured torch eager; the {engine} engine runs "
+            "other kernels (about twice as fast here), so these predictions are not its own"
+        )
+        warnings.warn(note, stacklevel=2)
     if device_class not in prof.measurements:
         raise ValueError(f"profile {prof.name!r} has no measurement of {device_class!r} "
                          f"(has: {sorted(prof.measurements)})")  # fmt: skip
@@ -252,6 +260,7 @@ def validate(
         "engine": engine,
         "device_class": device_class,
         "reps": reps,
+        "note": note,
         "warmup": warmup,
         "profile": str(prof.path) if prof.path else prof.name,
         "profile_hardware": dict(m.provenance.get("hardware", {})),
