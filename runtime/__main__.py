@@ -131,6 +131,26 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    rep = run_demo(args.policy, args.duration_s, args.seed, tuple(args.rules.split(",")),
+                   args.arrival_scale)  # fmt: skip
+    if args.json:
+        print(json.dumps(rep, indent=1))
+        return 0
+    print(f"{rep['scenario']}: {rep['tasks']} tasks in {rep['duration_s']} s (seed {rep['seed']})")
+    for note in rep["notes"]:
+        print(f"  note: {note}")
+    for rule, r in rep["rules"].items():
+        m, p = r["measured"], r["predicted"]
+        print(f"{rule:>13}: p50 {m['p50_s'] * 1e3:.0f} ms (predicted {p['p50_s'] * 1e3:.0f}), "
+              f"p90 {m['p90_s'] * 1e3:.0f} ({p['p90_s'] * 1e3:.0f}), deadline misses "
+              f"{m['deadline_miss_rate']:.0%} ({p['deadline_miss_rate']:.0%}); targets "
+              f"{r['targets']}")  # fmt: skip
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -184,6 +204,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--parts", help="existing partition directory (default: made on the fly)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_validate)
+
+    p = sub.add_parser("demo", help="devices with Poisson arrivals against real servers")
+    p.add_argument("--policy", required=True, help="exported policy directory")
+    p.add_argument("--duration-s", type=float, default=20.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rules", default="policy,neurosurgeon", help="comma-separated")
+    p.add_argument("--arrival-scale", type=float, default=1.0, help="multiplies arrival rates")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_demo)
 
     args = ap.parse_args(argv)
     try:

@@ -160,7 +160,8 @@ class Device:
         ``decider(device, entry) -> {"split": candidate name, "target": name or None,
         "source": str}``; see :class:`FixedDecider` and :class:`SchedulerDecider`.
     engine
-        ``"torch"`` or ``"onnxruntime"``.
+        ``"torch"``, ``"onnxruntime"``, or an object with the engines' ``head(name, image)``
+        (e.g. the demo's head that waits a modelled device class's head time).
     wire_dtype
         Precision of intermediate tensors on the wire: ``float32``, ``float16`` or ``int8``.
     app
@@ -175,7 +176,7 @@ class Device:
         parts: Partitions,
         servers: Mapping[str, ServerEndpoint],
         decider: Callable[[Device, dict[str, Any]], dict[str, Any]],
-        engine: str = "torch",
+        engine: Any = "torch",
         wire_dtype: str = "float32",
         app: str | None = None,
         timeout_s: float = 30.0,
@@ -185,7 +186,7 @@ class Device:
         self.name, self.parts, self.decider = name, parts, decider
         self.app = app or parts.network
         self.servers = dict(servers)
-        self.engine = parts.engine(engine)
+        self.engine = parts.engine(engine) if isinstance(engine, str) else engine
         self.wire_dtype = wire_dtype
         self._conn = {t: _Connection(s.host, s.port, timeout_s) for t, s in self.servers.items()}
         self.rates_mbps: dict[str, float] = {}
