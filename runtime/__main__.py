@@ -135,7 +135,7 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     rep = run_demo(args.policy, args.duration_s, args.seed, tuple(args.rules.split(",")),
-                   args.arrival_scale)  # fmt: skip
+                   args.arrival_scale, args.profile_dir)  # fmt: skip
     if args.json:
         print(json.dumps(rep, indent=1))
         return 0
@@ -148,6 +148,8 @@ def _demo(args: argparse.Namespace) -> int:
               f"p90 {m['p90_s'] * 1e3:.0f} ({p['p90_s'] * 1e3:.0f}), deadline misses "
               f"{m['deadline_miss_rate']:.0%} ({p['deadline_miss_rate']:.0%}); targets "
               f"{r['targets']}")  # fmt: skip
+    rank = rep["ranking_by_mean_latency"]
+    print(f"ranking by mean latency: measured {rank['measured']}, predicted {rank['predicted']}")
     return 0
 
 
@@ -211,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rules", default="policy,neurosurgeon", help="comma-separated")
     p.add_argument("--arrival-scale", type=float, default=1.0, help="multiplies arrival rates")
+    p.add_argument("--profile-dir", help="NETWORK.json profiles of this machine (replay tails)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_demo)
 

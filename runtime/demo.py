@@ -142,9 +142,15 @@ def run_demo(
     seed: int = 0,
     rules: Sequence[str] = ("policy", "neurosurgeon"),
     arrival_scale: float = 1.0,
+    profile_dir: str | None = None,
     progress: Any = None,
 ) -> dict[str, Any]:
-    """Run the demo (see the module docstring); returns the JSON-ready report."""
+    """Run the demo (see the module docstring); returns the JSON-ready report.
+
+    ``profile_dir`` holds ``NETWORK.json`` profiles measured on this machine (class
+    ``x86_cpu_1t``) for the replay's tails; by default the shipped profiles, which describe
+    the machine they were measured on.
+    """
     from edgesplit.cost_models.devices import load_devices, node_latency
     from edgesplit.cost_models.network import load_network
     from edgesplit.envs.scenario import load_scenario
@@ -173,6 +179,7 @@ def run_demo(
         "duration_s": duration_s,
         "seed": seed,
         "arrival_scale": arrival_scale,
+        "tail_profiles": profile_dir or "shipped",
         "tasks": len(tasks),
         "notes": [
             "servers compute their tails for real on this CPU (class x86_cpu_1t), whatever "
@@ -199,7 +206,12 @@ def run_demo(
             partition(str(net), d, profile=prof, candidates=idx, onnx=False, name=app)
             dirs.append(d)
             parts[app] = load_parts(d)
-            tail_x86[app] = prof.split_latency(node_latency(prof, cat[MEASURED_CLASS]))[1]
+            tprof = prof
+            if profile_dir is not None:
+                tprof = load_network(Path(profile_dir) / f"{net}.json")
+                if [c.name for c in tprof.candidates] != [c.name for c in prof.candidates]:
+                    raise ValueError(f"profile_dir: {net}.json has other candidates")
+            tail_x86[app] = tprof.split_latency(node_latency(tprof, cat[MEASURED_CLASS]))[1]
             prof_index[app] = dict(zip(ta.candidate_names[a], idx, strict=True))
         procs, ports = [], {}
         try:
@@ -215,6 +227,10 @@ def run_demo(
             for proc in procs:
                 proc.terminate()
                 proc.wait(10)
+    by = report["rules"]
+    report["ranking_by_mean_latency"] = {
+        side: sorted(by, key=lambda r: by[r][side]["mean_s"]) for side in ("measured", "predicted")
+    }
     return report
 
 

@@ -53,5 +53,6 @@ def test_demo_runs_both_rules_on_the_same_arrivals(tmp_path):
         assert 0 < p["p50_s"] <= p["p90_s"]
         # nothing finishes sooner than the cost model's unloaded figure allows, bar noise
         assert m["p50_s"] > 0.5 * p["p50_s"]
+    assert sorted(rep["ranking_by_mean_latency"]["measured"]) == ["neurosurgeon", "policy"]
     with pytest.raises(ValueError, match="rules"):
         run_demo(str(pol), duration_s=1.0, rules=("oracle",))
