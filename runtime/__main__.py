@@ -1,4 +1,4 @@
-"""Command line of the runtime: ``python -m edgesplit.runtime {partition,serve,device,validate}``.
+"""Command line: ``python -m edgesplit.runtime {partition,serve,device,validate,demo}``.
 
 ::
 
@@ -9,6 +9,7 @@
     python -m edgesplit.runtime device --parts parts/resnet18 --server edge0=127.0.0.1:9100 \\
         --scheduler http://127.0.0.1:8080 --name device_0 --rate-mbps 20
     python -m edgesplit.runtime validate --network resnet18 --rate-mbps 20 --json
+    python -m edgesplit.runtime demo --policy runs/ppo-default-seed0/policy --duration-s 20
 """
 
 from __future__ import annotations
