@@ -14,6 +14,7 @@ PACKAGES = [
     "edgesplit.envs",
     "edgesplit.agents",
     "edgesplit.scheduler",
+    "edgesplit.runtime",
 ]
 # every module is collected; none is skipped
 SKIP: set[str] = set()

@@ -1,0 +1,391 @@
+"""The loop closed, on one machine: devices with Poisson arrivals, real servers, a policy.
+
+``python -m edgesplit.runtime demo --policy runs/.../policy --duration-s 20``
+
+The policy's scenario gives the devices (class, links, arrival rate, application mix), the
+edge servers and the cloud. One ``serve`` process per target hosts the tails of every
+application (torch eager, one thread) and computes them **for real on this CPU**, so
+transfers, framing, queueing on the servers and their sharing between devices are real. A
+device of this project's measured class (``x86_cpu_1t``) would run its heads for real; the
+others (a Raspberry Pi, a Jetson) cannot, and their heads are **emulated by waiting the
+head time the simulator's tables give for their class**, then sending the cut tensors (of
+the right names, shapes and dtypes; zeros). Each device's link to each access point is
+emulated at its link class's mean rate and round-trip time (the cloud adds the backhaul's
+round trip); access points are not shared between devices here, unlike in the simulator.
+
+The same arrivals (seeded) are run once per rule: ``policy`` (the exported policy through
+:class:`edgesplit.scheduler.Scheduler`, one request per task with every device's latest
+state) and ``neurosurgeon`` (each task's own best split and target under its measured rates,
+from the same tables the scheduler holds, blind to the others).
+
+Per rule the report gives per-task latency percentiles (arrival to result, device queueing
+included) and deadline misses, measured, and a **cost-model replay** of the same arrivals
+and decisions: the simulator's head (the table), transfer (``bytes * 8 / rate + rtt``) and
+tail (the profile of the class that really computes it, ``x86_cpu_1t``), with first-come
+first-served queues on each device and server in continuous time. That replay is not the
+slotted simulator (``sim/core.py``) itself, which cannot yet be driven by recorded
+arrivals and decisions; it says how far the cost tables are from what happened.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .device import Device, SchedulerDecider, ServerEndpoint
+from .link import EmulatedLink
+from .parts import Partitions, load_parts
+
+__all__ = ["run_demo"]
+
+MEASURED_CLASS = "x86_cpu_1t"
+
+
+class WaitingHead:
+    """A head engine that waits the modelled head time and returns zero cut tensors."""
+
+    def __init__(self, parts: Partitions, head_s: dict[str, float]) -> None:
+        self.parts, self.head_s = parts, head_s
+
+    def head(self, name: str, image: np.ndarray) -> list[np.ndarray]:
+        c = self.parts.candidate(name)
+        time.sleep(self.head_s[name])
+        if c.kind == "input":
+            return [image]
+        return [np.zeros(t.shape, np.float32) for t in c.cut]
+
+
+@dataclass
+class _Task:
+    device: int
+    app: int
+    arrival: float
+
+
+class NeurosurgeonDecider:
+    """Each task's own best split and target at the device's measured rates (tables of the
+    policy: what the scheduler believes), blind to the other devices."""
+
+    def __init__(self, ta: Any, rtt_s: np.ndarray, backhaul: Any, index: int) -> None:
+        self.ta, self.rtt, self.backhaul, self.i = ta, rtt_s, backhaul, index
+
+    def __call__(self, device: Device, entry: dict[str, Any]) -> dict[str, Any]:
+        ta, i = self.ta, self.i
+        a = ta.app_names.index(device.app)
+        k = int(ta.n_valid[a])
+        best, pick = math.inf, (k - 1, None)
+        for s in range(k):
+            if s == k - 1:
+                lat = float(ta.head_s[i, a, s])
+                if lat < best:
+                    best, pick = lat, (s, None)
+                continue
+            for j, tname in enumerate(ta.target_names):
+                if not ta.reachable[i, j]:
+                    continue
+                ap = int(ta.ap_of_target[i, j])
+                rate = entry["link_mbps"][ta.access_point_names[ap]]
+                mbits = float(ta.bytes_[a, s]) * 8e-6
+                lat = float(ta.head_s[i, a, s]) + mbits / rate + float(self.rtt[i, ap])
+                lat += float(ta.tail_s[a, s, j])
+                if j >= ta.n_aps and self.backhaul is not None:
+                    lat += mbits / self.backhaul.mean_mbps + self.backhaul.rtt_s
+                if lat < best:
+                    best, pick = lat, (s, tname)
+        s, t = pick
+        return {"split": ta.candidate_names[a][s], "target": t, "source": "neurosurgeon"}
+
+
+def _spawn(parts_dirs: Sequence[Path]) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "edgesplit.runtime", "serve", "--port", "0"]
+    for d in parts_dirs:
+        cmd += ["--parts", str(d)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+
+def _port(proc: subprocess.Popen) -> int:
+    line = proc.stdout.readline() if proc.stdout else ""
+    if " on " not in line:
+        raise RuntimeError(f"a server did not start: {line!r}")
+    return int(line.split(" on ")[1].split()[0].rpartition(":")[2])
+
+
+def _arrivals(sc: Any, duration_s: float, seed: int, scale: float = 1.0) -> list[_Task]:
+    rng = np.random.default_rng(seed)
+    apps = [a.name for a in sc.applications]
+    out = []
+    for i, d in enumerate(sc.devices):
+        names, w = zip(*d.apps.items(), strict=True)
+        p = np.array(w, dtype=float) / sum(w)
+        rate = d.arrival_rate_hz * scale
+        t = rng.exponential(1.0 / rate)
+        while t < duration_s:
+            out.append(_Task(i, apps.index(str(rng.choice(names, p=p))), float(t)))
+            t += rng.exponential(1.0 / rate)
+    return sorted(out, key=lambda x: x.arrival)
+
+
+def run_demo(
+    policy: str,
+    duration_s: float = 20.0,
+    seed: int = 0,
+    rules: Sequence[str] = ("policy", "neurosurgeon"),
+    arrival_scale: float = 1.0,
+    profile_dir: str | None = None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Run the demo (see the module docstring); returns the JSON-ready report.
+
+    ``profile_dir`` holds ``NETWORK.json`` profiles measured on this machine (class
+    ``x86_cpu_1t``) for the replay's tails; by default the shipped profiles, which describe
+    the machine they were measured on.
+    """
+    from edgesplit.cost_models.devices import load_devices, node_latency
+    from edgesplit.cost_models.network import load_network
+    from edgesplit.scheduler import Scheduler, load_policy
+    from edgesplit.sim.scenario import load_scenario
+    from edgesplit.sim.tables import build
+
+    from .partition import partition
+
+    pol = load_policy(policy)
+    sched = Scheduler(pol)
+    ta = sched.tables
+    sc = load_scenario(pol.manifest["scenario"])
+    bad = [r for r in rules if r not in ("policy", "neurosurgeon")]
+    if bad or not rules:
+        raise ValueError(f"rules: {bad or rules!r}: expected 'policy' and/or 'neurosurgeon'")
+    if not (arrival_scale > 0 and math.isfinite(arrival_scale)):
+        raise ValueError(f"arrival_scale must be a positive number, got {arrival_scale!r}")
+    _, ph = build(sc)
+    cat = load_devices()
+    tasks = _arrivals(sc, duration_s, seed, arrival_scale)
+    real_head = [d.device_class == MEASURED_CLASS for d in sc.devices]
+    emulated = sorted({d.device_class for d in sc.devices if d.device_class != MEASURED_CLASS})
+    report: dict[str, Any] = {
+        "policy": str(policy),
+        "scenario": sc.name,
+        "duration_s": duration_s,
+        "seed": seed,
+        "arrival_scale": arrival_scale,
+        "tail_profiles": profile_dir or "shipped",
+        "tasks": len(tasks),
+        "notes": [
+            "servers compute their tails for real on this CPU (class x86_cpu_1t), whatever "
+            "their class in the scenario",
+            f"heads of devices of classes {emulated} are emulated by waiting their class's "
+            "head time from the tables; a device of class x86_cpu_1t runs them for real",
+            f"{len(ta.target_names)} server processes ({', '.join(ta.target_names)}) share "
+            "this machine's cores",
+            "each device's link is emulated at its class's mean rate; access points are not "
+            "shared between devices",
+            "predicted: cost-model replay with FIFO queues in continuous time, not the "
+            "slotted simulator",
+        ],
+        "rules": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="edgesplit-demo-") as tmp:
+        dirs, parts, tail_x86, prof_index = [], {}, {}, {}
+        for a, app in enumerate(ta.app_names):
+            net = sc.applications[a].network
+            prof = load_network(net)
+            idx = [next(k for k, c in enumerate(prof.candidates) if c.name == n)
+                   for n in ta.candidate_names[a]]  # fmt: skip
+            d = Path(tmp) / app
+            partition(str(net), d, profile=prof, candidates=idx, onnx=False, name=app)
+            dirs.append(d)
+            parts[app] = load_parts(d)
+            tprof = prof
+            if profile_dir is not None:
+                tprof = load_network(Path(profile_dir) / f"{net}.json")
+                if [c.name for c in tprof.candidates] != [c.name for c in prof.candidates]:
+                    raise ValueError(f"profile_dir: {net}.json has other candidates")
+            tail_x86[app] = tprof.split_latency(node_latency(tprof, cat[MEASURED_CLASS]))[1]
+            prof_index[app] = dict(zip(ta.candidate_names[a], idx, strict=True))
+        procs, ports = [], {}
+        try:
+            procs = [_spawn(dirs) for _ in ta.target_names]  # they start side by side
+            ports = {t: _port(proc) for t, proc in zip(ta.target_names, procs, strict=True)}
+            for rule in rules:
+                report["rules"][rule] = _run_rule(
+                    rule, sched, ta, ph, parts, ports, tasks, tail_x86, prof_index, real_head
+                )
+                if progress:
+                    progress(f"{rule}: {report['rules'][rule]['measured']}")
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(10)
+    by = report["rules"]
+    report["ranking_by_mean_latency"] = {
+        side: sorted(by, key=lambda r: by[r][side]["mean_s"]) for side in ("measured", "predicted")
+    }
+    return report
+
+
+def _run_rule(
+    rule: str, sched: Any, ta: Any, ph: Any, parts: dict[str, Partitions],
+    ports: dict[str, int], tasks: list[_Task], tail_x86: dict[str, np.ndarray],
+    prof_index: dict[str, dict[str, int]], real_head: list[bool],
+) -> dict[str, Any]:  # fmt: skip
+    board: dict[str, dict[str, Any]] = {}
+    scheduler_decider = SchedulerDecider(sched, board)
+    devices: dict[tuple[int, str], Device] = {}
+    for i, dname in enumerate(ta.device_names):
+        eps = {}
+        for j, tname in enumerate(ta.target_names):
+            if not ta.reachable[i, j]:
+                continue
+            ap = int(ta.ap_of_target[i, j])
+            rate = _link_rate(ph, i, ap)
+            rtt = float(ph.rtt_s[i, ap])
+            if j >= ta.n_aps and ph.backhaul is not None:
+                rtt += ph.backhaul.rtt_s
+            eps[tname] = ServerEndpoint("127.0.0.1", ports[tname],
+                                        EmulatedLink.constant(rate, rtt),
+                                        access_point=ta.access_point_names[ap],
+                                        initial_mbps=rate)  # fmt: skip
+        for a, app in enumerate(ta.app_names):
+            head = {n: float(ta.head_s[i, a, s]) for s, n in enumerate(ta.candidate_names[a])}
+            decider = (scheduler_decider if rule == "policy"
+                       else NeurosurgeonDecider(ta, ph.rtt_s, ph.backhaul, i))  # fmt: skip
+            # a device of this CPU's class runs its heads for real; the others wait theirs
+            engine = "torch" if real_head[i] else WaitingHead(parts[app], head)
+            devices[(i, app)] = Device(dname, parts[app], eps, decider, engine=engine,
+                                       app=app)  # fmt: skip
+        board[dname] = {"task": None, "queue_length": 0, "backlog_s": 0.0,
+                        "link_mbps": dict(devices[(i, ta.app_names[0])].rates_mbps)}  # fmt: skip
+    per_device: dict[int, list[_Task]] = {}
+    for t in tasks:
+        per_device.setdefault(t.device, []).append(t)
+    results: list[dict[str, Any]] = []
+    lock = threading.Lock()
+    t0 = time.perf_counter() + 0.5
+
+    def worker(i: int, mine: list[_Task]) -> None:
+        for n, task in enumerate(mine):
+            due = t0 + task.arrival
+            now = time.perf_counter()
+            if now < due:
+                time.sleep(due - now)
+            start = time.perf_counter()
+            queued = sum(1 for x in mine[n:] if t0 + x.arrival <= start)
+            app = ta.app_names[task.app]
+            rec = devices[(i, app)].run_task(
+                waited_s=start - due, queue_length=min(max(queued, 1), ta.queue_capacity)
+            )
+            done = time.perf_counter()
+            with lock:
+                results.append({"device": i, "app": task.app, "arrival": task.arrival,
+                                "start": start - t0, "done": done - t0, "rec": rec})  # fmt: skip
+
+    threads = [threading.Thread(target=worker, args=(i, m)) for i, m in per_device.items()]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for dev in devices.values():
+        dev.close()
+    lat = np.array([r["done"] - r["arrival"] for r in results])
+    deadline = np.array([ta.deadline_s[r["app"]] for r in results])
+    pred = _replay(results, ta, ph, tail_x86, prof_index)
+    return {
+        "tasks": len(results),
+        "measured": _stats(lat, deadline),
+        "predicted": _stats(pred, deadline),
+        "median_rel_error": float(np.median(lat) / np.median(pred) - 1.0),
+        "sources": sorted({r["rec"].source for r in results}),
+        "splits": _count(f"{ta.app_names[r['app']]}:{r['rec'].candidate}" for r in results),
+        "targets": _count(str(r["rec"].target) for r in results),
+    }
+
+
+def _link_rate(ph: Any, i: int, ap: int) -> float:
+    for lc, n_idx, m_idx in ph.link_pairs.values():
+        if np.any((n_idx == i) & (m_idx == ap)):
+            return float(lc.mean_mbps)
+    raise ValueError(f"device {i} has no link to access point {ap}")
+
+
+def _replay(
+    results: list[dict[str, Any]], ta: Any, ph: Any, tail_x86: dict[str, np.ndarray],
+    prof_index: dict[str, dict[str, int]],
+) -> np.ndarray:  # fmt: skip
+    """Per-task latency from the cost tables: an event replay of the recorded arrivals and
+    decisions with first-come first-served queues on each device (which, as the runtime's
+    device does, waits for a task's result before starting the next) and on each server."""
+    by_dev: dict[int, list[int]] = {}
+    for k in sorted(range(len(results)), key=lambda k: results[k]["arrival"]):
+        by_dev.setdefault(results[k]["device"], []).append(k)
+    nxt = dict.fromkeys(by_dev, 0)
+    out = np.zeros(len(results))
+    srv_free: dict[str, float] = {}
+    events: list[tuple[float, int, str, int]] = []  # (time, seq, kind, task)
+    seq = 0
+
+    def push(t: float, kind: str, k: int) -> None:
+        nonlocal seq
+        heapq.heappush(events, (t, seq, kind, k))
+        seq += 1
+
+    def next_task(i: int, free: float) -> None:
+        if nxt[i] < len(by_dev[i]):
+            k = by_dev[i][nxt[i]]
+            nxt[i] += 1
+            push(max(results[k]["arrival"], free), "start", k)
+
+    for i in by_dev:
+        next_task(i, 0.0)
+    while events:
+        t, _, kind, k = heapq.heappop(events)
+        r = results[k]
+        rec, i, a = r["rec"], r["device"], r["app"]
+        app = ta.app_names[a]
+        s = ta.candidate_names[a].index(rec.candidate)
+        if kind == "start":
+            head = float(ta.head_s[i, a, s])
+            if rec.target is None:
+                out[k] = t + head - r["arrival"]
+                next_task(i, t + head)
+                continue
+            j = ta.target_names.index(rec.target)
+            ap = int(ta.ap_of_target[i, j])
+            tx = float(ta.bytes_[a, s]) * 8e-6 / _link_rate(ph, i, ap) + float(ph.rtt_s[i, ap])
+            if j >= ta.n_aps and ph.backhaul is not None:
+                tx += ph.backhaul.rtt_s
+            push(t + head + tx, "server", k)
+        else:
+            tail = float(tail_x86[app][prof_index[app][rec.candidate]])
+            begin = max(t, srv_free.get(rec.target, 0.0))
+            srv_free[rec.target] = begin + tail
+            out[k] = begin + tail - r["arrival"]
+            next_task(i, begin + tail)
+    return out
+
+
+def _stats(lat: np.ndarray, deadline: np.ndarray) -> dict[str, float]:
+    return {
+        "p50_s": float(np.percentile(lat, 50)),
+        "p90_s": float(np.percentile(lat, 90)),
+        "p99_s": float(np.percentile(lat, 99)),
+        "mean_s": float(lat.mean()),
+        "deadline_miss_rate": float(np.mean(lat > deadline)),
+    }
+
+
+def _count(items: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for x in items:
+        out[x] = out.get(x, 0) + 1
+    return dict(sorted(out.items()))

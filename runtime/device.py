@@ -1,0 +1,410 @@
+"""The device: per task, ask for a decision, run the head, send the cut, time everything.
+
+A :class:`Device` holds one application's partitions, an engine, and one
+:class:`ServerEndpoint` per target it can reach (address, emulated or real link, the
+access point whose rate the scheduler is told). For each task it
+
+1. builds its entry of the scheduler's snapshot (:meth:`Device.snapshot_entry`: the pending
+   task, queue length, backlog, and the link throughput it measured on its own recent
+   transfers, the information model of the environment),
+2. gets a decision from its decider: :class:`SchedulerDecider` (an
+   :class:`edgesplit.scheduler.Scheduler` in process, or its HTTP service by URL) or
+   :class:`FixedDecider` (one candidate and target, for experiments),
+3. runs the head, encodes the cut tensors at the wire precision, sends them through the
+   link to the chosen server, waits for the result,
+
+and returns a :class:`TaskRecord` of head, transfer, server wait, tail and end-to-end
+seconds (wall clock), with the CPU time of the head and of the tail beside them (on a
+shared machine the wall clock also counts the time other processes held the core).
+*Transfer* is everything between the head's end and the result's arrival that the server
+did not spend on the task (encoding, the paced send, the round-trip delay, the
+framing, the result's way back): what the simulator's ``bytes * 8 / rate + rtt`` stands for.
+
+The device imports numpy, the partitions and (on the torch engine) torch; never
+gymnasium, pettingzoo or stable-baselines3 (the scheduler in process needs its own
+numpy + onnxruntime deployment path only).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .link import EmulatedLink
+from .parts import Partitions
+from .wire import (
+    ERROR,
+    RESULT,
+    STATUS,
+    STATUS_REPLY,
+    TASK,
+    decode_tensors,
+    encode_tensor,
+    pack_frame,
+    read_frame,
+)
+
+__all__ = [
+    "Device",
+    "FixedDecider",
+    "RemoteError",
+    "SchedulerDecider",
+    "ServerEndpoint",
+    "TaskRecord",
+]
+
+
+class RemoteError(RuntimeError):
+    """The server answered a task with an ERROR frame (its header is :attr:`header`)."""
+
+    def __init__(self, header: dict[str, Any]) -> None:
+        self.header = header
+        super().__init__(f"server error: {header.get('error')}")
+
+
+@dataclass
+class ServerEndpoint:
+    """A target the device can send to.
+
+    Attributes
+    ----------
+    host, port
+        The server's address.
+    link
+        The link to it (an :class:`~edgesplit.runtime.link.EmulatedLink`; unpaced with no
+        delay for a real network).
+    access_point
+        The access point whose measured rate the scheduler is told (default: the target's
+        own name, as in the shipped scenarios where each edge server is an access point).
+    initial_mbps
+        The rate reported before the device has measured any transfer (default: the
+        pacer's rate, or its trace's mean, else 10).
+    """
+
+    host: str
+    port: int
+    link: EmulatedLink = field(default_factory=EmulatedLink)
+    access_point: str | None = None
+    initial_mbps: float | None = None
+
+
+@dataclass
+class TaskRecord:
+    """What one task took, in seconds (``NaN`` where a part did not happen)."""
+
+    task: int
+    app: str
+    candidate: str
+    candidate_index: int
+    target: str | None
+    source: str
+    wire_dtype: str
+    bytes_sent: int
+    decide_s: float
+    head_s: float
+    transfer_s: float
+    send_s: float
+    server_wait_s: float
+    tail_s: float
+    end_to_end_s: float
+    server_backlog_s: float
+    head_cpu_s: float = math.nan
+    tail_cpu_s: float = math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+class _Connection:
+    """One TCP connection to a server, reopened when it drops."""
+
+    def __init__(self, host: str, port: int, timeout_s: float) -> None:
+        self.addr, self.timeout_s = (host, port), timeout_s
+        self.sock: socket.socket | None = None
+
+    def get(self) -> socket.socket:
+        if self.sock is None:
+            s = socket.create_connection(self.addr, timeout=self.timeout_s)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sock = s
+        return self.sock
+
+    def drop(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+class Device:
+    """A device running heads and sending cut tensors (see the module docstring).
+
+    Parameters
+    ----------
+    name
+        The device's name in the scheduler's policy.
+    parts
+        The application's partitions (:func:`~edgesplit.runtime.parts.load_parts`).
+    servers
+        Target name -> :class:`ServerEndpoint`.
+    decider
+        ``decider(device, entry) -> {"split": candidate name, "target": name or None,
+        "source": str}``; see :class:`FixedDecider` and :class:`SchedulerDecider`.
+    engine
+        ``"torch"``, ``"onnxruntime"``, or an object with the engines' ``head(name, image)``
+        (e.g. the demo's head that waits a modelled device class's head time).
+    wire_dtype
+        Precision of intermediate tensors on the wire: ``float32``, ``float16`` or ``int8``.
+    app
+        The application's name for the scheduler and the server (default: the network's).
+    timeout_s
+        Socket time-out towards the servers.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        parts: Partitions,
+        servers: Mapping[str, ServerEndpoint],
+        decider: Callable[[Device, dict[str, Any]], dict[str, Any]],
+        engine: Any = "torch",
+        wire_dtype: str = "float32",
+        app: str | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        if wire_dtype not in ("float32", "float16", "int8"):
+            raise ValueError(f"wire_dtype must be float32, float16 or int8, got {wire_dtype!r}")
+        self.name, self.parts, self.decider = name, parts, decider
+        self.app = app or parts.network
+        self.servers = dict(servers)
+        self.engine = parts.engine(engine) if isinstance(engine, str) else engine
+        self.wire_dtype = wire_dtype
+        self._conn = {t: _Connection(s.host, s.port, timeout_s) for t, s in self.servers.items()}
+        self.rates_mbps: dict[str, float] = {}
+        for t, s in self.servers.items():
+            pacer = s.link.pacer
+            pacer_rate = getattr(pacer, "rate_mbps", None) or getattr(pacer, "mean_mbps", None)
+            ap = s.access_point or t
+            self.rates_mbps[ap] = float(s.initial_mbps or pacer_rate or 10.0)
+        self.server_backlog_s: dict[str, float] = dict.fromkeys(self.servers, 0.0)
+        self._count = 0
+        self._lock = threading.Lock()
+
+    # -- the snapshot ------------------------------------------------------------------
+    def snapshot_entry(
+        self, waited_s: float = 0.0, queue_length: int = 1, backlog_s: float = 0.0
+    ) -> dict[str, Any]:
+        """This device's entry of a scheduler request, with a pending task."""
+        return {
+            "task": {"app": self.app, "waited_s": float(waited_s)},
+            "queue_length": int(queue_length),
+            "backlog_s": float(backlog_s),
+            "link_mbps": dict(self.rates_mbps),
+        }
+
+    def _measured(self, target: str, n_bytes: int, send_s: float) -> None:
+        """Fold one transfer into the measured rate of the target's access point."""
+        if send_s <= 0 or n_bytes < 4096:  # too small to say anything about the rate
+            return
+        ap = self.servers[target].access_point or target
+        rate = n_bytes * 8 / send_s / 1e6
+        self.rates_mbps[ap] = 0.7 * self.rates_mbps[ap] + 0.3 * rate
+
+    def poll_backlogs(self) -> dict[str, float]:
+        """Ask every server for its backlog (STATUS frames; no pacing, no delay)."""
+        for t in self.servers:
+            kind, header, _ = self._exchange(t, pack_frame(STATUS, {}), paced=False)
+            if kind == STATUS_REPLY:
+                self.server_backlog_s[t] = float(header["backlog_s"])
+        return dict(self.server_backlog_s)
+
+    # -- one task ----------------------------------------------------------------------
+    def run_task(
+        self,
+        image: np.ndarray | None = None,
+        waited_s: float = 0.0,
+        queue_length: int = 1,
+        backlog_s: float = 0.0,
+    ) -> TaskRecord:
+        """Decide, run the head, offload, and time it all (see the module docstring).
+
+        Raises
+        ------
+        RemoteError
+            If the server answers with an ERROR frame.
+        """
+        with self._lock:
+            self._count += 1
+            task = self._count
+        if image is None:
+            image = np.random.default_rng(task).integers(
+                0, 256, self.parts.input_shape, dtype=np.uint8
+            )
+        t0 = time.perf_counter()
+        decision = self.decider(self, self.snapshot_entry(waited_s, queue_length, backlog_s))
+        t1 = time.perf_counter()
+        cand = self.parts.candidate(decision["split"])
+        cpu = time.thread_time()
+        cut = self.engine.head(cand.name, image)
+        t2 = time.perf_counter()
+        head_cpu = time.thread_time() - cpu
+        target = decision.get("target")
+        nan = math.nan
+        if cand.kind == "output" or target is None:  # runs whole on the device
+            self.last_output = np.asarray(cut[0]) if cand.kind == "output" else None
+            return TaskRecord(task, self.app, cand.name, cand.index, None,
+                              decision.get("source", "?"), self.wire_dtype, 0, t1 - t0,
+                              t2 - t1, 0.0, 0.0, nan, 0.0, t2 - t1, nan, head_cpu,
+                              0.0)  # fmt: skip
+        if target not in self.servers:
+            raise ValueError(f"decision target {target!r}: no server of that name "
+                             f"(known: {sorted(self.servers)})")  # fmt: skip
+        metas, chunks = [], []
+        for t, x in zip(cand.cut, cut, strict=True):
+            meta, data = encode_tensor(t.name, np.asarray(x), self.wire_dtype)
+            metas.append(meta)
+            chunks.append(data)
+        payload = b"".join(chunks)
+        header = {"task": task, "app": self.app, "candidate": cand.name, "tensors": metas}
+        frame = pack_frame(TASK, header, payload)
+        kind, reply, data = self._exchange(target, frame, paced=True)
+        t3 = time.perf_counter()
+        if kind != RESULT:
+            raise RemoteError(reply)
+        self.last_output = decode_tensors(reply["tensors"], data, "reply.tensors")[0]
+        send_s = self._last_send_s
+        self._measured(target, len(frame), send_s)
+        self.server_backlog_s[target] = float(reply["backlog_s"])
+        wait, tail = float(reply["server_wait_s"]), float(reply["tail_s"])
+        return TaskRecord(
+            task, self.app, cand.name, cand.index, target, decision.get("source", "?"),
+            self.wire_dtype, len(frame), t1 - t0, t2 - t1, (t3 - t2) - wait - tail, send_s,
+            wait, tail, t3 - t1, float(reply["backlog_s"]), head_cpu,
+            float(reply.get("tail_cpu_s", nan)),
+        )  # fmt: skip
+
+    def _exchange(self, target: str, frame: bytes, paced: bool) -> tuple[int, dict, bytearray]:
+        """Send one frame and read the answer, reconnecting once if the connection dropped."""
+        ep = self.servers[target]
+        for attempt in (0, 1):
+            sock = self._conn[target].get()
+            try:
+                if paced:
+                    self._last_send_s = ep.link.send(sock, frame)
+                else:
+                    sock.sendall(frame)
+                kind, header, payload = read_frame(sock)
+                if paced:
+                    ep.link.after_reply()
+                if kind == ERROR and header.get("field") in ("frame", "magic"):
+                    self._conn[target].drop()
+                return kind, header, payload
+            except (ConnectionError, OSError):
+                self._conn[target].drop()
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    _last_send_s = 0.0
+    last_output: np.ndarray | None = None
+    """The network's output for the last task (float32)."""
+
+    def close(self) -> None:
+        """Close the connections."""
+        for c in self._conn.values():
+            c.drop()
+
+
+class FixedDecider:
+    """Always the same candidate (by name) and target: for experiments and validation."""
+
+    def __init__(self, split: str, target: str | None) -> None:
+        self.split, self.target = split, target
+
+    def __call__(self, device: Device, entry: dict[str, Any]) -> dict[str, Any]:
+        """The fixed decision."""
+        return {"split": self.split, "target": self.target, "source": "fixed"}
+
+
+class SchedulerDecider:
+    """Decisions from the edge scheduler, in process or over HTTP.
+
+    Parameters
+    ----------
+    scheduler
+        An :class:`edgesplit.scheduler.Scheduler`, or the base URL of its HTTP service
+        (``http://127.0.0.1:8080``).
+    board
+        Shared, thread-safe latest entries of every device (name -> entry), so that devices
+        of one process see each other; devices with no entry are sent as idle with this
+        device's link rates for the access points they reach (in process; over HTTP the
+        policy description does not say which those are, so this device's own access
+        points are used). The scheduler needs every device of its policy in each request.
+    """
+
+    def __init__(self, scheduler: Any, board: dict[str, dict[str, Any]] | None = None) -> None:
+        self.scheduler = scheduler
+        self.board = board if board is not None else {}
+        self._lock = threading.Lock()
+        if isinstance(scheduler, str):
+            with urllib.request.urlopen(scheduler.rstrip("/") + "/v1/policy", timeout=10) as r:
+                self.policy = json.load(r)
+        else:
+            self.policy = scheduler.policy.describe()
+        self._reach = _reachable(scheduler) if not isinstance(scheduler, str) else None
+
+    def request(self, device: Device, entry: dict[str, Any]) -> dict[str, Any]:
+        """The snapshot sent to the scheduler for ``device``'s pending task."""
+        with self._lock:
+            self.board[device.name] = entry
+            devices = {}
+            for name in self.policy["devices"]:
+                e = self.board.get(name)
+                if e is None:  # a device not heard of: idle
+                    e = {"task": None, "queue_length": 0, "backlog_s": 0.0,
+                         "link_mbps": self._idle_links(name, entry)}  # fmt: skip
+                devices[name] = e
+            self.board[device.name] = {**entry, "task": None, "queue_length": 0}
+        return {"devices": devices, "server_backlog_s": dict(device.server_backlog_s)}
+
+    def _idle_links(self, name: str, entry: dict[str, Any]) -> dict[str, float]:
+        aps = self.policy["access_points"]
+        if self._reach is not None:
+            aps = [ap for ap in aps if self._reach(name, ap)]
+        mine = entry["link_mbps"]
+        default = float(np.mean(list(mine.values()))) if mine else 10.0
+        return {ap: float(mine.get(ap, default)) for ap in aps}
+
+    def __call__(self, device: Device, entry: dict[str, Any]) -> dict[str, Any]:
+        """Ask the scheduler; returns this device's decision."""
+        req = self.request(device, entry)
+        if isinstance(self.scheduler, str):
+            body = json.dumps(req).encode()
+            http = urllib.request.Request(
+                self.scheduler.rstrip("/") + "/v1/decide", data=body,
+                headers={"Content-Type": "application/json"}, method="POST",
+            )  # fmt: skip
+            with urllib.request.urlopen(http, timeout=10) as r:
+                answer = json.load(r)
+        else:
+            answer = self.scheduler.decide(req)
+        for d in answer["decisions"]:
+            if d["device"] == device.name:
+                return {"split": d["split"], "target": d["target"], "source": d["source"]}
+        raise RuntimeError(f"the scheduler's answer has no decision for {device.name!r}")
+
+
+def _reachable(scheduler: Any) -> Callable[[str, str], bool]:
+    ta = scheduler.tables
+    dev = {d: i for i, d in enumerate(ta.device_names)}
+    aps = {a: i for i, a in enumerate(ta.access_point_names)}
+    return lambda d, a: bool(ta.reachable[dev[d], aps[a]])

@@ -1,0 +1,321 @@
+"""Sim-to-real check: every kept candidate run for real, against the simulator's prediction.
+
+``python -m edgesplit.runtime validate --network resnet18 --rate-mbps 20 --json``
+
+For each candidate the environment keeps for the measured class (``x86_cpu_1t``: this CPU,
+one thread, torch eager), a device (this process) and a server (a child process, ``serve``)
+run ``--reps`` tasks one after another over the emulated link at ``--rate-mbps`` with a
+round-trip delay of ``--rtt-ms``, after ``--warmup`` unmeasured ones, round robin over the
+candidates (so that a busy spell of a shared machine hits them alike). The medians of the
+measured head, transfer, tail and end-to-end seconds are set against what the simulator
+computes for the same candidate from the profile (``sim/core.py``)::
+
+    head     = H[candidate]                     (summed node medians of the head)
+    transfer = bytes * 8 / rate + rtt           (0 for the all-local candidate)
+    tail     = T[candidate]                     (summed node medians of the tail; same class)
+    e2e      = head + transfer + tail           (no queueing: one task at a time)
+
+with relative errors ``measured / predicted - 1`` per component and
+``median_abs_rel_error``: the median over candidates of the end-to-end error's absolute
+value.
+
+A shared machine computes slower when its other users are busy. The report therefore also
+gives ``speed_factor``, the all-local candidate's measured over predicted head (the whole
+network, run in the same round robin: a yardstick of this machine's speed during the run),
+and ``median_abs_rel_error_speed_normalised``: the errors of the other candidates once their
+predicted compute (head and tail) is multiplied by that factor. That figure checks the
+split (how the work divides between head and tail), the transfer and the framing, not the
+profile's absolute speed; the headline ``median_abs_rel_error`` is the raw one. A third
+view, ``median_abs_rel_error_cpu_time``, counts head and tail in CPU time (the thread's
+``time.thread_time``: what the computation cost, without the time other processes held
+the core) and the transfer in wall-clock time.
+
+``--profile FILE`` predicts from a profile measured elsewhere (e.g. on this machine with
+``python -m edgesplit.cost_models.profile``); the JSON states the profile's hardware
+and this machine's, because a profile predicts only the machine it was measured on.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgesplit.cost_models.network import NetworkProfile, load_network
+
+from .device import Device, FixedDecider, ServerEndpoint
+from .link import EmulatedLink
+from .parts import WIRE_BYTES, load_parts
+
+__all__ = ["predict", "validate"]
+
+
+def predict(
+    profile: NetworkProfile,
+    index: int,
+    rate_mbps: float,
+    rtt_s: float,
+    device_class: str = "x86_cpu_1t",
+    server_class: str | None = None,
+    wire_dtype: str = "float32",
+) -> dict[str, float]:
+    """The simulator's head, transfer, tail and end-to-end seconds for candidate ``index``.
+
+    >>> p = load_network("resnet18")
+    >>> d = predict(p, 0, rate_mbps=20.0, rtt_s=0.01)
+    >>> d["head_s"], round(d["transfer_s"], 5)   # 150528 bytes of uint8 image at 20 Mbps
+    (0.0, 0.07021)
+    """
+    from edgesplit.cost_models.devices import load_devices, node_latency
+
+    cat = load_devices()
+    head = profile.split_latency(node_latency(profile, cat[device_class]))[0][index]
+    tail = profile.split_latency(node_latency(profile, cat[server_class or device_class]))[1]
+    tail = tail[index]
+    local = index == len(profile.candidates) - 1
+    sent = profile.candidate_bytes(wire_bytes_per_element=WIRE_BYTES[wire_dtype])[index]
+    tx = 0.0 if local else sent * 8 / (rate_mbps * 1e6) + rtt_s
+    tail = 0.0 if local else float(tail)
+    return {
+        "head_s": float(head),
+        "transfer_s": float(tx),
+        "tail_s": tail,
+        "end_to_end_s": float(head) + tx + tail,
+        "bytes": 0.0 if local else float(sent),
+    }
+
+
+def _rel(measured: float, predicted: float) -> float | None:
+    if predicted <= 0 or not math.isfinite(measured):
+        return None
+    return measured / predicted - 1.0
+
+
+def _start_server(parts_dir: Path, engine: str) -> tuple[subprocess.Popen, str, int]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgesplit.runtime", "serve", "--parts", str(parts_dir),
+         "--port", "0", "--engine", engine],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    line = proc.stdout.readline() if proc.stdout else ""
+    if " on " not in line:
+        proc.kill()
+        raise RuntimeError(f"the server did not start: {line!r}")
+    host, _, port = line.split(" on ")[1].split()[0].rpartition(":")
+    return proc, host, int(port)
+
+
+def validate(
+    network: str,
+    rate_mbps: float,
+    rtt_ms: float = 10.0,
+    *,
+    reps: int = 7,
+    warmup: int = 2,
+    wire_dtype: str = "float32",
+    engine: str = "torch",
+    device_class: str = "x86_cpu_1t",
+    profile: str | None = None,
+    parts_dir: str | None = None,
+    cap: int = 8,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Run the check (see the module docstring) and return its JSON-ready report."""
+    import torch
+
+    from edgesplit.cost_models.profile import hardware_description
+
+    from .partition import kept_candidates, partition
+
+    torch.set_num_threads(1)
+    if not (rate_mbps > 0 and math.isfinite(rate_mbps)):
+        raise ValueError(f"rate_mbps must be a positive number, got {rate_mbps!r}")
+    if reps < 1:
+        raise ValueError(f"reps must be >= 1, got {reps!r}")
+    prof = load_network(profile or network)
+    note = None
+    if engine != "torch":
+        note = (
+            f"the profile's {device_class!r} measured torch eager; the {engine} engine runs "
+            "other kernels (about twice as fast here), so these predictions are not its own"
+        )
+        warnings.warn(note, stacklevel=2)
+    if device_class not in prof.measurements:
+        raise ValueError(f"profile {prof.name!r} has no measurement of {device_class!r} "
+                         f"(has: {sorted(prof.measurements)})")  # fmt: skip
+    keep = kept_candidates(prof, [device_class], wire_dtype, cap)
+    with tempfile.TemporaryDirectory(prefix="edgesplit-validate-") as tmp:
+        if parts_dir is None:
+            parts_dir = tmp
+            partition(network, tmp, profile=prof, candidates=keep,
+                      onnx=engine == "onnxruntime")  # fmt: skip
+        parts = load_parts(parts_dir)
+        proc, host, port = _start_server(Path(parts_dir), engine)
+        rows = []
+        try:
+            link = EmulatedLink.constant(rate_mbps, rtt_ms / 1e3)
+            ep = {"edge0": ServerEndpoint(host, port, link)}
+            devices = {}
+            for k in keep:
+                cand = parts.by_index(k)
+                target = None if cand.kind == "output" else "edge0"
+                devices[k] = Device(
+                    "validate",
+                    parts,
+                    ep,
+                    FixedDecider(cand.name, target),
+                    engine=engine,
+                    wire_dtype=wire_dtype,
+                    app=parts.network,
+                )
+            # round robin over the candidates, so that the machine's load hits them alike
+            records: dict[int, list[Any]] = {k: [] for k in keep}
+            for rep in range(warmup + reps):
+                for k, dev in devices.items():
+                    rec = dev.run_task()
+                    if rep >= warmup:
+                        records[k].append(rec)
+            for dev in devices.values():
+                dev.close()
+            for k in keep:
+                cand = parts.by_index(k)
+                recs = records[k]
+                meas = {
+                    key: float(np.median([getattr(r, key) for r in recs]))
+                    for key in ("head_s", "transfer_s", "server_wait_s", "tail_s",
+                                "end_to_end_s", "head_cpu_s", "tail_cpu_s")
+                }  # fmt: skip
+                if cand.kind == "output":
+                    meas["server_wait_s"] = 0.0
+                    meas["tail_cpu_s"] = 0.0
+                pred = predict(prof, k, rate_mbps, rtt_ms / 1e3, device_class,
+                               wire_dtype=wire_dtype)  # fmt: skip
+                row = {
+                    "index": k,
+                    "candidate": cand.name,
+                    "kind": cand.kind,
+                    "bytes_predicted": pred["bytes"],
+                    "frame_bytes": recs[0].bytes_sent,
+                    "measured": meas,
+                    "predicted": {k2: v for k2, v in pred.items() if k2 != "bytes"},
+                    "rel_error": {
+                        key: _rel(meas[key], pred[key])
+                        for key in ("head_s", "transfer_s", "tail_s", "end_to_end_s")
+                    },
+                    # compute counted in CPU time (the time the machine let it run)
+                    "rel_error_cpu_time": {
+                        "head_s": _rel(meas["head_cpu_s"], pred["head_s"]),
+                        "tail_s": _rel(meas["tail_cpu_s"], pred["tail_s"]),
+                        "end_to_end_s": _rel(
+                            meas["head_cpu_s"] + meas["transfer_s"] + meas["tail_cpu_s"],
+                            pred["end_to_end_s"],
+                        ),
+                    },
+                }
+                rows.append(row)
+                if progress:
+                    progress(_line(row))
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+    def med(key: str, field: str = "rel_error") -> float | None:
+        vals = [abs(r[field][key]) for r in rows if r[field].get(key) is not None]
+        return float(np.median(vals)) if vals else None
+
+    # the yardstick: the all-local candidate runs the whole network on the device in this
+    # same run; its measured/predicted ratio is how fast this machine computes right now
+    # against the profile (a shared machine's speed drifts with its load)
+    local = rows[-1]
+    speed = local["measured"]["head_s"] / local["predicted"]["head_s"]
+    for r in rows[:-1]:
+        p = r["predicted"]
+        scaled = {
+            "head_s": p["head_s"] * speed,
+            "transfer_s": p["transfer_s"],
+            "tail_s": p["tail_s"] * speed,
+        }
+        scaled["end_to_end_s"] = sum(scaled.values())
+        r["rel_error_speed_normalised"] = {
+            key: _rel(r["measured"][key], scaled[key]) for key in scaled
+        }
+    local["rel_error_speed_normalised"] = {}
+
+    m = prof.measurements[device_class]
+    return {
+        "network": prof.name,
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "rate_mbps": rate_mbps,
+        "rtt_ms": rtt_ms,
+        "wire_dtype": wire_dtype,
+        "engine": engine,
+        "device_class": device_class,
+        "reps": reps,
+        "note": note,
+        "warmup": warmup,
+        "profile": str(prof.path) if prof.path else prof.name,
+        "profile_hardware": dict(m.provenance.get("hardware", {})),
+        "profile_date": m.provenance.get("date"),
+        "this_hardware": hardware_description(),
+        "load_average_1m": os.getloadavg()[0],
+        "candidates": rows,
+        "median_abs_rel_error": med("end_to_end_s"),
+        "median_abs_rel_error_components": {
+            key: med(key) for key in ("head_s", "transfer_s", "tail_s", "end_to_end_s")
+        },
+        "median_abs_rel_error_cpu_time": {
+            key: med(key, "rel_error_cpu_time") for key in ("head_s", "tail_s", "end_to_end_s")
+        },
+        "speed_factor": speed,
+        "median_abs_rel_error_speed_normalised": {
+            key: med(key, "rel_error_speed_normalised")
+            for key in ("head_s", "transfer_s", "tail_s", "end_to_end_s")
+        },
+    }
+
+
+def _line(row: dict[str, Any]) -> str:
+    m, p = row["measured"], row["predicted"]
+
+    def ms(x: float) -> str:
+        return f"{x * 1e3:7.1f}"
+
+    err = row["rel_error"]["end_to_end_s"]
+    return (
+        f"{row['index']:3d} {row['candidate']:<18} head {ms(m['head_s'])}/{ms(p['head_s'])}  "
+        f"tx {ms(m['transfer_s'])}/{ms(p['transfer_s'])}  tail {ms(m['tail_s'])}/"
+        f"{ms(p['tail_s'])}  e2e {ms(m['end_to_end_s'])}/{ms(p['end_to_end_s'])} ms  "
+        f"err {err:+.1%}"
+    )
+
+
+def format_report(rep: dict[str, Any]) -> str:
+    """A human-readable table of a :func:`validate` report (measured/predicted, ms)."""
+    hw = rep["profile_hardware"].get("cpu", "?")
+    lines = [
+        f"{rep['network']} at {rep['rate_mbps']} Mbps, rtt {rep['rtt_ms']} ms, "
+        f"{rep['wire_dtype']} on the wire, engine {rep['engine']}, class "
+        f"{rep['device_class']} (profile measured on {hw}; this machine: "
+        f"{rep['this_hardware'].get('cpu', '?')}); medians of {rep['reps']} tasks",
+        "  k candidate          measured/predicted, ms",
+    ]
+    lines += ["  " + _line(r) for r in rep["candidates"]]
+    for label, key in (("", "median_abs_rel_error_components"),
+                       (" (compute in CPU time)", "median_abs_rel_error_cpu_time"),
+                       (f" at speed x{rep['speed_factor']:.2f}",
+                        "median_abs_rel_error_speed_normalised")):  # fmt: skip
+        comp = rep[key]
+        lines.append(
+            f"median |rel error|{label}: "
+            + ", ".join(f"{k.removesuffix('_s')} {v:.1%}" for k, v in comp.items() if v is not None)
+        )
+    return "\n".join(lines)

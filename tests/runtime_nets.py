@@ -1,0 +1,38 @@
+"""A tiny residual network for the runtime tests (importable as ``runtime_nets:tiny_resnet``)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+INPUT_SHAPE = (1, 3, 16, 16)
+
+
+class TinyResNet(nn.Module):
+    """Conv-BN-ReLU stem, one residual block (two tensors cross a cut inside it), head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv1 = nn.Conv2d(8, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.relu(self.bn(self.stem(x)))
+        y = self.conv2(torch.relu(self.conv1(x)))
+        x = torch.relu(x + y)
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def tiny_resnet() -> TinyResNet:
+    """The tiny network, seeded and in eval mode (with non-trivial batch-norm statistics)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = TinyResNet()
+        net.bn.running_mean.uniform_(-0.5, 0.5)
+        net.bn.running_var.uniform_(0.5, 2.0)
+    return net.eval()

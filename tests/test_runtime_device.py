@@ -1,0 +1,112 @@
+"""The device on a shipped network (resnet18): decisions from the edge scheduler (in process
+and over HTTP), every kept candidate completed against a server on loopback."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from edgesplit.agents.export import export_policy
+from edgesplit.agents.registry import get_agent
+from edgesplit.cost_models import zoo
+from edgesplit.cost_models.network import load_network
+from edgesplit.envs import ENV_ID
+from edgesplit.runtime.device import (
+    Device,
+    FixedDecider,
+    SchedulerDecider,
+    ServerEndpoint,
+)
+from edgesplit.runtime.link import EmulatedLink
+from edgesplit.runtime.partition import partition
+from edgesplit.runtime.parts import load_parts, preprocess
+from edgesplit.runtime.server import TailServer
+from edgesplit.scheduler import Scheduler, load_policy
+from edgesplit.scheduler.server import BackgroundServer, create_app
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory):
+    spec = get_agent("ppo")
+    env = gym.make(ENV_ID, scenario="single", decision_mode=spec.decision_mode,
+                   action_type=spec.action_type)  # fmt: skip
+    model = spec.load_class()("MlpPolicy", env, seed=0, device="cpu", n_steps=64, batch_size=64)
+    model.learn(64)
+    out = export_policy(model, "ppo", {"scenario": "single"}, tmp_path_factory.mktemp("pol"))
+    return Scheduler(load_policy(out))
+
+
+@pytest.fixture(scope="module")
+def r18(tmp_path_factory, scheduler):
+    ta = scheduler.tables
+    names = ta.candidate_names[ta.app_names.index("resnet18")]
+    prof = load_network("resnet18")
+    idx = [k for k, c in enumerate(prof.candidates) if c.name in names]
+    assert len(idx) == len(names)
+    out = tmp_path_factory.mktemp("r18")
+    partition("resnet18", out, candidates=idx, onnx=False)  # the torch engine needs no ONNX
+    parts = load_parts(out)
+    with TailServer({"resnet18": parts}, engine="torch") as srv:
+        yield parts, srv, names
+
+
+def _endpoints(srv):
+    return {"edge0": ServerEndpoint(*srv.address, EmulatedLink.constant(100.0, rtt_s=0.002))}
+
+
+def test_every_kept_candidate_of_resnet18_completes(r18):
+    parts, srv, names = r18
+    img = np.random.default_rng(0).integers(0, 256, (1, 3, 224, 224), dtype=np.uint8)
+    with torch.no_grad():
+        whole = zoo.resnet18()(torch.from_numpy(preprocess(img))).numpy()
+    for name in names:
+        c = parts.candidate(name)
+        target = None if c.kind == "output" else "edge0"
+        dev = Device("device_0", parts, _endpoints(srv), FixedDecider(name, target))
+        rec = dev.run_task(img)
+        dev.close()
+        np.testing.assert_allclose(dev.last_output, whole, rtol=1e-3, atol=1e-4, err_msg=name)
+        assert rec.head_s >= 0 and rec.end_to_end_s >= rec.head_s
+
+
+@pytest.mark.parametrize("over_http", [False, True])
+def test_device_asks_the_scheduler(r18, scheduler, over_http):
+    parts, srv, names = r18
+    httpd = None
+    if over_http:
+        httpd = BackgroundServer(create_app(scheduler)).__enter__()
+        decider = SchedulerDecider(httpd.url)
+    else:
+        decider = SchedulerDecider(scheduler)
+    try:
+        dev = Device("device_0", parts, _endpoints(srv), decider)
+        entry = dev.snapshot_entry(waited_s=0.01, queue_length=2, backlog_s=0.05)
+        req = decider.request(dev, entry)
+        # the snapshot is the scheduler's request format, this device's task included
+        assert req["devices"]["device_0"]["task"] == {"app": "resnet18", "waited_s": 0.01}
+        assert set(req["devices"]["device_0"]["link_mbps"]) == {"edge0"}
+        scheduler.decide(req)  # valid: raises RequestError otherwise
+        for _ in range(3):
+            rec = dev.run_task()
+            assert rec.source == "policy"
+            assert rec.candidate in names
+            assert rec.target in (None, "edge0")
+        dev.close()
+    finally:
+        if httpd is not None:
+            httpd.__exit__(None, None, None)
+
+
+def test_the_device_measures_its_link(r18):
+    parts, srv, names = r18
+    first = next(n for n in names if parts.candidate(n).kind == "input")
+    ep = {"edge0": ServerEndpoint(*srv.address, EmulatedLink.constant(40.0), initial_mbps=5.0)}
+    dev = Device("device_0", parts, ep, FixedDecider(first, "edge0"))
+    assert dev.snapshot_entry()["link_mbps"] == {"edge0": 5.0}
+    for _ in range(4):
+        dev.run_task()
+    dev.close()
+    rate = dev.snapshot_entry()["link_mbps"]["edge0"]
+    assert 25.0 < rate < 42.0  # moving towards the paced 40 Mbps from 5
