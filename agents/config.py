@@ -84,6 +84,20 @@ class LoggerConfig:
     mode: str = "offline"  # one of WANDB_MODES
 
 
+#: the rules every learned policy is compared with: the fair ones decide on what the policy
+#: knows; oracle_privileged knows the slot's true rates, clairvoyant the episode's future
+DEFAULT_BASELINES = (
+    "local",
+    "offload",
+    "random",
+    "neurosurgeon",
+    "greedy",
+    "oracle",
+    "oracle_privileged",
+    "clairvoyant",
+)
+
+
 @dataclass
 class EvalConfig:
     """The comparison with the baselines at the end of training."""
@@ -91,7 +105,7 @@ class EvalConfig:
     episodes: int = 10  # held-out episodes
     first_seed: int = 100000  # held-out seeds: first_seed .. first_seed + episodes - 1
     baselines: list[str] = field(
-        default_factory=lambda: ["local", "offload", "random", "neurosurgeon", "greedy", "oracle"]
+        default_factory=lambda: list(DEFAULT_BASELINES)
     )
 
 
@@ -119,7 +133,7 @@ class EvaluateConfig:
     episodes: int = 20  # held-out episodes
     first_seed: int = 200000  # held-out seeds: first_seed .. first_seed + episodes - 1
     baselines: list[str] = field(
-        default_factory=lambda: ["local", "offload", "random", "neurosurgeon", "greedy", "oracle"]
+        default_factory=lambda: list(DEFAULT_BASELINES)
     )
 
 

@@ -18,6 +18,7 @@ from edgesplit.envs.gym_env import SplitOffloadEnv
 from edgesplit.envs.vector_env import SplitOffloadVectorEnv
 
 from .baselines import make_baseline, run_episodes
+from .config import DEFAULT_BASELINES
 from .metrics import EpisodeTotals
 from .protocol import Predict
 
@@ -65,7 +66,7 @@ def compare(
     policies: dict[str, dict[str, np.ndarray]],
     scenario: Any,
     seeds: Sequence[int],
-    baselines: Sequence[str] = ("local", "offload", "random", "neurosurgeon", "greedy", "oracle"),
+    baselines: Sequence[str] = DEFAULT_BASELINES,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Learned policies' metrics (already computed) plus every baseline on the same seeds."""
     out = dict(policies)
