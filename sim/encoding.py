@@ -345,11 +345,39 @@ def _check_int(x: np.ndarray, high: np.ndarray | int, names: list[str], what: st
         )
 
 
-def _as_integers(a: np.ndarray) -> np.ndarray:
+def _real(a: np.ndarray, names: list[str]) -> np.ndarray:
+    """``a`` as a real-valued array; an :class:`ActionError` naming the device and the value
+    for anything else (objects, ``None``, strings, complex numbers, integers too large for
+    64 bits)."""
+    if a.dtype.kind in "iufb":
+        return a
+    flat = a.reshape(a.shape[0], a.shape[1], -1) if a.ndim >= 2 else a.reshape(1, -1, 1)
+    for idx in np.ndindex(*flat.shape):
+        v = flat[idx]
+        ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
+            v, (bool, np.bool_)
+        )
+        if ok and isinstance(v, int) and not -(2**63) <= v < 2**63:
+            ok = False
+        if not ok:
+            dev = names[idx[1]] if idx[1] < len(names) else "?"
+            text = repr(v)
+            text = text if len(text) <= 40 else text[:37] + "..."
+            raise ActionError(
+                f"action of device {dev!r}: {text} is not a real number ({a.dtype} action)"
+            )
+    return a.astype(np.float64)
+
+
+def _as_integers(a: np.ndarray, names: list[str]) -> np.ndarray:
+    a = _real(a, names)
     if a.dtype.kind in "iu":
         return a
-    if a.dtype.kind not in "fb" or not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
-        raise ActionError(f"action: expected integers, got {a.reshape(-1)[:8]}")
+    bad = ~np.isfinite(a) | (a != np.round(a))
+    if bad.any():
+        idx = np.argwhere(bad)[0]
+        dev = names[idx[1]] if a.ndim >= 2 and idx[1] < len(names) else "?"
+        raise ActionError(f"action of device {dev!r}: {a[tuple(idx)]!r} is not an integer")
     return a.astype(np.int64)
 
 
@@ -378,7 +406,7 @@ def decode(tables: Tables, action: np.ndarray, action_type: str, app: np.ndarray
             raise ActionError(
                 f"action: expected shape {(n, len(nvec))} per environment, got {a.shape}"
             )
-        a = _as_integers(a)
+        a = _as_integers(a, names)
         if a.min() < 0 or (a >= nvec).any():  # find the culprit for the message
             for k, f in enumerate(fields):
                 _check_int(a[..., k], int(nvec[k]), names, f.name)
@@ -386,7 +414,7 @@ def decode(tables: Tables, action: np.ndarray, action_type: str, app: np.ndarray
     if action_type == "discrete":
         if a.shape != (e, n):
             raise ActionError(f"action: expected shape {(n,)} per environment, got {a.shape}")
-        a = _as_integers(a)
+        a = _as_integers(a, names)
         _check_int(a, ta.n_discrete, names, "action index")
         # mixed radix, the first field most significant
         idx = []
@@ -400,7 +428,7 @@ def decode(tables: Tables, action: np.ndarray, action_type: str, app: np.ndarray
         width = ta.continuous_width
         if a.shape != (e, n, width):
             raise ActionError(f"action: expected shape {(n, width)} per environment, got {a.shape}")
-        a = a.astype(np.float64, copy=False)
+        a = _real(a, names).astype(np.float64, copy=False)
         bad = ~np.isfinite(a) | (a < -1.0 - 1e-6) | (a > 1.0 + 1e-6)
         if bad.any():
             idx = np.argwhere(bad)[0]

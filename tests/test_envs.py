@@ -570,3 +570,40 @@ def test_pettingzoo_agents_group_as_one_and_keep_their_device(scenario: str) -> 
     for i, a in enumerate(par.agents):
         assert infos[a]["device"] == sc.devices[i].name
         assert infos[a]["device_class"] == sc.devices[i].device_class
+
+
+@pytest.mark.parametrize(
+    ("mode", "bad"),
+    [
+        ("joint", np.array([None] * 24, dtype=object)),
+        ("joint", "abc"),
+        ("joint", np.zeros(24, dtype=complex) + 1j),
+        ("joint", [0] * 23 + [2**70]),
+        ("sequential", None),
+        ("sequential", "3"),
+        ("sequential", 2**70),
+        ("sequential", 1 + 5j),
+    ],
+)
+def test_malformed_actions_name_the_device_and_change_nothing(mode: str, bad) -> None:
+    """Objects, None, strings, complex numbers and integers past 64 bits are refused with an
+    ActionError naming a device (issue 12, point 8), before any state changes."""
+    env = SplitOffloadEnv(scenario="default", decision_mode=mode)
+    env.reset(seed=0)
+    before = {k: v.copy() for k, v in env.core.state.arrays().items()}
+    names = env.core.tables.device_names
+    with pytest.raises(ActionError) as err:
+        env.step(bad)
+    msg = str(err.value)
+    assert any(repr(n) in msg for n in names) or "shape" in msg, msg
+    for k, v in env.core.state.arrays().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+
+
+def test_pettingzoo_refuses_a_none_action_naming_the_agent_device() -> None:
+    par = split_offload_v1.parallel_env(scenario="default")
+    par.reset(seed=0)
+    acts = {a: par.action_space(a).sample() for a in par.agents}
+    acts[par.agents[2]] = None
+    with pytest.raises(ActionError, match=repr(par.core.tables.device_names[2])):
+        par.step(acts)
