@@ -78,7 +78,24 @@ def _bursty() -> dict:
     return d
 
 
+def _ewma_traced() -> dict:
+    """``default`` measuring rates by an EWMA, with true server backlogs and some trace
+    links (their rates set after the compiled step)."""
+    d = _traced()
+    d["information"] = {"link_rate": "measured", "ewma_weight": 0.3, "server_backlog": "true"}
+    return d
+
+
+def _privileged_bursty() -> dict:
+    """``bursty`` with v0's information (the true rates and backlogs)."""
+    d = _bursty()
+    d["information"] = {"link_rate": "true", "server_backlog": "true"}
+    return d
+
+
 _MADE = {
+    "ewma_traced": _ewma_traced,
+    "privileged_bursty": _privileged_bursty,
     "bursty": _bursty,
     "crowded": _crowded,
     "traced": _traced,
@@ -155,7 +172,7 @@ def test_numba_step_matches_numpy(name: str, num_envs: int) -> None:
             fast.reset(new, mask)
     if name in ("crowded", "tiny_queue", "bursty"):  # the rare paths were exercised
         assert drops > 0, drops
-    if name == "bursty":  # bursts started and ended, on both backends alike
+    if name.endswith("bursty"):  # bursts started and ended, on both backends alike
         assert switches > 20, switches
     else:
         assert switches == 0 and not ref.state.phase.any()
