@@ -142,6 +142,12 @@ class LoadedPolicy:
             "applications": list(ta.app_names),
             "targets": list(ta.target_names),
             "access_points": list(ta.access_point_names),
+            # the access points each device has a link to: the keys its requests must give
+            # in link_mbps (a device that reports alone can build a valid request from this)
+            "device_links": {
+                d: [ap for m, ap in enumerate(ta.access_point_names) if ta.reachable[i, m]]
+                for i, d in enumerate(ta.device_names)
+            },
             "split_candidates": {
                 a: list(c) for a, c in zip(ta.app_names, ta.candidate_names, strict=True)
             },

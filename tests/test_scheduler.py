@@ -280,6 +280,10 @@ def test_http_service(server) -> None:
     assert (
         status == 200 and pol["algorithm"] == "ppo" and pol["devices"] == sched.tables.device_names
     )
+    # each device's links, exactly the keys its requests give (example_request is built from
+    # the tables independently)
+    example = example_request(sched)["devices"]
+    assert pol["device_links"] == {d: sorted(v["link_mbps"]) for d, v in example.items()}
     good = json.dumps(example_request(sched)).encode()
     status, ans = _call(url + "/v1/decide", "POST", good)
     assert status == 200 and len(ans["decisions"]) == sched.tables.n_devices
