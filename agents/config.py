@@ -122,6 +122,7 @@ class TrainConfig:
     n_envs: int = 4  # parallel copies for SB3 (DummyVecEnv)
     checkpoint_every: int = 20000  # [env steps]
     resume: bool = True  # continue from the run directory's checkpoint if there is one
+    progress_bar: bool = True  # a progress bar on stderr while training (tqdm)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 

@@ -316,9 +316,11 @@ class MADDPG:
         total_timesteps: int,
         checkpoint: Callable[[MADDPG], None] | None = None,
         checkpoint_every: int = 0,
+        progress: Callable[[int], None] | None = None,
     ) -> MADDPG:
         """Interact and learn for ``total_timesteps`` more environment steps; calls
-        ``checkpoint(self)`` every ``checkpoint_every`` steps.
+        ``checkpoint(self)`` every ``checkpoint_every`` steps and ``progress(num_timesteps)``
+        every 64.
 
         The environment is reseeded from the model's generator first, so a model restored
         with its generator's state (:meth:`MADDPGAgent.set_rng_state`) goes on with new
@@ -371,6 +373,8 @@ class MADDPG:
                 if writer is not None and self.n_updates % 100 == 0:
                     for k, v in self.last_losses.items():
                         writer.add_scalar(f"train/{k}_loss", v, t)
+            if progress is not None and t % 64 == 0:
+                progress(t)
             if checkpoint is not None and checkpoint_every and t % checkpoint_every == 0:
                 if writer is not None:  # the curve up to the checkpoint is on disk with it
                     writer.flush()
@@ -521,13 +525,18 @@ class MADDPGAgent:
         return True
 
     def learn(
-        self, total_timesteps: int, checkpoint: Callable[[], None], checkpoint_every: int
+        self,
+        total_timesteps: int,
+        checkpoint: Callable[[], None],
+        checkpoint_every: int,
+        progress: Callable[[int], None] | None = None,
     ) -> None:
         if self.model.num_timesteps < int(total_timesteps):
             self.model.learn(
                 int(total_timesteps) - self.model.num_timesteps,
                 checkpoint=lambda _m: checkpoint(),
                 checkpoint_every=int(checkpoint_every),
+                progress=progress,
             )
 
     def predict(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:

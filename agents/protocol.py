@@ -108,12 +108,17 @@ class Agent(Protocol):
         ...
 
     def learn(
-        self, total_timesteps: int, checkpoint: Callable[[], None], checkpoint_every: int
+        self,
+        total_timesteps: int,
+        checkpoint: Callable[[], None],
+        checkpoint_every: int,
+        progress: Callable[[int], None] | None = None,
     ) -> None:
         """Learn until :attr:`num_timesteps` reaches ``total_timesteps`` (an absolute count,
         so a resumed agent learns only what is left), calling ``checkpoint()`` each time
-        another ``checkpoint_every`` steps are done. TensorBoard scalars written by an
-        earlier segment at or after the current step are superseded (``purge_step``)."""
+        another ``checkpoint_every`` steps are done and ``progress(num_timesteps)`` now and
+        then (the progress bar). TensorBoard scalars written by an earlier segment at or
+        after the current step are superseded (``purge_step``)."""
         ...
 
     def predict(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:

@@ -68,10 +68,20 @@ class _EveryN(BaseCallback):
     the env step and the buffer write: a checkpoint there would miss the last transition.)
     """
 
-    def __init__(self, checkpoint: Callable[[], None], every: int) -> None:
+    def __init__(
+        self,
+        checkpoint: Callable[[], None],
+        every: int,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
         super().__init__()
-        self.checkpoint, self.every = checkpoint, int(every)
+        self.checkpoint, self.every, self.progress = checkpoint, int(every), progress
         self._next = self.every
+
+    def _on_step(self) -> bool:
+        if self.progress is not None and self.n_calls % 64 == 0:
+            self.progress(self.model.num_timesteps)
+        return True
 
     def _init_callback(self) -> None:
         self._next = (self.model.num_timesteps // self.every + 1) * self.every
@@ -196,7 +206,11 @@ class SB3Agent:
         return True
 
     def learn(
-        self, total_timesteps: int, checkpoint: Callable[[], None], checkpoint_every: int
+        self,
+        total_timesteps: int,
+        checkpoint: Callable[[], None],
+        checkpoint_every: int,
+        progress: Callable[[int], None] | None = None,
     ) -> None:
         start = self.num_timesteps
         if start >= int(total_timesteps):
@@ -208,7 +222,7 @@ class SB3Agent:
             self.model.set_logger(Logger(None, []))
         self.model.learn(
             total_timesteps=int(total_timesteps) - start,
-            callback=_EveryN(checkpoint, checkpoint_every),
+            callback=_EveryN(checkpoint, checkpoint_every, progress),
             reset_num_timesteps=start == 0,
             tb_log_name="run",
         )

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from tqdm.auto import tqdm
 
 from edgesplit.envs import ENV_ID
 
@@ -194,7 +195,22 @@ def train(cfg: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     def checkpoint() -> None:
         store.save(agent, {"segments": [*segments, segment.record(agent.num_timesteps)]})
 
-    agent.learn(int(cfg["total_timesteps"]), checkpoint, int(cfg["checkpoint_every"]))
+    total = int(cfg["total_timesteps"])
+    # a progress bar on stderr (tqdm), from where a resumed run starts
+    with tqdm(
+        total=total,
+        initial=min(resumed_from, total),
+        desc=f"{spec.name} on {kw['scenario']}",
+        unit="step",
+        disable=not cfg.get("progress_bar", True),
+        dynamic_ncols=True,
+    ) as bar:
+
+        def progress(n: int) -> None:
+            bar.update(min(n, total) - bar.n)
+
+        agent.learn(total, checkpoint, int(cfg["checkpoint_every"]), progress)
+        progress(agent.num_timesteps)
     if agent.num_timesteps > resumed_from:
         segments.append(segment.record(agent.num_timesteps))
     crash_point("train.learned")

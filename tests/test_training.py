@@ -131,7 +131,9 @@ def test_train_and_evaluate_cli(tmp_path: Path) -> None:
         "eval.baselines=[local]",
         f"hydra.run.dir={run}",
     ]
-    subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, timeout=300)
+    done = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True, timeout=300)
+    # the progress bar (stderr) reached the budget
+    assert "ppo on single" in done.stderr and "128/128" in done.stderr, done.stderr[-500:]
     assert json.loads((run / "summary.json").read_text())["algo"] == "ppo"
     assert (run / ".hydra" / "config.yaml").is_file()
     out = subprocess.run(
