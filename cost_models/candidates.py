@@ -32,10 +32,17 @@ Rule
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["compress_candidates", "pareto_mask"]
+if TYPE_CHECKING:
+    from edgesplit.cost_models.devices import DeviceClass
+    from edgesplit.cost_models.network import NetworkProfile
+
+__all__ = ["KeptCandidates", "compress_candidates", "keep_candidates", "pareto_mask"]
 
 
 def _as_inputs(head_s: ArrayLike, bytes_: ArrayLike) -> tuple[NDArray[np.float64], NDArray]:
@@ -142,3 +149,45 @@ def compress_candidates(head_s: ArrayLike, bytes_: ArrayLike, cap: int) -> NDArr
         dist = np.minimum(dist, np.linalg.norm(coords - coords[:, [best]], axis=0))
         dist[chosen] = -np.inf
     return np.sort(members[chosen]).astype(np.intp)
+
+
+class KeptCandidates:
+    """The candidates a network keeps for some device classes (:func:`keep_candidates`):
+    ``indices`` (profile order), and, for every candidate of the profile, the head latency
+    on each class (``head_s[class name]``) and the bytes sent (``bytes_``)."""
+
+    def __init__(
+        self, indices: NDArray[np.intp], head_s: dict[str, NDArray[np.float64]], bytes_: NDArray
+    ) -> None:
+        self.indices, self.head_s, self.bytes_ = indices, head_s, bytes_
+
+
+def keep_candidates(
+    profile: NetworkProfile,
+    device_classes: Sequence[DeviceClass],
+    wire_bytes_per_element: float,
+    input_compression: float,
+    cap: int,
+) -> KeptCandidates:
+    """The rule the simulator applies to a network (and the runtime partitions by): compress
+    its candidates against the head latency on every listed device class (measured where the
+    profile has the class, roofline otherwise) and the bytes each sends on the wire.
+
+    >>> from edgesplit.cost_models.devices import load_devices
+    >>> from edgesplit.cost_models.network import load_network
+    >>> kept = keep_candidates(load_network("resnet18"), [load_devices()["rpi4"]], 4.0, 1.0, 8)
+    >>> int(kept.indices[0]), sorted(kept.head_s)
+    (0, ['rpi4'])
+    """
+    from edgesplit.cost_models.devices import node_latency
+
+    classes = {c.name: c for c in device_classes}
+    if not classes:
+        raise ValueError("device_classes: at least one class is needed")
+    names = sorted(classes)
+    head = {n: profile.split_latency(node_latency(profile, classes[n]))[0] for n in names}
+    sent = profile.candidate_bytes(
+        wire_bytes_per_element=wire_bytes_per_element, input_compression=input_compression
+    )
+    keep = compress_candidates(np.stack([head[n] for n in names]), sent, cap)
+    return KeptCandidates(keep, head, sent)

@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from edgesplit.cost_models.candidates import compress_candidates
-from edgesplit.cost_models.devices import load_devices, node_latency
+from edgesplit.cost_models.candidates import keep_candidates
+from edgesplit.cost_models.devices import load_devices
 from edgesplit.cost_models.network import NetworkProfile
 
 from .parts import FORMAT, FORMAT_VERSION, INPUT_DTYPE, MANIFEST, WIRE_BYTES
@@ -55,9 +55,8 @@ def kept_candidates(
 ) -> list[int]:
     """Profile indices of the candidates the environment keeps for these device classes.
 
-    The rule of ``edgesplit.sim.tables.build``: compress against the head latency of
-    every listed class (measured where the profile has it, roofline otherwise) and the
-    bytes each candidate sends at ``wire_dtype``.
+    The simulator's rule (:func:`edgesplit.cost_models.candidates.keep_candidates`, which
+    ``edgesplit.sim.tables.build`` calls too) for these classes at ``wire_dtype``.
 
     >>> from edgesplit.cost_models.network import load_network
     >>> kept_candidates(load_network("resnet18"), ["x86_cpu_1t"])[0]
@@ -68,15 +67,17 @@ def kept_candidates(
     if not device_classes:
         raise ValueError("device_classes must name at least one class")
     catalogue = load_devices()
-    heads = []
-    for c in sorted(set(device_classes)):
+    for c in device_classes:
         if c not in catalogue:
             raise ValueError(f"device class {c!r} is not in the catalogue ({catalogue.names()})")
-        heads.append(profile.split_latency(node_latency(profile, catalogue[c]))[0])
-    sent = profile.candidate_bytes(
-        wire_bytes_per_element=WIRE_BYTES[wire_dtype], input_compression=input_compression
+    kept = keep_candidates(
+        profile,
+        [catalogue[c] for c in set(device_classes)],
+        WIRE_BYTES[wire_dtype],
+        input_compression,
+        cap,
     )
-    return [int(i) for i in compress_candidates(np.stack(heads), sent, cap)]
+    return [int(i) for i in kept.indices]
 
 
 def scenario_candidates(profile: NetworkProfile, scenarios: Iterable[str]) -> set[int]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgesplit.cost_models.candidates import compress_candidates
+from edgesplit.cost_models.candidates import keep_candidates
 from edgesplit.cost_models.devices import DeviceCatalogue, load_devices, node_latency
 from edgesplit.cost_models.links import LinkCatalogue, LinkClass, load_links
 from edgesplit.cost_models.network import load_network
@@ -97,12 +97,10 @@ def build(
             raise ScenarioError(
                 f"scenario '{sc.name}': field 'applications[{a}].network' = {app.network!r}: {e}"
             ) from e
-        lat = {c: node_latency(prof, devices[c]) for c in uniq_dev}
-        heads = {c: prof.split_latency(lat[c])[0] for c in uniq_dev}
-        b_all = prof.candidate_bytes(
-            wire_bytes_per_element=wire, input_compression=sc.costs.input_compression
+        kept = keep_candidates(
+            prof, [devices[c] for c in uniq_dev], wire, sc.costs.input_compression, cap
         )
-        keep = compress_candidates(np.stack([heads[c] for c in uniq_dev]), b_all, cap)
+        keep, heads, b_all = kept.indices, kept.head_s, kept.bytes_
         k = len(keep)
         n_valid[a] = k
         valid[a, :k] = True
