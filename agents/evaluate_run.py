@@ -37,9 +37,7 @@ def evaluate_run(run: str | Path, episodes: int, first_seed: int, baselines: lis
     except FileNotFoundError as e:
         raise FileNotFoundError(f"run {run}: no final model ({e}; is it a train.py run?)") from e
     seeds = list(range(first_seed, first_seed + episodes))
-    results = compare(
-        {spec.name: evaluate_policy(agent.predict, kw, seeds)}, kw["scenario"], seeds, baselines
-    )
+    results = compare({spec.name: evaluate_policy(agent.predict, kw, seeds)}, kw, seeds, baselines)
     agent.close()
     out_dir = run / "evaluate"
     out_dir.mkdir(exist_ok=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from edgesplit.envs.common import resolve_options
 from edgesplit.envs.gym_env import SplitOffloadEnv
 from edgesplit.envs.vector_env import SplitOffloadVectorEnv
 
@@ -64,11 +65,20 @@ def evaluate_policy(
 
 def compare(
     policies: dict[str, dict[str, np.ndarray]],
-    scenario: Any,
+    env_kwargs: dict[str, Any],
     seeds: Sequence[int],
     baselines: Sequence[str] = DEFAULT_BASELINES,
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Learned policies' metrics (already computed) plus every baseline on the same seeds."""
+    """Learned policies' metrics (already computed) plus every baseline on the same seeds
+    and the same scenario as the policies ran on: ``env_kwargs``' scenario with its
+    ``max_cycles`` and ``information`` applied, as the environment applies them."""
+    scenario, _ = resolve_options(
+        env_kwargs["scenario"],
+        "joint",
+        None,
+        env_kwargs.get("max_cycles"),
+        env_kwargs.get("information"),
+    )
     out = dict(policies)
     for nm in baselines:
         out[nm] = run_episodes(make_baseline(nm), scenario, seeds)

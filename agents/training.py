@@ -125,7 +125,7 @@ def _report(
     seeds = list(range(first, first + n_eval))
     learned = evaluate_policy(agent.predict, kw, seeds)
     crash_point("train.evaluated")
-    results = compare({spec.name: learned}, kw["scenario"], seeds, cfg["eval"]["baselines"])
+    results = compare({spec.name: learned}, kw, seeds, cfg["eval"]["baselines"])
     rows = summarise(results)
     title = (
         f"{spec.name} on {kw['scenario']}: {n_eval} held-out episodes "

@@ -57,7 +57,8 @@ def resolve_options(
 ) -> tuple[Scenario, str]:
     """The validated scenario (its horizon overridden by ``max_cycles``, its information
     model by ``information``: ``"privileged"`` for the true rates and backlogs, environment
-    v0's model, or a mapping of :class:`~edgesplit.sim.scenario.InformationSpec` fields) and
+    v0's model, or a mapping of :class:`~edgesplit.sim.scenario.InformationSpec` fields that
+    override the scenario's) and
     action type; a clear error naming the argument otherwise."""
     sc = load_scenario(scenario)
     if information is not None:
@@ -68,7 +69,8 @@ def resolve_options(
                 f"information: expected 'privileged' or a mapping of InformationSpec fields, "
                 f"got {information!r}"
             )
-        sc = sc.replace(information=dict(information))
+        # the fields given override the scenario's, the others stay
+        sc = sc.replace(information={**sc.to_dict()["information"], **information})
     if max_cycles is not None:
         if (
             isinstance(max_cycles, bool)

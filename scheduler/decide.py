@@ -375,10 +375,11 @@ def _core_cached(scenario_json: str, extra_network: str | None) -> Core:
 
 
 def _neurosurgeon(core: Core, i: int, a: int, s: dict[str, Any]) -> tuple[int, int]:
-    """The split and target minimising the latency of device ``i``'s task of app ``a`` alone
-    (Neurosurgeon, ASPLOS 2017: blind to the other devices), at the measured rates and
-    reported backlogs of the snapshot ``s``, by the environment's model
-    (:meth:`~edgesplit.sim.core.Core.resolve_snapshot`)."""
+    """The split and target minimising the cost of device ``i``'s task of app ``a`` alone
+    (Neurosurgeon, ASPLOS 2017: blind to the other devices; the objective is the scenario's
+    task cost, latency over deadline plus energy and miss terms, as the ``neurosurgeon``
+    baseline uses), at the measured rates and reported backlogs of the snapshot ``s``, by the
+    environment's model (:meth:`~edgesplit.sim.core.Core.resolve_snapshot`)."""
     ta = core.tables
     opts = [
         (sp, j)
@@ -402,4 +403,4 @@ def _neurosurgeon(core: Core, i: int, a: int, s: dict[str, Any]) -> tuple[int, i
         res = core.resolve_snapshot(
             dec, alone, app, rep(s["wait"]), rep(s["backlog"]), rep(s["srv"]), rep(s["rates"])
         )
-    return opts[int(np.argmin(res.latency_s[:, i]))]
+    return opts[int(np.argmin(res.cost[:, i]))]

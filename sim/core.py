@@ -56,13 +56,14 @@ import numpy as np
 from edgesplit.cost_models.links import FLOOR_MBPS, LinkBank
 
 from . import rng
-from .encoding import Tables, decode, encode_devices
+from .encoding import ActionError, Tables, decode, encode_devices
 from .scenario import Scenario
 from .schema import (
     CF,
     CHOICE_FLOAT_COLUMNS,
     CHOICE_INT_COLUMNS,
     CI,
+    DECISION_FIELDS,
     ROW,
     Decisions,
     Packed,
@@ -704,19 +705,49 @@ class Core:
         return res
 
     def step(self, dec: Decisions) -> StepResult:
-        """Resolve one slot for every environment with decisions ``[E, N]`` and move on."""
+        """Resolve one slot for every environment with decisions ``[E, N]`` and move on.
+        Raises :class:`~edgesplit.sim.encoding.ActionError` naming the field, environment,
+        device and value, before any state changes, for decisions of the wrong shape or out
+        of range (a split or target outside the space, a weight not finite and positive)."""
+        self._check_decisions(dec)
         if self._k is None:  # numpy: the StepResult as computed, not packed and unpacked
             return self._step_numpy(dec)
-        return self.result_of(self.step_packed(dec))
+        return self.result_of(self._step_packed(dec))
 
     def step_packed(self, dec: Decisions) -> Packed:
         """:meth:`step`, returning the packed result (see :meth:`result_of`)."""
+        self._check_decisions(dec)
+        return self._step_packed(dec)
+
+    def _step_packed(self, dec: Decisions) -> Packed:
         k = self._k
         if k is None:
             return self.pack(self._step_numpy(dec))
         out = self._kstep(0, k.dummy_ai, dec.as_array())
-        assert out is not None  # decisions are not validated: nothing to refuse
+        assert out is not None  # mode 0 validates nothing: the decisions were checked
         return out
+
+    def _check_decisions(self, dec: Decisions) -> None:
+        shape = (self.num_envs, self.n_devices)
+        ta = self.tables
+        size = {"candidate": ta.n_candidates, "target": ta.n_targets}
+        for f, a in zip(DECISION_FIELDS, dec.fields(), strict=True):
+            a = np.asarray(a)
+            if a.shape != shape:
+                raise ActionError(f"decisions.{f.name}: expected shape {shape}, got {a.shape}")
+            if f.kind in size:
+                hi = size[f.kind]
+                bad = (a < 0) | (a >= hi) | (a != np.floor(a))
+                want = f"an integer in [0, {hi})"
+            else:
+                bad = ~np.isfinite(a) | (a <= 0)
+                want = "a finite weight > 0"
+            if bad.any():
+                e, i = np.argwhere(bad)[0]
+                raise ActionError(
+                    f"decisions.{f.name}[env {e}, device {ta.device_names[i]!r}] = "
+                    f"{a[e, i].item()!r}: expected {want}"
+                )
 
     def step_action(self, action: np.ndarray, action_type: str) -> StepResult:
         """Decode raw actions ``[E, N, ...]`` of ``action_type`` and step. Raises
@@ -742,7 +773,7 @@ class Core:
                 if out is not None:
                     return out
         # the numpy decoder: the reference, and the one that words the errors
-        return self.step_packed(decode(self.tables, action, action_type, self.pending()[1]))
+        return self._step_packed(decode(self.tables, action, action_type, self.pending()[1]))
 
     def result_of(self, packed: Packed) -> StepResult:
         """The :class:`~edgesplit.sim.schema.StepResult` of a packed result (views)."""

@@ -509,6 +509,12 @@ def _build(raw: Mapping[str, Any], source: str, base: Path | None = None) -> Sce
             info_raw["ewma_weight"], "information.ewma_weight", low=0.0, low_open=True, high=1.0
         )
     information = InformationSpec(**ivals)
+    if information.link_rate == "true" and information.ewma_weight != 1.0:
+        raise ck.fail(
+            "information.ewma_weight",
+            information.ewma_weight,
+            "only measured link rates are averaged (link_rate is 'true')",
+        )
 
     def path_field(key: str) -> str | None:
         v = raw.get(key)

@@ -19,7 +19,7 @@ from edgesplit.cost_models.links import LinkCatalogue, LinkClass, load_links
 from edgesplit.cost_models.network import load_network
 
 from .encoding import Tables
-from .scenario import WIRE_BYTES, Scenario, ScenarioError
+from .scenario import WIRE_BYTES, BurstSpec, Scenario, ScenarioError
 
 __all__ = ["Physics", "build"]
 
@@ -36,8 +36,15 @@ class Physics:
     arrival_mean: np.ndarray  # [N, 2] mean arrivals per slot, between bursts and in one
     phase_on: np.ndarray  # [N] probability per slot that a burst starts (0: never)
     phase_off: np.ndarray  # [N] probability per slot that a burst ends
-    phase_start: np.ndarray  # [N] probability that an episode starts in a burst (stationary)
+    phase_start: np.ndarray  # [N] probability that an episode starts in a burst (the
+    # stationary law of the per-slot chain)
     app_cdf: np.ndarray  # [N, A] cumulative application mix
+
+
+def _stationary_on(b: BurstSpec, slot_s: float) -> float:
+    """Probability that the per-slot on/off chain is on, at stationarity."""
+    p_on, p_off = -np.expm1(-slot_s / b.mean_off_s), -np.expm1(-slot_s / b.mean_on_s)
+    return float(p_on / (p_on + p_off))
 
 
 def build(
@@ -194,13 +201,9 @@ def build(
                 for d in sc.devices
             ]
         ),
+        # the stationary law of the per-slot chain: p_on / (p_on + p_off)
         phase_start=np.array(
-            [
-                0.0
-                if d.bursts is None
-                else d.bursts.mean_on_s / (d.bursts.mean_on_s + d.bursts.mean_off_s)
-                for d in sc.devices
-            ]
+            [0.0 if d.bursts is None else _stationary_on(d.bursts, sc.slot_s) for d in sc.devices]
         ),
         app_cdf=np.cumsum(mix, axis=1),
     )

@@ -18,7 +18,7 @@ from edgesplit.sim import core as core_mod
 from edgesplit.sim.core import Core
 from edgesplit.sim.encoding import ActionError
 from edgesplit.sim.scenario import available_scenarios, load_scenario
-from edgesplit.sim.schema import DECISION_FIELDS
+from edgesplit.sim.schema import DECISION_FIELDS, Decisions
 from edgesplit.sim.state import State
 
 pytest.importorskip("numba")
@@ -315,3 +315,29 @@ def test_kernel_compiles_without_a_cache_location() -> None:
     exec("def f(x):\n    return x + 1\n", ns)  # defined in '<string>': no cache locator
     f = _jit(ns["f"])
     assert f(41) == 42 and not f._cache.__class__.__name__.startswith("Function")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_step_refuses_bad_decisions_before_changing_state(backend: str) -> None:
+    """Core.step checks decisions as step_action checks actions: a wrong shape (the compiled
+    step would read past the array) or a value outside the space names the field, the
+    environment and the device, and changes nothing."""
+    core = Core(load_scenario("default"), 4, backend=backend)
+    core.reset(np.arange(4, dtype=np.uint64))
+    before = {k: v.copy() for k, v in core.state.arrays().items()}
+    good = _home_decisions(core)
+    bad = [
+        (Decisions.filled((1, core.n_devices)), "decisions.split: expected shape"),
+        (good.copy(), r"decisions\.split\[env 2, device 'pi_1'\] = 99"),
+        (good.copy(), r"decisions\.target\[env 0, device 'pi_0'\] = -3"),
+        (good.copy(), r"decisions\.cpu_weight\[env 3, device 'orin_1'\] = nan"),
+    ]
+    bad[1][0].split[2, 1] = 99
+    bad[2][0].target[0, 0] = -3
+    bad[3][0].cpu_weight[3, 5] = np.nan
+    for dec, match in bad:
+        with pytest.raises(ActionError, match=match):
+            core.step(dec)
+    for k, v in core.state.arrays().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+    core.step(good)  # and a valid one still steps

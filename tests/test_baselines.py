@@ -189,3 +189,13 @@ def test_myopic_orderings_hold_on_the_myopic_scenarios(scenario: str) -> None:
         r = evaluate_baselines(scenario, [0, 1, 2], names)
         o, g, ns = (float(np.mean(r[n]["cost_per_slot"])) for n in names)
         assert o <= g + 1e-9 and g <= ns + 1e-9, (scenario, suffix, o, g, ns)
+
+
+def test_compare_runs_the_baselines_on_the_policies_horizon() -> None:
+    """With env.max_cycles set, the baselines run the same truncated episodes as the policy
+    (they used to run the scenario's full horizon)."""
+    from edgesplit.agents.evaluation import compare
+
+    short = compare({}, {"scenario": "single", "max_cycles": 5}, [0, 1], ["local"])["local"]
+    full = compare({}, {"scenario": "single"}, [0, 1], ["local"])["local"]
+    assert short["tasks"].sum() <= 2 * 5 < full["tasks"].sum()

@@ -43,8 +43,9 @@ def test_bursts_follow_the_on_off_process(backend: str) -> None:
         arrivals_off += int(arrived[phase == 0].sum())
         ends += int(((phase == 1) & (core.state.phase[:, 0] == 0)).sum())
     n = e * slots
-    assert on_slots / n == pytest.approx(0.25, abs=0.02)
     dt = sc.slot_s
+    p_on, p_off = -np.expm1(-dt / 1.5), -np.expm1(-dt / 0.5)  # per-slot switching
+    assert on_slots / n == pytest.approx(p_on / (p_on + p_off), abs=0.015)  # 0.262
     assert arrivals_on / (on_slots * dt) == pytest.approx(20.0, rel=0.05)
     assert arrivals_off / ((n - on_slots) * dt) == pytest.approx(1.0, rel=0.1)
     # a burst ends with probability 1 - exp(-dt / mean_on) per slot
@@ -83,4 +84,17 @@ def test_bad_bursts_name_the_field(bursts: dict, field: str) -> None:
     d = load_scenario("single").to_dict()
     d["devices"][0]["bursts"] = bursts
     with pytest.raises(ScenarioError, match=field.replace(".", r"\.")):
+        load_scenario(d)
+
+
+def test_information_overrides_fields_and_refuses_a_weight_on_true_rates() -> None:
+    from edgesplit.envs.gym_env import SplitOffloadEnv
+
+    d = load_scenario("single").to_dict()
+    d["information"] = {"ewma_weight": 0.3}
+    env = SplitOffloadEnv(scenario=d, information={"server_backlog": "true"})
+    info = env.scenario.information
+    assert (info.link_rate, info.ewma_weight, info.server_backlog) == ("measured", 0.3, "true")
+    d["information"] = {"link_rate": "true", "ewma_weight": 0.5}
+    with pytest.raises(ScenarioError, match=r"information\.ewma_weight"):
         load_scenario(d)

@@ -13,6 +13,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from edgesplit.agents.baselines import make_baseline
 from edgesplit.agents.export import export_policy
 from edgesplit.agents.registry import get_agent
 from edgesplit.envs import ENV_ID, ENV_ID_V0
@@ -350,11 +351,14 @@ def test_scheduler_needs_no_torch_gymnasium_or_numba(single_dir: Path) -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
-def test_the_fallback_rule_picks_the_fastest_choice_of_the_environment(single_dir: Path) -> None:
+def test_the_fallback_rule_is_the_neurosurgeon_baseline_on_the_environment(
+    single_dir: Path,
+) -> None:
     """With the policy failing, the scheduler's Neurosurgeon rule takes, for the one device
-    of `single`, the split and target whose latency, as the environment itself then
+    of `single`, the split and target whose task cost, as the environment itself then
     measures it, is the lowest (v0, so that the request's rates and backlogs are the true
-    ones): the rule judges with the environment's own model."""
+    ones): the rule judges with the environment's own model, and decides as the
+    `neurosurgeon_privileged` baseline does."""
     import copy
 
     sched = Scheduler(load_policy(single_dir))
@@ -377,9 +381,14 @@ def test_the_fallback_rule_picks_the_fastest_choice_of_the_environment(single_di
                 for j in range(ta.n_targets):
                     trial = copy.deepcopy(env.core)
                     act = np.array([[[s, j, ta.n_levels - 1, ta.n_levels - 1]]])
-                    lat[s, j] = float(trial.step_action(act, "multidiscrete").latency_s[0, 0])
+                    lat[s, j] = float(trial.step_action(act, "multidiscrete").cost[0, 0])
             best = min(lat.values())
             chosen = (d["split_index"], ta.target_names.index(d["target"]) if d["target"] else 0)
             assert lat[chosen] == pytest.approx(best, rel=1e-9), (lat, chosen)
+            rule = make_baseline("neurosurgeon_privileged").decide(env.core)
+            assert (int(rule.split[0, 0]), int(rule.target[0, 0])) == (
+                d["split_index"],
+                ta.target_names.index(d["target"]) if d["target"] else int(rule.target[0, 0]),
+            )
             checked += 1
     assert checked >= 10
