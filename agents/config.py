@@ -104,9 +104,7 @@ class EvalConfig:
 
     episodes: int = 10  # held-out episodes
     first_seed: int = 100000  # held-out seeds: first_seed .. first_seed + episodes - 1
-    baselines: list[str] = field(
-        default_factory=lambda: list(DEFAULT_BASELINES)
-    )
+    baselines: list[str] = field(default_factory=lambda: list(DEFAULT_BASELINES))
 
 
 @dataclass
@@ -133,9 +131,7 @@ class EvaluateConfig:
     run: str = "???"  # a run directory written by train.py
     episodes: int = 20  # held-out episodes
     first_seed: int = 200000  # held-out seeds: first_seed .. first_seed + episodes - 1
-    baselines: list[str] = field(
-        default_factory=lambda: list(DEFAULT_BASELINES)
-    )
+    baselines: list[str] = field(default_factory=lambda: list(DEFAULT_BASELINES))
 
 
 def register_configs() -> None:

@@ -81,6 +81,4 @@ class EpisodeTotals:
     def samples(self) -> dict[str, np.ndarray]:
         """Every decided task of the episodes: latency, app, split, target and device
         (empty arrays when the infos carried no decisions)."""
-        return {
-            k: np.concatenate(v) if v else np.zeros(0) for k, v in self._samples.items()
-        }
+        return {k: np.concatenate(v) if v else np.zeros(0) for k, v in self._samples.items()}

@@ -72,24 +72,27 @@ class SplitOffloadParallelEnv(ParallelEnv):
     ``"rgb_array"``), ``backend``, as for :class:`~edgesplit.envs.gym_env.SplitOffloadEnv` (a
     config mapping of them in place of ``scenario`` too).
 
-    >>> from edgesplit.envs import split_offload_v0
-    >>> env = split_offload_v0.parallel_env(scenario="single", max_cycles=5)
+    >>> from edgesplit.envs import split_offload_v1
+    >>> env = split_offload_v1.parallel_env(scenario="single", max_cycles=5)
     >>> obs, infos = env.reset(seed=0)
     >>> env.agents, env.state().shape == env.state_space.shape
     (['agent_0'], True)
-    >>> split_offload_v0.parallel_env(scenario="default").agent_devices["agent_2"]
+    >>> split_offload_v1.parallel_env(scenario="default").agent_devices["agent_2"]
     'nano_0'
     >>> actions = {a: env.action_space(a).sample() for a in env.agents}
     >>> obs, rewards, terminations, truncations, infos = env.step(actions)
 
     ## Version History
 
-    * v0: initial release.
+    * v1: agents observe what a real scheduler knows (the measured link rates and the
+      reported server backlogs; the scenario's ``information``).
+    * v0: initial release; agents observe the true rates and backlogs
+      (:mod:`~edgesplit.envs.split_offload_v0`, ``information="privileged"``).
     """
 
     metadata = {
         "render_modes": list(RENDER_MODES),
-        "name": "split_offload_v0",
+        "name": "split_offload_v1",
         "is_parallelizable": True,
     }
 

@@ -86,7 +86,7 @@ class SplitOffloadVectorEnv(VectorEnv):
     >>> obs.shape[0], envs.metadata["autoreset_mode"].name
     (4, 'NEXT_STEP')
     >>> envs = gym.make_vec(
-    ...     "edgesplit/SplitOffload-v0", num_envs=2, scenario="single", autoreset_mode="SAME_STEP"
+    ...     "edgesplit/SplitOffload-v1", num_envs=2, scenario="single", autoreset_mode="SAME_STEP"
     ... )
     >>> envs.autoreset_mode.name
     'SAME_STEP'

@@ -168,6 +168,11 @@ class Device:
         The application's name for the scheduler and the server (default: the network's).
     timeout_s
         Socket time-out towards the servers.
+    rate_ewma_weight
+        Weight of the latest transfer in the link rate the device reports: the policy's
+        scenario ``information.ewma_weight`` (default 1: the last transfer's rate, what
+        environment v1 observes by default), so that the deployed policy sees the rate
+        process it was trained on.
     """
 
     def __init__(
@@ -180,7 +185,11 @@ class Device:
         wire_dtype: str = "float32",
         app: str | None = None,
         timeout_s: float = 30.0,
+        rate_ewma_weight: float = 1.0,
     ) -> None:
+        if not 0.0 < rate_ewma_weight <= 1.0:
+            raise ValueError(f"rate_ewma_weight must be in (0, 1], got {rate_ewma_weight!r}")
+        self.rate_ewma_weight = float(rate_ewma_weight)
         if wire_dtype not in ("float32", "float16", "int8"):
             raise ValueError(f"wire_dtype must be float32, float16 or int8, got {wire_dtype!r}")
         self.name, self.parts, self.decider = name, parts, decider
@@ -217,7 +226,8 @@ class Device:
             return
         ap = self.servers[target].access_point or target
         rate = n_bytes * 8 / send_s / 1e6
-        self.rates_mbps[ap] = 0.7 * self.rates_mbps[ap] + 0.3 * rate
+        w = self.rate_ewma_weight
+        self.rates_mbps[ap] = w * rate + (1.0 - w) * self.rates_mbps[ap]
 
     def poll_backlogs(self) -> dict[str, float]:
         """Ask every server for its backlog (STATUS frames; no pacing, no delay)."""

@@ -33,7 +33,19 @@ by all-local and an unreachable target by the home edge, and costs ``infeasible_
 Arrivals: a Poisson number of tasks per device per slot (mean ``rate * slot_s``), each of an
 application drawn from the device's mix; they join the device's queue and become pending at
 the next slot; one task per device is decided per slot; tasks that find the queue full are
-dropped (``drop_penalty`` each).
+dropped (``drop_penalty`` each). With ``bursts`` on a device group the rate is modulated by an
+on/off phase: ``on_rate_hz`` in a burst, ``arrival_rate_hz`` between bursts; after each slot's
+arrivals a burst ends with probability ``1 - exp(-slot_s / mean_on_s)`` and starts with
+``1 - exp(-slot_s / mean_off_s)``; an episode starts in a burst with the stationary
+probability of that chain.
+
+What the scheduler knows (the scenario's ``information``; environment v1 by default): the
+observation carries ``rates_seen``, each link's rate measured over the slot just over
+(``rates_seen <- w * rate(t) + (1 - w) * rates_seen``, ``w = ewma_weight``, updated after the
+slot resolves and before the links move), and ``srv_seen``, the servers' backlogs at the start
+of the previous slot. With ``link_rate: true`` / ``server_backlog: true`` (v0) they are the
+true current values. ``resolve(known=True)`` judges decisions on them; the dynamics always
+use the true ones.
 
 Randomness: the counter-based generator of :mod:`edgesplit.sim.rng`. Each environment's key
 is drawn from its own seeded ``numpy`` generator at reset; every random number of a slot is a

@@ -13,7 +13,7 @@ any batch of links, each with its own class:
 
 :class:`~edgesplit.cost_models.links.LinkProcess` (one class) and
 :class:`~edgesplit.cost_models.links.LinkBank` (its Markov columns, any mix of classes) both
-call these two functions; the compiled step of ``envs/_kernel.py`` is the same arithmetic in
+call these two functions; the compiled step of ``sim/kernel.py`` is the same arithmetic in
 the same order, link by link, on the arrays of :meth:`LinkBank.markov_statics
 <edgesplit.cost_models.links.LinkBank.markov_statics>`.
 

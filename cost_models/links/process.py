@@ -305,7 +305,7 @@ class LinkBank:
 
     Notes
     -----
-    A compiled step (``envs/_kernel.py``) steps the Markov links itself, in the same order
+    A compiled step (``sim/kernel.py``) steps the Markov links itself, in the same order
     as :func:`~edgesplit.cost_models.links.markov.markov_step`. What it needs is public:
     :attr:`markov_columns`, :meth:`markov_statics` (the constants), :attr:`markov_state`,
     :attr:`other_processes` (the classes it leaves to their own process) and
@@ -345,12 +345,6 @@ class LinkBank:
         self._m_loglev = np.zeros(mshape)  # log level of the current state (minus s^2/2)
         self._m_x = np.zeros(mshape)  # log of the fast factor
         self._m_ibuf = np.zeros(mshape, dtype=np.intp)
-        # the names envs/core.py reads today (the same read-only arrays as ``_ms``)
-        ms = self._ms
-        self._m_k, self._m_log_levels, self._m_row = ms.n_states, ms.log_levels, ms.row
-        self._m_p_switch, self._m_k_over_p = ms.p_switch, ms.k_over_p
-        self._m_rho, self._m_sigma, self._m_innov = ms.rho, ms.sigma, ms.innov
-        self._table = ms.table
         # other classes (trace, wired): one process each, over their columns
         by_class: dict[LinkClass, list[int]] = {}
         for i, lc in enumerate(links):
