@@ -222,17 +222,31 @@ class CheckpointStore:
         return state
 
     def restore(
-        self, ckpt: Path, load: Callable[[Path], Agent], algo: str | None = None
+        self,
+        ckpt: Path,
+        load: Callable[[Path], Agent],
+        algo: str | None = None,
+        config: dict[str, Any] | None = None,
     ) -> tuple[Agent, dict[str, Any]]:
-        """Load the agent from ``ckpt`` (``load(ckpt)``), check its algorithm (``algo``) and
-        step count against the checkpoint's, and restore every RNG state; returns the agent
-        and ``state.json``."""
+        """Load the agent from ``ckpt`` (``load(ckpt)``), check its algorithm (``algo``), the
+        settings that shape learning (``config``, as saved under ``"config"``) and step
+        count against the checkpoint's, and restore every RNG state; returns the agent and
+        ``state.json``."""
         state = self.read_state(ckpt)
         if algo is not None and state.get("algo") != algo:
             raise CheckpointError(
                 f"{ckpt}: state.json's 'algo' = {state.get('algo')!r}, this run's is {algo!r} "
                 "(another run's directory? resume=false starts afresh)"
             )
+        if config is not None and "config" in state:
+            diff = first_difference(state["config"], config)
+            if diff is not None:
+                key, was, now = diff
+                raise CheckpointError(
+                    f"{ckpt}: the checkpoint was trained with {key} = {was!r}, this run asks "
+                    f"for {now!r}: resuming would keep the old setting (resume=false starts "
+                    "afresh, or use another run directory)"
+                )
         agent = load(ckpt)
         if agent.num_timesteps != int(state["num_timesteps"]):
             raise CheckpointError(
@@ -242,3 +256,21 @@ class CheckpointStore:
         agent.set_rng_state(state["rng"]["agent"])
         set_global_rng_state(state["rng"]["global"])  # after loading, which reseeds them
         return agent, state
+
+
+def first_difference(a: Any, b: Any, key: str = "") -> tuple[str, Any, Any] | None:
+    """The first (dotted key, a's value, b's value) where two JSON values differ, or None.
+
+    >>> first_difference({"algo": {"kwargs": {"lr": 1}}}, {"algo": {"kwargs": {"lr": 2}}})
+    ('algo.kwargs.lr', 1, 2)
+    """
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            sub = f"{key}.{k}" if key else str(k)
+            if k not in a or k not in b:
+                return sub, a.get(k), b.get(k)
+            d = first_difference(a[k], b[k], sub)
+            if d is not None:
+                return d
+        return None
+    return None if a == b else (key or "(config)", a, b)

@@ -74,6 +74,14 @@ class _Segment:
         }
 
 
+def learning_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The settings that shape what is learned (the algorithm and its hyperparameters, the
+    environment, the seed, the number of environments), which a resumed run must share with
+    its checkpoint; not the budget, evaluation, logging or checkpoint cadence."""
+    part = {k: cfg[k] for k in ("algo", "env", "seed", "n_envs") if k in cfg}
+    return json.loads(json.dumps(part, default=repr))  # JSON, as state.json holds it
+
+
 def _start(
     cfg: dict[str, Any], spec: AgentSpec, kw: dict[str, Any], store: CheckpointStore, tb: Path
 ) -> tuple[Agent, list[dict[str, Any]]]:
@@ -96,6 +104,7 @@ def _start(
         ckpt,
         lambda d: spec.load(d, kw, training=True, seed=seed, n_envs=n_envs, tb_dir=tb),
         algo=spec.name,
+        config=learning_config(cfg),
     )
     return agent, list(state.get("segments", []))
 
@@ -193,7 +202,13 @@ def train(cfg: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     segment = _Segment(resumed_from)
 
     def checkpoint() -> None:
-        store.save(agent, {"segments": [*segments, segment.record(agent.num_timesteps)]})
+        store.save(
+            agent,
+            {
+                "segments": [*segments, segment.record(agent.num_timesteps)],
+                "config": learning_config(cfg),
+            },
+        )
 
     total = int(cfg["total_timesteps"])
     # a progress bar on stderr (tqdm), from where a resumed run starts
@@ -215,7 +230,7 @@ def train(cfg: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
         segments.append(segment.record(agent.num_timesteps))
     crash_point("train.learned")
     if agent.num_timesteps > resumed_from:  # else the checkpoint it resumed from is current
-        store.save(agent, {"segments": segments})
+        store.save(agent, {"segments": segments, "config": learning_config(cfg)})
     _save_model(agent, run_dir / MODEL_DIR)
     summary = _report(cfg, spec, agent, kw, run_dir, segments, resumed_from)
     if wandb_run is not None:

@@ -267,3 +267,20 @@ def test_resume_restores_every_generator(tmp_path: Path) -> None:
     assert saved["envs"][0] != saved["envs"][1]
     agent.close()
     back.close()
+
+
+def test_resuming_with_other_learning_settings_is_refused(tmp_path: Path) -> None:
+    """A rerun of a run directory whose checkpoint was trained with another learning rate
+    (or scenario, seed, number of envs) would silently keep the old one: it is refused,
+    naming the key and both values; the budget may change."""
+    run = tmp_path / "run"
+    few = ["total_timesteps=128", "checkpoint_every=64", "algo.kwargs.n_steps=64"]
+    assert _train(run, "ppo", few, None) == 0
+    more = [*few[1:], "total_timesteps=256"]
+    assert _train(run, "ppo", more, None) == 0  # a larger budget resumes
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "train.py", "algo=ppo", *COMMON, *more, "total_timesteps=320",
+           "algo.kwargs.learning_rate=0.01", f"hydra.run.dir={run}"]  # fmt: skip
+    p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode != 0
+    assert "algo.kwargs.learning_rate = 0.001" in p.stderr and "0.01" in p.stderr, p.stderr[-800:]
