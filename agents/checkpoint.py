@@ -33,7 +33,6 @@ True
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import random
@@ -45,6 +44,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+from edgesplit.scheduler.policy import file_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
     from .protocol import Agent
@@ -106,14 +107,6 @@ def set_global_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((kind, keys, pos, has_gauss, cached))  # noqa: NPY002
     raw = np.frombuffer(base64.b64decode(state["torch"]), dtype=np.uint8).copy()
     torch.set_rng_state(torch.from_numpy(raw))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _fsync(path: Path) -> None:
@@ -179,7 +172,7 @@ class CheckpointStore:
         files = {}
         for p in sorted(tmp.iterdir()):
             _fsync(p)
-            files[p.name] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+            files[p.name] = {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
         state = {
             "format": FORMAT,
             "version": VERSION,
@@ -217,7 +210,7 @@ class CheckpointStore:
             p = ckpt / name
             if not p.is_file():
                 raise CheckpointError(f"{ckpt}: file {name!r} listed in state.json is missing")
-            if p.stat().st_size != meta["bytes"] or _sha256(p) != meta["sha256"]:
+            if p.stat().st_size != meta["bytes"] or file_sha256(p) != meta["sha256"]:
                 raise CheckpointError(f"{ckpt}: file {name!r} differs from state.json's sha256")
         return state
 

@@ -26,7 +26,6 @@ any decision of a policy trained on a shipped scenario names a candidate the par
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import warnings
 from collections.abc import Iterable, Sequence
@@ -38,6 +37,7 @@ import numpy as np
 from edgesplit.cost_models.candidates import keep_candidates
 from edgesplit.cost_models.devices import load_devices
 from edgesplit.cost_models.network import NetworkProfile
+from edgesplit.scheduler.policy import file_sha256
 
 from .parts import FORMAT, FORMAT_VERSION, INPUT_DTYPE, MANIFEST, WIRE_BYTES
 
@@ -105,14 +105,6 @@ def scenario_candidates(profile: NetworkProfile, scenarios: Iterable[str]) -> se
             )
         )
     return out
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def partition(
@@ -244,7 +236,7 @@ def partition(
             {"name": nm, "shape": list(v.shape), "dtype": "float32"}
             for nm, v in zip(result_names, outputs, strict=True)
         ],
-        "weights": {"file": weights.name, "sha256": _sha256(weights)},
+        "weights": {"file": weights.name, "sha256": file_sha256(weights)},
         "n_candidates": n_cand,
         "candidates": entries,
     }
@@ -273,4 +265,4 @@ def _export(
             opset_version=OPSET,
             dynamo=False,
         )
-    return {"file": path.name, "sha256": _sha256(path)}
+    return {"file": path.name, "sha256": file_sha256(path)}
