@@ -179,6 +179,8 @@ def _shape(value: Any, field: str) -> tuple[int, ...]:
     for s in value:
         if isinstance(s, bool) or not isinstance(s, int) or s < 0:
             raise FrameError(field, value, "expected a list of at most 8 non-negative integers")
+        if s >= 2**31:  # numpy refuses such a dimension with a message naming nothing
+            raise FrameError(field, value, "a dimension must be below 2**31")
     return tuple(value)
 
 

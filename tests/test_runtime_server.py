@@ -226,3 +226,14 @@ def test_cli_device_against_cli_server(tiny_dir):
     finally:
         srv.terminate()
         srv.wait(10)
+
+
+def test_a_huge_dimension_names_the_field():
+    """A tensor header asking for a dimension numpy cannot make gets a FrameError naming the
+    shape's field (numpy's own error named nothing)."""
+    from edgesplit.runtime.wire import FrameError, decode_tensors
+
+    metas = [{"name": "x", "dtype": "float32", "shape": [0, 10**20]}]
+    with pytest.raises(FrameError) as err:
+        decode_tensors(metas, b"")
+    assert err.value.field == "header.tensors[0].shape"
