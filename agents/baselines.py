@@ -223,16 +223,17 @@ def _best_rows(
 
 
 def _neurosurgeon(core: Core, known: bool) -> Decisions:
-    _has, app = core.pending()
-    cur = _local(core)
-    opts = _grid(core, with_weights=False)
-    e, n = app.shape
-    for k in range(n):
-        alone = np.zeros((e, n), dtype=bool)
-        alone[:, k] = True
-        best, _ = _best_response(core, cur, k, alone, opts, own_only=True, known=known)
-        cur[:, k] = best[:, k]
-    return cur
+    """Each device's option of least cost were it alone in the slot (whole shares, the
+    server backlogs as known): :meth:`Core.option_estimates`, the first of equal ones in
+    ``(split, target)`` order."""
+    has, _app = core.pending()
+    cost = core.option_estimates(known=known).cost
+    e, n, _s, j = cost.shape
+    best = cost.reshape(e, n, -1).argmin(-1)
+    local = _local(core)
+    split = np.where(has, best // j, local.split)
+    target = np.where(has, best % j, local.target)
+    return _full(core, split, target)
 
 
 def _greedy(core: Core, known: bool) -> Decisions:

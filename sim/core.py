@@ -69,6 +69,7 @@ from edgesplit.cost_models.links import FLOOR_MBPS, LinkBank
 
 from . import rng
 from .encoding import ActionError, Tables, decode, encode_devices
+from .estimates import AloneOutcome, alone_outcome
 from .scenario import Scenario
 from .schema import (
     CF,
@@ -602,6 +603,42 @@ class Core:
             has, app, wait_q, kbase = has[rows], app[rows], wait_q[rows], kbase[rows]
             dev_b, srv_b, rates = dev_b[rows], srv_b[rows], rates[rows]
         return self._outcome(dec, has, app, wait_q, kbase, dev_b, srv_b, rates, active)
+
+    def option_estimates(self, known: bool = True) -> AloneOutcome:
+        """Each device's every ``(split, target)`` option judged alone, arrays
+        ``[E, N, S, J]``: the outcome of its pending task at whole shares with no other task
+        of the slot contending, on what the scheduler knows (``known``, the default: the
+        measured rates and reported backlogs) or on the truth. Neurosurgeon picks each
+        device's cheapest option here; the shared policies see these estimates (computed
+        from the observation: :mod:`edgesplit.sim.estimates`)."""
+        p = self._pending()
+        st = self.state
+        dev_b, srv_b, rates = (
+            (st.dev_backlog, st.srv_seen, st.rates_seen)
+            if known
+            else (st.dev_backlog, st.srv_backlog, st.rates)
+        )
+        e, n = p.has.shape
+        ta = self.tables
+        s_n, j_n = ta.n_candidates, ta.n_targets
+        k = p.kbase[:, :, None] + np.arange(self._sj)  # [E, N, SJ]
+        f = self._ftab.take(k, axis=0, mode="clip")
+        ci = self._itab.take(k, axis=0, mode="clip")
+        rate = np.take_along_axis(rates.reshape(e, -1), ci[..., CI.device_ap].reshape(e, -1), 1)
+        srv = np.take_along_axis(srv_b, ci[..., CI.target].reshape(e, -1), 1)
+        shape = (e, n, self._sj)
+        out = alone_outcome(
+            f,
+            p.wait[:, :, None],
+            (dev_b * p.has)[:, :, None],
+            np.maximum(rate.reshape(shape), 1e-12),
+            srv.reshape(shape),
+            self.physics.p_tx_w[None, :, None],
+            self._w,
+        )
+        for name, v in vars(out).items():
+            setattr(out, name, np.asarray(v).reshape(e, n, s_n, j_n))
+        return out
 
     def resolve_snapshot(
         self,
