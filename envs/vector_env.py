@@ -209,6 +209,11 @@ class SplitOffloadVectorEnv(VectorEnv):
         info = {"action_mask": self._masks(), "_action_mask": mask}
         return obs, info
 
+    def generators(self) -> list[np.random.Generator]:
+        """Each copy's generator (it draws the copy's episode keys), live: a checkpoint
+        saves and restores their states. Empty before the first reset."""
+        return list(self._rngs)
+
     def _masks(self) -> np.ndarray:
         if self._mask_table is None:
             return np.ones((self.num_envs, 1), dtype=bool)
