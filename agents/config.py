@@ -65,6 +65,11 @@ class AlgoConfig:
     policy: str = "MlpPolicy"  # SB3 policy name (MADDPG builds its own networks: "none")
     action_noise_sigma: Optional[float] = None  # Gaussian exploration noise on [-1, 1] actions
     kwargs: dict[str, Any] = field(default_factory=dict)  # the algorithm's constructor
+    # parallel copies for this algorithm (None: the run's n_envs)
+    n_envs: Optional[int] = None
+    # behaviour cloning before RL (edgesplit.agents.warm_start.behaviour_clone's keywords:
+    # teacher, slots, epochs, batch_size, learning_rate); empty: none
+    warm_start: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -170,6 +175,37 @@ def _baselines(cfg: Mapping[str, Any], key: str) -> None:
             raise ConfigError(f"{key}[{i}]={nm!r}: not one of {sorted(BASELINES)}")
 
 
+#: behaviour_clone's keywords a config may set besides ``teacher``: integers >= 1, and the
+#: learning rate (a number > 0)
+WARM_START_INTS = ("slots", "epochs", "batch_size")
+
+
+def _warm_start(cfg: Mapping[str, Any]) -> None:
+    from .baselines import BASELINES
+    from .registry import AGENTS
+
+    ws = _get(cfg, "algo").get("warm_start") or {}
+    for key, v in ws.items():
+        if key == "teacher":
+            if v not in BASELINES:
+                raise ConfigError(f"algo.warm_start.teacher={v!r}: not one of {sorted(BASELINES)}")
+        elif key in WARM_START_INTS:
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"algo.warm_start.{key}={v!r}: must be an integer >= 1")
+        elif key == "learning_rate":
+            if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
+                raise ConfigError(f"algo.warm_start.{key}={v!r}: must be a number > 0")
+        else:
+            known = ", ".join(("teacher", *WARM_START_INTS, "learning_rate"))
+            raise ConfigError(f"algo.warm_start.{key}: unknown key (known: {known})")
+    spec = AGENTS[_get(cfg, "algo.name")]
+    if ws and not (spec.on_policy and not spec.multi_agent):
+        raise ConfigError(
+            f"algo.warm_start: {spec.name} is not an SB3 actor-critic agent (a warm start "
+            "fits an actor-critic policy)"
+        )
+
+
 def check_train_config(cfg: Mapping[str, Any], algo_kwargs: bool = True) -> None:
     """Raise :class:`ConfigError` (key and value named) for a value out of range in a
     composed ``train.py`` config; with ``algo_kwargs``, check them with
@@ -192,6 +228,9 @@ def check_train_config(cfg: Mapping[str, Any], algo_kwargs: bool = True) -> None
         raise ConfigError(f"logger.mode={mode!r}: not one of {list(WANDB_MODES)}")
     if _get(cfg, "env.max_cycles") is not None:
         _int_at_least(cfg, "env.max_cycles", 1)
+    if _get(cfg, "algo").get("n_envs") is not None:
+        _int_at_least(cfg, "algo.n_envs", 1)
+    _warm_start(cfg)
     sigma = _get(cfg, "algo").get("action_noise_sigma")
     if sigma is not None and (isinstance(sigma, bool) or not isinstance(sigma, int | float)):
         raise ConfigError(f"algo.action_noise_sigma={sigma!r}: must be a number")

@@ -1,10 +1,14 @@
 """The agent protocol for stable-baselines3 algorithms (PPO, MaskablePPO, DQN, DDQN, DDPG,
 and any other SB3 class or subclass a registry entry names).
 
-The model learns on ``n_envs`` copies of the Gymnasium face in a ``DummyVecEnv`` (each in a
-``Monitor``, so ``rollout/ep_rew_mean`` reaches TensorBoard). A saved agent is a directory
-holding ``model.zip`` (SB3's own format) and, for off-policy algorithms,
-``replay_buffer.pkl``.
+The model learns on ``n_envs`` copies of the environment: for joint decisions all in one
+batched core (:class:`~edgesplit.agents.sb3_vec.NativeVecEnv`), for sequential ones copies of
+the Gymnasium face in a ``DummyVecEnv`` (each in a ``Monitor``); ``rollout/ep_rew_mean``
+reaches TensorBoard either way. ``policy: SharedSplitPolicy`` in an algorithm config picks
+the shared per-device policy (:mod:`edgesplit.agents.shared_policy`), and ``warm_start``
+clones a rule's decisions before the first update (:mod:`edgesplit.agents.warm_start`).
+A saved agent is a directory holding ``model.zip`` (SB3's own format) and, for off-policy
+algorithms, ``replay_buffer.pkl``.
 
 >>> from edgesplit.agents.registry import get_agent
 >>> agent = get_agent("ppo").build({"policy": "MlpPolicy", "kwargs": {"n_steps": 32,
@@ -28,7 +32,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 from stable_baselines3.common.noise import NormalActionNoise
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from stable_baselines3.dqn.policies import DQNPolicy
 from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
@@ -36,6 +40,9 @@ from torch import nn
 from edgesplit.envs import ENV_ID
 
 from .registry import AgentSpec
+from .sb3_vec import NativeVecEnv
+from .shared_policy import SharedSplitPolicy
+from .warm_start import behaviour_clone
 
 __all__ = ["SB3Agent"]
 
@@ -94,9 +101,6 @@ class _EveryN(BaseCallback):
             self.checkpoint()
             self._next = (self.model.num_timesteps // self.every + 1) * self.every
 
-    def _on_step(self) -> bool:
-        return True
-
 
 class _ActorLogits(nn.Module):
     """An SB3 actor-critic policy's action logits (no sampling, no value head)."""
@@ -111,8 +115,24 @@ class _ActorLogits(nn.Module):
         return p.action_net(p.mlp_extractor.forward_actor(features))
 
 
-def _vec_env(env_kwargs: dict[str, Any], n_envs: int, seed: int | None) -> DummyVecEnv:
-    return make_vec_env(  # each copy in a Monitor: rollout/ep_rew_mean in TensorBoard
+class _PolicyLogits(nn.Module):
+    """A policy's own per-dimension logits (:class:`~.shared_policy.SharedSplitPolicy`)."""
+
+    def __init__(self, policy: Any) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, obs: Any) -> Any:
+        return self.policy.action_logits(obs)
+
+
+def _vec_env(env_kwargs: dict[str, Any], n_envs: int, seed: int | None) -> VecEnv:
+    """Joint decisions: every copy in one batched core (:class:`NativeVecEnv`); sequential
+    decisions: copies of the Gymnasium face in a ``DummyVecEnv``, each in a ``Monitor`` (so
+    ``rollout/ep_rew_mean`` reaches TensorBoard either way)."""
+    if env_kwargs.get("decision_mode", "joint") == "joint":
+        return NativeVecEnv(env_kwargs, n_envs=int(n_envs), seed=seed)
+    return make_vec_env(
         lambda: gym.make(ENV_ID, **env_kwargs),
         n_envs=int(n_envs),
         seed=seed,
@@ -120,12 +140,29 @@ def _vec_env(env_kwargs: dict[str, Any], n_envs: int, seed: int | None) -> Dummy
     )
 
 
+#: policies of this project an algorithm config may name, beside SB3's own ("MlpPolicy")
+POLICIES = {"SharedSplitPolicy": SharedSplitPolicy}
+
+
+def _policy(algo_cfg: dict[str, Any], env_kwargs: dict[str, Any], kwargs: dict[str, Any]) -> Any:
+    """The policy class (or SB3 name) of ``algo_cfg``; a shared policy gets the scenario
+    (its static tables) in its keywords."""
+    name = algo_cfg.get("policy", "MlpPolicy")
+    if name not in POLICIES:
+        return name
+    pk = dict(kwargs.get("policy_kwargs") or {})
+    pk.setdefault("scenario", env_kwargs["scenario"])
+    kwargs["policy_kwargs"] = pk
+    return POLICIES[name]
+
+
 class SB3Agent:
     """An SB3 model (``spec.cls_path``) and its vectorised training env, if any."""
 
-    def __init__(self, spec: AgentSpec, model: Any, venv: DummyVecEnv | None = None) -> None:
+    def __init__(self, spec: AgentSpec, model: Any, venv: VecEnv | None = None) -> None:
         self.spec, self.model, self.venv = spec, model, venv
         self.tb_dir: str | None = None
+        self.warm_start: dict[str, float | int] | None = None  # behaviour cloning's summary
 
     @property
     def num_timesteps(self) -> int:
@@ -156,8 +193,9 @@ class SB3Agent:
         if sigma is not None:  # Gaussian exploration noise on the [-1, 1] actions
             n = venv.action_space.shape[0]
             kwargs["action_noise"] = NormalActionNoise(np.zeros(n), float(sigma) * np.ones(n))
+        policy = _policy(algo_cfg, env_kwargs, kwargs)
         model = spec.algorithm_class()(
-            algo_cfg.get("policy", "MlpPolicy"),
+            policy,
             venv,
             seed=int(seed),
             tensorboard_log=None if tb_dir is None else str(tb_dir),
@@ -167,6 +205,16 @@ class SB3Agent:
         )
         agent = cls(spec, model, venv)
         agent.tb_dir = None if tb_dir is None else str(tb_dir)
+        warm = dict(algo_cfg.get("warm_start") or {})
+        if warm:  # behaviour cloning from a rule before the first update
+            agent.warm_start = behaviour_clone(
+                model.policy,
+                env_kwargs,
+                n_envs=int(n_envs),
+                gamma=float(getattr(model, "gamma", 0.5)),
+                seed=int(seed),
+                **warm,
+            )
         return agent
 
     @classmethod
@@ -239,6 +287,8 @@ class SB3Agent:
             return policy.q_net
         if isinstance(policy, TD3Policy):  # DDPG/TD3: the deterministic actor
             return policy.actor
+        if hasattr(policy, "action_logits"):  # a policy of this project's
+            return _PolicyLogits(policy)
         return _ActorLogits(policy)  # actor-critic policies (PPO, MaskablePPO, A2C)
 
     def rng_state(self) -> dict[str, Any]:

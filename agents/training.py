@@ -87,7 +87,8 @@ def _start(
 ) -> tuple[Agent, list[dict[str, Any]]]:
     """The agent, resumed from the latest checkpoint when there is one (and ``resume``),
     with the training segments done so far."""
-    seed, n_envs = int(cfg["seed"]), int(cfg["n_envs"])
+    seed = int(cfg["seed"])
+    n_envs = int(cfg["algo"].get("n_envs") or cfg["n_envs"])
     if not cfg.get("resume", True):
         store.clear()
     store.clean()

@@ -27,6 +27,7 @@ COMMON = [
     "env=single",
     "env.max_cycles=20",
     "n_envs=1",
+    "algo.n_envs=null",
     "eval.episodes=1",
     "eval.baselines=[local]",
 ]

@@ -57,6 +57,7 @@ def test_each_agent_trains_checkpoints_and_evaluates(algo: str, tmp_path: Path) 
             "total_timesteps=300",
             "checkpoint_every=100",
             "n_envs=2",
+            "algo.n_envs=null",
             "eval.episodes=2",
             "eval.baselines=[local,neurosurgeon]",
         ]
@@ -125,6 +126,7 @@ def test_train_and_evaluate_cli(tmp_path: Path) -> None:
         "env.max_cycles=10",
         "total_timesteps=128",
         "n_envs=1",
+        "algo.n_envs=null",
         "algo.kwargs.n_steps=64",
         "algo.kwargs.batch_size=64",
         "eval.episodes=2",

@@ -1,0 +1,402 @@
+"""A policy shared by every device, which sees what each of its options would cost.
+
+The joint action of ``N`` devices is ``N`` times the same decision: a ``(split, target)``
+option and two weight levels. :class:`SplitOffloadNet` applies one set of weights to every
+device (so it is permutation-equivariant and runs unchanged on scenarios with other device
+counts) and scores every option of a device with one shared scorer, from
+
+* the option's estimated outcome were the device alone in the slot, computed *inside the
+  network from the observation* by :func:`edgesplit.sim.estimates.alone_outcome` (the same
+  code the simulator's :meth:`~edgesplit.sim.core.Core.option_estimates` and Neurosurgeon
+  run): head, transfer, server wait and tail time, energy, deadline miss, cost. A policy
+  therefore starts from what a profile-driven rule knows, and an exported policy needs
+  nothing but the observation;
+* the device's own encoded observation, and a summary of every device (mean and max pooled
+  encodings: the load the others bring).
+
+Options that are not feasible (a candidate the task's network lacks, an unreachable target)
+get no probability, in training and when deployed; a device with no task has one fixed
+action. :class:`SharedSplitPolicy` wraps the network as a stable-baselines3 actor-critic
+policy (PPO): the value is the mean of a per-device value head, as the team reward is the
+mean of the devices' costs.
+
+>>> import torch
+>>> from edgesplit.sim.core import Core
+>>> from edgesplit.sim.scenario import load_scenario
+>>> core = Core(load_scenario("single"), 1)
+>>> net = SplitOffloadNet.from_core(core, hidden=16)
+>>> obs = torch.as_tensor(core.observe().reshape(1, -1))
+>>> net.action_logits(obs).shape[1] == core.n_devices * int(core.tables.nvec.sum())
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.policies import ActorCriticPolicy
+from torch import nn
+
+from edgesplit.sim.core import Core
+from edgesplit.sim.estimates import alone_outcome
+from edgesplit.sim.scenario import load_scenario
+from edgesplit.sim.schema import CF, CI
+
+__all__ = ["SharedSplitPolicy", "SplitDistribution", "SplitOffloadNet"]
+
+#: squashed observation entries are inverted below this bound (x / (x + s) < 1)
+_Y_MAX = 1.0 - 1e-6
+N_OPTION_FEATURES = 17
+
+
+def _unsquash(y: torch.Tensor, scale: Any) -> torch.Tensor:
+    """``x`` from the observation's ``x / (x + scale)``."""
+    y = y.clamp(0.0, _Y_MAX)
+    return scale * y / (1.0 - y)
+
+
+def _mlp(sizes: list[int], last_act: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if last_act or i < len(sizes) - 2:
+            layers.append(nn.Tanh())
+    return nn.Sequential(*layers)
+
+
+class SplitOffloadNet(nn.Module):
+    """Shared per-device actor and critic over the flat joint observation ``[B, N * D]``.
+
+    Built from a core's static tables (:meth:`from_core`); ``hidden`` is the width of every
+    layer. :meth:`forward` returns the option logits ``[B, N, S * J]`` (masked with
+    ``-inf``), the two level heads ``[B, N, L]`` each and the value ``[B]``.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_devices: int,
+        n_apps: int,
+        n_candidates: int,
+        n_targets: int,
+        n_aps: int,
+        n_levels: int,
+        layout: list[tuple[str, int]],
+        choice_f: np.ndarray,
+        choice_i: np.ndarray,
+        p_tx_w: np.ndarray,
+        weights: tuple[float, ...],
+        latency_scale_s: float,
+        rate_scale_mbps: float,
+        home: np.ndarray,
+        hidden: int = 64,
+    ) -> None:
+        super().__init__()
+        self.n, self.a, self.s, self.j = n_devices, n_apps, n_candidates, n_targets
+        self.m, self.levels = n_aps, n_levels
+        self.sj = n_candidates * n_targets
+        self.d = sum(size for _, size in layout)
+        self.weights = tuple(float(w) for w in weights)
+        self.ls, self.rs = float(latency_scale_s), float(rate_scale_mbps)
+        at, i = {}, 0
+        for name, size in layout:
+            at[name] = (i, size)
+            i += size
+        self.at = at
+        rows = n_devices * (n_apps + 1)
+        f = np.asarray(choice_f, dtype=np.float32).reshape(rows, self.sj, -1)
+        ci = np.asarray(choice_i, dtype=np.int64).reshape(rows, self.sj, -1)
+        dev = np.repeat(np.arange(n_devices), n_apps + 1)[:, None]
+        self.register_buffer("f_tab", torch.as_tensor(f))
+        self.register_buffer("ap_of", torch.as_tensor(ci[..., CI.device_ap] - dev * n_aps))
+        self.register_buffer("target_of", torch.as_tensor(ci[..., CI.target]))
+        self.register_buffer("row_base", torch.arange(n_devices) * (n_apps + 1))
+        self.register_buffer("p_tx", torch.as_tensor(np.asarray(p_tx_w, np.float32)))
+        # an all-local split runs nothing on the target: one option stands for all of them
+        # (the home target), so equal choices do not split the probability
+        off = f[..., CF.off] > 0.5
+        home = np.repeat(np.asarray(home), n_apps + 1)[:, None]
+        self.register_buffer("canonical", torch.as_tensor(off | (ci[..., CI.target] == home)))
+        self.register_buffer("off_of", torch.as_tensor(off))
+        self.register_buffer("busy_of", torch.as_tensor(f[..., CF.work_s] > 0))
+        h = int(hidden)
+        # actor: device encoder, pooled context, option scorer, level heads
+        self.enc = _mlp([self.d, h, h])
+        self.ctx = _mlp([2 * h, h])
+        # the option scorer: option features and the device's context meet in one small
+        # layer (an option-by-option MLP over the whole context costs 20x the compute)
+        h2 = max(16, h // 2)
+        self.opt_proj = nn.Linear(N_OPTION_FEATURES, h2)
+        self.dev_proj = nn.Linear(2 * h, h2)
+        self.score = _mlp([h2, h2, 1], last_act=False)
+        self.level_head = _mlp([2 * h, h, 2 * n_levels], last_act=False)
+        # how strongly the estimated cost alone steers the first policy (learned)
+        self.log_beta = nn.Parameter(torch.tensor(float(np.log(30.0))))
+        # critic: its own encoder, a per-device value
+        self.v_enc = _mlp([self.d, h, h])
+        self.v_ctx = _mlp([2 * h, h])
+        self.v_head = _mlp([2 * h, h, 1], last_act=False)
+
+    @classmethod
+    def from_core(cls, core: Core, hidden: int = 64) -> SplitOffloadNet:
+        """The network for ``core``'s scenario (its static tables only)."""
+        ta = core.tables
+        st = core.kernel_statics()
+        return cls(
+            n_devices=ta.n_devices,
+            n_apps=ta.n_apps,
+            n_candidates=ta.n_candidates,
+            n_targets=ta.n_targets,
+            n_aps=ta.n_aps,
+            n_levels=ta.n_levels,
+            layout=ta.observation_layout(),
+            choice_f=np.asarray(st["choice_f"]),
+            choice_i=np.asarray(st["choice_i"]),
+            p_tx_w=core.physics.p_tx_w,
+            weights=tuple(st["weights"]),  # type: ignore[arg-type]
+            latency_scale_s=float(ta.latency_scale_s),
+            rate_scale_mbps=float(ta.rate_scale_mbps),
+            home=np.asarray(ta.home),
+            hidden=hidden,
+        )
+
+    # -- the observation, read back ------------------------------------------------------
+    def _block(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        i, size = self.at[name]
+        return x[..., i : i + size]
+
+    def parse(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any, torch.Tensor]:
+        """Per-device observations ``[B, N, D]``, ``has_task [B, N]``, each option's
+        estimated outcome alone (``[B, N, S * J]`` tensors) and the feasibility mask."""
+        x = obs.float().reshape(obs.shape[0], self.n, self.d)
+        has = self._block(x, "has_task")[..., 0] > 0.5
+        app = self._block(x, "app").argmax(-1)
+        row = self.row_base + torch.where(has, app, torch.full_like(app, self.a))
+        f = self.f_tab[row]  # [B, N, SJ, F]
+        dl = f[..., 0, CF.deadline_s]
+        wait_q = _unsquash(self._block(x, "wait")[..., 0], dl) * has
+        dev_b = _unsquash(self._block(x, "device_backlog")[..., 0], self.ls) * has
+        rates = _unsquash(self._block(x, "link_rates"), self.rs)  # [B, N, M]
+        srv = _unsquash(self._block(x, "server_backlog"), self.ls)  # [B, N, J]
+        rate = torch.gather(rates, 2, self.ap_of[row]).clamp_min(1e-6)
+        srv_opt = torch.gather(srv, 2, self.target_of[row])
+        est = alone_outcome(
+            f,
+            wait_q[..., None],
+            dev_b[..., None],
+            rate,
+            srv_opt,
+            self.p_tx[None, :, None],
+            self.weights,
+        )
+        feasible = (f[..., CF.infeasible] < 0.5) & self.canonical[row] & has[..., None]
+        # a device with no task: one fixed option (the first)
+        first = torch.zeros_like(feasible)
+        first[..., 0] = True
+        feasible = feasible | (first & ~has[..., None])  # (onnxruntime: no bool Where)
+        # contention: how many other devices' cheapest-alone options use this option's
+        # target (with tail work) and access point (sending), and the estimate with them
+        cost = torch.nan_to_num(est.cost, nan=1e3, posinf=1e3)
+        pick = torch.where(feasible, cost, torch.full_like(cost, 1e4)).argmin(-1, keepdim=True)
+        busy = torch.gather(self.busy_of[row], 2, pick)[..., 0] & has
+        sends = torch.gather(self.off_of[row], 2, pick)[..., 0] & has
+        tgt = torch.gather(self.target_of[row], 2, pick)  # [B, N, 1]
+        ap = torch.gather(self.ap_of[row], 2, pick)
+        on_t = (tgt == torch.arange(self.j, device=obs.device)) & busy[..., None]
+        on_ap = (ap == torch.arange(self.m, device=obs.device)) & sends[..., None]
+        others_t = on_t.sum(1, keepdim=True) - on_t.long()  # [B, N, J]
+        others_ap = on_ap.sum(1, keepdim=True) - on_ap.long()  # [B, N, M]
+        n_t = torch.gather(others_t, 2, self.target_of[row]).float()
+        n_ap = torch.gather(others_ap, 2, self.ap_of[row]).float()
+        crowd = alone_outcome(
+            f,
+            wait_q[..., None],
+            dev_b[..., None],
+            rate / (1.0 + n_ap),
+            srv_opt,
+            self.p_tx[None, :, None],
+            self.weights,
+            tail_factor=1.0 + n_t,
+        )
+        return x, has, (est, crowd, n_t, n_ap), feasible
+
+    def option_features(self, estimates: Any, feasible: torch.Tensor) -> torch.Tensor:
+        """``[B, N, S * J, N_OPTION_FEATURES]`` bounded features of each option."""
+        est, crowd, n_t, n_ap = estimates
+        dl = est.deadline_s
+
+        def bounded(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            c = torch.nan_to_num(c, nan=1e3, posinf=1e3).clamp(0.0, 1e3)
+            b = torch.where(feasible, c, torch.full_like(c, 1e3)).amin(-1, keepdim=True)
+            return c, b
+
+        cost, best = bounded(est.cost)
+        c_cost, c_best = bounded(crowd.cost)
+
+        def rel(t: torch.Tensor) -> torch.Tensor:
+            return torch.log1p(torch.nan_to_num(t / dl, nan=1e3, posinf=1e3).clamp(0.0, 1e3))
+
+        w_e = self.weights[1]
+        feats = [
+            torch.log1p(cost),
+            torch.log1p((cost - best).clamp_min(0.0)),
+            rel(est.latency_s),
+            rel(est.head_s),
+            rel(est.transfer_s),
+            rel(est.server_wait_s),
+            rel(est.tail_s),
+            rel(est.rtt_s),
+            torch.log1p(torch.nan_to_num(w_e * est.energy_j, posinf=1e3).clamp(0.0, 1e3)),
+            est.miss.float(),
+            est.infeasible,
+            (cost <= best + 1e-6).float(),
+            torch.log1p(c_cost),
+            torch.log1p((c_cost - c_best).clamp_min(0.0)),
+            rel(crowd.latency_s),
+            n_t / self.n,
+            n_ap / self.n,
+        ]
+        return torch.stack(feats, -1)
+
+    @staticmethod
+    def _pool(h: torch.Tensor) -> torch.Tensor:
+        return torch.cat([h.mean(1), h.amax(1)], -1)
+
+    def forward(
+        self, obs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Option logits ``[B, N, SJ]``, bandwidth and compute level logits ``[B, N, L]``,
+        the value ``[B]`` and ``has_task [B, N]``."""
+        x, has, est, feasible = self.parse(obs)
+        h = self.enc(x)
+        c = self.ctx(self._pool(h))[:, None, :].expand_as(h)
+        hc = torch.cat([h, c], -1)
+        of = self.option_features(est, feasible)
+        z = torch.tanh(self.opt_proj(of) + self.dev_proj(hc)[:, :, None, :])
+        prior = -self.log_beta.exp() * of[..., 1]  # cost above the device's cheapest option
+        opt = self.score(z)[..., 0] + prior
+        opt = opt.masked_fill(~feasible, float("-inf"))
+        lv = self.level_head(hc)
+        top = torch.zeros(self.levels, dtype=torch.bool, device=obs.device)
+        top[-1] = True
+        lmask = has[..., None] | top  # no task: the top level only
+        bw = lv[..., : self.levels].masked_fill(~lmask, float("-inf"))
+        cpu = lv[..., self.levels :].masked_fill(~lmask, float("-inf"))
+        hv = self.v_enc(x)
+        cv = self.v_ctx(self._pool(hv))[:, None, :].expand_as(hv)
+        value = self.v_head(torch.cat([hv, cv], -1))[..., 0].mean(1)
+        return opt, bw, cpu, value, has
+
+    def action_logits(self, obs: torch.Tensor) -> torch.Tensor:
+        """Per-dimension logits ``[B, N * (S + J + 2L)]`` whose argmax per dimension is the
+        policy's most likely action: the split dimension carries each split's best option
+        and the target dimension the targets of the best split (what the exporter's
+        per-dimension argmax reads)."""
+        opt, bw, cpu, _v, _has = self.forward(obs)
+        b = opt.shape[0]
+        grid = opt.reshape(b, self.n, self.s, self.j)
+        split_logits = grid.amax(-1)
+        best = split_logits.argmax(-1, keepdim=True)  # [B, N, 1]
+        idx = best[..., None].expand(b, self.n, 1, self.j)
+        target_logits = torch.gather(grid, 2, idx)[:, :, 0, :]
+        per_dev = torch.cat([split_logits, target_logits, bw, cpu], -1)
+        return per_dev.reshape(b, -1)
+
+
+class SplitDistribution:
+    """The joint action's distribution: per device, a categorical over the ``S * J``
+    options and one over each weight level; ``actions`` are the env's MultiDiscrete
+    ``[B, N * 4]`` (split, target, bandwidth level, compute level)."""
+
+    def __init__(self, opt: torch.Tensor, bw: torch.Tensor, cpu: torch.Tensor, j: int) -> None:
+        self.j = j
+        self.opt = torch.distributions.Categorical(logits=opt)
+        self.bw = torch.distributions.Categorical(logits=bw)
+        self.cpu = torch.distributions.Categorical(logits=cpu)
+
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        a = actions.long().reshape(actions.shape[0], -1, 4)
+        lp = self.opt.log_prob(a[..., 0] * self.j + a[..., 1])
+        lp = lp + self.bw.log_prob(a[..., 2]) + self.cpu.log_prob(a[..., 3])
+        return lp.sum(1)
+
+    def entropy(self) -> torch.Tensor:
+        return (self.opt.entropy() + self.bw.entropy() + self.cpu.entropy()).sum(1)
+
+    def get_actions(self, deterministic: bool = False) -> torch.Tensor:
+        if deterministic:
+            o, b, c = self.opt.probs.argmax(-1), self.bw.probs.argmax(-1), self.cpu.probs.argmax(-1)
+        else:
+            o, b, c = self.opt.sample(), self.bw.sample(), self.cpu.sample()
+        a = torch.stack([o // self.j, o % self.j, b, c], -1)
+        return a.reshape(a.shape[0], -1)
+
+
+class SharedSplitPolicy(ActorCriticPolicy):
+    """:class:`SplitOffloadNet` as a stable-baselines3 actor-critic policy (for PPO).
+
+    ``scenario`` (a shipped name, a path or a mapping) gives the static tables; ``hidden``
+    the layer width. Set ``policy: SharedSplitPolicy`` in an algorithm config; the agent
+    fills in the scenario.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Any,
+        scenario: Any = "default",
+        hidden: int = 64,
+        **kwargs: Any,
+    ) -> None:
+        # _build (called by the parent's __init__) needs these
+        self._scenario, self._hidden = scenario, int(hidden)
+        kwargs.pop("net_arch", None)
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+
+    def _build(self, lr_schedule: Any) -> None:
+        core = Core(load_scenario(self._scenario), 1, backend="numpy")
+        self.net = SplitOffloadNet.from_core(core, hidden=self._hidden)
+        n_obs = int(np.prod(self.observation_space.shape))  # type: ignore[arg-type]
+        if n_obs != self.net.n * self.net.d:
+            raise ValueError(
+                f"scenario: {self._scenario!r} has observations of {self.net.n * self.net.d} "
+                f"values, the environment {n_obs}"
+            )
+        self.optimizer = self.optimizer_class(  # type: ignore[call-arg]
+            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+        )
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(scenario=self._scenario, hidden=self._hidden)
+        return data
+
+    def _dist(self, obs: torch.Tensor) -> tuple[SplitDistribution, torch.Tensor]:
+        opt, bw, cpu, value, _ = self.net(obs)
+        return SplitDistribution(opt, bw, cpu, self.net.j), value
+
+    def forward(self, obs: torch.Tensor, deterministic: bool = False):  # type: ignore[override]
+        dist, value = self._dist(obs)
+        actions = dist.get_actions(deterministic)
+        return actions, value[:, None], dist.log_prob(actions)
+
+    def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor):  # type: ignore[override]
+        dist, value = self._dist(obs)
+        return value[:, None], dist.log_prob(actions), dist.entropy()
+
+    def get_distribution(self, obs: torch.Tensor) -> SplitDistribution:  # type: ignore[override]
+        return self._dist(obs)[0]
+
+    def predict_values(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs)[3][:, None]
+
+    def _predict(self, observation: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        return self._dist(observation)[0].get_actions(deterministic)
+
+    def action_logits(self, obs: torch.Tensor) -> torch.Tensor:
+        """See :meth:`SplitOffloadNet.action_logits` (what export traces)."""
+        return self.net.action_logits(obs)
