@@ -22,6 +22,8 @@ algorithms, ``replay_buffer.pkl``.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,7 @@ __all__ = ["SB3Agent"]
 
 MODEL_FILE = "model.zip"
 REPLAY_FILE = "replay_buffer.pkl"
+WARM_START_FILE = "warm_start.json"
 TB_RUN = "run_1"  # the folder SB3 itself picks for tb_log_name="run"
 
 
@@ -207,6 +210,7 @@ class SB3Agent:
         agent.tb_dir = None if tb_dir is None else str(tb_dir)
         warm = dict(algo_cfg.get("warm_start") or {})
         if warm:  # behaviour cloning from a rule before the first update
+            t0 = time.perf_counter()
             agent.warm_start = behaviour_clone(
                 model.policy,
                 env_kwargs,
@@ -215,6 +219,7 @@ class SB3Agent:
                 seed=int(seed),
                 **warm,
             )
+            agent.warm_start["seconds"] = round(time.perf_counter() - t0, 3)
         return agent
 
     @classmethod
@@ -237,15 +242,20 @@ class SB3Agent:
             return cls(spec, algo.load(path, device="cpu"))
         venv = _vec_env(env_kwargs, n_envs, seed)
         model = algo.load(path, env=venv, device="cpu")
+        warm = Path(directory) / WARM_START_FILE
         rb = Path(directory) / REPLAY_FILE
         if rb.is_file() and hasattr(model, "load_replay_buffer"):
             model.load_replay_buffer(rb)
         agent = cls(spec, model, venv)
         agent.tb_dir = None if tb_dir is None else str(tb_dir)
+        if warm.is_file():
+            agent.warm_start = json.loads(warm.read_text())
         return agent
 
     def save(self, directory: Path) -> None:
         self.model.save(Path(directory) / MODEL_FILE)
+        if self.warm_start is not None:  # what the run's warm start did, for its summary
+            (Path(directory) / WARM_START_FILE).write_text(json.dumps(self.warm_start))
 
     def save_replay_buffer(self, directory: Path) -> bool:
         if getattr(self.model, "replay_buffer", None) is None:

@@ -127,11 +127,12 @@ class SplitOffloadNet(nn.Module):
         self.enc = _mlp([self.d, h, h])
         self.ctx = _mlp([2 * h, h])
         # the option scorer: option features and the device's context meet in one small
-        # layer (an option-by-option MLP over the whole context costs 20x the compute)
+        # layer (an option-by-option MLP over the whole context costs 20x the compute), with
+        # ReLUs (tanh over every option took a quarter of the training time)
         h2 = max(16, h // 2)
         self.opt_proj = nn.Linear(N_OPTION_FEATURES, h2)
         self.dev_proj = nn.Linear(2 * h, h2)
-        self.score = _mlp([h2, h2, 1], last_act=False)
+        self.score = nn.Sequential(nn.Linear(h2, h2), nn.ReLU(), nn.Linear(h2, 1))
         self.level_head = _mlp([2 * h, h, 2 * n_levels], last_act=False)
         # how strongly the estimated cost alone steers the first policy (learned)
         self.log_beta = nn.Parameter(torch.tensor(float(np.log(30.0))))
@@ -275,7 +276,7 @@ class SplitOffloadNet(nn.Module):
         c = self.ctx(self._pool(h))[:, None, :].expand_as(h)
         hc = torch.cat([h, c], -1)
         of = self.option_features(est, feasible)
-        z = torch.tanh(self.opt_proj(of) + self.dev_proj(hc)[:, :, None, :])
+        z = torch.relu(self.opt_proj(of) + self.dev_proj(hc)[:, :, None, :])
         prior = -self.log_beta.exp() * of[..., 1]  # cost above the device's cheapest option
         opt = self.score(z)[..., 0] + prior
         opt = opt.masked_fill(~feasible, float("-inf"))

@@ -152,6 +152,8 @@ def _report(
         "resumed_from": resumed_from,
         "train_seconds": round(sum(s["train_seconds"] for s in segments), 3),
         "segments": segments,
+        # behaviour cloning before training (agents/warm_start.py), if the config has one
+        "warm_start": getattr(agent, "warm_start", None) or {},
         "eval_seeds": seeds,
         "eval": rows,
     }

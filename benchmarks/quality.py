@@ -1,0 +1,209 @@
+"""Decision quality of every agent on every shipped scenario: RESULTS.md.
+
+``python -m benchmarks.quality [--algos ppo ...] [--scenarios default ...] [--seeds 0 1 2]
+[--episodes 20] [--set key=value ...]`` trains each (algorithm, scenario, seed) with the
+shipped configs through ``train.py``'s own code (:func:`edgesplit.agents.training.train`,
+run directories under ``runs/quality/``), evaluates each on the held-out episodes (seeds
+100000..100000 + episodes - 1) beside every baseline, and writes RESULTS.md: per scenario,
+each learned agent's mean over its training seeds with a 95% confidence interval (Student's
+t over seeds) and each baseline's mean over the episodes with its interval, with cost,
+latency, deadline misses, energy and drops, training time and steps.
+
+It runs in parts: each (algorithm, scenario) row is stored in
+``benchmarks/results/quality.json`` with the date and machine it ran on, and the page is
+rebuilt from every stored row; a run directory that already holds a finished run is reused
+(``--fresh`` retrains). ``--set`` passes Hydra overrides to every run (a smaller budget:
+``--set total_timesteps=20000``); rows run with overrides say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+STORE = REPO / "benchmarks" / "results" / "quality.json"
+PAGE = REPO / "RESULTS.md"
+RUNS = REPO / "runs" / "quality"
+SCENARIOS = ["default", "dense", "three_tier", "bursty"]
+ALGOS = ["ppo", "maskable_ppo", "maddpg", "ddpg", "dqn", "ddqn"]
+METRICS = ("cost_per_slot", "latency_ms", "miss_rate", "energy_mj", "drops")
+
+
+def _t975(df: int) -> float:
+    """Student's t quantile 0.975 (the table for small df, 1.96 beyond)."""
+    table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306}
+    table.update({9: 2.262, 10: 2.228, 15: 2.131, 19: 2.093, 20: 2.086, 30: 2.042})
+    if df in table:
+        return table[df]
+    return 1.96 if df > 30 else table[min(k for k in table if k >= df)]
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores"
+
+
+def _compose(overrides: list[str]) -> dict[str, Any]:
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from edgesplit.agents.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def run_one(
+    algo: str, scenario: str, seed: int, episodes: int, extra: list[str], fresh: bool
+) -> dict[str, Any]:
+    """Train and evaluate one run (or read the finished run's summary)."""
+    from edgesplit.agents.training import train
+
+    run_dir = RUNS / f"{algo}-{scenario}-seed{seed}"
+    done = run_dir / "summary.json"
+    if fresh:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    elif done.is_file():
+        s = json.loads(done.read_text())
+        if len(s["eval_seeds"]) == episodes:
+            return s
+    cfg = _compose(
+        [
+            f"algo={algo}",
+            f"env={scenario}",
+            f"seed={seed}",
+            f"eval.episodes={episodes}",
+            "eval.first_seed=100000",
+            "progress_bar=false",
+            *extra,
+        ]
+    )
+    return train(cfg, run_dir)
+
+
+def _row(summaries: list[dict[str, Any]], name: str) -> dict[str, float]:
+    """Mean and 95% interval of a learned policy over its training seeds."""
+    out: dict[str, float] = {}
+    for m in METRICS:
+        v = np.array([next(r[m] for r in s["eval"] if r["policy"] == name) for s in summaries])
+        out[m] = float(v.mean())
+        out[f"{m}_ci"] = (
+            float(_t975(len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
+        )
+    out["per_seed"] = [  # type: ignore[assignment]
+        next(r["cost_per_slot"] for r in s["eval"] if r["policy"] == name) for s in summaries
+    ]
+    return out
+
+
+def record(algo: str, scenario: str, summaries: list[dict[str, Any]], extra: list[str]) -> None:
+    """Store one (algorithm, scenario) row and the baselines of its evaluation."""
+    store = json.loads(STORE.read_text()) if STORE.is_file() else {}
+    first = summaries[0]
+    n = len(first["eval_seeds"])
+    baselines = {
+        r["policy"]: {
+            **{m: r[m] for m in METRICS},
+            "cost_per_slot_ci": _t975(n - 1) * r["cost_se"],
+        }
+        for r in first["eval"]
+        if r["policy"] != algo
+    }
+    store.setdefault(scenario, {"baselines": {}, "agents": {}})
+    store[scenario]["baselines"] = baselines
+    store[scenario]["episodes"] = n
+    store[scenario]["agents"][algo] = {
+        **_row(summaries, algo),
+        "seeds": [s["seed"] for s in summaries],
+        "steps": first["total_timesteps"],
+        "train_seconds": [s["train_seconds"] for s in summaries],
+        "warm_start_seconds": [s.get("warm_start", {}).get("seconds", 0.0) for s in summaries],
+        "overrides": extra,
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": _machine(),
+    }
+    STORE.parent.mkdir(parents=True, exist_ok=True)
+    STORE.write_text(json.dumps(store, indent=1))
+
+
+def page() -> str:
+    """RESULTS.md from every stored row."""
+    store = json.loads(STORE.read_text()) if STORE.is_file() else {}
+    out = [
+        "# Decision quality on held-out episodes\n",
+        "Written by `python -m benchmarks.quality` (see its docstring); do not edit by hand.",
+        "Cost per device-slot, lower is better. Learned agents: mean over training seeds with",
+        "the 95% interval (Student's t over seeds) and each seed's figure; baselines: mean",
+        "over the held-out episodes with the 95% interval over episodes. `oracle_privileged`",
+        "and `clairvoyant` know what no deployed scheduler knows (the slot's true rates, the",
+        "episode's future): references, not competitors. Latency and energy are per task.\n",
+    ]
+    for sc in [s for s in SCENARIOS if s in store] + [s for s in store if s not in SCENARIOS]:
+        entry = store[sc]
+        out.append(f"## {sc} ({entry['episodes']} held-out episodes, seeds 100000+)\n")
+        out.append(
+            "| policy | cost | ± 95% | latency ms | miss % | energy mJ | drops | "
+            "per seed | steps | train s | run |"
+        )
+        out.append("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|")
+        for algo, r in entry["agents"].items():
+            seeds = ", ".join(f"{c:.4f}" for c in r["per_seed"])
+            secs = np.mean(np.array(r["train_seconds"]) + np.array(r["warm_start_seconds"]))
+            note = f"{r['date']}, {r['machine']}"
+            if r["overrides"]:
+                note += f", `{' '.join(r['overrides'])}`"
+            out.append(
+                f"| **{algo}** | {r['cost_per_slot']:.4f} | {r['cost_per_slot_ci']:.4f} | "
+                f"{r['latency_ms']:.1f} | {100 * r['miss_rate']:.1f} | {r['energy_mj']:.1f} | "
+                f"{r['drops']:.1f} | {seeds} | {r['steps']} | {secs:.0f} | {note} |"
+            )
+        for name, b in sorted(entry["baselines"].items(), key=lambda kv: kv[1]["cost_per_slot"]):
+            out.append(
+                f"| {name} | {b['cost_per_slot']:.4f} | {b['cost_per_slot_ci']:.4f} | "
+                f"{b['latency_ms']:.1f} | {100 * b['miss_rate']:.1f} | {b['energy_mj']:.1f} | "
+                f"{b['drops']:.1f} | | | | |"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--algos", nargs="+", default=ALGOS)
+    ap.add_argument("--scenarios", nargs="+", default=SCENARIOS)
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--episodes", type=int, default=20)
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="extra")
+    ap.add_argument("--fresh", action="store_true", help="retrain finished runs")
+    a = ap.parse_args(argv)
+    for sc in a.scenarios:
+        for algo in a.algos:
+            runs = [run_one(algo, sc, s, a.episodes, a.extra, a.fresh) for s in a.seeds]
+            record(algo, sc, runs, a.extra)
+            PAGE.write_text(page())
+            r = json.loads(STORE.read_text())[sc]["agents"][algo]
+            print(f"{algo} on {sc}: {r['cost_per_slot']:.4f} ± {r['cost_per_slot_ci']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
