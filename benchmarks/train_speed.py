@@ -1,0 +1,104 @@
+"""Training speed of PPO with the shared policy against the environment's own rate.
+
+``python -m benchmarks.train_speed [--scenario default] [--steps 16384] [--write]`` measures,
+on one torch thread, in the same run:
+
+* the yardstick: the native VectorEnv with the PPO config's ``n_envs`` copies stepped with
+  actions sampled beforehand (env-steps/s, one env-step = one joint decision of a copy);
+* PPO end to end with the shipped config (``configs/algo/ppo.yaml``: collection and
+  updates, after one warm-up rollout; the warm start is timed apart, as it runs once).
+
+Both as wall-clock rates and as rates per CPU second of this process (the machine may be
+shared: the CPU-second rate is what one free core would give). ``--write`` appends the
+result to BENCHMARKS.md. The issue's target is PPO >= 10,000 env-steps/s on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch
+import yaml
+
+from benchmarks.quality import _machine
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _timed(fn) -> tuple[float, float]:
+    t, c = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scenario", default="default")
+    ap.add_argument("--steps", type=int, default=16384)
+    ap.add_argument("--write", action="store_true")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    from edgesplit.agents.registry import get_agent
+    from edgesplit.envs.vector_env import SplitOffloadVectorEnv
+
+    cfg = yaml.safe_load((REPO / "configs" / "algo" / "ppo.yaml").read_text())
+    n_envs = int(cfg["n_envs"])
+    kw = {"scenario": a.scenario}
+
+    venv = SplitOffloadVectorEnv(num_envs=n_envs, **kw)
+    venv.reset(seed=0)
+    venv.action_space.seed(0)
+    acts = [venv.action_space.sample() for _ in range(64)]
+    slots = max(1, a.steps // n_envs)
+
+    def env_only() -> None:
+        for i in range(slots):
+            venv.step(acts[i % 64])
+
+    env_wall, env_cpu = _timed(env_only)
+    env_steps = slots * n_envs
+
+    t0 = time.perf_counter()
+    agent = get_agent("ppo").build(cfg, kw, seed=0, n_envs=n_envs)
+    build_s = time.perf_counter() - t0
+    rollout = n_envs * int(cfg["kwargs"]["n_steps"])
+    agent.learn(rollout, checkpoint=lambda: None, checkpoint_every=10**9)  # warm-up
+    total = rollout + max(rollout, (a.steps // rollout) * rollout)
+    ppo_wall, ppo_cpu = _timed(
+        lambda: agent.learn(total, checkpoint=lambda: None, checkpoint_every=10**9)
+    )
+    ppo_steps = total - rollout
+    lines = [
+        f"## Training speed, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        "",
+        f"`python -m benchmarks.train_speed --scenario {a.scenario}` on {_machine()}, one "
+        f"torch thread, load average {os.getloadavg()[0]:.1f} at the end.",
+        "",
+        "| what | env-steps/s (wall) | per CPU second |",
+        "|---|---:|---:|",
+        f"| native VectorEnv, {n_envs} copies, random actions (yardstick) | "
+        f"{env_steps / env_wall:,.0f} | {env_steps / env_cpu:,.0f} |",
+        f"| PPO + shared policy end to end ({ppo_steps} steps) | {ppo_steps / ppo_wall:,.0f} | "
+        f"{ppo_steps / ppo_cpu:,.0f} |",
+        "",
+        f"PPO runs at {100 * (ppo_steps / ppo_cpu) / (env_steps / env_cpu):.1f}% of the "
+        f"environment's own rate (per CPU second). Agent build with the warm start: "
+        f"{build_s:.1f} s.",
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if a.write:
+        with (REPO / "BENCHMARKS.md").open("a") as f:
+            f.write("\n" + text)
+    agent.close()
+
+
+if __name__ == "__main__":
+    main()
