@@ -93,6 +93,7 @@ class SplitOffloadNet(nn.Module):
         rate_scale_mbps: float,
         home: np.ndarray,
         hidden: int = 64,
+        rounds: int = 1,
     ) -> None:
         super().__init__()
         self.n, self.a, self.s, self.j = n_devices, n_apps, n_candidates, n_targets
@@ -122,6 +123,12 @@ class SplitOffloadNet(nn.Module):
         self.register_buffer("canonical", torch.as_tensor(off | (ci[..., CI.target] == home)))
         self.register_buffer("off_of", torch.as_tensor(off))
         self.register_buffer("busy_of", torch.as_tensor(f[..., CF.work_s] > 0))
+        # which target gets tail work, which access point carries bytes, per option
+        t_hot = (ci[..., CI.target, None] == np.arange(n_targets)) & (f[..., CF.work_s, None] > 0)
+        ap_local = ci[..., CI.device_ap] - dev * n_aps
+        ap_hot = (ap_local[..., None] == np.arange(n_aps)) & off[..., None]
+        self.register_buffer("t_onehot", torch.as_tensor(t_hot.astype(np.float32)))
+        self.register_buffer("ap_onehot", torch.as_tensor(ap_hot.astype(np.float32)))
         h = int(hidden)
         # actor: device encoder, pooled context, option scorer, level heads
         self.enc = _mlp([self.d, h, h])
@@ -133,6 +140,16 @@ class SplitOffloadNet(nn.Module):
         self.opt_proj = nn.Linear(N_OPTION_FEATURES, h2)
         self.dev_proj = nn.Linear(2 * h, h2)
         self.score = nn.Sequential(nn.Linear(h2, h2), nn.ReLU(), nn.Linear(h2, 1))
+        # further rounds: each option re-scored under the load of the policy's own choices
+        self.rounds = int(rounds)
+        if self.rounds < 1:
+            raise ValueError(f"rounds: expected an integer >= 1, got {rounds!r}")
+        self.round_proj = nn.ModuleList(nn.Linear(4, h2) for _ in range(self.rounds - 1))
+        self.round_dev = nn.ModuleList(nn.Linear(2 * h, h2) for _ in range(self.rounds - 1))
+        self.round_score = nn.ModuleList(
+            nn.Sequential(nn.Linear(h2, h2), nn.ReLU(), nn.Linear(h2, 1))
+            for _ in range(self.rounds - 1)
+        )
         self.level_head = _mlp([2 * h, h, 2 * n_levels], last_act=False)
         # how strongly the estimated cost alone steers the first policy (learned)
         self.log_beta = nn.Parameter(torch.tensor(float(np.log(30.0))))
@@ -142,7 +159,7 @@ class SplitOffloadNet(nn.Module):
         self.v_head = _mlp([2 * h, h, 1], last_act=False)
 
     @classmethod
-    def from_core(cls, core: Core, hidden: int = 64) -> SplitOffloadNet:
+    def from_core(cls, core: Core, hidden: int = 64, rounds: int = 1) -> SplitOffloadNet:
         """The network for ``core``'s scenario (its static tables only)."""
         ta = core.tables
         st = core.kernel_statics()
@@ -162,6 +179,7 @@ class SplitOffloadNet(nn.Module):
             rate_scale_mbps=float(ta.rate_scale_mbps),
             home=np.asarray(ta.home),
             hidden=hidden,
+            rounds=rounds,
         )
 
     # -- the observation, read back ------------------------------------------------------
@@ -222,11 +240,44 @@ class SplitOffloadNet(nn.Module):
             self.weights,
             tail_factor=1.0 + n_t,
         )
-        return x, has, (est, crowd, n_t, n_ap), feasible
+        basis = (f, row, wait_q, dev_b, rate, srv_opt)  # what the next rounds re-estimate
+        return x, has, (est, crowd, n_t, n_ap, basis), feasible
+
+    def _next_round(
+        self, logits: torch.Tensor, has: torch.Tensor, feasible: torch.Tensor, basis: tuple
+    ) -> torch.Tensor:
+        """``[B, N, SJ, 4]`` features of each option under the load the *policy's own*
+        choice probabilities put on each target and access point (the other devices'
+        expected counts there, and the estimate with them): a second look, as a best
+        response to the first."""
+        f, row, wait_q, dev_b, rate, srv_opt = basis
+        p = torch.softmax(logits, -1) * has[..., None]  # [B, N, SJ]
+        on_t = p[..., None] * self.t_onehot[row]  # [B, N, SJ, J]
+        on_ap = p[..., None] * self.ap_onehot[row]
+        load_t = on_t.sum(2)  # [B, N, J]
+        load_ap = on_ap.sum(2)
+        others_t = load_t.sum(1, keepdim=True) - load_t
+        others_ap = load_ap.sum(1, keepdim=True) - load_ap
+        n_t = torch.gather(others_t, 2, self.target_of[row])
+        n_ap = torch.gather(others_ap, 2, self.ap_of[row])
+        crowd = alone_outcome(
+            f,
+            wait_q[..., None],
+            dev_b[..., None],
+            rate / (1.0 + n_ap),
+            srv_opt,
+            self.p_tx[None, :, None],
+            self.weights,
+            tail_factor=1.0 + n_t,
+        )
+        c = torch.nan_to_num(crowd.cost, nan=1e3, posinf=1e3).clamp(0.0, 1e3)
+        best = torch.where(feasible, c, torch.full_like(c, 1e3)).amin(-1, keepdim=True)
+        feats = [torch.log1p(c), torch.log1p((c - best).clamp_min(0.0)), n_t / self.n]
+        return torch.stack([*feats, n_ap / self.n], -1)
 
     def option_features(self, estimates: Any, feasible: torch.Tensor) -> torch.Tensor:
         """``[B, N, S * J, N_OPTION_FEATURES]`` bounded features of each option."""
-        est, crowd, n_t, n_ap = estimates
+        est, crowd, n_t, n_ap, _basis = estimates
         dl = est.deadline_s
 
         def bounded(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -280,6 +331,10 @@ class SplitOffloadNet(nn.Module):
         prior = -self.log_beta.exp() * of[..., 1]  # cost above the device's cheapest option
         opt = self.score(z)[..., 0] + prior
         opt = opt.masked_fill(~feasible, float("-inf"))
+        for r in range(self.rounds - 1):  # best responses to the policy's own first look
+            nf = self._next_round(opt, has, feasible, est[-1])
+            z2 = torch.relu(self.round_proj[r](nf) + self.round_dev[r](hc)[:, :, None, :])
+            opt = opt + self.round_score[r](z2)[..., 0]
         lv = self.level_head(hc)
         top = torch.zeros(self.levels, dtype=torch.bool, device=obs.device)
         top[-1] = True
@@ -340,8 +395,9 @@ class SharedSplitPolicy(ActorCriticPolicy):
     """:class:`SplitOffloadNet` as a stable-baselines3 actor-critic policy (for PPO).
 
     ``scenario`` (a shipped name, a path or a mapping) gives the static tables; ``hidden``
-    the layer width. Set ``policy: SharedSplitPolicy`` in an algorithm config; the agent
-    fills in the scenario.
+    the layer width; ``rounds`` how many looks the policy takes (2: a second look at each
+    option under the load its own first choices bring). Set ``policy: SharedSplitPolicy``
+    in an algorithm config; the agent fills in the scenario.
     """
 
     def __init__(
@@ -351,16 +407,17 @@ class SharedSplitPolicy(ActorCriticPolicy):
         lr_schedule: Any,
         scenario: Any = "default",
         hidden: int = 64,
+        rounds: int = 1,
         **kwargs: Any,
     ) -> None:
         # _build (called by the parent's __init__) needs these
-        self._scenario, self._hidden = scenario, int(hidden)
+        self._scenario, self._hidden, self._rounds = scenario, int(hidden), int(rounds)
         kwargs.pop("net_arch", None)
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
     def _build(self, lr_schedule: Any) -> None:
         core = Core(load_scenario(self._scenario), 1, backend="numpy")
-        self.net = SplitOffloadNet.from_core(core, hidden=self._hidden)
+        self.net = SplitOffloadNet.from_core(core, hidden=self._hidden, rounds=self._rounds)
         n_obs = int(np.prod(self.observation_space.shape))  # type: ignore[arg-type]
         if n_obs != self.net.n * self.net.d:
             raise ValueError(
@@ -373,7 +430,7 @@ class SharedSplitPolicy(ActorCriticPolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(scenario=self._scenario, hidden=self._hidden)
+        data.update(scenario=self._scenario, hidden=self._hidden, rounds=self._rounds)
         return data
 
     def _dist(self, obs: torch.Tensor) -> tuple[SplitDistribution, torch.Tensor]:

@@ -41,7 +41,8 @@ def test_estimates_from_the_observation_are_the_simulators(scenario: str) -> Non
         net = net or SplitOffloadNet.from_core(core, hidden=8)
         ref = core.option_estimates(known=True)
         obs = torch.as_tensor(core.observe().reshape(core.num_envs, -1))
-        _x, has, (est, _crowd, _nt, _na), feasible = net.parse(obs)
+        _x, has, estimates, feasible = net.parse(obs)
+        est = estimates[0]
         e, n = has.shape
         got = est.cost.double().numpy()
         want = ref.cost.reshape(e, n, -1)
@@ -80,7 +81,7 @@ def test_the_policy_never_picks_an_infeasible_option(scenario: str) -> None:
     torch.manual_seed(0)
     net = None
     for core in _states(scenario, e=16, slots=10, seed=7):
-        net = net or SplitOffloadNet.from_core(core, hidden=16)
+        net = net or SplitOffloadNet.from_core(core, hidden=16, rounds=2)
         ta = core.tables
         obs = torch.as_tensor(core.observe().reshape(core.num_envs, -1))
         with torch.no_grad():
@@ -110,7 +111,8 @@ def _permuted(net: SplitOffloadNet, perm: np.ndarray) -> SplitOffloadNet:
     out = copy.deepcopy(net)
     a1 = net.a + 1
     rows = (perm[:, None] * a1 + np.arange(a1)).reshape(-1)
-    for name in ("f_tab", "ap_of", "target_of", "canonical", "off_of", "busy_of"):
+    names = ("f_tab", "ap_of", "target_of", "canonical", "off_of", "busy_of")
+    for name in (*names, "t_onehot", "ap_onehot"):
         setattr(out, name, getattr(net, name)[torch.as_tensor(rows)])
     out.p_tx = net.p_tx[torch.as_tensor(perm)]
     return out
@@ -120,7 +122,7 @@ def _permuted(net: SplitOffloadNet, perm: np.ndarray) -> SplitOffloadNet:
 def test_the_shared_policy_is_permutation_equivariant(scenario: str) -> None:
     torch.manual_seed(1)
     core = next(iter(_states(scenario, e=4, slots=3)))
-    net = SplitOffloadNet.from_core(core, hidden=16)
+    net = SplitOffloadNet.from_core(core, hidden=16, rounds=2)
     n, d = net.n, net.d
     perm = np.random.default_rng(0).permutation(n)
     obs = torch.as_tensor(core.observe()).reshape(core.num_envs, n, d)
