@@ -17,7 +17,7 @@ Units are in the field names or comments: seconds (``_s``), hertz (``_hz``), jou
 Trace-driven links: ``trace_links`` names link classes that replay throughput traces
 (``time_s<TAB>Mbps`` files, the Pensieve format) from the directory ``traces`` (absent: the
 synthetic traces shipped in the package; a relative path is resolved against the scenario
-file's folder), so that a scenario can be pointed at measured traces such as the public HSDPA
+file's folder, or the working directory for a scenario given as a dict), so that a scenario can be pointed at measured traces such as the public HSDPA
 logs. A device's ``links`` name such a class like any catalogue class
 (:class:`TraceLinkSpec`; the shipped ``trace_driven`` scenario is an example).
 
