@@ -17,9 +17,10 @@ Units are in the field names or comments: seconds (``_s``), hertz (``_hz``), jou
 Trace-driven links: ``trace_links`` names link classes that replay throughput traces
 (``time_s<TAB>Mbps`` files, the Pensieve format) from the directory ``traces`` (absent: the
 synthetic traces shipped in the package; a relative path is resolved against the scenario
-file's folder, or the working directory for a scenario given as a dict), so that a scenario can be pointed at measured traces such as the public HSDPA
-logs. A device's ``links`` name such a class like any catalogue class
-(:class:`TraceLinkSpec`; the shipped ``trace_driven`` scenario is an example).
+file's folder, or the working directory for a scenario given as a dict), so that a scenario
+can be pointed at measured traces such as the public HSDPA logs. A device's ``links`` name
+such a class like any catalogue class (:class:`TraceLinkSpec`; the shipped
+``trace_driven`` scenario is an example).
 
 A practitioner's own board and network drop in without touching the package: profile the
 network on the board (``python -m edgesplit.cost_models.profile ... --device-class my_board``),
