@@ -868,7 +868,9 @@ class Core:
             *(out[ROW[r][0]][ROW[r][1]] for r in ("next_has", "next_app", "next_row", "next_wait")),
             self._sj,
         )
-        self._kobs = obs if not k.others else None
+        # the compiled observation reads the measured rates, set before the links moved:
+        # it stands unless it shows true rates that trace links have since changed
+        self._kobs = obs if not k.others or self._measured_rates else None
         return of, oi, ob
 
     def _step_numpy(self, dec: Decisions) -> StepResult:

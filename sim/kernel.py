@@ -840,8 +840,9 @@ class KernelArgs:
             "WS": cs["step_words_per_link"],
             "HORIZON": cs["horizon"],
             "D": ta.obs_dim,
-            # the compiled step cannot see the new rates of trace links: observe() encodes
-            "OBS": int(not self.others),
+            # the compiled step cannot see the new rates of trace links: observe() encodes,
+            # unless the observation shows only measured rates (set before the links move)
+            "OBS": int(not self.others or cs["measured_rates"]),
             "KTAB": cs["choice_f"].shape[0],
             "R": ta.static_rows.shape[0],
             "MEASURED": int(cs["measured_rates"]),

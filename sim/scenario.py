@@ -4,7 +4,8 @@ A scenario is a YAML (or JSON) file, or a plain dict, with the keys below. Every
 checked: an unknown key, a wrong type or an out-of-range value raises
 :class:`ScenarioError` naming the field (as a dotted path) and the value. Shipped scenarios
 live in ``edgesplit/sim/scenarios/`` and are found by name (``"default"``, ``"single"``,
-``"dense"``, ``"three_tier"``), so they work from an installed wheel.
+``"dense"``, ``"three_tier"``, ``"bursty"``, ``"trace_driven"``), so they work from an
+installed wheel.
 
 The ``information`` section (:class:`InformationSpec`) says what a scheduler knows when it
 decides: by default the link rates each device measured over the last slot and the server
@@ -12,6 +13,14 @@ backlogs reported one slot ago, as a real scheduler would (environment v1).
 
 Units are in the field names or comments: seconds (``_s``), hertz (``_hz``), joules
 (``_j``), megabits per second (``_mbps``).
+
+Trace-driven links: ``trace_links`` names link classes that replay throughput traces
+(``time_s<TAB>Mbps`` files, the Pensieve format) from the directory ``traces`` (absent: the
+synthetic traces shipped in the package; a relative path is resolved against the scenario
+file's folder, or the working directory for a scenario given as a dict), so that a scenario
+can be pointed at measured traces such as the public HSDPA logs. A device's ``links`` name
+such a class like any catalogue class (:class:`TraceLinkSpec`; the shipped
+``trace_driven`` scenario is an example).
 
 A practitioner's own board and network drop in without touching the package: profile the
 network on the board (``python -m edgesplit.cost_models.profile ... --device-class my_board``),
@@ -40,7 +49,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from edgesplit.cost_models.links.traces import (
+    TraceDirError,
+    TraceError,
+    cached_trace,
+    default_trace_dir,
+    trace_files,
+)
+
+if TYPE_CHECKING:
+    from edgesplit.cost_models.links import LinkClass
 
 __all__ = [
     "PRIVILEGED_INFORMATION",
@@ -54,6 +74,7 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "ServerSpec",
+    "TraceLinkSpec",
     "available_scenarios",
     "load_scenario",
 ]
@@ -100,6 +121,49 @@ class BurstSpec:
     on_rate_hz: float  # [1/s]
     mean_on_s: float  # [s]
     mean_off_s: float  # [s]
+
+
+@dataclass(frozen=True)
+class TraceLinkSpec:
+    """A link class that replays throughput traces from the scenario's ``traces`` directory.
+
+    Each link of the class picks one of the class's files at every episode's reset, each
+    equally likely, and a start offset, uniform over the trace; it then advances one slot
+    per step, wrapping at the trace's end (the catalogue's ``"trace"`` kind, see
+    :mod:`edgesplit.cost_models.links`). The picks are drawn from the episode's key, so an
+    episode is the same whatever the backend, the batch or the order of the environments.
+    To give a group of devices its own traces, define a class per group with its own
+    ``files``.
+
+    In a scenario file::
+
+        traces: ../traces            # a directory; absent: the package's synthetic traces
+        trace_links:
+          commute_3g: {files: ["bus.*", "tram.*"], rtt_s: 0.08, scale: 1.0}
+        devices:
+          - {name: phone, links: {edge0: commute_3g}, ...}
+
+    Attributes
+    ----------
+    name : str
+        The class name (letters, digits and ``_``; not a name of the link catalogue).
+    rtt_s : float
+        Round-trip time of the link in seconds (traces record throughput only).
+    scale : float
+        Factor applied to every rate (e.g. to let 3G traces stand for a faster link).
+    files : tuple of str or None
+        File names or glob patterns (``*``, ``?``, ``[...]``) inside the directory; a file
+        is used when it matches any. ``None``: every trace file of the directory (all its
+        files but hidden ones, ``README*`` and ``*.md``).
+    paths : tuple of str
+        The matching files, absolute, sorted by name (filled in by :func:`load_scenario`).
+    """
+
+    name: str
+    rtt_s: float  # [s]
+    scale: float = 1.0
+    files: tuple[str, ...] | None = None
+    paths: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -193,6 +257,8 @@ class Scenario:
     information: InformationSpec = field(default_factory=InformationSpec)
     device_catalogue: str | None = None  # path; None: the shipped catalogue
     link_catalogue: str | None = None  # path; None: the shipped catalogue
+    traces: str | None = None  # directory of trace files; None: the package's synthetic traces
+    trace_links: tuple[TraceLinkSpec, ...] = ()  # link classes replaying those traces
     source: str = "<dict>"
 
     @property
@@ -212,6 +278,30 @@ class Scenario:
     def target_names(self) -> tuple[str, ...]:
         names = tuple(s.name for s in self.servers)
         return (*names, "cloud") if self.cloud is not None else names
+
+    def trace_link_classes(self) -> list[LinkClass]:
+        """The link classes of :attr:`trace_links`, built from their files (mean and SD
+        measured over them; see :func:`~edgesplit.cost_models.links.trace_link_class`)."""
+        from edgesplit.cost_models.links import trace_link_class
+
+        where = self.traces or "the package's synthetic traces"
+        out = []
+        for t in self.trace_links:
+            pats = "every trace file" if t.files is None else ", ".join(t.files)
+            out.append(
+                trace_link_class(
+                    t.name,
+                    [Path(f) for f in t.paths],
+                    rtt_s=t.rtt_s,
+                    scale=t.scale,
+                    sources={
+                        "rtt_s": f"scenario {self.name!r}: trace_links.{t.name}.rtt_s",
+                        "params.scale": f"scenario {self.name!r}: trace_links.{t.name}.scale",
+                    },
+                    description=f"replay of {pats} in {where} (scenario {self.name!r})",
+                )
+            )
+        return out
 
     def replace(self, **changes: Any) -> Scenario:
         """A copy with top-level fields changed (validated again)."""
@@ -261,6 +351,21 @@ class Scenario:
             },
             "device_catalogue": self.device_catalogue,
             "link_catalogue": self.link_catalogue,
+            **({} if self.traces is None else {"traces": self.traces}),
+            **(
+                {}
+                if not self.trace_links
+                else {
+                    "trace_links": {
+                        t.name: {
+                            **({} if t.files is None else {"files": list(t.files)}),
+                            "rtt_s": t.rtt_s,
+                            "scale": t.scale,
+                        }
+                        for t in self.trace_links
+                    }
+                }
+            ),
         }
 
 
@@ -344,6 +449,8 @@ def _build(raw: Mapping[str, Any], source: str, base: Path | None = None) -> Sce
             "information",
             "device_catalogue",
             "link_catalogue",
+            "traces",
+            "trace_links",
         },
     )
     name = ck.string(raw["name"], "name")
@@ -534,6 +641,7 @@ def _build(raw: Mapping[str, Any], source: str, base: Path | None = None) -> Sce
         return v
 
     apps = [AppSpec(a.name, network_path(a.network), a.deadline_s) for a in apps]
+    traces_dir, trace_links = _trace_links(ck, raw, base)
 
     return Scenario(
         name=name,
@@ -551,8 +659,79 @@ def _build(raw: Mapping[str, Any], source: str, base: Path | None = None) -> Sce
         information=information,
         device_catalogue=path_field("device_catalogue"),
         link_catalogue=path_field("link_catalogue"),
+        traces=traces_dir,
+        trace_links=trace_links,
         source=source,
     )
+
+
+def _trace_links(
+    ck: _Checker, raw: Mapping[str, Any], base: Path | None
+) -> tuple[str | None, tuple[TraceLinkSpec, ...]]:
+    """The ``traces`` directory (resolved; None when absent) and the ``trace_links``, every
+    file they use read and checked."""
+    tr_raw = raw.get("traces")
+    tl_raw = raw.get("trace_links")
+    traces_dir: Path | None = None
+    if tr_raw is not None:
+        pth = Path(ck.string(tr_raw, "traces"))
+        if base is not None and not pth.is_absolute():
+            pth = base / pth
+        if not pth.is_dir():
+            why = "not a directory" if pth.exists() else "no such directory"
+            raise ck.fail("traces", tr_raw, f"{why} ({pth})")
+        traces_dir = pth.resolve()
+        if not tl_raw:
+            raise ck.fail(
+                "traces", tr_raw, "no trace link uses it (define one under 'trace_links')"
+            )
+    if tl_raw is None:
+        return None, ()
+    if not isinstance(tl_raw, Mapping) or not tl_raw:
+        raise ck.fail("trace_links", tl_raw, "expected a mapping name -> {rtt_s, files, scale}")
+    directory = traces_dir if traces_dir is not None else default_trace_dir()
+    shown = tr_raw if tr_raw is not None else f"(absent: {directory})"
+    specs = []
+    for name, t in tl_raw.items():
+        p = f"trace_links.{name}"
+        if not isinstance(name, str) or not name or not name.replace("_", "").isalnum():
+            raise ck.fail("trace_links", name, "class names are letters, digits and '_'")
+        ck.keys(t, p, {"rtt_s"}, {"files", "scale"})
+        rtt = ck.number(t["rtt_s"], f"{p}.rtt_s", low=0.0)
+        scale = ck.number(t.get("scale", 1.0), f"{p}.scale", low=0.0, low_open=True)
+        files = t.get("files")
+        pats: tuple[str, ...] | None = None
+        fields_of: dict[str, str] = {}
+        if isinstance(files, str):
+            pats = (ck.string(files, f"{p}.files"),)
+            fields_of[files] = f"{p}.files"
+        elif files is not None:
+            lst = ck.nonempty_list(
+                files, f"{p}.files", "expected a file name or pattern, or a non-empty list"
+            )
+            pats = tuple(ck.string(v, f"{p}.files[{i}]") for i, v in enumerate(lst))
+            for i, v in enumerate(pats):
+                fields_of.setdefault(v, f"{p}.files[{i}]")
+        for v in pats or ():
+            if "/" in v or "\\" in v:
+                raise ck.fail(fields_of[v], v, "a file name or pattern inside 'traces' (no '/')")
+        try:
+            paths = trace_files(directory, pats)
+        except TraceDirError as e:
+            if e.pattern is None:
+                raise ck.fail("traces", shown, f"{e.problem} ({directory})") from None
+            raise ck.fail(fields_of[e.pattern], e.pattern, f"{e.problem} in {directory}") from None
+        for f in paths:
+            try:
+                cached_trace(f)
+            except TraceError as e:
+                raise ck.fail(
+                    "traces",
+                    shown,
+                    f"malformed trace file {e.path}, line {e.line}: {e.problem}: {e.value!r}",
+                ) from None
+        specs.append(TraceLinkSpec(name, rtt, scale, pats, tuple(str(f) for f in paths)))
+    return (None if traces_dir is None else str(traces_dir)), tuple(specs)
 
 
 def available_scenarios() -> list[str]:

@@ -60,6 +60,14 @@ def build(
     sc = scenario
     devices = devices or load_devices(sc.device_catalogue)
     links = links or load_links(sc.link_catalogue)
+    if sc.trace_links:  # the scenario's own trace-driven classes join the catalogue's
+        for t in sc.trace_links:
+            if t.name in links:
+                raise ScenarioError(
+                    f"scenario '{sc.name}': field 'trace_links.{t.name}' = {t.name!r}: already "
+                    f"a class of the link catalogue {links.path} (pick another name)"
+                )
+        links = links.with_classes(sc.trace_link_classes())
 
     def dev_class(name: str, field: str):
         if name not in devices:

@@ -176,7 +176,7 @@ def test_clairvoyant_lookahead_pays_where_effects_last() -> None:
     assert c.mean() < 0.9 * o.mean(), (c, o)
 
 
-@pytest.mark.parametrize("scenario", ["single", "default", "three_tier"])
+@pytest.mark.parametrize("scenario", ["single", "default", "three_tier", "trace_driven"])
 def test_myopic_orderings_hold_on_the_myopic_scenarios(scenario: str) -> None:
     """Where a decision's effect ends with its slot, a search of the joint decision is at
     least as good as greedy best responses, which are at least as good as Neurosurgeon's

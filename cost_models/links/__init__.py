@@ -40,9 +40,12 @@ The package holds one module per job; every name below is importable from
 ``edgesplit.cost_models.links`` itself:
 
 =================  ==========================================================================
-``traces``         :class:`Trace`, :func:`load_trace`, :class:`TraceError`
+``traces``         :class:`Trace`, :func:`load_trace`, :class:`TraceError`; a directory of
+                   traces: :func:`trace_files`, :func:`default_trace_dir`,
+                   :class:`TraceDirError`, :func:`set_stats`
 ``catalogue``      :class:`LinkClass` and its parameters, :class:`LinkCatalogue`,
-                   :func:`load_links`, :class:`LinkError`, :data:`FLOOR_MBPS`
+                   :func:`load_links`, :class:`LinkError`, :data:`FLOOR_MBPS`,
+                   :func:`trace_link_class` (a ``"trace"`` class from files)
 ``calibration``    :func:`markov_calibration`, :func:`transition_matrix`,
                    :func:`stationary_stats`
 ``markov``         the Markov step, written once for both processes:
@@ -85,9 +88,18 @@ from edgesplit.cost_models.links.catalogue import (
     TraceParams,
     WiredParams,
     load_links,
+    trace_link_class,
 )
 from edgesplit.cost_models.links.process import LinkBank, LinkProcess
-from edgesplit.cost_models.links.traces import Trace, TraceError, load_trace
+from edgesplit.cost_models.links.traces import (
+    Trace,
+    TraceDirError,
+    TraceError,
+    default_trace_dir,
+    load_trace,
+    set_stats,
+    trace_files,
+)
 
 __all__ = [
     "FLOOR_MBPS",
@@ -103,12 +115,17 @@ __all__ = [
     "MarkovParams",
     "StationaryStats",
     "Trace",
+    "TraceDirError",
     "TraceError",
     "TraceParams",
     "WiredParams",
+    "default_trace_dir",
     "load_links",
     "load_trace",
     "markov_calibration",
+    "set_stats",
     "stationary_stats",
+    "trace_files",
+    "trace_link_class",
     "transition_matrix",
 ]

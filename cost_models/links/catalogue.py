@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edgesplit.cost_models.frozen import FrozenMap
-from edgesplit.cost_models.links.traces import Trace, cached_trace
+from edgesplit.cost_models.links.traces import Trace, cached_trace, set_stats
 
 __all__ = [
     "FLOOR_MBPS",
@@ -40,6 +40,7 @@ __all__ = [
     "WiredParams",
     "is_number",
     "load_links",
+    "trace_link_class",
 ]
 
 #: Smallest rate a link process returns, in Mbps.
@@ -231,6 +232,80 @@ class LinkClass:
         return [cached_trace(Path(t)) for t in self.params.traces]
 
 
+def trace_link_class(
+    name: str,
+    files: list[Path] | tuple[Path, ...],
+    *,
+    rtt_s: float,
+    scale: float = 1.0,
+    sources: Mapping[str, str] | None = None,
+    description: str = "",
+) -> LinkClass:
+    """A ``"trace"`` class replaying these files, its mean and SD measured over them.
+
+    The mean and SD are those of the rate a link of the class sees in the long run: each
+    trace equally likely, time-weighted within itself (:func:`~edgesplit.cost_models.links
+    .traces.set_stats`), times ``scale``.
+
+    Parameters
+    ----------
+    name : str
+        The class name.
+    files : list of Path
+        The trace files (read and cached; a malformed file raises
+        :class:`~edgesplit.cost_models.links.TraceError` naming the file and the line).
+    rtt_s : float
+        Round-trip time in seconds.
+    scale : float
+        Factor applied to every rate.
+    sources : Mapping[str, str], optional
+        Citations for ``rtt_s`` and ``params.scale`` (and anything else); the measured
+        ``mean_mbps``, ``sd_mbps`` and the ``params.traces`` entry are filled in.
+    description : str
+        One line on what the class stands for.
+
+    Raises
+    ------
+    LinkError
+        A bad ``rtt_s`` or ``scale``, no files, or files whose rates are all 0 (naming the
+        field).
+
+    >>> from edgesplit.cost_models.links.traces import default_trace_dir, trace_files
+    >>> lc = trace_link_class("synth", trace_files(default_trace_dir()), rtt_s=0.08)
+    >>> lc.kind, round(lc.mean_mbps, 3), round(lc.sd_mbps, 3)
+    ('trace', 1.273, 1.094)
+    """
+    if not files:
+        raise LinkError("<LinkClass>", f"{name}.params.traces", [], "expected at least one file")
+    for f, v in (("rtt_s", rtt_s), ("params.scale", scale)):
+        if not is_number(v) or v < 0 or (f == "params.scale" and v == 0):
+            raise LinkError("<LinkClass>", f"{name}.{f}", v, "expected a finite number > 0")
+    traces = [cached_trace(Path(f)) for f in files]
+    mean, sd = set_stats(traces)
+    if not mean > 0:
+        raise LinkError(
+            "<LinkClass>", f"{name}.params.traces", str(Path(files[0]).parent), "every rate is 0"
+        )
+    folders = sorted({str(Path(f).parent) for f in files})
+    src = {
+        "mean_mbps": f"measured: time-weighted mean over the {len(files)} trace files, each "
+        f"equally likely, times scale {scale:g}",
+        "sd_mbps": f"measured: time-weighted SD over the same {len(files)} files, times scale",
+        "params.traces": f"{len(files)} files of {', '.join(folders)}",
+        **(sources or {}),
+    }
+    return LinkClass(
+        name=name,
+        kind="trace",
+        rtt_s=float(rtt_s),
+        mean_mbps=mean * scale,
+        sd_mbps=sd * scale,
+        sources=src,
+        params=TraceParams(traces=tuple(Path(f) for f in files), scale=float(scale)),
+        description=description,
+    )
+
+
 def is_number(v: Any) -> bool:
     """True for a finite ``int`` or ``float`` (not a ``bool``)."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
@@ -272,6 +347,27 @@ class LinkCatalogue(Mapping[str, LinkClass]):
 
     def __repr__(self) -> str:
         return f"LinkCatalogue({self.path}, classes={self.names()})"
+
+    def with_classes(self, classes: list[LinkClass] | tuple[LinkClass, ...]) -> LinkCatalogue:
+        """A new catalogue: this one's classes and ``classes`` (this one is unchanged).
+
+        Raises
+        ------
+        LinkError
+            A class whose name the catalogue already has (field ``classes.<name>``).
+
+        >>> cat = load_links()
+        >>> more = cat.with_classes([trace_link_class("mine", [cat.path.parent /
+        ...     "traces" / "synthetic_3g_0.tsv"], rtt_s=0.05)])
+        >>> "mine" in more, "mine" in cat, len(more) == len(cat) + 1
+        (True, False, True)
+        """
+        out = dict(self._classes)
+        for lc in classes:
+            if lc.name in out:
+                raise LinkError(self.path, f"classes.{lc.name}", lc.name, "already a class")
+            out[lc.name] = lc
+        return LinkCatalogue(out, self.path, self.description)
 
 
 _TOP_REQUIRED = {"schema", "schema_version", "classes"}

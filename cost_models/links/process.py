@@ -151,10 +151,13 @@ class LinkProcess:
             self._flat = readonly(np.concatenate(grids))
             self._lens = np.array([g.size for g in grids], dtype=np.intp)
             self._starts = np.concatenate(([0], np.cumsum(self._lens)[:-1])).astype(np.intp)
-            self._trace_idx = np.zeros(shp, dtype=np.intp)
-            self._base = np.zeros(shp, dtype=np.intp)
-            self._len = np.ones(shp, dtype=np.intp)
-            self._pos = np.zeros(shp, dtype=np.intp)
+            # the slot after each slot of the concatenated grids (the last of a trace: its
+            # first), so that a step is two look-ups
+            nxt = np.arange(1, self._flat.size + 1, dtype=np.intp)
+            nxt[self._starts + self._lens - 1] = self._starts
+            self._next = readonly(nxt)
+            self._trace_idx = np.zeros(shp, dtype=np.intp)  # the trace of each link
+            self._cur = np.zeros(shp, dtype=np.intp)  # its current slot, in _flat
         else:
             assert isinstance(p, WiredParams)
             self.n_reset_uniforms, self.n_step_uniforms = 0, 0
@@ -204,10 +207,8 @@ class LinkProcess:
             ln = self._lens[j]
             pos = np.minimum((uu[..., 1] * ln).astype(np.intp), ln - 1)
             self._trace_idx[rows] = j
-            self._base[rows] = self._starts[j]
-            self._len[rows] = ln
-            self._pos[rows] = np.maximum(pos, 0)
-            out = self._flat.take(self._base + self._pos)
+            self._cur[rows] = self._starts[j] + np.maximum(pos, 0)
+            out = self._flat.take(self._cur)
         else:
             out = np.full(self.shape, self._const)
         np.maximum(out, FLOOR_MBPS, out=out)
@@ -231,16 +232,16 @@ class LinkProcess:
         """
         if self._rates is None:
             raise RuntimeError("LinkProcess: call reset() first")
-        u = self._check(u, self.n_step_uniforms, "step")
+        if u is not None or self.n_step_uniforms:
+            u = self._check(u, self.n_step_uniforms, "step")
         p = self.link.params
         if isinstance(p, MarkovParams):
             out = markov_step(self._ms, u, self._state, self._loglev, self._x, self._ibuf)
             if out.min() < FLOOR_MBPS:  # rare: cheaper to test than to clamp every slot
                 np.maximum(out, FLOOR_MBPS, out=out)
         elif isinstance(p, TraceParams):
-            self._pos += 1
-            np.subtract(self._pos, self._len, out=self._pos, where=self._pos >= self._len)
-            out = self._flat.take(self._base + self._pos)
+            self._next.take(self._cur, out=self._cur)  # buffered: indices and out may alias
+            out = self._flat.take(self._cur)
         else:
             out = np.full(self.shape, self._const)
         self._rates = readonly(out)

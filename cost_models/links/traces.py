@@ -13,10 +13,23 @@ as the link classes use it.
 (3, 3.0, 3.0)
 >>> tr.resample(0.5).tolist()
 [5.0, 5.0, 1.0, 1.0, 3.0, 3.0]
+
+:func:`trace_files` lists the traces of a directory (by default the package's synthetic
+traces, :func:`default_trace_dir`), optionally by name or glob pattern, and
+:func:`set_stats` gives the mean and SD of a set of traces each equally likely, as a
+``"trace"`` link class replays them:
+
+>>> [p.name for p in trace_files(f.parent)]
+['t.tsv']
+>>> [p.name for p in trace_files(default_trace_dir(), ["synthetic_3g_[01].tsv"])]
+['synthetic_3g_0.tsv', 'synthetic_3g_1.tsv']
+>>> set_stats([tr])
+(3.0, 1.632993161855452)
 """
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import math
 import os
@@ -25,7 +38,17 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Trace", "TraceError", "cached_trace", "load_trace", "readonly"]
+__all__ = [
+    "Trace",
+    "TraceDirError",
+    "TraceError",
+    "cached_trace",
+    "default_trace_dir",
+    "load_trace",
+    "readonly",
+    "set_stats",
+    "trace_files",
+]
 
 
 class TraceError(ValueError):
@@ -206,3 +229,100 @@ def cached_trace(path: Path) -> Trace:
     except OSError:
         return load_trace(path)  # raises TraceError naming the file
     return _load_trace_cached(str(path), st.st_mtime_ns, st.st_size)
+
+
+class TraceDirError(ValueError):
+    """A directory of traces that cannot serve: missing, empty, or a pattern that matches
+    no file in it.
+
+    Attributes
+    ----------
+    directory : str
+        The directory.
+    pattern : str or None
+        The name or glob pattern that matched nothing (``None``: the directory itself is
+        the problem).
+    problem : str
+        What is wrong.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], pattern: str | None, problem: str):
+        self.directory = str(directory)
+        self.pattern = pattern
+        self.problem = problem
+        what = self.directory if pattern is None else f"{self.directory}, pattern {pattern!r}"
+        super().__init__(f"{what}: {problem}")
+
+
+def default_trace_dir() -> Path:
+    """The package's synthetic traces, ``cost_models/data/traces`` (four 400 s files drawn
+    by ``python -m edgesplit.cost_models.make_synthetic_traces``)."""
+    return Path(__file__).resolve().parent.parent / "data" / "traces"
+
+
+def _is_trace_name(name: str) -> bool:
+    """Whether a directory listing counts this file name as a trace: not hidden, not a
+    README, not Markdown (the documentation that sits beside traces)."""
+    low = name.lower()
+    return not (low.startswith((".", "readme")) or low.endswith(".md"))
+
+
+def trace_files(
+    directory: str | os.PathLike[str], patterns: list[str] | tuple[str, ...] | None = None
+) -> list[Path]:
+    """The trace files of a directory, sorted by name.
+
+    The traces of a directory are its regular files, except hidden files, ``README*`` and
+    ``*.md``. Each pattern is a file name or a glob pattern (``fnmatch``: ``*``, ``?``,
+    ``[...]``) over those names; subdirectories are not searched.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        The directory.
+    patterns : list of str, optional
+        Keep only the files that match at least one pattern (``None``: every trace file).
+
+    Returns
+    -------
+    list of Path
+        Absolute paths, sorted by name, each once.
+
+    Raises
+    ------
+    TraceDirError
+        The directory does not exist, holds no trace file, or a pattern matches none.
+    """
+    d = Path(directory)
+    if not d.is_dir():
+        raise TraceDirError(d, None, "no such directory")
+    names = sorted(p.name for p in d.iterdir() if p.is_file() and _is_trace_name(p.name))
+    if not names:
+        raise TraceDirError(d, None, "holds no trace file (README*, *.md and hidden files skipped)")
+    if patterns is None:
+        return [(d / n).resolve() for n in names]
+    keep: set[str] = set()
+    for pat in patterns:
+        hit = fnmatch.filter(names, pat)
+        if not hit:
+            raise TraceDirError(d, pat, f"matches no trace file ({len(names)} in the directory)")
+        keep.update(hit)
+    return [(d / n).resolve() for n in sorted(keep)]
+
+
+def set_stats(traces: list[Trace] | tuple[Trace, ...]) -> tuple[float, float]:
+    """Mean and SD (Mbps) of the rate of a set of traces, each equally likely and
+    time-weighted within itself: the long-run figures of a ``"trace"`` link that picks one
+    trace uniformly and starts it at a uniform offset.
+
+    Raises
+    ------
+    ValueError
+        An empty set.
+    """
+    if not traces:
+        raise ValueError("set_stats: no traces")
+    w = np.concatenate([t.holding_s / t.period_s for t in traces])
+    v = np.concatenate([t.rates_mbps for t in traces])
+    m = float(np.average(v, weights=w))
+    return m, float(np.sqrt(np.average((v - m) ** 2, weights=w)))
