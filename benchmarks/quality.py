@@ -141,9 +141,19 @@ def record(algo: str, scenario: str, summaries: list[dict[str, Any]], extra: lis
         "overrides": extra,
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": _machine(),
+        "load": round(os.getloadavg()[2], 1),
     }
     STORE.parent.mkdir(parents=True, exist_ok=True)
     STORE.write_text(json.dumps(store, indent=1))
+
+
+def _versus(r: dict[str, Any], base: dict[str, Any], name: str) -> str:
+    """A learned row's cost against baseline ``name`` on the same episodes: the mean over
+    seeds of the relative difference, and the seeds' range."""
+    if name not in base:
+        return ""
+    d = [100 * (c / base[name]["cost_per_slot"] - 1) for c in r["per_seed"]]
+    return f"{np.mean(d):+.1f}% ({min(d):+.1f}..{max(d):+.1f})"
 
 
 def page() -> str:
@@ -156,30 +166,36 @@ def page() -> str:
         "the 95% interval (Student's t over seeds) and each seed's figure; baselines: mean",
         "over the held-out episodes with the 95% interval over episodes. `oracle_privileged`",
         "and `clairvoyant` know what no deployed scheduler knows (the slot's true rates, the",
-        "episode's future): references, not competitors. Latency and energy are per task.\n",
+        "episode's future): references, not competitors. Latency and energy are per task.",
+        "`vs neurosurgeon` and `vs greedy`: the learned agent's cost against the rule's on the",
+        "same episodes, mean over seeds (and the seeds' range). `train s` counts the warm",
+        "start and is wall-clock time; `run` gives the machine and its load average (15 min)",
+        "when the row was recorded (a shared machine trains slower).\n",
     ]
     for sc in [s for s in SCENARIOS if s in store] + [s for s in store if s not in SCENARIOS]:
         entry = store[sc]
         out.append(f"## {sc} ({entry['episodes']} held-out episodes, seeds 100000+)\n")
         out.append(
-            "| policy | cost | ± 95% | latency ms | miss % | energy mJ | drops | "
-            "per seed | steps | train s | run |"
+            "| policy | cost | ± 95% | vs neurosurgeon | vs greedy | latency ms | miss % | "
+            "energy mJ | drops | per seed | steps | train s | run |"
         )
-        out.append("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|")
+        base = entry["baselines"]
         for algo, r in entry["agents"].items():
             seeds = ", ".join(f"{c:.4f}" for c in r["per_seed"])
             secs = np.mean(np.array(r["train_seconds"]) + np.array(r["warm_start_seconds"]))
-            note = f"{r['date']}, {r['machine']}"
+            note = f"{r['date']}, {r['machine']}, load {r.get('load', '?')}"
             if r["overrides"]:
                 note += f", `{' '.join(r['overrides'])}`"
             out.append(
                 f"| **{algo}** | {r['cost_per_slot']:.4f} | {r['cost_per_slot_ci']:.4f} | "
+                f"{_versus(r, base, 'neurosurgeon')} | {_versus(r, base, 'greedy')} | "
                 f"{r['latency_ms']:.1f} | {100 * r['miss_rate']:.1f} | {r['energy_mj']:.1f} | "
                 f"{r['drops']:.1f} | {seeds} | {r['steps']} | {secs:.0f} | {note} |"
             )
         for name, b in sorted(entry["baselines"].items(), key=lambda kv: kv[1]["cost_per_slot"]):
             out.append(
-                f"| {name} | {b['cost_per_slot']:.4f} | {b['cost_per_slot_ci']:.4f} | "
+                f"| {name} | {b['cost_per_slot']:.4f} | {b['cost_per_slot_ci']:.4f} | | | "
                 f"{b['latency_ms']:.1f} | {100 * b['miss_rate']:.1f} | {b['energy_mj']:.1f} | "
                 f"{b['drops']:.1f} | | | | |"
             )
