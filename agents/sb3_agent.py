@@ -43,7 +43,7 @@ from edgesplit.envs import ENV_ID
 
 from .registry import AgentSpec
 from .sb3_vec import NativeVecEnv
-from .shared_policy import SharedSplitPolicy
+from .shared_policy import MaskableSharedSplitPolicy, SharedSplitPolicy
 from .warm_start import behaviour_clone
 
 __all__ = ["SB3Agent"]
@@ -143,20 +143,23 @@ def _vec_env(env_kwargs: dict[str, Any], n_envs: int, seed: int | None) -> VecEn
     )
 
 
-#: policies of this project an algorithm config may name, beside SB3's own ("MlpPolicy")
-POLICIES = {"SharedSplitPolicy": SharedSplitPolicy}
+#: policies of this project an algorithm config may name, beside SB3's own ("MlpPolicy"):
+#: (unmasked, masked) classes
+POLICIES = {"SharedSplitPolicy": (SharedSplitPolicy, MaskableSharedSplitPolicy)}
 
 
-def _policy(algo_cfg: dict[str, Any], env_kwargs: dict[str, Any], kwargs: dict[str, Any]) -> Any:
+def _policy(
+    spec: AgentSpec, algo_cfg: dict[str, Any], env_kwargs: dict[str, Any], kwargs: dict[str, Any]
+) -> Any:
     """The policy class (or SB3 name) of ``algo_cfg``; a shared policy gets the scenario
-    (its static tables) in its keywords."""
+    (its static tables) in its keywords, and its masked form for a masked agent."""
     name = algo_cfg.get("policy", "MlpPolicy")
     if name not in POLICIES:
         return name
     pk = dict(kwargs.get("policy_kwargs") or {})
     pk.setdefault("scenario", env_kwargs["scenario"])
     kwargs["policy_kwargs"] = pk
-    return POLICIES[name]
+    return POLICIES[name][1 if spec.masked else 0]
 
 
 class SB3Agent:
@@ -196,7 +199,7 @@ class SB3Agent:
         if sigma is not None:  # Gaussian exploration noise on the [-1, 1] actions
             n = venv.action_space.shape[0]
             kwargs["action_noise"] = NormalActionNoise(np.zeros(n), float(sigma) * np.ones(n))
-        policy = _policy(algo_cfg, env_kwargs, kwargs)
+        policy = _policy(spec, algo_cfg, env_kwargs, kwargs)
         model = spec.algorithm_class()(
             policy,
             venv,

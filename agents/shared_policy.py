@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
@@ -45,7 +46,12 @@ from edgesplit.sim.estimates import alone_outcome
 from edgesplit.sim.scenario import load_scenario
 from edgesplit.sim.schema import CF, CI
 
-__all__ = ["SharedSplitPolicy", "SplitDistribution", "SplitOffloadNet"]
+__all__ = [
+    "MaskableSharedSplitPolicy",
+    "SharedSplitPolicy",
+    "SplitDistribution",
+    "SplitOffloadNet",
+]
 
 #: squashed observation entries are inverted below this bound (x / (x + s) < 1)
 _Y_MAX = 1.0 - 1e-6
@@ -391,14 +397,12 @@ class SplitDistribution:
         return a.reshape(a.shape[0], -1)
 
 
-class SharedSplitPolicy(ActorCriticPolicy):
-    """:class:`SplitOffloadNet` as a stable-baselines3 actor-critic policy (for PPO).
+class _SharedSplit:
+    """What :class:`SharedSplitPolicy` and :class:`MaskableSharedSplitPolicy` share: the
+    network, its distribution and SB3's policy methods (``action_masks``, where given,
+    take away what the environment forbids on top of the network's own feasibility)."""
 
-    ``scenario`` (a shipped name, a path or a mapping) gives the static tables; ``hidden``
-    the layer width; ``rounds`` how many looks the policy takes (2: a second look at each
-    option under the load its own first choices bring). Set ``policy: SharedSplitPolicy``
-    in an algorithm config; the agent fills in the scenario.
-    """
+    net: SplitOffloadNet
 
     def __init__(
         self,
@@ -413,48 +417,81 @@ class SharedSplitPolicy(ActorCriticPolicy):
         # _build (called by the parent's __init__) needs these
         self._scenario, self._hidden, self._rounds = scenario, int(hidden), int(rounds)
         kwargs.pop("net_arch", None)
-        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)  # type: ignore[call-arg]
 
     def _build(self, lr_schedule: Any) -> None:
         core = Core(load_scenario(self._scenario), 1, backend="numpy")
         self.net = SplitOffloadNet.from_core(core, hidden=self._hidden, rounds=self._rounds)
-        n_obs = int(np.prod(self.observation_space.shape))  # type: ignore[arg-type]
+        n_obs = int(np.prod(self.observation_space.shape))  # type: ignore[attr-defined]
         if n_obs != self.net.n * self.net.d:
             raise ValueError(
                 f"scenario: {self._scenario!r} has observations of {self.net.n * self.net.d} "
                 f"values, the environment {n_obs}"
             )
-        self.optimizer = self.optimizer_class(  # type: ignore[call-arg]
-            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+        self.optimizer = self.optimizer_class(  # type: ignore[attr-defined]
+            self.parameters(),  # type: ignore[attr-defined]
+            lr=lr_schedule(1),
+            **self.optimizer_kwargs,  # type: ignore[attr-defined]
         )
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
-        data = super()._get_constructor_parameters()
+        data = super()._get_constructor_parameters()  # type: ignore[misc]
         data.update(scenario=self._scenario, hidden=self._hidden, rounds=self._rounds)
         return data
 
-    def _dist(self, obs: torch.Tensor) -> tuple[SplitDistribution, torch.Tensor]:
-        opt, bw, cpu, value, _ = self.net(obs)
+    def _dist(
+        self, obs: torch.Tensor, action_masks: Any = None
+    ) -> tuple[SplitDistribution, torch.Tensor]:
+        opt, bw, cpu, value, has = self.net(obs)
+        if action_masks is not None:  # the env's flat masks [B, N * (S + J + 2L)]
+            net = self.net
+            m = torch.as_tensor(action_masks, device=opt.device).reshape(
+                opt.shape[0], net.n, net.s + net.j + 2 * net.levels
+            )
+            m = m.bool() | ~has[..., None]  # a device with no task keeps its fixed action
+            sj = (m[..., : net.s, None] & m[..., net.s : net.s + net.j][..., None, :]).flatten(2)
+            lv = m[..., net.s + net.j :]
+            opt = opt.masked_fill(~sj, float("-inf"))
+            bw = bw.masked_fill(~lv[..., : net.levels], float("-inf"))
+            cpu = cpu.masked_fill(~lv[..., net.levels :], float("-inf"))
         return SplitDistribution(opt, bw, cpu, self.net.j), value
 
-    def forward(self, obs: torch.Tensor, deterministic: bool = False):  # type: ignore[override]
-        dist, value = self._dist(obs)
+    def forward(self, obs: torch.Tensor, deterministic: bool = False, action_masks: Any = None):
+        dist, value = self._dist(obs, action_masks)
         actions = dist.get_actions(deterministic)
         return actions, value[:, None], dist.log_prob(actions)
 
-    def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor):  # type: ignore[override]
-        dist, value = self._dist(obs)
+    def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor, action_masks: Any = None):
+        dist, value = self._dist(obs, action_masks)
         return value[:, None], dist.log_prob(actions), dist.entropy()
 
-    def get_distribution(self, obs: torch.Tensor) -> SplitDistribution:  # type: ignore[override]
-        return self._dist(obs)[0]
+    def get_distribution(self, obs: torch.Tensor, action_masks: Any = None) -> SplitDistribution:
+        return self._dist(obs, action_masks)[0]
 
     def predict_values(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs)[3][:, None]
 
-    def _predict(self, observation: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        return self._dist(observation)[0].get_actions(deterministic)
+    def _predict(
+        self, observation: torch.Tensor, deterministic: bool = False, action_masks: Any = None
+    ) -> torch.Tensor:
+        return self._dist(observation, action_masks)[0].get_actions(deterministic)
 
     def action_logits(self, obs: torch.Tensor) -> torch.Tensor:
         """See :meth:`SplitOffloadNet.action_logits` (what export traces)."""
         return self.net.action_logits(obs)
+
+
+class SharedSplitPolicy(_SharedSplit, ActorCriticPolicy):  # type: ignore[misc]
+    """:class:`SplitOffloadNet` as a stable-baselines3 actor-critic policy (for PPO).
+
+    ``scenario`` (a shipped name, a path or a mapping) gives the static tables; ``hidden``
+    the layer width; ``rounds`` how many looks the policy takes (2: a second look at each
+    option under the load its own first choices bring). Set ``policy: SharedSplitPolicy``
+    in an algorithm config; the agent fills in the scenario.
+    """
+
+
+class MaskableSharedSplitPolicy(_SharedSplit, MaskableActorCriticPolicy):  # type: ignore[misc]
+    """:class:`SharedSplitPolicy` for sb3-contrib's MaskablePPO: the environment's action
+    masks apply on top of the network's own (``policy: SharedSplitPolicy`` with
+    ``algo=maskable_ppo`` picks it)."""

@@ -195,7 +195,8 @@ def test_ppo_with_the_shared_policy_learns_saves_and_loads(tmp_path) -> None:
         PPO(SharedSplitPolicy, venv, policy_kwargs={"scenario": "default"}, device="cpu")
 
 
-def test_the_exported_shared_policy_is_the_evaluated_one(tmp_path) -> None:
+@pytest.mark.parametrize("algo", ["ppo", "maskable_ppo"])
+def test_the_exported_shared_policy_is_the_evaluated_one(algo: str, tmp_path) -> None:
     ort = pytest.importorskip("onnxruntime")
     from edgesplit.agents.export import export_policy
     from edgesplit.agents.registry import get_agent
@@ -206,14 +207,20 @@ def test_the_exported_shared_policy_is_the_evaluated_one(tmp_path) -> None:
         "kwargs": {"n_steps": 16, "batch_size": 64, "n_epochs": 1, "policy_kwargs": {"hidden": 8}},
         "warm_start": {"teacher": "greedy", "slots": 8, "epochs": 2},
     }
-    agent = get_agent("ppo").build(cfg, kw, seed=0, n_envs=4)
+    spec = get_agent(algo)
+    agent = spec.build(cfg, kw, seed=0, n_envs=4)
     assert agent.warm_start is not None and agent.warm_start["samples"] == 32
     agent.learn(64, checkpoint=lambda: None, checkpoint_every=64)
-    out = export_policy(agent, "ppo", {"scenario": "default"}, tmp_path)
+    out = export_policy(agent, algo, {"scenario": "default"}, tmp_path)
     sess = ort.InferenceSession(str(out / "policy.onnx"), providers=["CPUExecutionProvider"])
     venv = NativeVecEnv(kw, n_envs=8, seed=5)
     obs = venv.reset()
     for _ in range(6):  # states a few slots into the episodes, with backlogs
-        obs, *_ = venv.step(agent.predict(obs, None))
-    (onnx_act,) = sess.run(None, {"obs": obs.astype(np.float32)})
-    np.testing.assert_array_equal(onnx_act, agent.predict(obs, None))
+        masks = np.stack(venv.env_method("action_masks"))
+        obs, *_ = venv.step(agent.predict(obs, masks))
+    masks = np.stack(venv.env_method("action_masks"))
+    feeds = {"obs": obs.astype(np.float32)}
+    if spec.masked:
+        feeds["action_mask"] = masks
+    (onnx_act,) = sess.run(None, feeds)
+    np.testing.assert_array_equal(onnx_act, agent.predict(obs, masks))
