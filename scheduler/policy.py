@@ -74,7 +74,7 @@ _ACTION_TYPES = {
     "sequential": ("discrete", "multidiscrete", "continuous"),
 }
 _NAME_LISTS = ("device_names", "app_names", "target_names", "access_point_names")
-_SCALARS = ("latency_scale_s", "bytes_scale", "rate_scale_mbps")
+_SCALARS = ("latency_scale_s", "bytes_scale", "rate_scale_mbps", "energy_scale_j")
 _COUNTS = ("horizon", "queue_capacity")
 
 
@@ -297,6 +297,8 @@ class _Checker:
         for i in range(n):
             if not reach[i, home[i]]:
                 raise self.fail(f"tables.home[{i}]", int(home[i]), "the home edge is unreachable")
+        self.array(t, "battery_j", (n,), "float")  # capacity, 0: mains-powered
+        self.array(t, "p_active_w", (n,), "float")
         apt = self.array(t, "ap_of_target", (n, j), "int")
         self.index(apt, "ap_of_target", 0, m, f"an access point ({m} of them)")
         for k in _SCALARS:
