@@ -4,7 +4,9 @@ A scenario is a YAML (or JSON) file, or a plain dict, with the keys below. Every
 checked: an unknown key, a wrong type or an out-of-range value raises
 :class:`ScenarioError` naming the field (as a dotted path) and the value. Shipped scenarios
 live in ``edgesplit/sim/scenarios/`` and are found by name (``"default"``, ``"single"``,
-``"dense"``, ``"three_tier"``), so they work from an installed wheel.
+``"dense"``, ``"three_tier"``, ``"bursty"``, ``"battery"``), so they work from an installed
+wheel. A device group may have ``bursts`` (:class:`BurstSpec`) and a ``battery``
+(:class:`BatterySpec`: capacity, initial charge, harvesting, an energy budget).
 
 The ``information`` section (:class:`InformationSpec`) says what a scheduler knows when it
 decides: by default the link rates each device measured over the last slot and the server
