@@ -151,6 +151,12 @@ class LoadedPolicy:
             "split_candidates": {
                 a: list(c) for a, c in zip(ta.app_names, ta.candidate_names, strict=True)
             },
+            # each battery's capacity (J): those devices' requests must give charge_j
+            "device_batteries_j": {
+                d: float(ta.battery_j[i])
+                for i, d in enumerate(ta.device_names)
+                if ta.battery_j[i] > 0
+            },
             "sha256": m["onnx"]["sha256"],
             "digest": m["digest"]["value"],
             "edgesplit_version": m.get("edgesplit_version"),

@@ -346,6 +346,12 @@ def test_scheduler_reads_the_charge_and_refuses_bad_values(tmp_path) -> None:
             if dd["task"]:
                 assert dd["split_index"] == info["split"][i]
                 assert not info["infeasible"][i]  # the masks kept the policy in budget
+    # a client learns which devices must report a charge, and the CLI's example does
+    caps = sched.policy.describe()["device_batteries_j"]
+    assert caps == {"pi_0": 3.0, "pi_1": 3.0, "nano_0": 30.0, "nano_1": 30.0}
+    from edgesplit.scheduler.__main__ import example_request
+
+    assert len(sched.decide(example_request(sched))["decisions"]) == 6
     req = _request(core)
     bad = [
         (("pi_0", "charge_j", -1.0), "devices.pi_0.charge_j"),
