@@ -282,13 +282,19 @@ def test_clairvoyant_and_myopic_baselines_see_the_charge() -> None:
     from edgesplit.agents.baselines import make_baseline
 
     sc = load_scenario(_mixed())
-    for name in ("neurosurgeon", "greedy", "oracle"):
+    for name in ("local", "random", "neurosurgeon", "greedy", "oracle", "clairvoyant"):
         core = Core(sc, 3, backend="numpy")
         core.reset(np.arange(3, dtype=np.uint64) + np.uint64(11))
         pol = make_baseline(name)
+        short = 0  # tasks whose all-local head the battery could not pay for
         for _ in range(20):
+            has, app = core.pending()
+            last = core.tables.n_valid[app] - 1
+            aff = core.affordable()
+            short += int((has & ~np.take_along_axis(aff, last[..., None], -1)[..., 0]).sum())
             res = core.step(pol.decide(core))
             assert not res.infeasible.any(), name
+        assert short > 0, name
 
 
 # --- the scheduler ----------------------------------------------------------------------
