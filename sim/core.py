@@ -676,8 +676,8 @@ class Core:
         state: pending tasks ``has_task``, ``app``, their waits ``wait_s`` and the device
         backlogs ``[B, N]``, server backlogs ``[B, J]``, link rates ``[B, N, M]`` (Mbps),
         and optionally battery charges and energy-budget deficits ``[B, N]`` (joules;
-        default: every battery full, no deficit). The same model, for a live system (the
-        scheduler's fallback rule judges requests with it)."""
+        without them no head is limited by a battery and no deficit is owed). The same
+        model, for a live system (the scheduler's fallback rule judges requests with it)."""
         has = np.asarray(has_task, dtype=bool)
         app = np.where(has, app, 0).astype(np.int64)
         rows = self._row_n + np.where(has, app, self.tables.n_apps)
@@ -711,8 +711,8 @@ class Core:
         debt: np.ndarray | None = None,
     ) -> StepResult:
         """The slot's outcome from the pending tasks and the state's arrays (batch ``B``);
-        ``charge`` and ``debt`` ``[B, N]``: the batteries (None: full) and energy-budget
-        deficits (None: 0)."""
+        ``charge`` and ``debt`` ``[B, N]``: the batteries' charges (None: no head limited)
+        and the energy-budget deficits (None: no budget cost)."""
         if active is not None:
             has = has & active
             wait_q = wait_q * has
