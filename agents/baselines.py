@@ -9,7 +9,8 @@ learned agents.
 ============================  ==============================================================
 name                          rule
 ============================  ==============================================================
-``local``                     every task runs whole on its device
+``local``                     every task runs whole on its device (full offload where its
+                              battery cannot pay for the head)
 ``offload``                   full offload (raw input) to the home edge server
 ``random``                    uniformly random among feasible (split, target, weights)
 ``neurosurgeon``              each task's own best (split, target) under the link rate and
@@ -153,8 +154,14 @@ def _full(core: Core, split: np.ndarray, target: np.ndarray) -> Decisions:
 
 
 def _local(core: Core) -> Decisions:
+    """Every task whole on its device; where its battery cannot pay for that, full offload
+    to the home edge (the rule knows the charge, as a device knows its own battery)."""
     _, app = core.pending()
-    return _full(core, core.tables.n_valid[app] - 1, np.broadcast_to(core.tables.home, app.shape))
+    last = core.tables.n_valid[app] - 1
+    aff = core.affordable()
+    if aff is not None:
+        last = np.where(np.take_along_axis(aff, last[..., None], -1)[..., 0], last, 0)
+    return _full(core, last, np.broadcast_to(core.tables.home, app.shape))
 
 
 def _grid(core: Core, with_weights: bool) -> Decisions:
@@ -322,7 +329,12 @@ class RandomValid(Baseline):
         ta = core.tables
         _, app = core.pending()
         nv = ta.n_valid[app]
-        split = (self.rng.random(app.shape) * nv).astype(np.int64)
+        aff = core.affordable()
+        if aff is None:
+            split = (self.rng.random(app.shape) * nv).astype(np.int64)
+        else:  # uniform among the splits the battery can pay for
+            ok = ta.valid[app] & aff
+            split = np.where(ok, self.rng.random(ok.shape), -1.0).argmax(-1)
         reach = np.broadcast_to(ta.reachable[None], (*app.shape, ta.n_targets))
         score = np.where(reach, self.rng.random(reach.shape), -1.0)
         target = score.argmax(-1)

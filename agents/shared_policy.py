@@ -114,8 +114,10 @@ class SplitOffloadNet(nn.Module):
             i += size
         self.at = at
         rows = n_devices * (n_apps + 1)
-        f = np.asarray(choice_f, dtype=np.float32).reshape(rows, self.sj, -1)
-        ci = np.asarray(choice_i, dtype=np.int64).reshape(rows, self.sj, -1)
+        # the tables as chosen (with batteries the core appends the rows it substitutes for
+        # a head the charge cannot pay for: not ours)
+        f = np.asarray(choice_f, dtype=np.float32)[: rows * self.sj].reshape(rows, self.sj, -1)
+        ci = np.asarray(choice_i, dtype=np.int64)[: rows * self.sj].reshape(rows, self.sj, -1)
         dev = np.repeat(np.arange(n_devices), n_apps + 1)[:, None]
         self.register_buffer("f_tab", torch.as_tensor(f))
         self.register_buffer("ap_of", torch.as_tensor(ci[..., CI.device_ap] - dev * n_aps))

@@ -175,10 +175,22 @@ class MaskTable:
         app = np.broadcast_to(np.minimum(np.arange(a + 1), a - 1)[:, None], (a + 1, n))
         m = action_masks(tables, app, has, action_type)
         self.table = np.ascontiguousarray(m.transpose(1, 0, 2)).reshape(n * (a + 1), -1)
+        self._s = tables.n_candidates
+        self._discrete = action_type == "discrete"
 
-    def take(self, rows: np.ndarray) -> np.ndarray:
-        """Masks ``[*rows.shape, K]`` for the static-table rows ``rows`` (True: allowed)."""
-        return self.table.take(rows, axis=0)
+    def take(self, rows: np.ndarray, affordable: np.ndarray | None = None) -> np.ndarray:
+        """Masks ``[*rows.shape, K]`` for the static-table rows ``rows`` (True: allowed);
+        ``affordable`` ``[*rows.shape, S]`` (:meth:`Core.affordable
+        <edgesplit.sim.core.Core.affordable>`) also masks the splits a battery cannot pay
+        for."""
+        m = self.table.take(rows, axis=0)
+        if affordable is not None:
+            aff = np.broadcast_to(affordable, (*np.shape(rows), self._s))
+            if self._discrete:  # the split is the most significant digit
+                m.reshape(*m.shape[:-1], self._s, -1)[...] &= aff[..., None]
+            else:
+                m[..., : self._s] &= aff
+        return m
 
 
 #: the per-device step infos, from the packed result (arrays ``[N]``, or ``[E, N]`` batched)

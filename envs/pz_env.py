@@ -168,7 +168,9 @@ class SplitOffloadParallelEnv(ParallelEnv):
         ``None`` for the continuous view."""
         if self.action_type == "continuous":
             return None
-        return self._mask_table.take(self.core.pending_rows()[0]).astype(np.int8)
+        return self._mask_table.take(self.core.pending_rows()[0], self.core.affordable(0)).astype(
+            np.int8
+        )
 
     def reset(
         self, seed: int | None = None, options: dict[str, Any] | None = None

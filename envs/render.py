@@ -35,7 +35,7 @@ def check_render_mode(render_mode: str | None) -> str | None:
 
 def render_slot(core: Core, res: StepResult | None, e: int = 0) -> str:
     """A readable summary of environment ``e``: the last slot's decisions and outcomes,
-    then the current backlogs and link rates."""
+    then the current backlogs, link rates and batteries."""
     ta = core.tables
     lines = [f"slot {int(core.t[e])}/{core.scenario.horizon}  scenario {core.scenario.name}"]
     if res is not None:
@@ -75,6 +75,18 @@ def render_slot(core: Core, res: StepResult | None, e: int = 0) -> str:
             f"{d}: " + "/".join(f"{r:g}" for r in rates[i]) for i, d in enumerate(ta.device_names)
         )
     )
+    bat = ta.battery_j > 0
+    if bat.any():  # battery-powered devices: charge (and budget deficit, where owed)
+        st = core.state
+        lines.append(
+            "battery J: "
+            + "; ".join(
+                f"{d}: {st.charge[e, i]:.1f}/{ta.battery_j[i]:g}"
+                + (f" owes {st.energy_debt[e, i]:.1f}" if st.energy_debt[e, i] > 0 else "")
+                for i, d in enumerate(ta.device_names)
+                if bat[i]
+            )
+        )
     return "\n".join(lines)
 
 

@@ -217,7 +217,9 @@ class SplitOffloadVectorEnv(VectorEnv):
     def _masks(self) -> np.ndarray:
         if self._mask_table is None:
             return np.ones((self.num_envs, 1), dtype=bool)
-        return self._mask_table.take(self.core.pending_rows()).reshape(self.num_envs, -1)
+        return self._mask_table.take(self.core.pending_rows(), self.core.affordable()).reshape(
+            self.num_envs, -1
+        )
 
     def action_masks(self) -> np.ndarray:
         """``[num_envs, ...]`` masks, as :meth:`SplitOffloadEnv.action_masks`."""

@@ -23,7 +23,7 @@ from .policy import load_policy
 
 def example_request(sched: Scheduler) -> dict:
     """A valid request for the loaded policy: every device with a task of its first
-    application, links at 20 Mbps, empty backlogs."""
+    application, links at 20 Mbps, empty backlogs, batteries half charged."""
     ta = sched.tables
     devices = {}
     for i, name in enumerate(ta.device_names):
@@ -35,6 +35,8 @@ def example_request(sched: Scheduler) -> dict:
                 ap: 20.0 for m, ap in enumerate(ta.access_point_names) if ta.reachable[i, m]
             },
         }
+        if ta.battery_j[i] > 0:  # a battery: half charged
+            devices[name]["charge_j"] = 0.5 * float(ta.battery_j[i])
     return {"slot": 0, "devices": devices, "server_backlog_s": dict.fromkeys(ta.target_names, 0.0)}
 
 

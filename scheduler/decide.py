@@ -8,7 +8,11 @@ A request (JSON object)::
         "pi_0": {"task": {"app": "resnet18", "waited_s": 0.02},   # or null: nothing pending
                  "queue_length": 1,                 # pending tasks, this one included
                  "backlog_s": 0.0,                  # work queued on the device
-                 "link_mbps": {"edge0": 18.5, "edge1": 40.2}},   # measured rates
+                 "link_mbps": {"edge0": 18.5, "edge1": 40.2},    # measured rates
+                 "charge_j": 120.0,                 # battery charge: required for a device
+                                                    # with a battery, refused for the others
+                 "energy_debt_j": 0.0},             # optional (default 0): the device's
+                                                    # energy-budget deficit (virtual queue)
         ...                                         # every device the policy knows
       },
       "server_backlog_s": {"edge0": 0.03, "edge1": 0.0, "cloud": 0.0}
@@ -138,12 +142,31 @@ class Scheduler:
         qlen = np.zeros((1, n), dtype=np.int64)
         backlog = np.zeros((1, n))
         rates = np.zeros((1, n, m))
+        charge = np.zeros((1, n))
+        debt = np.zeros((1, n))
         foreign: dict[int, str] = {}  # device -> application the policy was not trained on
         for name, d in devs.items():
             i = self._dev_index[name]
             f = f"devices.{name}"
             d = _object(d, f)
-            _keys(d, f, {"task", "queue_length", "backlog_s", "link_mbps"}, {"task", "link_mbps"})
+            cap = float(ta.battery_j[i])
+            _keys(
+                d,
+                f,
+                {"task", "queue_length", "backlog_s", "link_mbps", "charge_j", "energy_debt_j"},
+                {"task", "link_mbps", "charge_j"} if cap > 0 else {"task", "link_mbps"},
+            )
+            if "charge_j" in d:
+                if cap <= 0:
+                    raise RequestError(
+                        f"{f}.charge_j", d["charge_j"], "this device has no battery in the policy"
+                    )
+                charge[0, i] = _number(d["charge_j"], f"{f}.charge_j")
+                if charge[0, i] > cap:
+                    raise RequestError(
+                        f"{f}.charge_j", d["charge_j"], f"must be <= the capacity {cap:g} J"
+                    )
+            debt[0, i] = _number(d.get("energy_debt_j", 0.0), f"{f}.energy_debt_j")
             task = d["task"]
             if task is not None:
                 task = _object(task, f"{f}.task")
@@ -201,6 +224,8 @@ class Scheduler:
             "backlog": backlog,
             "rates": rates,
             "srv": srv,
+            "charge": charge,
+            "debt": debt,
             "foreign": foreign,
         }
 
@@ -214,7 +239,17 @@ class Scheduler:
         ta = self.tables
         t = np.array([min(s["slot"], ta.horizon)])
         return encode_devices(
-            ta, s["has"], s["app"], s["wait"], s["qlen"], s["backlog"], s["rates"], s["srv"], t
+            ta,
+            s["has"],
+            s["app"],
+            s["wait"],
+            s["qlen"],
+            s["backlog"],
+            s["rates"],
+            s["srv"],
+            t,
+            charge_j=s["charge"],
+            debt_j=s["debt"],
         )
 
     def decide(self, request: Any) -> dict[str, Any]:
@@ -295,7 +330,7 @@ class Scheduler:
         ta, pol = self.tables, self.policy
         has, app = s["has"], s["app"]
         # the environment's masks (used only by policies trained with them)
-        masks = action_masks(ta, app, has, pol.action_type) if pol.uses_mask else None
+        masks = action_masks(ta, app, has, pol.action_type, s["charge"]) if pol.uses_mask else None
         if pol.decision_mode == "joint":
             flat = obs.reshape(1, -1)
             act = pol.act(flat, None if masks is None else masks.reshape(1, -1))
@@ -401,6 +436,14 @@ def _neurosurgeon(core: Core, i: int, a: int, s: dict[str, Any]) -> tuple[int, i
 
     with np.errstate(divide="ignore"):  # a measured rate of 0: that link is never chosen
         res = core.resolve_snapshot(
-            dec, alone, app, rep(s["wait"]), rep(s["backlog"]), rep(s["srv"]), rep(s["rates"])
+            dec,
+            alone,
+            app,
+            rep(s["wait"]),
+            rep(s["backlog"]),
+            rep(s["srv"]),
+            rep(s["rates"]),
+            charge_j=rep(s["charge"]),
+            debt_j=rep(s["debt"]),
         )
     return opts[int(np.argmin(res.cost[:, i]))]

@@ -74,7 +74,7 @@ _ACTION_TYPES = {
     "sequential": ("discrete", "multidiscrete", "continuous"),
 }
 _NAME_LISTS = ("device_names", "app_names", "target_names", "access_point_names")
-_SCALARS = ("latency_scale_s", "bytes_scale", "rate_scale_mbps")
+_SCALARS = ("latency_scale_s", "bytes_scale", "rate_scale_mbps", "energy_scale_j")
 _COUNTS = ("horizon", "queue_capacity")
 
 
@@ -150,6 +150,12 @@ class LoadedPolicy:
             },
             "split_candidates": {
                 a: list(c) for a, c in zip(ta.app_names, ta.candidate_names, strict=True)
+            },
+            # each battery's capacity (J): those devices' requests must give charge_j
+            "device_batteries_j": {
+                d: float(ta.battery_j[i])
+                for i, d in enumerate(ta.device_names)
+                if ta.battery_j[i] > 0
             },
             "sha256": m["onnx"]["sha256"],
             "digest": m["digest"]["value"],
@@ -297,6 +303,8 @@ class _Checker:
         for i in range(n):
             if not reach[i, home[i]]:
                 raise self.fail(f"tables.home[{i}]", int(home[i]), "the home edge is unreachable")
+        self.array(t, "battery_j", (n,), "float")  # capacity, 0: mains-powered
+        self.array(t, "p_active_w", (n,), "float")
         apt = self.array(t, "ap_of_target", (n, j), "int")
         self.index(apt, "ap_of_target", 0, m, f"an access point ({m} of them)")
         for k in _SCALARS:

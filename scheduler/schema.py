@@ -11,10 +11,13 @@ the two agree (every request the schema admits is answered 200).
 >>> from types import SimpleNamespace
 >>> import numpy as np
 >>> ta = SimpleNamespace(device_names=["pi"], access_point_names=["edge0"],
-...     target_names=["edge0", "cloud"], reachable=np.array([[True, True]]), queue_capacity=4)
+...     target_names=["edge0", "cloud"], reachable=np.array([[True, True]]), queue_capacity=4,
+...     battery_j=np.array([100.0]))
 >>> s = request_schema(ta)
 >>> s["properties"]["devices"]["required"], s["additionalProperties"]
 (['pi'], False)
+>>> s["properties"]["devices"]["properties"]["pi"]["required"]  # a battery: its charge too
+['task', 'link_mbps', 'charge_j']
 """
 
 from __future__ import annotations
@@ -82,11 +85,24 @@ def request_schema(ta: Any) -> dict[str, Any]:
                     "properties": {ap: _NUMBER for ap in aps},
                     "description": "measured rate to each access point the device reaches",
                 },
+                "energy_debt_j": {
+                    **_NUMBER,
+                    "description": "the device's energy-budget deficit (J, default 0)",
+                },
             },
             # a device with a task has it in its queue
             "if": {"required": ["task"], "properties": {"task": {"type": "object"}}},
             "then": {"properties": {"queue_length": {"minimum": 1}}},
         }
+        cap = float(ta.battery_j[i])
+        if cap > 0:  # a battery: its charge is part of the observation
+            devices[name]["required"] = ["task", "link_mbps", "charge_j"]
+            devices[name]["properties"]["charge_j"] = {
+                "type": "number",
+                "minimum": 0,
+                "maximum": cap,
+                "description": "battery charge (J), at most the capacity",
+            }
     return {
         "title": "DecideRequest",
         "type": "object",

@@ -23,12 +23,22 @@ application ``a`` and decision ``(split s, target j, bandwidth weight wb, comput
     wait_s  = max(0, Qs[j] - (wait_d + head + tx));  Qs[j] <- max(0, Qs[j] + sum T - slot_s)
     latency = wait_q + wait_d + head + tx + rtt (+ backhaul rtt) + wait_s + tail
     energy  = P_active[i] * head + P_tx[i] * wireless transfer time
+    Z'      = max(0, Z[i] + energy - B[i] * slot_s)            energy-budget deficit
     cost    = w_l * latency / deadline + w_e * energy / E_ref + w_m * [latency > deadline]
-              + w_inf * [a masked choice was taken]
+              + w_inf * [a masked choice was taken] + w_b * Z' / E_ref
 
 The last candidate of a network runs it whole on the device: nothing is sent, there is no tail.
 A masked (infeasible) choice is replaced before it acts, a split past the network's candidates
 by all-local and an unreachable target by the home edge, and costs ``infeasible_penalty``.
+
+Batteries (a device group's ``battery``): a head whose compute energy ``P_active[i] * head``
+exceeds the device's charge ``C[i]`` cannot run; the choice is masked and, if taken, replaced
+by full offload (candidate 0, which computes nothing on the device) to the chosen target,
+costing ``infeasible_penalty``. After the slot ``C[i] <- min(cap[i], max(0, C[i] - energy) +
+harvest_w[i] * slot_s)`` and ``Z[i] <- Z'`` (the Lyapunov virtual queue of a long-term power
+budget ``B[i]``; ``Z`` stays 0 without one). The radio is not gated: its energy is drained
+down to 0 and an empty device still sends (the charge counts energy above the cut-off at
+which a device stops heavy compute; the radio lives on what is below it).
 
 Arrivals: a Poisson number of tasks per device per slot (mean ``rate * slot_s``), each of an
 application drawn from the device's mix; they join the device's queue and become pending at
@@ -68,7 +78,7 @@ import numpy as np
 from edgesplit.cost_models.links import FLOOR_MBPS, LinkBank
 
 from . import rng
-from .encoding import ActionError, Tables, decode, encode_devices
+from .encoding import ActionError, Tables, affordable_splits, decode, encode_devices
 from .estimates import AloneOutcome, alone_outcome
 from .scenario import Scenario
 from .schema import (
@@ -283,6 +293,14 @@ class Core:
         self._bj = np.arange(e, dtype=np.intp)[:, None] * j_n
         self._bnm = np.arange(e, dtype=np.intp)[:, None] * (n * m_n)
         self._ftab, self._itab = self._choice_tables()
+        # batteries: a second copy of the choice tables where every split is full offload
+        # (rows of a head the charge cannot pay for), ``_kalt`` rows after the first
+        self._bat = ph.capacity_j > 0  # [N]
+        self._kalt = 0
+        if self._bat.any():
+            self._ftab, self._itab, self._kalt = self._offload_rows(self._ftab, self._itab)
+        self._budget_j = ph.budget_j  # [N] per slot, inf where none
+        self._w_budget = rw.budget_weight / rw.energy_ref_j
         # state
         self.state = State.zeros(e, n, q, ta.n_targets, sc.n_servers)
         info = sc.information
@@ -421,6 +439,21 @@ class Core:
         i[..., CI.device_ap] = nn * m_n + ap
         return f.reshape(-1, f.shape[-1]), i.reshape(-1, i.shape[-1])
 
+    def _offload_rows(self, f: np.ndarray, i: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """The choice tables followed by their full-offload copy: row ``k + K`` is choice
+        ``k`` with its split replaced by candidate 0 (same target, or the home edge where it
+        is unreachable) and flagged infeasible where there is a task. Returns the tables and
+        ``K``."""
+        ta = self.tables
+        s_n, j_n = ta.n_candidates, ta.n_targets
+        k_n = f.shape[0]
+        idx = np.arange(k_n).reshape(-1, s_n, j_n)
+        alt = np.broadcast_to(idx[:, :1, :], idx.shape).reshape(-1)
+        fa, ia = f[alt].copy(), i[alt].copy()
+        task = (np.arange(k_n) // (s_n * j_n)) % (ta.n_apps + 1) < ta.n_apps
+        fa[task, CF.infeasible] = 1.0
+        return np.concatenate([f, fa]), np.concatenate([i, ia]), k_n
+
     # randomness ------------------------------------------------------------------------
     def _slot_base(self, t: np.ndarray) -> np.ndarray:
         """``[E]`` per-environment part of the generator's input at slots ``t``."""
@@ -461,6 +494,12 @@ class Core:
             u = rng.finalise(base[:, None] + self._off_phase[None, :]) & rng.LO32
             start = u < self._phase_thr[:, 2]
             st.phase[mask] = start[mask]
+        if self._kalt:  # each battery's initial charge, uniform in its [low, high]
+            lo, hi = self.physics.charge0_j[:, 0], self.physics.charge0_j[:, 1]
+            u = rng.uniform53(
+                rng.finalise(base[:, None] + rng.offsets(rng.STREAM_CHARGE, self._nidx[0]))
+            )
+            st.charge[mask] = (lo + u * (hi - lo))[mask]
         words = rng.finalise(base[:, None] + self._off_slot[None, :])
         self._arrive(mask, t_prev, words, base)
         self._pend = None
@@ -568,7 +607,20 @@ class Core:
             self.state.t,
             out=out,
             rows=p.row,
+            charge_j=self.state.charge,
+            debt_j=self.state.energy_debt,
         )
+
+    def affordable(self, env: int | None = None) -> np.ndarray | None:
+        """``[E, N, S]`` the splits each device's battery can pay for now (every split of a
+        mains-powered device, or of one without a task), ``[N, S]`` for environment ``env``
+        alone; None when no device has a battery. The faces AND it into their static
+        masks."""
+        if not self._kalt:
+            return None
+        has, app = self.pending()
+        out = affordable_splits(self.tables, app, has, self.state.charge)
+        return out if env is None else out[env]
 
     # step ------------------------------------------------------------------------------
     def resolve(
@@ -599,18 +651,24 @@ class Core:
             dev_b, srv_b, rates = st.dev_backlog, st.srv_seen, st.rates_seen
         else:
             dev_b, srv_b, rates = st.dev_backlog, st.srv_backlog, st.rates
+        charge, debt = st.charge, st.energy_debt  # known: a device reports its own battery
         if rows is not None:
             has, app, wait_q, kbase = has[rows], app[rows], wait_q[rows], kbase[rows]
             dev_b, srv_b, rates = dev_b[rows], srv_b[rows], rates[rows]
-        return self._outcome(dec, has, app, wait_q, kbase, dev_b, srv_b, rates, active)
+            charge, debt = charge[rows], debt[rows]
+        return self._outcome(
+            dec, has, app, wait_q, kbase, dev_b, srv_b, rates, active, charge=charge, debt=debt
+        )
 
     def option_estimates(self, known: bool = True) -> AloneOutcome:
         """Each device's every ``(split, target)`` option judged alone, arrays
         ``[E, N, S, J]``: the outcome of its pending task at whole shares with no other task
         of the slot contending, on what the scheduler knows (``known``, the default: the
-        measured rates and reported backlogs) or on the truth. Neurosurgeon picks each
-        device's cheapest option here; the shared policies see these estimates (computed
-        from the observation: :mod:`edgesplit.sim.estimates`)."""
+        measured rates and reported backlogs) or on the truth, batteries included (a head
+        the charge cannot pay for runs as full offload; the energy budget's deficit costs).
+        Neurosurgeon picks each device's cheapest option here; the shared policies see these
+        estimates, computed from the observation (:mod:`edgesplit.sim.estimates`; without
+        the batteries' gating and budget, which the observation's charge tells apart)."""
         p = self._pending()
         st = self.state
         dev_b, srv_b, rates = (
@@ -623,6 +681,10 @@ class Core:
         s_n, j_n = ta.n_candidates, ta.n_targets
         k = p.kbase[:, :, None] + np.arange(self._sj)  # [E, N, SJ]
         f = self._ftab.take(k, axis=0, mode="clip")
+        if self._kalt:  # a head the battery cannot pay for runs as full offload
+            gate = self._bat[:, None] & (f[..., CF.head_energy_j] > st.charge[:, :, None])
+            k = np.where(gate, k + self._kalt, k)
+            f = self._ftab.take(k, axis=0, mode="clip")
         ci = self._itab.take(k, axis=0, mode="clip")
         rate = np.take_along_axis(rates.reshape(e, -1), ci[..., CI.device_ap].reshape(e, -1), 1)
         srv = np.take_along_axis(srv_b, ci[..., CI.target].reshape(e, -1), 1)
@@ -636,6 +698,9 @@ class Core:
             self.physics.p_tx_w[None, :, None],
             self._w,
         )
+        if self._kalt:  # the energy budget's deficit after this slot, paid every slot
+            deficit = st.energy_debt[:, :, None] + out.energy_j - self._budget_j[None, :, None]
+            out.cost = out.cost + self._w_budget * np.maximum(deficit, 0.0)
         for name, v in vars(out).items():
             setattr(out, name, np.asarray(v).reshape(e, n, s_n, j_n))
         return out
@@ -650,12 +715,15 @@ class Core:
         srv_backlog: np.ndarray,
         rates: np.ndarray,
         active: np.ndarray | None = None,
+        charge_j: np.ndarray | None = None,
+        debt_j: np.ndarray | None = None,
     ) -> StepResult:
         """:meth:`resolve` for a system snapshot given as arrays instead of this core's
         state: pending tasks ``has_task``, ``app``, their waits ``wait_s`` and the device
-        backlogs ``[B, N]``, server backlogs ``[B, J]``, link rates ``[B, N, M]`` (Mbps).
-        The same model, for a live system (the scheduler's fallback rule judges requests
-        with it)."""
+        backlogs ``[B, N]``, server backlogs ``[B, J]``, link rates ``[B, N, M]`` (Mbps),
+        and optionally battery charges and energy-budget deficits ``[B, N]`` (joules;
+        without them no head is limited by a battery and no deficit is owed). The same
+        model, for a live system (the scheduler's fallback rule judges requests with it)."""
         has = np.asarray(has_task, dtype=bool)
         app = np.where(has, app, 0).astype(np.int64)
         rows = self._row_n + np.where(has, app, self.tables.n_apps)
@@ -670,6 +738,8 @@ class Core:
             np.asarray(srv_backlog, float),
             np.asarray(rates, float),
             active,
+            charge=None if charge_j is None else np.asarray(charge_j, float),
+            debt=None if debt_j is None else np.asarray(debt_j, float),
         )
 
     def _outcome(
@@ -683,8 +753,12 @@ class Core:
         srv_b: np.ndarray,
         rates: np.ndarray,
         active: np.ndarray | None,
+        charge: np.ndarray | None = None,
+        debt: np.ndarray | None = None,
     ) -> StepResult:
-        """The slot's outcome from the pending tasks and the state's arrays (batch ``B``)."""
+        """The slot's outcome from the pending tasks and the state's arrays (batch ``B``);
+        ``charge`` and ``debt`` ``[B, N]``: the batteries' charges (None: no head limited)
+        and the energy-budget deficits (None: no budget cost)."""
         if active is not None:
             has = has & active
             wait_q = wait_q * has
@@ -700,6 +774,12 @@ class Core:
         k = kbase + split_req * j_n + dec.target
         f = self._ftab.take(k, axis=0, mode="clip")
         ci = self._itab.take(k, axis=0, mode="clip")
+        if self._kalt and charge is not None:  # heads the battery cannot pay for: offload
+            gate = self._bat & (f[..., CF.head_energy_j] > charge)
+            if gate.any():
+                k = np.where(gate, k + self._kalt, k)
+                f = self._ftab.take(k, axis=0, mode="clip")
+                ci = self._itab.take(k, axis=0, mode="clip")
         off = f[..., CF.off]
         target = ci[..., CI.target]
         bw = np.asarray(dec.bw_weight, dtype=np.float64)
@@ -730,6 +810,8 @@ class Core:
         inf = f[..., CF.infeasible] > 0
         w_l, w_e, w_m, w_i, _ = self._w
         cost = w_l * latency / dl + w_e * energy + w_m * miss + w_i * inf
+        if debt is not None:  # the energy budget's deficit after this slot, paid every slot
+            cost = cost + self._w_budget * np.maximum(debt + energy - self._budget_j, 0.0)
         res = StepResult(
             has_task=has,
             app=app,
@@ -888,6 +970,7 @@ class Core:
         np.maximum(st.srv_backlog + load - self.slot_s, 0.0, out=st.srv_backlog)
         if not self._reported_backlogs:
             st.srv_seen[...] = st.srv_backlog
+        self._drain(res.energy_j)
         # the decided tasks leave the queue; this slot's arrivals join it
         st.qhead[...] = (st.qhead + has) % self.tables.queue_capacity
         st.qlen -= has
@@ -923,6 +1006,15 @@ class Core:
                 a.flags.writeable = True
         return res
 
+    def _drain(self, energy: np.ndarray) -> None:
+        """The batteries pay for the slot's energy (never below 0) and harvest (never above
+        capacity); the energy budget's deficit queue moves."""
+        st, ph = self.state, self.physics
+        if self._kalt:
+            left = np.maximum(st.charge - energy, 0.0) + ph.harvest_j
+            st.charge[...] = np.where(self._bat, np.minimum(left, ph.capacity_j), 0.0)
+        np.maximum(st.energy_debt + energy - self._budget_j, 0.0, out=st.energy_debt)
+
     def kernel_statics(self) -> dict[str, object]:
         """What the compiled step needs to know about this core besides its state: the
         reward weights and scales, the per-choice tables, the arrival and application
@@ -931,6 +1023,11 @@ class Core:
         ta = self.tables
         return {
             "weights": self._w,  # latency, energy / E_ref, miss, infeasible, drop
+            "budget_weight": self._w_budget,  # per joule of energy-budget deficit, per slot
+            "capacity_j": self.physics.capacity_j,
+            "harvest_j": self.physics.harvest_j,
+            "budget_j": self._budget_j,
+            "kalt": self._kalt,
             "slot_s": self.slot_s,
             "p_tx": self.physics.p_tx_w,
             "choice_f": self._ftab,

@@ -21,7 +21,15 @@ link_rates                M           r / (r + rate scale) to each access point 
 reachable                 J           1 if the target can be reached from this device
 server_backlog            J           Qs / (Qs + latency scale) of each target
 time                      1           slot / horizon
+battery                   1           charge / capacity of the device's battery (1 for
+                                      a mains-powered device: never short of energy)
+energy_debt               1           Z / (Z + energy scale): the device's energy-budget
+                                      deficit (virtual queue, 0 without a budget)
 ========================  ==========  ===============================================
+
+A device without a battery reads 1.0 in ``battery`` rather than a separate flag: what a
+policy must know is whether a head can be paid for, and a mains-powered device always can,
+as a full battery can; the masks (:func:`action_masks`) say which heads the charge affords.
 
 Unbounded physical quantities use the squashing ``x / (x + scale)`` with scales fixed by the
 scenario, so there are no running statistics to ship and the bounds hold by construction.
@@ -50,6 +58,7 @@ __all__ = [
     "ActionError",
     "Tables",
     "action_masks",
+    "affordable_splits",
     "decode",
     "decode_device",
     "encode_actions",
@@ -92,8 +101,19 @@ class Tables:
     latency_scale_s: float
     bytes_scale: float
     rate_scale_mbps: float
+    battery_j: np.ndarray | None = None  # [N] battery capacity (0: mains-powered; None: all)
+    p_active_w: np.ndarray | None = None  # [N] compute power of each device (head energy)
+    energy_scale_j: float = 1.0  # squashing scale of the energy-budget deficit
 
     def __post_init__(self) -> None:
+        n_dev = np.shape(self.head_s)[0]
+        if self.battery_j is None:
+            self.battery_j = np.zeros(n_dev)
+        if self.p_active_w is None:
+            self.p_active_w = np.zeros(n_dev)
+        self.battery_j = np.asarray(self.battery_j, dtype=np.float64)
+        self.p_active_w = np.asarray(self.p_active_w, dtype=np.float64)
+        self.energy_scale_j = float(self.energy_scale_j)
         self.weight_levels = np.asarray(self.weight_levels, dtype=np.float64)
         for name in ("head_s", "tail_s", "bytes_", "deadline_s"):
             setattr(self, name, np.asarray(getattr(self, name), dtype=np.float64))
@@ -146,7 +166,7 @@ class Tables:
     def obs_dim(self) -> int:
         """Length of one device's observation."""
         a, s, j, m = self.n_apps, self.n_candidates, self.n_targets, self.n_aps
-        return 1 + a + 2 + s * (3 + j) + 1 + m + j + j + 1
+        return 1 + a + 2 + s * (3 + j) + 1 + m + j + j + 1 + 2
 
     def observation_layout(self) -> list[tuple[str, int]]:
         """The blocks of one device's observation, in order, with their sizes (they sum to
@@ -170,7 +190,19 @@ class Tables:
             ("reachable", j),
             ("server_backlog", j),
             ("time", 1),
+            ("battery", 1),
+            ("energy_debt", 1),
         ]
+
+    @property
+    def has_batteries(self) -> bool:
+        """Some device runs on a battery (its charge can mask heads)."""
+        return bool((self.battery_j > 0).any())
+
+    @property
+    def head_energy_j(self) -> np.ndarray:
+        """``[N, A, S]`` the device energy of each head (compute power x head latency)."""
+        return self.p_active_w[:, None, None] * self.head_s
 
     def action_nvec(self) -> np.ndarray:
         """Per-device MultiDiscrete sizes, one per decision field (``[S, J, L, L]``)."""
@@ -250,6 +282,8 @@ def encode_devices(
     t: np.ndarray,
     out: np.ndarray | None = None,
     rows: np.ndarray | None = None,
+    charge_j: np.ndarray | None = None,
+    debt_j: np.ndarray | None = None,
 ) -> np.ndarray:
     """Encode a batch of system snapshots into per-device observations.
 
@@ -268,6 +302,10 @@ def encode_devices(
     rows:
         optional ``[E, N]`` ``n * (A + 1) + (app if has_task else A)``, when the caller
         has it already (the simulator does).
+    charge_j, debt_j:
+        optional ``[E, N]`` battery charge and energy-budget deficit (joules); without
+        them every battery reads full and every deficit 0. Ignored for mains-powered
+        devices (``battery`` reads 1).
 
     Returns
     -------
@@ -295,6 +333,17 @@ def encode_devices(
     out[:, :, i : i + j_n] = (server_backlog_s / (server_backlog_s + ls))[:, None, :]
     i += j_n
     out[:, :, i] = (t / ta.horizon)[:, None]
+    i += 1
+    bat = ta.battery_j > 0
+    if charge_j is None:
+        out[:, :, i] = 1.0
+    else:
+        out[:, :, i] = np.where(bat, charge_j / np.where(bat, ta.battery_j, 1.0), 1.0)
+    i += 1
+    if debt_j is None:
+        out[:, :, i] = 0.0
+    else:
+        np.divide(debt_j, debt_j + ta.energy_scale_j, out=out[:, :, i])
     return out
 
 
@@ -476,26 +525,50 @@ def encode_actions(tables: Tables, dec: Decisions, action_type: str) -> np.ndarr
     raise ValueError(f"action_type: {action_type!r} cannot be encoded (discrete views only)")
 
 
-def split_target_masks(tables: Tables, app: np.ndarray, has_task: np.ndarray) -> tuple:
+def affordable_splits(
+    tables: Tables, app: np.ndarray, has_task: np.ndarray, charge_j: np.ndarray
+) -> np.ndarray:
+    """``[E, N, S]`` the splits whose head the device's battery can pay for (its compute
+    energy at most the charge ``charge_j`` ``[E, N]``); every split of a mains-powered
+    device or of a device without a pending task. Full offload (candidate 0, no head) is
+    always affordable."""
+    ta = tables
+    e_head = ta.head_energy_j[np.arange(ta.n_devices), app]  # [E, N, S]
+    ok = e_head <= np.asarray(charge_j)[..., None]
+    return ok | ~(ta.battery_j > 0)[:, None] | ~np.asarray(has_task)[..., None]
+
+
+def split_target_masks(
+    tables: Tables, app: np.ndarray, has_task: np.ndarray, charge_j: np.ndarray | None = None
+) -> tuple:
     """Feasible splits ``[E, N, S]`` and targets ``[E, N, J]``.
 
-    A device without a pending task may choose anything (its decision is ignored).
+    A device without a pending task may choose anything (its decision is ignored). With
+    ``charge_j`` (``[E, N]``, joules), a battery-powered device's splits whose head costs
+    more energy than its charge are masked (:func:`affordable_splits`).
     """
     split = tables.valid[app] | ~has_task[..., None]
+    if charge_j is not None and tables.has_batteries:
+        split = split & affordable_splits(tables, app, has_task, charge_j)
     target = np.broadcast_to(tables.reachable[None], (*app.shape, tables.n_targets))
     return split, target
 
 
 def action_masks(
-    tables: Tables, app: np.ndarray, has_task: np.ndarray, action_type: str
+    tables: Tables,
+    app: np.ndarray,
+    has_task: np.ndarray,
+    action_type: str,
+    charge_j: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Per-device masks ``[E, N, K]`` of a discrete view (True: allowed).
+    """Per-device masks ``[E, N, K]`` of a discrete view (True: allowed); ``charge_j``
+    ``[E, N]`` masks the heads a battery cannot pay for (:func:`split_target_masks`).
 
     ``"multidiscrete"``: each decision field's mask concatenated (``K = S + J + 2L``);
     ``"discrete"``: one flag per action index (``K = S * J * L * L``), the product of the
     fields' masks.
     """
-    sm, tm = split_target_masks(tables, app, has_task)
+    sm, tm = split_target_masks(tables, app, has_task, charge_j)
     by_kind = {
         "candidate": sm,
         "target": tm,

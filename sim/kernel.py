@@ -69,6 +69,7 @@ IP = (
     "MEASURED",  # 1: the scheduler knows the measured link rates (an EWMA), 0: the true ones
     "REPORTED",  # 1: it knows the backlogs the servers reported a slot ago, 0: the true ones
     "BURSTY",  # 1: some device's arrivals come in bursts (phases switch)
+    "KALT",  # rows of the choice tables before their full-offload copy (0: no batteries)
 )
 # Everything the step reads or changes lives in two int64 arrays: ``st`` (static) and ``sv``
 # (state). Each part has a kind: "f" float64, "i" int64, "u" uint64 (all 8 bytes, reached by
@@ -105,6 +106,9 @@ STATIC = (
     ("off_slot", "u"),
     ("off_extra", "u"),
     ("rows", "f4"),
+    ("capacity", "f"),
+    ("harvest", "f"),
+    ("budget", "f"),
 )
 # the core's State (every field, its kind from its dtype), then the Markov links' state and
 # every link's rate, which the link bank keeps
@@ -128,6 +132,8 @@ FP = (
     "floor",
     "min_w",
     "ewma_w",
+    "w_b",
+    "e_scale",
 )
 # the packed results' rows and the choice tables' columns, by name (numba freezes these
 # module-level integers into the compiled code)
@@ -214,10 +220,10 @@ N_HEAD = _NIP + 2 * len(STATIC + STATE)
 
 # constants the compiled code sees as globals (frozen at compile time)
 I_E, I_N, I_J, I_M, I_A, I_S, I_Q, I_KMAX, I_W, I_LM, I_L, I_WS, I_HOR, I_D, I_OBS = range(15)
-I_KTAB, I_R, I_MEASURED, I_REPORTED, I_BURSTY = 15, 16, 17, 18, 19
+I_KTAB, I_R, I_MEASURED, I_REPORTED, I_BURSTY, I_KALT = 15, 16, 17, 18, 19, 20
 assert IP.index("KTAB") == I_KTAB and IP.index("R") == I_R and IP.index("OBS") == I_OBS
 assert IP.index("MEASURED") == I_MEASURED and IP.index("REPORTED") == I_REPORTED
-assert IP.index("BURSTY") == I_BURSTY
+assert IP.index("BURSTY") == I_BURSTY and IP.index("KALT") == I_KALT
 # positions in ``st`` of each static part's (start, count), by name
 H_FP = HEAD["fp"]
 H_PTX = HEAD["p_tx"]
@@ -247,6 +253,11 @@ H_OFFPHASE = HEAD["off_phase"]
 H_OFFSLOT = HEAD["off_slot"]
 H_OFFEXTRA = HEAD["off_extra"]
 H_ROWS = HEAD["rows"]
+H_CAP = HEAD["capacity"]
+H_HARV = HEAD["harvest"]
+H_BUDGET = HEAD["budget"]
+H_CHARGE = HEAD["charge"]
+H_DEBT = HEAD["energy_debt"]
 (
     H_MKEY,
     H_T,
@@ -285,7 +296,9 @@ H_ROWS = HEAD["rows"]
         "phase",
     )
 )
-F_WL, F_WE, F_WM, F_WI, F_WD, F_SLOT, F_LS, F_RS, F_FLOOR, F_MINW, F_EWMA = range(len(FP))
+F_WL, F_WE, F_WM, F_WI, F_WD, F_SLOT, F_LS, F_RS, F_FLOOR, F_MINW, F_EWMA, F_WB, F_ESC = range(
+    len(FP)
+)
 
 
 def _jit(fn):
@@ -412,11 +425,22 @@ def decode(mode, e, act_i, act_f, p_oi, levels, n_valid, reach, fs, sj, k_tab, k
 
 
 @nb.njit(inline="always")
-def resolve(e, kk, dv, ftab, itab, p_tx, fs, rates, dev_b, srv_b, p_of, p_oi, p_ob, out):
+def gate(e, kk, ftab, kalt, cap, charge):
+    """Twin of the battery gate in ``Core._outcome``: a head whose compute energy exceeds
+    the device's charge is replaced by its full-offload row (``kalt`` rows on)."""
+    for i in range(kk.shape[0]):
+        if cap[i] > 0 and ftab[kk[i], C_EHEAD] > charge[e, i]:
+            kk[i] += kalt
+
+
+@nb.njit(inline="always")
+def resolve(e, kk, dv, ftab, itab, p_tx, fs, rates, dev_b, srv_b, p_of, p_oi, p_ob, out, bud):
     """Twin of :meth:`Core.resolve <edgesplit.sim.core.Core.resolve>`, for environment
     ``e``: the shares of access points and targets, then each device's latency, energy and
-    cost (before drops) into the result rows."""
+    cost (before drops; with the energy budget's deficit, ``bud`` = (deficits, budgets per
+    slot)) into the result rows."""
     of, oi, ob = out
+    debt, budget = bud
     n_n, m_n, j_n = kk.shape[0], rates.shape[2], srv_b.shape[1]
     tot_b = np.zeros(m_n)
     tot_c = np.zeros(j_n)
@@ -456,6 +480,7 @@ def resolve(e, kk, dv, ftab, itab, p_tx, fs, rates, dev_b, srv_b, p_of, p_oi, p_
             + w_m * (1.0 if miss else 0.0)
             + w_i * (1.0 if inf else 0.0)
         )
+        cost = cost + fs[F_WB] * max(debt[e, i] + energy - budget[i], 0.0)
         of[RF_LATENCY, e, i] = latency
         of[RF_HEAD, e, i] = head
         of[RF_TRANSFER, e, i] = transfer
@@ -488,6 +513,19 @@ def carry_over(e, kk, ftab, itab, slot_s, p_ob, dev_b, srv_b, qhead, qlen, q_n):
             qlen[e, i] -= 1
     for j in range(srv_b.shape[1]):
         srv_b[e, j] = max(srv_b[e, j] + load[j] - slot_s, 0.0)
+
+
+@nb.njit(inline="always")
+def drain(e, of, cap, harvest, budget, charge, debt):
+    """Twin of ``Core._drain``: the batteries pay for the slot's energy and harvest; the
+    energy budget's deficit queue moves."""
+    for i in range(charge.shape[1]):
+        en = of[RF_ENERGY, e, i]
+        if cap[i] > 0:
+            charge[e, i] = min(max(charge[e, i] - en, 0.0) + harvest[i], cap[i])
+        else:
+            charge[e, i] = 0.0
+        debt[e, i] = max(debt[e, i] + en - budget[i], 0.0)
 
 
 @nb.njit(inline="always")
@@ -564,12 +602,13 @@ def markov_step(e, words, markov, m_state, m_loglev, m_x, lrates):
 
 
 @nb.njit(inline="always")
-def pending_and_observe(e, tn, fs, encoder, queues, dev_b, srv_b, rates, out, obs):
+def pending_and_observe(e, tn, fs, encoder, queues, dev_b, srv_b, rates, out, obs, energy):
     """Twin of ``Core._pending`` and :func:`edgesplit.sim.encoding.encode_devices`, for
     environment ``e``: the next slot's pending task of each device (the packed ``next_*``
     rows) and, when ``write_obs``, its observation."""
     rows_tab, row_dl, s_n, horizon, write_obs = encoder
     qapp, qarr, qhead, qlen, _phase = queues
+    cap, charge, debt = energy
     of, oi, ob = out
     n_n, q_n = qlen.shape[1], qapp.shape[2]
     m_n, j_n = rates.shape[2], srv_b.shape[1]
@@ -613,6 +652,9 @@ def pending_and_observe(e, tn, fs, encoder, queues, dev_b, srv_b, rates, out, ob
             o[c + j] = np.float32(sb / (sb + ls))
         c += j_n
         o[c] = np.float32(tn / horizon)
+        o[c + 1] = np.float32(charge[e, i] / cap[i]) if cap[i] > 0 else np.float32(1.0)
+        dt = debt[e, i]
+        o[c + 2] = np.float32(dt / (dt + fs[F_ESC]))
 
 
 @nb.njit(inline="always")
@@ -693,6 +735,12 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
     lrates = _f(sv, st, H_LRATES).reshape(e_n, st[I_L])
     rates_seen = _f(sv, st, H_RSEEN).reshape(e_n, n_n, st[I_M])
     srv_seen = _f(sv, st, H_SSEEN).reshape(e_n, j_n)
+    charge = _f(sv, st, H_CHARGE).reshape(e_n, n_n)
+    debt = _f(sv, st, H_DEBT).reshape(e_n, n_n)
+    cap, harvest, budget = _f(st, st, H_CAP), _f(st, st, H_HARV), _f(st, st, H_BUDGET)
+    kalt = st[I_KALT]
+    bud = (debt, budget)
+    energy = (cap, charge, debt)
     measured, reported = st[I_MEASURED] != 0, st[I_REPORTED] != 0
     words = np.empty(st[I_W], dtype=np.uint64)
     kk = np.empty(n_n, dtype=np.int64)
@@ -729,12 +777,15 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
     out = (of, oi, ob)
     for e in range(e_n):
         decode(mode, e, act_i, act_f, p_oi, levels, n_valid, reach, fs, sj, k_tab, kk, dv, of)
-        resolve(e, kk, dv, ftab, itab, p_tx, fs, rates, dev_b, srv_b, p_of, p_oi, p_ob, out)
+        if kalt:
+            gate(e, kk, ftab, kalt, cap, charge)
+        resolve(e, kk, dv, ftab, itab, p_tx, fs, rates, dev_b, srv_b, p_of, p_oi, p_ob, out, bud)
         if reported:  # the servers report their backlog at the slot's start
             report_backlogs(e, srv_b, srv_seen)
         carry_over(e, kk, ftab, itab, fs[F_SLOT], p_ob, dev_b, srv_b, qhead, qlen, q_n)
         if not reported:
             report_backlogs(e, srv_b, srv_seen)
+        drain(e, of, cap, harvest, budget, charge, debt)
         base = mkey[e] + np.uint64(t[e] + 1) * K_TIME
         slot_words(base, off_slot, words)
         tn = t[e] + 1
@@ -754,7 +805,9 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
             rates[e, link_n[col], link_m[col]] = lrates[e, col]
         if not measured:
             measure_rates(e, 1.0, rates, rates_seen)
-        pending_and_observe(e, tn, fs, encoder, queues, dev_b, srv_seen, rates_seen, out, obs)
+        pending_and_observe(
+            e, tn, fs, encoder, queues, dev_b, srv_seen, rates_seen, out, obs, energy
+        )
     return 0
 
 
@@ -791,6 +844,8 @@ class KernelArgs:
             FLOOR_MBPS,
             MIN_WEIGHT,
             cs["ewma_weight"],
+            cs["budget_weight"],
+            ta.energy_scale_j,
         ]
         static = {
             "fp": fp,
@@ -821,6 +876,9 @@ class KernelArgs:
             "off_slot": cs["off_slot"],
             "off_extra": cs["off_extra"],
             "rows": ta.static_rows,
+            "capacity": cs["capacity_j"],
+            "harvest": cs["harvest_j"],
+            "budget": cs["budget_j"],
         }
         state = core.state
         state_shapes = {k: v.shape for k, v in state.arrays().items()}
@@ -848,6 +906,7 @@ class KernelArgs:
             "MEASURED": int(cs["measured_rates"]),
             "REPORTED": int(cs["reported_backlogs"]),
             "BURSTY": int(cs["bursty"]),
+            "KALT": int(cs["kalt"]),
         }
         head = [scalars[k] for k in IP]
         words: list[np.ndarray] = []

@@ -30,6 +30,7 @@ __all__ = [
     "LO32",
     "M1",
     "M2",
+    "STREAM_CHARGE",
     "STREAM_LINK_RESET",
     "STREAM_PHASE",
     "STREAM_SLOT",
@@ -55,8 +56,8 @@ LO32 = np.uint64(0xFFFFFFFF)
 _S30, _S27, _S31, _S11 = (np.uint64(k) for k in (30, 27, 31, 11))
 
 #: stream ids: a slot's arrivals and link steps; the links' initial states at reset; the
-#: arrival bursts' phases
-STREAM_SLOT, STREAM_LINK_RESET, STREAM_PHASE = 1, 200, 300
+#: arrival bursts' phases; the batteries' initial charges at reset
+STREAM_SLOT, STREAM_LINK_RESET, STREAM_PHASE, STREAM_CHARGE = 1, 200, 300, 400
 
 
 def splitmix(z: np.ndarray) -> np.ndarray:

@@ -4,8 +4,9 @@ A scenario is a YAML (or JSON) file, or a plain dict, with the keys below. Every
 checked: an unknown key, a wrong type or an out-of-range value raises
 :class:`ScenarioError` naming the field (as a dotted path) and the value. Shipped scenarios
 live in ``edgesplit/sim/scenarios/`` and are found by name (``"default"``, ``"single"``,
-``"dense"``, ``"three_tier"``, ``"bursty"``, ``"trace_driven"``), so they work from an
-installed wheel.
+``"dense"``, ``"three_tier"``, ``"bursty"``, ``"trace_driven"``, ``"battery"``), so they
+work from an installed wheel. A device group may have ``bursts`` (:class:`BurstSpec`) and a
+``battery`` (:class:`BatterySpec`: capacity, initial charge, harvesting, an energy budget).
 
 The ``information`` section (:class:`InformationSpec`) says what a scheduler knows when it
 decides: by default the link rates each device measured over the last slot and the server
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PRIVILEGED_INFORMATION",
     "AppSpec",
+    "BatterySpec",
     "BurstSpec",
     "CloudSpec",
     "CostSpec",
@@ -167,6 +169,29 @@ class TraceLinkSpec:
 
 
 @dataclass(frozen=True)
+class BatterySpec:
+    """A battery-powered device: a charge that the energy of its tasks drains, optional
+    harvesting, and an optional long-term energy budget.
+
+    Each slot the device's charge drops by the energy its decided task spent (head compute
+    and radio transmit, the ``energy_j`` of the step), never below 0, then rises by
+    ``harvest_w * slot_s``, never above ``capacity_j``. A head whose compute energy exceeds
+    the charge cannot run: such splits are masked (full offload, candidate 0, computes
+    nothing on the device and is always feasible). ``initial_charge_j`` is one value or a
+    ``[low, high]`` range drawn uniformly at each reset.
+
+    ``budget_w`` (optional) is a long-term average power budget, enforced in the Lyapunov
+    style by a virtual energy-deficit queue ``Z <- max(0, Z + energy - budget_w * slot_s)``
+    whose level costs ``reward.budget_weight * Z / reward.energy_ref_j`` every slot.
+    """
+
+    capacity_j: float  # [J]
+    initial_charge_j: tuple[float, float]  # [J] drawn uniformly in [low, high] at reset
+    harvest_w: float = 0.0  # [W] recharge while the device runs (0: none)
+    budget_w: float | None = None  # [W] long-term average power budget (None: none)
+
+
+@dataclass(frozen=True)
 class DeviceSpec:
     """One end device (groups with ``count`` are expanded to several of these)."""
 
@@ -177,6 +202,7 @@ class DeviceSpec:
     arrival_rate_hz: float  # [1/s] Poisson task arrivals (between bursts, with ``bursts``)
     apps: dict[str, float]  # application name -> relative frequency
     bursts: BurstSpec | None = None  # on/off modulation of the arrival rate
+    battery: BatterySpec | None = None  # None: mains-powered (no charge, no budget)
 
 
 @dataclass(frozen=True)
@@ -185,6 +211,8 @@ class RewardSpec:
 
     cost = latency_weight * latency / deadline + energy_weight * energy / energy_ref_j
            + miss_penalty * [latency > deadline] + infeasible_penalty * [masked choice]
+           + budget_weight * Z / energy_ref_j    (devices with an energy budget, see
+                                                  :class:`BatterySpec`)
     and every dropped task (queue overflow) costs ``drop_penalty``.
     """
 
@@ -195,6 +223,7 @@ class RewardSpec:
     drop_penalty: float = 2.0
     infeasible_penalty: float = 1.0
     team_weight: float = 1.0  # PettingZoo: share of the team term in each agent's reward
+    budget_weight: float = 0.1  # cost per slot of each energy_ref_j of energy-budget deficit
 
 
 #: what the scheduler may know of a link's rate and of a server's backlog when it decides
@@ -341,6 +370,7 @@ class Scenario:
                             "bursts": {f.name: getattr(d.bursts, f.name) for f in fields(BurstSpec)}
                         }
                     ),
+                    **({} if d.battery is None else {"battery": _battery_dict(d.battery)}),
                 }
                 for d in self.devices
             ],
@@ -367,6 +397,16 @@ class Scenario:
                 }
             ),
         }
+
+
+def _battery_dict(b: BatterySpec) -> dict[str, Any]:
+    lo, hi = b.initial_charge_j
+    return {
+        "capacity_j": b.capacity_j,
+        "initial_charge_j": lo if lo == hi else [lo, hi],
+        "harvest_w": b.harvest_w,
+        "budget_w": b.budget_w,
+    }
 
 
 # --------------------------------------------------------------------------- validation
@@ -515,7 +555,7 @@ def _build(raw: Mapping[str, Any], source: str, base: Path | None = None) -> Sce
             d,
             p,
             {"name", "device_class", "home", "links", "arrival_rate_hz", "apps"},
-            {"count", "bursts"},
+            {"count", "bursts", "battery"},
         )
         count = ck.number(d.get("count", 1), f"{p}.count", low=1, high=256, integer=True)
         dname = ck.string(d["name"], f"{p}.name")
@@ -546,6 +586,9 @@ def _build(raw: Mapping[str, Any], source: str, base: Path | None = None) -> Sce
                     b["mean_off_s"], f"{p}.bursts.mean_off_s", low=0.0, low_open=True
                 ),
             )
+        battery = None
+        if d.get("battery") is not None:
+            battery = _battery(ck, d["battery"], f"{p}.battery")
         mix = d["apps"]
         if isinstance(mix, (list, tuple)):
             mix = dict.fromkeys(mix, 1.0)
@@ -565,6 +608,7 @@ def _build(raw: Mapping[str, Any], source: str, base: Path | None = None) -> Sce
                     arrival_rate_hz=rate,
                     apps={str(k2): float(v) for k2, v in mix.items()},
                     bursts=bursts,
+                    battery=battery,
                 )
             )
     dnames = [d.name for d in devices]
@@ -732,6 +776,25 @@ def _trace_links(
                 ) from None
         specs.append(TraceLinkSpec(name, rtt, scale, pats, tuple(str(f) for f in paths)))
     return (None if traces_dir is None else str(traces_dir)), tuple(specs)
+
+
+def _battery(ck: _Checker, b: Any, p: str) -> BatterySpec:
+    """A device group's ``battery`` section, every value checked."""
+    ck.keys(b, p, {"capacity_j"}, {"initial_charge_j", "harvest_w", "budget_w"})
+    cap = ck.number(b["capacity_j"], f"{p}.capacity_j", low=0.0, low_open=True)
+    init = b.get("initial_charge_j", cap)
+    if isinstance(init, (list, tuple)):
+        if len(init) != 2:
+            raise ck.fail(f"{p}.initial_charge_j", init, "expected a number or [low, high]")
+        lo = ck.number(init[0], f"{p}.initial_charge_j[0]", low=0.0, high=cap)
+        hi = ck.number(init[1], f"{p}.initial_charge_j[1]", low=lo, high=cap)
+    else:
+        lo = hi = ck.number(init, f"{p}.initial_charge_j", low=0.0, high=cap)
+    harvest = ck.number(b.get("harvest_w", 0.0), f"{p}.harvest_w", low=0.0)
+    budget = b.get("budget_w")
+    if budget is not None:
+        budget = ck.number(budget, f"{p}.budget_w", low=0.0, low_open=True)
+    return BatterySpec(cap, (lo, hi), harvest, budget)
 
 
 def available_scenarios() -> list[str]:

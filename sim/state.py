@@ -45,6 +45,8 @@ class State:
     # the reported server backlogs; equal to rates and srv_backlog where it knows the truth
     rates_seen: np.ndarray  # [E, N, M] float64
     srv_seen: np.ndarray  # [E, J] float64
+    charge: np.ndarray  # [E, N] float64, joules in each device's battery (0 without one)
+    energy_debt: np.ndarray  # [E, N] float64, joules of energy-budget deficit (virtual queue)
 
     @classmethod
     def zeros(cls, e: int, n: int, queue_capacity: int, n_targets: int, n_aps: int) -> State:
@@ -65,6 +67,8 @@ class State:
             rates=np.zeros((e, n, n_aps), f),
             rates_seen=np.zeros((e, n, n_aps), f),
             srv_seen=np.zeros((e, n_targets), f),
+            charge=np.zeros((e, n), f),
+            energy_debt=np.zeros((e, n), f),
         )
 
     @classmethod

@@ -39,6 +39,11 @@ class Physics:
     phase_start: np.ndarray  # [N] probability that an episode starts in a burst (the
     # stationary law of the per-slot chain)
     app_cdf: np.ndarray  # [N, A] cumulative application mix
+    # batteries (sim/scenario.py's BatterySpec); devices without one: capacity 0
+    capacity_j: np.ndarray  # [N] battery capacity (0: mains-powered)
+    charge0_j: np.ndarray  # [N, 2] initial charge drawn uniformly in [low, high] at reset
+    harvest_j: np.ndarray  # [N] energy harvested per slot (harvest_w * slot_s)
+    budget_j: np.ndarray  # [N] energy budget per slot (budget_w * slot_s; inf: no budget)
 
 
 def _stationary_on(b: BurstSpec, slot_s: float) -> float:
@@ -176,7 +181,13 @@ def build(
         latency_scale_s=float(deadlines.max()),
         bytes_scale=float(byt.max()) if byt.max() > 0 else 1.0,
         rate_scale_mbps=rate_scale,
+        battery_j=np.array(
+            [0.0 if d.battery is None else d.battery.capacity_j for d in sc.devices]
+        ),
+        p_active_w=np.array([c.p_active_w for c in dclasses]),
+        energy_scale_j=sc.reward.energy_ref_j,
     )
+    bats = [d.battery for d in sc.devices]
     app_idx = {a.name: i for i, a in enumerate(sc.applications)}
     mix = np.zeros((n_dev, n_app))
     for n, d in enumerate(sc.devices):
@@ -214,5 +225,11 @@ def build(
             [0.0 if d.bursts is None else _stationary_on(d.bursts, sc.slot_s) for d in sc.devices]
         ),
         app_cdf=np.cumsum(mix, axis=1),
+        capacity_j=tables.battery_j.copy(),
+        charge0_j=np.array([[0.0, 0.0] if b is None else b.initial_charge_j for b in bats]),
+        harvest_j=np.array([0.0 if b is None else b.harvest_w * sc.slot_s for b in bats]),
+        budget_j=np.array(
+            [np.inf if b is None or b.budget_w is None else b.budget_w * sc.slot_s for b in bats]
+        ),
     )
     return tables, physics

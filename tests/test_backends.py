@@ -24,9 +24,10 @@ from edgesplit.sim.state import State
 pytest.importorskip("numba")
 
 # every State field but the link rates and what is measured of them (exp differs in the last
-# bits: compared with a tolerance)
+# bits: compared with a tolerance), and the energy that transfers over those rates spend
 RATES = ("rates", "rates_seen")
-STATE = tuple(n for n in State.names() if n not in RATES)
+ENERGY = ("charge", "energy_debt")
+STATE = tuple(n for n in State.names() if n not in RATES + ENERGY)
 
 
 def _crowded() -> dict:
@@ -93,7 +94,27 @@ def _privileged_bursty() -> dict:
     return d
 
 
+def _batteries() -> dict:
+    """``default`` with batteries: small ones starting empty on the Pis (heads masked and
+    replaced most slots), budgets on the Nanos (a deficit that grows and is paid back),
+    mains power on the Orins."""
+    d = load_scenario("default").to_dict()
+    for g in d["devices"]:
+        if g["name"].startswith("pi"):
+            g["battery"] = {"capacity_j": 3.0, "initial_charge_j": 0.0, "harvest_w": 1.0}
+        elif g["name"].startswith("nano"):
+            g["battery"] = {
+                "capacity_j": 30.0,
+                "initial_charge_j": [0.5, 4.0],
+                "harvest_w": 2.0,
+                "budget_w": 1.0,
+            }
+    d["reward"]["budget_weight"] = 0.3
+    return d
+
+
 _MADE = {
+    "batteries": _batteries,
     "ewma_traced": _ewma_traced,
     "privileged_bursty": _privileged_bursty,
     "bursty": _bursty,
@@ -140,7 +161,7 @@ def test_numba_step_matches_numpy(name: str, num_envs: int) -> None:
     fast.reset(keys)
     rng = np.random.default_rng(1)
     ta = ref.tables
-    drops = multi = switches = 0
+    drops = multi = switches = empty = gated = owed = 0
     for step in range(240):
         where = f"{name}, E={num_envs}, step {step}"
         np.testing.assert_array_equal(fast.observe(), ref.observe(), err_msg=where)
@@ -160,8 +181,16 @@ def test_numba_step_matches_numpy(name: str, num_envs: int) -> None:
             np.testing.assert_allclose(
                 getattr(fast.state, r), getattr(ref.state, r), rtol=1e-13, err_msg=where
             )
+        for r in ENERGY:
+            np.testing.assert_allclose(
+                getattr(fast.state, r), getattr(ref.state, r), rtol=1e-12, atol=1e-14, err_msg=where
+            )
         np.testing.assert_allclose(fast._bank.rates, ref._bank.rates, rtol=1e-13, err_msg=where)
         drops += int(ra.dropped.sum())
+        bat = ref.physics.capacity_j > 0  # ran empty: nothing left but this slot's harvest
+        empty += int((ref.state.charge[:, bat] == ref.physics.harvest_j[bat]).sum())
+        gated += int((ra.infeasible & (ra.split == 0) & ra.has_task).sum())
+        owed += int((ref.state.energy_debt > 0).sum())
         switches += int((ref.state.phase != phase).sum())
         multi += int((ref.qlen - (qlen - ra.has_task) > 1).sum())
         if step % 60 == 59:  # restart some environments mid-run (VectorEnv autoreset)
@@ -178,6 +207,8 @@ def test_numba_step_matches_numpy(name: str, num_envs: int) -> None:
         assert switches == 0 and not ref.state.phase.any()
     if name == "crowded":
         assert multi > 0, multi
+    if name in ("batteries", "battery"):  # batteries ran empty, heads were replaced, and
+        assert empty > 0 and gated > 0 and owed > 0, (empty, gated, owed)  # budgets owed
     if name == "idle_devices":  # the idle devices never had a task
         assert ref.qlen[:, 0].max() == 0
     if name.endswith("traced"):  # trace links move on both backends

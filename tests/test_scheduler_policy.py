@@ -133,8 +133,8 @@ CORRUPTIONS: dict[str, tuple[str, Callable[[dict], None], str, Any]] = {
     "observation dim": (
         "ppo", lambda m: m["observation"].__setitem__("dim", 7), "observation.dim", 7
     ),
-    "decision mode swapped": (
-        "ppo", lambda m: m.__setitem__("decision_mode", "sequential"), "observation.dim", 396
+    "decision mode swapped": (  # the joint observation: 6 devices x 68
+        "ppo", lambda m: m.__setitem__("decision_mode", "sequential"), "observation.dim", 408
     ),
     "sequential action count": (
         "dqn", lambda m: m["action"].__setitem__("n", 5), "action.n", 5
