@@ -52,7 +52,7 @@ def test_estimates_from_the_observation_are_the_simulators(scenario: str) -> Non
         np.testing.assert_allclose(lat[sel], ref.latency_s.reshape(e, n, -1)[sel], rtol=1e-4)
 
 
-@pytest.mark.parametrize("scenario", ["default", "three_tier"])
+@pytest.mark.parametrize("scenario", ["default", "three_tier", "battery"])
 def test_neurosurgeon_is_each_devices_best_option_alone(scenario: str) -> None:
     """Neurosurgeon (the argmin of the estimates) against its definition: each device
     alone in the slot, every option judged by Core.resolve."""
