@@ -61,6 +61,19 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores"
 
 
+def _commit() -> str:
+    """The checkout's commit (what the row's runs trained with, when run from a clean tree)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        )
+        return out.stdout.strip() or "?"
+    except OSError:
+        return "?"
+
+
 def _compose(overrides: list[str]) -> dict[str, Any]:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
@@ -142,6 +155,7 @@ def record(algo: str, scenario: str, summaries: list[dict[str, Any]], extra: lis
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": _machine(),
         "load": round(os.getloadavg()[2], 1),
+        "commit": _commit(),
     }
     STORE.parent.mkdir(parents=True, exist_ok=True)
     STORE.write_text(json.dumps(store, indent=1))
@@ -184,7 +198,8 @@ def page() -> str:
         for algo, r in entry["agents"].items():
             seeds = ", ".join(f"{c:.4f}" for c in r["per_seed"])
             secs = np.mean(np.array(r["train_seconds"]) + np.array(r["warm_start_seconds"]))
-            note = f"{r['date']}, {r['machine']}, load {r.get('load', '?')}"
+            note = f"{r['date']}, commit {r.get('commit', '?')}, {r['machine']}, "
+            note += f"load {r.get('load', '?')}"
             if r["overrides"]:
                 note += f", `{' '.join(r['overrides'])}`"
             out.append(
