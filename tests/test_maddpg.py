@@ -210,3 +210,28 @@ def test_learns_the_single_device_problem() -> None:
     msg = f"maddpg {cost:.4f}, neurosurgeon {ns:.4f}, random {rnd:.4f}"
     assert cost < 0.25 * rnd, msg
     assert cost < 1.5 * ns, msg
+
+
+def test_exported_policy_takes_the_mask_and_never_picks_a_masked_option(tmp_path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    from edgesplit.agents.export import export_policy
+
+    algo = MADDPG(_env(max_cycles=10), n_envs=4, learning_starts=8, batch_size=8, seed=0)
+    algo.learn(16)
+    # masked options made the actor's favourites, so that only the mask keeps them out
+    with torch.no_grad():
+        algo.actor.net[-1].bias.add_(torch.linspace(0.0, 20.0, algo.k))
+    agent = MADDPGAgent(get_agent("maddpg"), algo)
+    out = export_policy(agent, "maddpg", {"scenario": "default", "max_cycles": 10}, tmp_path)
+    sess = ort.InferenceSession(str(out / "policy.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["obs", "action_mask"]
+    obs, masks = _states("default", seed=5, steps=4)
+    b = obs.shape[0]
+    (act,) = sess.run(None, {"obs": obs.reshape(b, -1), "action_mask": masks.reshape(b, -1)})
+    chosen = algo._from_indices(torch.as_tensor(act.reshape(b, algo.n, -1))).bool()
+    assert not (chosen & ~torch.as_tensor(masks)).any()
+    np.testing.assert_array_equal(act, agent.predict(obs.reshape(b, -1), masks.reshape(b, -1)))
+    (unmasked,) = sess.run(
+        None, {"obs": obs.reshape(b, -1), "action_mask": np.ones_like(masks.reshape(b, -1))}
+    )
+    assert (unmasked != act).any()  # the mask input is what kept them out
