@@ -363,6 +363,8 @@ class MADDPG:
     bc_coef : float
         Weight of the behaviour-cloning term in the actor's loss after that (needs the
         baseline's decisions on every step: 0 skips them).
+    lr_bc : float or None
+        The actor's learning rate in the cloning phase (None: ``lr_actor``).
     seed : int
     """
 
@@ -387,6 +389,7 @@ class MADDPG:
         team_weight: float | None = None,
         bc_timesteps: int = 0,
         bc_coef: float = 0.0,
+        lr_bc: float | None = None,
         seed: int = 0,
         tensorboard_log: str | None = None,
     ) -> None:
@@ -428,7 +431,7 @@ class MADDPG:
             "hidden": list(hidden), "id_dim": id_dim, "context": bool(context),
             "option_features": bool(option_features),
             "team_weight": team_weight, "bc_timesteps": bc_timesteps, "bc_coef": bc_coef,
-            "seed": seed,
+            "lr_bc": lr_bc, "seed": seed,
         }  # fmt: skip
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
@@ -528,6 +531,9 @@ class MADDPG:
             )
             loss_a = loss_a + bc_w * ce
             losses["bc"] = float(ce.item())
+        lr = hp["lr_bc"] if bc_only and hp["lr_bc"] is not None else hp["lr_actor"]
+        for group in self.opt_a.param_groups:
+            group["lr"] = lr
         self.opt_a.zero_grad()
         loss_a.backward()
         nn.utils.clip_grad_norm_(self.actor.parameters(), 1.0)
