@@ -55,8 +55,18 @@ def shipped_kwargs() -> dict:
     return dict(yaml.safe_load((ROOT / "configs" / "algo" / "maddpg.yaml").read_text())["kwargs"])
 
 
-def random_masked_rate(scenario: str, n_envs: int, steps: int, seed: int = 0) -> float:
-    """Environment steps/s of uniformly random allowed actions through the VectorEnv."""
+def _timed(fn) -> tuple[float, float]:
+    """Wall and process CPU seconds of ``fn()``."""
+    w, c = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - w, time.process_time() - c
+
+
+def random_masked_rate(
+    scenario: str, n_envs: int, steps: int, seed: int = 0
+) -> tuple[float, float]:
+    """Environment steps per wall second and per CPU second of uniformly random allowed
+    actions through the VectorEnv."""
     venv = SplitOffloadVectorEnv(
         num_envs=n_envs, scenario=scenario, action_type="multidiscrete", autoreset_mode="SAME_STEP"
     )
@@ -72,30 +82,33 @@ def random_masked_rate(scenario: str, n_envs: int, steps: int, seed: int = 0) ->
 
     venv.step(sample(info["action_mask"]))  # warm-up (a compiled backend may be loading)
     _, info = venv.reset(seed=seed)
-    t0, done = time.perf_counter(), 0
-    while done < steps:
-        _, _, _, _, info = venv.step(sample(info["action_mask"]))
-        done += n_envs
-    return done / (time.perf_counter() - t0)
+    state = {"info": info}
+
+    def run() -> None:
+        for _ in range(-(-steps // n_envs)):
+            state["info"] = venv.step(sample(state["info"]["action_mask"]))[-1]
+
+    wall, cpu = _timed(run)
+    done = -(-steps // n_envs) * n_envs
+    return done / wall, done / cpu
 
 
-def maddpg_rates(scenario: str, steps: int, kwargs: dict) -> tuple[float, float]:
-    """Environment steps/s of :meth:`MADDPG.learn` in the cloning phase (nan without one)
-    and in the MADDPG phase."""
+def maddpg_rates(scenario: str, steps: int, kwargs: dict) -> dict[str, tuple[float, float]]:
+    """Environment steps per wall second and per CPU second of :meth:`MADDPG.learn` in the
+    cloning phase (if the config has one) and in the MADDPG phase."""
     model = MADDPG(parallel_env(scenario=scenario, action_type="multidiscrete"), **kwargs)
     warm = max(int(kwargs.get("learning_starts", 0)), 2 * model.hparams["n_envs"])
     model.learn(warm)
-    bc_rate = float("nan")
+    out = {}
     if model.num_timesteps + steps <= int(model.hparams["bc_timesteps"]):
-        t0 = time.perf_counter()
-        model.learn(steps)
-        bc_rate = steps / (time.perf_counter() - t0)
+        wall, cpu = _timed(lambda: model.learn(steps))
+        out["behaviour-cloning phase"] = (steps / wall, steps / cpu)
     # the step counter decides the phase: skip to the end of the cloning phase
     model.num_timesteps = max(model.num_timesteps, int(model.hparams["bc_timesteps"]))
     model.learn(model.hparams["n_envs"])  # warm-up of the MADDPG update
-    t0 = time.perf_counter()
-    model.learn(steps)
-    return bc_rate, steps / (time.perf_counter() - t0)
+    wall, cpu = _timed(lambda: model.learn(steps))
+    out["MADDPG phase"] = (steps / wall, steps / cpu)
+    return out
 
 
 def main() -> None:
@@ -106,8 +119,9 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(1)
     kw = shipped_kwargs()
-    env_rate = random_masked_rate(a.scenario, int(kw["n_envs"]), 20 * a.steps)
-    bc_rate, rl_rate = maddpg_rates(a.scenario, a.steps, kw)
+    env_rate, env_cpu = random_masked_rate(a.scenario, int(kw["n_envs"]), 20 * a.steps)
+    rates = maddpg_rates(a.scenario, a.steps, kw)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     head = (
         f"### {when}: MADDPG training speed (`python -m benchmarks.train_speed_maddpg`)\n\n"
@@ -115,26 +129,28 @@ def main() -> None:
         f"torch {torch.__version__}, one thread; scenario `{a.scenario}`, the shipped "
         f"config (`n_envs` {kw['n_envs']}, `batch_size` {kw['batch_size']}, `train_freq` "
         f"{kw['train_freq']}, `hidden` {kw['hidden']}); {a.steps:,} env steps per "
-        "MADDPG measure.\n\n| measure | env steps/s | note |\n|---|---:|---|\n"
+        f"MADDPG measure; load average {load:.1f} at the end (the machine is shared: per CPU "
+        "s is this process's own CPU time).\n\n"
+        "| measure | env steps/s | env steps per CPU s | note |\n|---|---:|---:|---|\n"
     )
     rows = [
         (
             f"VectorEnv x{kw['n_envs']}, random masked actions (yardstick)",
             f"{env_rate:,.0f}",
+            f"{env_cpu:,.0f}",
             "",
-        ),
-        (
-            "MADDPG learn, behaviour-cloning phase",
-            f"{bc_rate:,.0f}",
-            f"{100 * bc_rate / env_rate:.1f}% of the env (target >= 2,000)",
-        ),
-        (
-            "MADDPG learn, MADDPG phase",
-            f"{rl_rate:,.0f}",
-            f"{100 * rl_rate / env_rate:.1f}% of the env (target >= 2,000)",
-        ),
+        )
     ]
-    table = head + "".join(f"| {r[0]} | {r[1]} | {r[2]} |\n" for r in rows)
+    for phase, (wall, cpu) in rates.items():
+        rows.append(
+            (
+                f"MADDPG learn, {phase}",
+                f"{wall:,.0f}",
+                f"{cpu:,.0f}",
+                f"{100 * wall / env_rate:.1f}% of the env (target >= 2,000 env steps/s)",
+            )
+        )
+    table = head + "".join(f"| {' | '.join(r)} |\n" for r in rows)
     print(table)
     if a.write:
         with (ROOT / "BENCHMARKS.md").open("a") as f:
