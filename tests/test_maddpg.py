@@ -197,7 +197,8 @@ def test_save_load_round_trip(tmp_path) -> None:
 
 def test_learns_the_single_device_problem() -> None:
     """8,192 steps on ``single`` (seeded, 16 environments, no cloning): close to
-    Neurosurgeon, far below random (measured: see the assertion's message)."""
+    Neurosurgeon, far below random (measured 2026-11-25: 0.1089 against Neurosurgeon 0.1085,
+    random 1.874, all-local 3.154)."""
     torch.set_num_threads(1)
     algo = MADDPG(_env("single"), learning_starts=1024, train_freq=16, seed=0)
     algo.learn(8192)
