@@ -1,25 +1,49 @@
-"""MADDPG (Lowe et al., NeurIPS 2017) over a PettingZoo parallel environment.
+"""MADDPG (Lowe et al., NeurIPS 2017) with one shared actor and a set critic, trained on a
+batch of EdgeSplit environments at once.
 
-Decentralised actors: agent ``i``'s actor sees only its own observation. Centralised critics:
-critic ``i`` sees the global state (``env.state()``) and every agent's action. Discrete
-actions: each agent's ``MultiDiscrete`` action (for EdgeSplit: split, target, bandwidth
-level, compute level) is one categorical head per dimension, sampled with the
-straight-through Gumbel-softmax (Jang et al., ICLR 2017), so the actor's gradient flows
-through the critic. Infeasible choices (the environment's action masks) get no probability.
+**Actor.** One network for every device (:class:`SharedActor`): it sees the device's own
+observation, a learned embedding of the device's identity and, with ``context=True``, the
+mean of every device's encoded observation (a summary of the others' pending tasks and
+measurements, the same for every device). Its output is one categorical head per
+dimension of the device's ``MultiDiscrete`` action (split, target, bandwidth level,
+compute level). Permuting the devices together with their identities permutes the
+outputs (``tests/test_maddpg.py`` checks it).
 
-The ``N`` actors (and the ``N`` critics) are independent networks evaluated together as one
-batched matrix product, which keeps the per-step cost of ``N`` small networks low on a CPU.
+**Critic.** Centralised and the same weights for any number of devices
+(:class:`SetCritic`): every device's (observation, action, identity) is encoded, the
+encodings are pooled by mean and max, and device ``i``'s value is a function of its own
+encoding, the pool and its identity. It gives a value per device, trained on each device's
+own reward (``team_weight`` mixes in the team's mean, as the PettingZoo face does).
+
+**Actor update.** Every device's action comes from the actor at once (straight-through
+Gumbel-softmax, Jang et al., ICLR 2017) and the actor ascends the mean of the devices'
+values: a device is credited with what its action does to the others' costs too (the
+sum "mixer" of FACMAC, Peng et al., NeurIPS 2021). Infeasible choices (the environment's
+action masks) get no probability, in sampling, in the greedy (deployed) action and in the
+target actions.
+
+**Warm start.** For the first ``bc_timesteps`` environment steps the actor learns by
+behaviour cloning (cross-entropy of its masked heads) from the ``greedy`` baseline's
+decisions, which read only what the scheduler knows; half of the environments act by the
+baseline and half by the actor (DAgger-style roll-in), and the critic learns from all of
+them. Afterwards ``bc_coef`` keeps a behaviour-cloning term in the actor's loss (0: pure
+MADDPG).
+
+**Collection.** ``n_envs`` copies of the environment in the native batched VectorEnv
+(:class:`~edgesplit.envs.vector_env.SplitOffloadVectorEnv`, same-step autoreset): one
+actor call and one simulator call per ``n_envs`` environment steps; ``gradient_steps``
+updates of ``batch_size`` transitions every ``train_freq`` environment steps.
 
 Checkpoints are plain ``torch.save`` dictionaries of tensors and numbers, loaded with
 ``weights_only=True``; the replay buffer is an ``.npz`` file. Deployment goes through ONNX
 (:mod:`edgesplit.agents.export`): :attr:`MADDPG.policy` is the joint policy over the joint
-observation, which is the concatenation of the agents' observations.
+observation, which is the concatenation of the devices' observations.
 
 >>> import torch
 >>> from edgesplit.envs.split_offload_v1 import parallel_env
 >>> _ = torch.manual_seed(0)
 >>> env = parallel_env(scenario="default", action_type="multidiscrete", max_cycles=20)
->>> algo = MADDPG(env, learning_starts=32, batch_size=32, train_freq=8, seed=0)
+>>> algo = MADDPG(env, n_envs=8, learning_starts=32, batch_size=32, train_freq=8, seed=0)
 >>> algo.learn(64).num_timesteps
 64
 >>> obs, info = env.reset(seed=1)
@@ -29,8 +53,7 @@ observation, which is the concatenation of the agents' observations.
 
 from __future__ import annotations
 
-import itertools
-import math
+import copy
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -42,111 +65,278 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
+from edgesplit.envs.vector_env import SplitOffloadVectorEnv
+from edgesplit.sim.encoding import Tables
+
+from .baselines import decisions_to_action, make_baseline
+
 if TYPE_CHECKING:  # pragma: no cover
     from .registry import AgentSpec
 
-__all__ = ["MADDPG", "BatchedMLP", "JointPolicy", "MADDPGAgent"]
+__all__ = [
+    "MADDPG",
+    "JointPolicy",
+    "MADDPGAgent",
+    "OptionFeatures",
+    "SetCritic",
+    "SharedActor",
+    "masked_heads",
+]
+
+FORMAT_VERSION = 2  # 2: shared actor and set critic (1: an actor and a critic per device)
 
 
-class BatchedMLP(nn.Module):
-    """``n`` independent MLPs (ReLU hidden layers) evaluated at once: ``[n, B, d_in] ->
-    [n, B, d_out]``; network ``k`` sees only row ``k`` of the input."""
+def _mlp(d_in: int, d_out: int, hidden: tuple[int, ...], last_relu: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for h in hidden:
+        layers += [nn.Linear(d_in, h), nn.ReLU()]
+        d_in = h
+    layers.append(nn.Linear(d_in, d_out))
+    if last_relu:
+        layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
 
-    def __init__(self, n: int, d_in: int, d_out: int, hidden: tuple[int, ...]) -> None:
+
+def _ids(n: int, ids: torch.Tensor | None) -> torch.Tensor:
+    return torch.arange(n) if ids is None else ids
+
+
+class OptionFeatures(nn.Module):
+    """What a scheduler computes from its profiles and measurements, read back from a
+    device's observation: for every (split candidate, target) option, the estimated time on
+    the device (its backlog and the head), the transfer at the measured rate, the time at
+    the target (its reported backlog and the tail) and their sum, each as ``x / (x +
+    deadline)``: ``[B, N, 4 * S * J]`` from observations ``[B, N, D]``.
+
+    The observation's squashed values ``y = x / (x + scale)`` are unsquashed with the
+    scenario's fixed scales (:class:`~edgesplit.sim.encoding.Tables`); shares, round trips
+    and the cloud's backhaul are left for the network to learn. Device ``i`` reaches target
+    ``j`` through access point ``ap_of_target[ids[i], j]``.
+    """
+
+    def __init__(self, tables: Tables) -> None:
         super().__init__()
-        sizes = [d_in, *hidden, d_out]
-        self.weights = nn.ParameterList()
-        self.biases = nn.ParameterList()
-        for a, b in itertools.pairwise(sizes):
-            w = torch.empty(n, a, b)
-            for k in range(n):  # PyTorch's Linear initialisation, per network
-                nn.init.kaiming_uniform_(w[k].T, a=math.sqrt(5))
-            bound = 1.0 / math.sqrt(a)
-            self.weights.append(nn.Parameter(w))
-            self.biases.append(nn.Parameter(torch.empty(n, 1, b).uniform_(-bound, bound)))
+        ta = tables
+        a, s, j, m = ta.n_apps, ta.n_candidates, ta.n_targets, ta.n_aps
+        self.a, self.s, self.j, self.m = a, s, j, m
+        self.c0 = 3 + a  # first candidate column
+        self.c1 = self.c0 + s * (3 + j)  # device backlog column
+        self.ls, self.bs, self.rs = ta.latency_scale_s, ta.bytes_scale, ta.rate_scale_mbps
+        self.register_buffer("ap", torch.as_tensor(ta.ap_of_target, dtype=torch.long))
+        self.register_buffer("deadline", torch.as_tensor(ta.deadline_s, dtype=torch.float32))
+        self.width = 4 * s * j
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            x = torch.baddbmm(b, x, w)
-            if i < last:
-                x = torch.relu(x)
-        return x
+    @staticmethod
+    def _unsquash(y: torch.Tensor, scale: float) -> torch.Tensor:
+        return scale * y / (1.0 - y).clamp_min(1e-3)
+
+    def forward(self, obs: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, _ = obs.shape
+        s, j, m, ls = self.s, self.j, self.m, self.ls
+        app = obs[..., 1 : 1 + self.a]
+        has = obs[..., :1]
+        deadline = (app * self.deadline).sum(-1, keepdim=True) + (1.0 - has)  # [B, N, 1]
+        cand = obs[..., self.c0 : self.c1].reshape(b, n, s, 3 + j)
+        head = self._unsquash(cand[..., 1], ls)  # [B, N, S]
+        sent = self._unsquash(cand[..., 2], self.bs)
+        tail = self._unsquash(cand[..., 3:], ls)  # [B, N, S, J]
+        q_dev = self._unsquash(obs[..., self.c1 : self.c1 + 1], ls)  # [B, N, 1]
+        rates = self._unsquash(obs[..., self.c1 + 1 : self.c1 + 1 + m], self.rs)  # [B, N, M]
+        q_srv = self._unsquash(obs[..., self.c1 + 1 + m + j : self.c1 + 1 + m + 2 * j], ls)
+        ap = self.ap[_ids(n, ids)].expand(b, n, j)  # [B, N, J]
+        rate = torch.gather(rates, 2, ap)  # [B, N, J] Mbps to each target's access point
+        local = (q_dev + head)[..., None].expand(b, n, s, j)
+        transfer = sent[..., None] * 8e-6 / rate[:, :, None, :].clamp_min(1e-3)
+        remote = q_srv[:, :, None, :] + tail
+        parts = torch.stack([local, transfer, remote, local + transfer + remote], -1)
+        dl = deadline[..., None, None]
+        return (parts / (parts + dl)).reshape(b, n, self.width)
 
 
-def _masked(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    return logits if mask is None else logits.masked_fill(~mask, -1e9)
+class SharedActor(nn.Module):
+    """One actor for every device: logits ``[B, N, K]`` from observations ``[B, N, D]``.
+
+    Device ``i``'s logits are a function of its observation, the embedding of its identity
+    ``ids[i]`` (``arange(N)`` by default), with ``context`` the mean over devices of an
+    encoding of their observations and, given ``features`` (an :class:`OptionFeatures`),
+    its options' estimated times. Permuting devices and ``ids`` together permutes the
+    logits.
+
+    >>> actor = SharedActor(n=3, d=5, k=4, hidden=(8,))
+    >>> actor(torch.rand(2, 3, 5)).shape
+    torch.Size([2, 3, 4])
+    """
+
+    def __init__(
+        self,
+        n: int,
+        d: int,
+        k: int,
+        hidden: tuple[int, ...],
+        id_dim: int = 8,
+        context: bool = True,
+        features: OptionFeatures | None = None,
+    ) -> None:
+        super().__init__()
+        self.ident = nn.Embedding(n, id_dim)
+        self.context = context
+        self.features = features
+        h = hidden[0]
+        self.encode = _mlp(d, h, (), last_relu=True) if context else None
+        width = d + id_dim + (h if context else 0) + (features.width if features else 0)
+        self.net = _mlp(width, k, hidden)
+
+    def forward(self, obs: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, _ = obs.shape
+        parts = [obs, self.ident(_ids(n, ids)).expand(b, n, -1)]
+        if self.encode is not None:
+            parts.append(self.encode(obs).mean(1, keepdim=True).expand(b, n, -1))
+        if self.features is not None:
+            parts.append(self.features(obs, ids))
+        return self.net(torch.cat(parts, -1))
+
+
+class SetCritic(nn.Module):
+    """A centralised critic that scales with the number of devices: values ``[B, N]``
+    (one per device) from observations ``[B, N, D]`` and one-hot actions ``[B, N, K]``.
+
+    Every device's ``(observation, action, identity)`` is encoded by one network; device
+    ``i``'s value is a function of its own encoding, the mean and the max of all the
+    encodings, and its identity. The weights do not depend on ``N`` (but for the identity
+    table).
+
+    >>> critic = SetCritic(n=3, d=5, k=4, hidden=(8,))
+    >>> critic(torch.rand(2, 3, 5), torch.rand(2, 3, 4)).shape
+    torch.Size([2, 3])
+    """
+
+    def __init__(self, n: int, d: int, k: int, hidden: tuple[int, ...], id_dim: int = 8) -> None:
+        super().__init__()
+        self.ident = nn.Embedding(n, id_dim)
+        h = hidden[0]
+        self.encode = _mlp(d + k + id_dim, h, hidden[:1], last_relu=True)
+        # the head's first layer on [own encoding, mean, max, identity], in parts: the pooled
+        # part is computed once per sample rather than once per device
+        g = hidden[1] if len(hidden) > 1 else h
+        self.own = nn.Linear(h, g)
+        self.pool = nn.Linear(2 * h, g, bias=False)
+        self.who = nn.Linear(id_dim, g, bias=False)
+        self.head = _mlp(g, 1, tuple(hidden[2:]))
+
+    def forward(
+        self, obs: torch.Tensor, act: torch.Tensor, ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        b, n, _ = obs.shape
+        emb = self.ident(_ids(n, ids))  # [N, id_dim]
+        e = self.encode(torch.cat([obs, act, emb.expand(b, n, -1)], -1))  # [B, N, H]
+        pool = torch.cat([e.mean(1, keepdim=True), e.amax(1, keepdim=True)], -1)  # [B, 1, 2H]
+        z = torch.relu(self.own(e) + self.pool(pool) + self.who(emb))
+        return self.head(z).squeeze(-1)
+
+
+def masked_heads(
+    logits: torch.Tensor, mask: torch.Tensor | None, nvec: list[int], mode: str, tau: float = 1.0
+) -> torch.Tensor:
+    """Per-head one-hot actions ``[..., K]`` from logits ``[..., K]`` (heads of sizes
+    ``nvec``), never a choice whose ``mask`` is False: ``"greedy"`` (argmax), ``"sample"``
+    (Gumbel-max) or ``"st"`` (straight-through Gumbel-softmax at temperature ``tau``, with
+    the gradient of the soft sample).
+
+    >>> lg = torch.zeros(4, 5)
+    >>> m = torch.tensor([[True, False, True, False, True]] * 4)
+    >>> masked_heads(lg, m, [2, 3], "sample")[:, [1, 3]].sum().item()
+    0.0
+    """
+    lg = logits if mask is None else logits.masked_fill(~mask, -1e9)
+    out = []
+    for head in torch.split(lg, nvec, dim=-1):
+        if mode == "greedy":
+            out.append(F.one_hot(head.argmax(-1), head.shape[-1]).to(head.dtype))
+        elif mode == "sample":
+            g = -torch.empty_like(head).exponential_().log()
+            out.append(F.one_hot((head + g).argmax(-1), head.shape[-1]).to(head.dtype))
+        elif mode == "st":
+            out.append(F.gumbel_softmax(head, tau=tau, hard=True))
+        else:
+            raise ValueError(f"mode: {mode!r} is not one of 'greedy', 'sample', 'st'")
+    return torch.cat(out, dim=-1)
 
 
 class JointPolicy(nn.Module):
-    """The actors as one policy over the joint observation ``[B, N * D]``: logits ``[B, N *
-    K]`` in the environment's flattened ``MultiDiscrete`` order (what the exporter needs)."""
+    """The shared actor as one policy over the joint observation ``[B, N * D]``: logits
+    ``[B, N * K]`` in the environment's flattened ``MultiDiscrete`` order (what the
+    exporter needs)."""
 
-    def __init__(self, actors: BatchedMLP, n: int, d: int) -> None:
+    def __init__(self, actor: SharedActor, n: int, d: int) -> None:
         super().__init__()
-        self.actors, self.n, self.d = actors, n, d
+        self.actor, self.n, self.d = actor, n, d
 
     def joint_logits(self, obs: torch.Tensor) -> torch.Tensor:
         b = obs.shape[0]
-        x = obs.reshape(b, self.n, self.d).transpose(0, 1)  # [N, B, D]
-        return self.actors(x).transpose(0, 1).reshape(b, -1)
+        return self.actor(obs.reshape(b, self.n, self.d)).reshape(b, -1)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.joint_logits(obs)
 
 
-class _Buffer:
-    """Uniform replay of joint transitions (numpy, saved as .npz)."""
+_BUFFER_FIELDS = ("obs", "act", "mask", "rew", "obs2", "mask2", "done", "expert")
 
-    def __init__(self, cap: int, n: int, d: int, k: int) -> None:
+
+class _Buffer:
+    """Uniform replay of joint transitions (numpy, saved as .npz): actions as indices
+    ``[N, dims]``, the expert's (``-1``: none) beside them."""
+
+    def __init__(self, cap: int, n: int, d: int, k: int, dims: int) -> None:
         self.cap, self.size, self.pos = cap, 0, 0
         self.obs = np.zeros((cap, n, d), np.float32)
-        self.act = np.zeros((cap, n, k), np.float32)
+        self.act = np.zeros((cap, n, dims), np.int8)
+        self.mask = np.ones((cap, n, k), bool)
         self.rew = np.zeros((cap, n), np.float32)
         self.obs2 = np.zeros((cap, n, d), np.float32)
         self.mask2 = np.ones((cap, n, k), bool)
         self.done = np.zeros(cap, np.float32)
+        self.expert = np.full((cap, n, dims), -1, np.int8)
 
-    def add(self, o, a, r, o2, m2, done) -> None:
-        i = self.pos
-        self.obs[i], self.act[i], self.rew[i], self.obs2[i], self.mask2[i] = o, a, r, o2, m2
-        self.done[i] = done
-        self.pos = (i + 1) % self.cap
-        self.size = min(self.size + 1, self.cap)
+    def add(self, **rows: np.ndarray) -> None:
+        """A batch of transitions, each field ``[E, ...]``."""
+        e = len(rows["rew"])
+        idx = (self.pos + np.arange(e)) % self.cap
+        for k in _BUFFER_FIELDS:
+            getattr(self, k)[idx] = rows[k]
+        self.pos = int((self.pos + e) % self.cap)
+        self.size = min(self.size + e, self.cap)
 
-    def sample(self, rng: np.random.Generator, b: int) -> list[torch.Tensor]:
+    def sample(self, rng: np.random.Generator, b: int) -> dict[str, torch.Tensor]:
         idx = rng.integers(0, self.size, b)
-        return [
-            torch.as_tensor(x[idx])
-            for x in (self.obs, self.act, self.rew, self.obs2, self.mask2, self.done)
-        ]
+        return {k: torch.as_tensor(getattr(self, k)[idx]) for k in _BUFFER_FIELDS}
 
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(
-            tmp, obs=self.obs[: self.size], act=self.act[: self.size], rew=self.rew[: self.size],
-            obs2=self.obs2[: self.size], mask2=self.mask2[: self.size],
-            done=self.done[: self.size], pos=self.pos,
-        )  # fmt: skip
+        np.savez(tmp, pos=self.pos, **{k: getattr(self, k)[: self.size] for k in _BUFFER_FIELDS})
         os.replace(tmp, path)
 
     def load(self, path: Path) -> None:
         with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in _BUFFER_FIELDS if k not in z]
+            if missing:
+                raise ValueError(f"{path}: fields {missing} missing: not a MADDPG v2 replay buffer")
             n = len(z["rew"])
-            for k in ("obs", "act", "rew", "obs2", "mask2", "done"):
+            for k in _BUFFER_FIELDS:
                 getattr(self, k)[:n] = z[k]
             self.size, self.pos = n, int(z["pos"]) % self.cap
 
 
 class MADDPG:
-    """MADDPG on a PettingZoo parallel env whose agents share a ``MultiDiscrete`` action
-    space and whose ``state()`` is the concatenation of the agents' observations (as
-    EdgeSplit's :func:`~edgesplit.envs.split_offload_v1.parallel_env` with
-    ``action_type="multidiscrete"``).
+    """MADDPG on EdgeSplit's PettingZoo face (:func:`~edgesplit.envs.split_offload_v1.
+    parallel_env` with ``action_type="multidiscrete"``), collected from ``n_envs`` copies of
+    its scenario in the native VectorEnv.
 
     Parameters
     ----------
-    env : pettingzoo.ParallelEnv
+    env : SplitOffloadParallelEnv
+        Gives the scenario (with its horizon and information model) and the spaces.
+    n_envs : int
+        Environments stepped at once.
     lr_actor, lr_critic : float
         Adam learning rates.
     gamma : float
@@ -154,28 +344,52 @@ class MADDPG:
     tau : float
         Soft update rate of the target networks.
     buffer_size, batch_size, learning_starts, train_freq, gradient_steps : int
-        Replay and update schedule (steps are environment steps).
+        Replay and update schedule (steps are environment steps: ``n_envs`` per call).
     temperature : float
         Gumbel-softmax temperature.
     hidden : tuple of int
-        Hidden sizes of every actor and critic.
+        Hidden sizes of the actor and the critic.
+    id_dim : int
+        Size of the devices' identity embedding.
+    context : bool
+        Whether the actor also sees the mean of the devices' encoded observations.
+    option_features : bool
+        Whether the actor also sees its options' estimated times (:class:`OptionFeatures`).
+    team_weight : float or None
+        Device ``i``'s reward is ``team_weight * team + (1 - team_weight) * own_i`` (own:
+        minus its task's cost; team: the mean of own); None: the scenario's.
+    bc_timesteps : int
+        Environment steps of behaviour cloning from the ``greedy`` baseline at the start.
+    bc_coef : float
+        Weight of the behaviour-cloning term in the actor's loss after that (needs the
+        baseline's decisions on every step: 0 skips them).
+    lr_bc : float or None
+        The actor's learning rate in the cloning phase (None: ``lr_actor``).
     seed : int
     """
 
     def __init__(
         self,
         env: Any,
+        n_envs: int = 16,
         lr_actor: float = 1e-3,
         lr_critic: float = 1e-3,
-        gamma: float = 0.9,
+        gamma: float = 0.5,
         tau: float = 0.01,
-        buffer_size: int = 50_000,
+        buffer_size: int = 100_000,
         batch_size: int = 256,
         learning_starts: int = 2000,
-        train_freq: int = 4,
+        train_freq: int = 16,
         gradient_steps: int = 1,
         temperature: float = 1.0,
         hidden: tuple[int, ...] | list[int] = (128, 128),
+        id_dim: int = 8,
+        context: bool = True,
+        option_features: bool = True,
+        team_weight: float | None = None,
+        bc_timesteps: int = 0,
+        bc_coef: float = 0.0,
+        lr_bc: float | None = None,
         seed: int = 0,
         tensorboard_log: str | None = None,
     ) -> None:
@@ -187,69 +401,86 @@ class MADDPG:
             raise ValueError(f"env.action_space: MADDPG needs MultiDiscrete, got {sp}")
         if any(env.action_space(a) != sp for a in agents):
             raise ValueError("env.action_space: every agent must have the same action space")
+        if not hasattr(env, "scenario"):
+            raise ValueError(f"env: {type(env).__name__} is not EdgeSplit's PettingZoo face")
+        for name, v, lo in (
+            ("n_envs", n_envs, 1),
+            ("batch_size", batch_size, 1),
+            ("buffer_size", buffer_size, 1),
+            ("train_freq", train_freq, 1),
+            ("gradient_steps", gradient_steps, 0),
+            ("bc_timesteps", bc_timesteps, 0),
+            ("learning_starts", learning_starts, 0),
+        ):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                raise ValueError(f"{name}: expected an integer >= {lo}, got {v!r}")
+        if team_weight is not None and not 0.0 <= float(team_weight) <= 1.0:
+            raise ValueError(
+                f"team_weight: expected None or a number in [0, 1], got {team_weight!r}"
+            )
+        if float(bc_coef) < 0:
+            raise ValueError(f"bc_coef: expected a number >= 0, got {bc_coef!r}")
         self.nvec = np.asarray(sp.nvec, dtype=np.int64)
         self.n, self.k = len(agents), int(self.nvec.sum())
         self.d = int(env.observation_space(agents[0]).shape[0])
         self.hparams = {
-            "lr_actor": lr_actor, "lr_critic": lr_critic, "gamma": gamma, "tau": tau,
-            "buffer_size": buffer_size, "batch_size": batch_size,
+            "n_envs": n_envs, "lr_actor": lr_actor, "lr_critic": lr_critic, "gamma": gamma,
+            "tau": tau, "buffer_size": buffer_size, "batch_size": batch_size,
             "learning_starts": learning_starts, "train_freq": train_freq,
             "gradient_steps": gradient_steps, "temperature": temperature,
-            "hidden": list(hidden), "seed": seed,
+            "hidden": list(hidden), "id_dim": id_dim, "context": bool(context),
+            "option_features": bool(option_features),
+            "team_weight": team_weight, "bc_timesteps": bc_timesteps, "bc_coef": bc_coef,
+            "lr_bc": lr_bc, "seed": seed,
         }  # fmt: skip
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         h = tuple(int(x) for x in hidden)
         n, d, k = self.n, self.d, self.k
-        self.actors = BatchedMLP(n, d, k, h)
-        self.critics = BatchedMLP(n, n * d + n * k, 1, h)
-        self.actors_t = BatchedMLP(n, d, k, h)
-        self.critics_t = BatchedMLP(n, n * d + n * k, 1, h)
-        self.actors_t.load_state_dict(self.actors.state_dict())
-        self.critics_t.load_state_dict(self.critics.state_dict())
-        self.opt_a = torch.optim.Adam(self.actors.parameters(), lr=lr_actor)
-        self.opt_c = torch.optim.Adam(self.critics.parameters(), lr=lr_critic)
-        self.buffer = _Buffer(int(buffer_size), n, d, k)
+        feats = OptionFeatures(env.core.tables) if option_features else None
+        self.actor = SharedActor(n, d, k, h, int(id_dim), bool(context), feats)
+        self.critic = SetCritic(n, d, k, h, int(id_dim))
+        self.actor_t = copy.deepcopy(self.actor)
+        self.critic_t = copy.deepcopy(self.critic)
+        self.opt_a = torch.optim.Adam(self.actor.parameters(), lr=lr_actor)
+        self.opt_c = torch.optim.Adam(self.critic.parameters(), lr=lr_critic)
+        self.buffer = _Buffer(int(buffer_size), n, d, k, len(self.nvec))
         self.num_timesteps = 0
         self.n_updates = 0
-        self.policy = JointPolicy(self.actors, n, d)
+        self.policy = JointPolicy(self.actor, n, d)
         self.observation_space = spaces.Box(0.0, 1.0, (n * d,), np.float32)
         self.action_space = spaces.MultiDiscrete(np.tile(self.nvec, n))
         self.tensorboard_log = tensorboard_log
         self.last_losses: dict[str, float] = {}
-        self._cuts = np.cumsum(self.nvec)[:-1]
+        self._heads = [int(x) for x in self.nvec]
+        self._offsets = torch.as_tensor(np.concatenate([[0], np.cumsum(self.nvec)[:-1]]))
+        tw = env.scenario.reward.team_weight if team_weight is None else team_weight
+        self._tw = float(tw)
+        self._venv: SplitOffloadVectorEnv | None = None
+        self._expert = make_baseline("greedy")
 
     # -- acting --------------------------------------------------------------------------
-    def _heads(self, logits: torch.Tensor) -> list[torch.Tensor]:
-        return list(torch.split(logits, [int(x) for x in self.nvec], dim=-1))
-
     def _one_hot(self, logits: torch.Tensor, mask: torch.Tensor | None, mode: str) -> torch.Tensor:
-        """Per-head one-hot actions ``[..., K]``: ``"greedy"`` (argmax), ``"sample"``
-        (Gumbel, no gradient) or ``"st"`` (straight-through Gumbel-softmax)."""
-        lg = _masked(logits, mask)
-        out = []
-        for head in self._heads(lg):
-            if mode == "greedy":
-                out.append(F.one_hot(head.argmax(-1), head.shape[-1]).to(head.dtype))
-            else:
-                t = self.hparams["temperature"]
-                out.append(F.gumbel_softmax(head, tau=t, hard=True))
-        return torch.cat(out, dim=-1)
+        return masked_heads(logits, mask, self._heads, mode, float(self.hparams["temperature"]))
 
-    def _indices(self, one_hot: np.ndarray) -> np.ndarray:
-        return np.stack([h.argmax(-1) for h in np.split(one_hot, self._cuts, axis=-1)], -1)
+    def _indices(self, one_hot: torch.Tensor) -> torch.Tensor:
+        return torch.stack([h.argmax(-1) for h in torch.split(one_hot, self._heads, -1)], -1)
+
+    def _from_indices(self, idx: torch.Tensor) -> torch.Tensor:
+        """One-hot ``[..., K]`` from per-dimension indices ``[..., dims]``."""
+        out = torch.zeros((*idx.shape[:-1], self.k))
+        return out.scatter_(-1, idx.long() + self._offsets, 1.0)
 
     def act(
         self, obs: np.ndarray, masks: np.ndarray | None = None, deterministic: bool = True
     ) -> np.ndarray:
-        """Actions ``[B, N, len(nvec)]`` for per-agent observations ``[B, N, D]`` (and masks
-        ``[B, N, K]``)."""
+        """Actions ``[B, N, len(nvec)]`` for per-device observations ``[B, N, D]`` (and
+        masks ``[B, N, K]``)."""
         with torch.no_grad():
-            o = torch.as_tensor(np.asarray(obs, np.float32)).transpose(0, 1)
-            logits = self.actors(o).transpose(0, 1)
+            logits = self.actor(torch.as_tensor(np.asarray(obs, np.float32)))
             m = None if masks is None else torch.as_tensor(np.asarray(masks, bool))
             oh = self._one_hot(logits, m, "greedy" if deterministic else "sample")
-        return self._indices(oh.numpy())
+        return self._indices(oh).numpy()
 
     def predict(
         self,
@@ -261,55 +492,87 @@ class MADDPG:
         joint ``MultiDiscrete`` actions ``[B, N * len(nvec)]``."""
         obs = np.asarray(obs, np.float32)
         b = obs.shape[0]
-        m = None if action_masks is None else np.asarray(action_masks).reshape(b, self.n, -1)
+        m = None if action_masks is None else np.asarray(action_masks, bool).reshape(b, self.n, -1)
         a = self.act(obs.reshape(b, self.n, self.d), m, deterministic)
         return a.reshape(b, -1), None
 
     # -- learning ------------------------------------------------------------------------
-    def _masks(self, infos: dict[str, Any]) -> np.ndarray:
-        out = np.ones((self.n, self.k), bool)
-        for i, a in enumerate(self.agents):
-            m = infos.get(a, {}).get("action_mask")
-            if m is not None:
-                # flat (the env's int8 mask) or a tuple of per-dimension masks
-                out[i] = np.concatenate(m) if isinstance(m, tuple) else np.asarray(m, bool)
-        return out
-
-    def _update(self) -> None:
+    def _update(self, bc_only: bool) -> None:
         hp = self.hparams
-        o, a, r, o2, m2, done = self.buffer.sample(self.rng, int(hp["batch_size"]))
-        b, n = o.shape[0], self.n
-        s, s2 = o.reshape(b, -1), o2.reshape(b, -1)
+        bt = self.buffer.sample(self.rng, int(hp["batch_size"]))
+        o, o2, m, m2 = bt["obs"], bt["obs2"], bt["mask"], bt["mask2"]
+        a = self._from_indices(bt["act"])
         with torch.no_grad():
-            lg2 = self.actors_t(o2.transpose(0, 1)).transpose(0, 1)  # [B, N, K]
-            a2 = self._one_hot(lg2, m2, "greedy").reshape(b, -1)
-            x2 = torch.cat([s2, a2], -1).expand(n, b, -1)
-            q2 = self.critics_t(x2).squeeze(-1)  # [N, B]
-            y = r.T + hp["gamma"] * (1.0 - done)[None] * q2
-        x = torch.cat([s, a.reshape(b, -1)], -1).expand(n, b, -1)
-        q = self.critics(x).squeeze(-1)
-        loss_c = F.mse_loss(q, y)
+            a2 = self._one_hot(self.actor_t(o2), m2, "greedy")
+            q2 = self.critic_t(o2, a2)  # [B, N]
+            y = bt["rew"] + hp["gamma"] * (1.0 - bt["done"])[:, None] * q2
+        loss_c = F.mse_loss(self.critic(o, a), y)
         self.opt_c.zero_grad()
         loss_c.backward()
-        nn.utils.clip_grad_norm_(self.critics.parameters(), 1.0)
+        nn.utils.clip_grad_norm_(self.critic.parameters(), 1.0)
         self.opt_c.step()
-        # actors: agent i's own action from its actor (straight-through), the others' as stored
-        logits = self.actors(o.transpose(0, 1))  # [N, B, K]
-        own = self._one_hot(logits, None, "st")  # [N, B, K]
-        eye = torch.eye(n, dtype=torch.bool)[:, None, :, None]  # [N, 1, N, 1]
-        joint = torch.where(eye, own[:, :, None, :], a[None])  # [N, B, N, K]
-        xa = torch.cat([s.expand(n, b, -1), joint.reshape(n, b, -1)], -1)
-        loss_a = -self.critics(xa).mean() + 1e-3 * (logits**2).mean()
+        logits = self.actor(o)  # [B, N, K]
+        loss_a = 1e-3 * (logits**2).mean()
+        losses = {"critic": loss_c.item()}
+        if not bc_only:
+            # every device's action from the actor; the actor ascends the devices' mean value
+            own = self._one_hot(logits, m, "st")
+            loss_q = -self.critic(o, own).mean()
+            loss_a = loss_a + loss_q
+            losses["actor_q"] = loss_q.item()
+        bc_w = 1.0 if bc_only else float(hp["bc_coef"])
+        ex = bt["expert"].long()
+        labelled = (ex[..., 0] >= 0) & (o[..., 0] > 0.5)  # a decision the expert made
+        if bc_w > 0 and labelled.any():
+            lg = logits.masked_fill(~m, -1e9)
+            ce = sum(
+                F.cross_entropy(h[labelled], ex[labelled][:, j])
+                for j, h in enumerate(torch.split(lg, self._heads, -1))
+            )
+            loss_a = loss_a + bc_w * ce
+            losses["bc"] = float(ce.item())
+        lr = hp["lr_bc"] if bc_only and hp["lr_bc"] is not None else hp["lr_actor"]
+        for group in self.opt_a.param_groups:
+            group["lr"] = lr
         self.opt_a.zero_grad()
         loss_a.backward()
-        nn.utils.clip_grad_norm_(self.actors.parameters(), 1.0)
+        nn.utils.clip_grad_norm_(self.actor.parameters(), 1.0)
         self.opt_a.step()
         with torch.no_grad():
-            for net, tgt in ((self.actors, self.actors_t), (self.critics, self.critics_t)):
+            for net, tgt in ((self.actor, self.actor_t), (self.critic, self.critic_t)):
                 for p, pt in zip(net.parameters(), tgt.parameters(), strict=True):
                     pt.mul_(1.0 - hp["tau"]).add_(p, alpha=hp["tau"])
         self.n_updates += 1
-        self.last_losses = {"critic": loss_c.item(), "actor": loss_a.item()}
+        self.last_losses = losses
+
+    def _vector_env(self) -> SplitOffloadVectorEnv:
+        if self._venv is None:
+            self._venv = SplitOffloadVectorEnv(
+                num_envs=int(self.hparams["n_envs"]),
+                scenario=self.env.scenario,
+                action_type="multidiscrete",
+                autoreset_mode="SAME_STEP",
+            )
+        return self._venv
+
+    def _behaviour(
+        self, o: np.ndarray, m: np.ndarray, expert: np.ndarray | None, t: int
+    ) -> np.ndarray:
+        """Actions ``[E, N, dims]`` to take: uniform over the allowed choices before
+        ``learning_starts``; in the cloning phase the expert's in the first half of the
+        environments and the actor's samples in the other; the actor's samples after."""
+        hp = self.hparams
+        mt = torch.as_tensor(m)
+        with torch.no_grad():
+            if expert is None and t < hp["learning_starts"]:
+                lg = torch.zeros(mt.shape)
+            else:
+                lg = self.actor(torch.as_tensor(o))
+            idx = self._indices(self._one_hot(lg, mt, "sample")).numpy()
+        if expert is not None and t < hp["bc_timesteps"]:
+            half = (len(idx) + 1) // 2
+            idx[:half] = expert[:half]
+        return idx
 
     def learn(
         self,
@@ -318,14 +581,18 @@ class MADDPG:
         checkpoint_every: int = 0,
         progress: Callable[[int], None] | None = None,
     ) -> MADDPG:
-        """Interact and learn for ``total_timesteps`` more environment steps; calls
-        ``checkpoint(self)`` every ``checkpoint_every`` steps and ``progress(num_timesteps)``
-        every 64.
+        """Interact and learn for ``total_timesteps`` more environment steps (rounded up to
+        a multiple of ``n_envs``); calls ``checkpoint(self)`` whenever the step count
+        passes a multiple of ``checkpoint_every``, and ``progress(num_timesteps)`` whenever
+        it passes a multiple of 64.
 
-        The environment is reseeded from the model's generator first, so a model restored
+        The environments are reseeded from the model's generator first, so a model restored
         with its generator's state (:meth:`MADDPGAgent.set_rng_state`) goes on with new
         episodes rather than replaying the first ones."""
-        hp, env = self.hparams, self.env
+        hp = self.hparams
+        venv = self._vector_env()
+        e, n, d = venv.num_envs, self.n, self.d
+        ta = venv.core.tables
         writer = None
         if self.tensorboard_log:
             from torch.utils.tensorboard import SummaryWriter
@@ -334,54 +601,65 @@ class MADDPG:
             writer = SummaryWriter(
                 str(Path(self.tensorboard_log) / "maddpg"), purge_step=self.num_timesteps
             )
-        obs, infos = env.reset(seed=int(self.rng.integers(2**31)))
-        o = np.stack([obs[a] for a in self.agents])
-        m = self._masks(infos)
-        ep_ret, ep_rets = 0.0, []
+        obs, info = venv.reset(seed=int(self.rng.integers(2**31)))
+        o = obs.reshape(e, n, d)
+        m = info["action_mask"].reshape(e, n, -1)
+        ep_ret = np.zeros(e)
         end = self.num_timesteps + int(total_timesteps)
+        label_always = float(hp["bc_coef"]) > 0
         while self.num_timesteps < end:
-            if self.num_timesteps < hp["learning_starts"]:
-                logits = torch.zeros(self.n, self.k)  # uniform over the allowed choices
-                with torch.no_grad():
-                    oh = self._one_hot(logits, torch.as_tensor(m), "sample").numpy()
-            else:
-                with torch.no_grad():
-                    lg = self.actors(torch.as_tensor(o)[:, None])[:, 0]
-                    oh = self._one_hot(lg, torch.as_tensor(m), "sample").numpy()
-            idx = self._indices(oh)
-            obs2, rew, term, trunc, infos = env.step({a: idx[i] for i, a in enumerate(self.agents)})
-            o2 = np.stack([obs2[a] for a in self.agents])
-            m2 = self._masks(infos)
-            r = np.array([rew[a] for a in self.agents], np.float32)
-            done = all(term.get(a, False) for a in self.agents)
-            self.buffer.add(o, oh, r, o2, m2, float(done))
-            ep_ret += float(r.mean())
-            self.num_timesteps += 1
-            if done or all(trunc.get(a, False) for a in self.agents):
-                ep_rets.append(ep_ret)
+            t0 = self.num_timesteps
+            expert = None
+            if t0 < hp["bc_timesteps"] or label_always:
+                dec = self._expert.decide(venv.core)
+                expert = decisions_to_action(ta, dec, "multidiscrete").reshape(e, n, -1)
+            idx = self._behaviour(o, m, expert, t0)
+            obs2, rew, _term, trunc, info = venv.step(idx.reshape(e, -1))
+            own = -np.asarray(info["cost"], np.float32)  # [E, N]
+            r = self._tw * rew[:, None] + (1.0 - self._tw) * own
+            o2 = obs2.reshape(e, n, d).copy()
+            m2 = info["action_mask"].reshape(e, n, -1).copy()
+            if trunc.any():  # same-step autoreset: the ended episodes' last observations
+                fi = info["final_info"]["action_mask"].reshape(e, n, -1)
+                for i in np.flatnonzero(trunc):
+                    o2[i] = info["final_obs"][i].reshape(n, d)
+                    m2[i] = fi[i]
+            self.buffer.add(
+                obs=o, act=idx, mask=m, rew=r, obs2=o2, mask2=m2,
+                done=np.zeros(e, np.float32),  # episodes are truncated, never terminated
+                expert=expert if expert is not None else np.int8(-1),
+            )  # fmt: skip
+            ep_ret += rew
+            self.num_timesteps = t = t0 + e
+            if trunc.any():
                 if writer is not None:
-                    writer.add_scalar("rollout/ep_rew_mean", ep_ret, self.num_timesteps)
-                ep_ret = 0.0
-                obs2, infos = env.reset()
-                o2 = np.stack([obs2[a] for a in self.agents])
-                m2 = self._masks(infos)
-            o, m = o2, m2
-            t = self.num_timesteps
-            if t >= hp["learning_starts"] and t % hp["train_freq"] == 0:
-                for _ in range(int(hp["gradient_steps"])):
-                    self._update()
-                if writer is not None and self.n_updates % 100 == 0:
-                    for k, v in self.last_losses.items():
-                        writer.add_scalar(f"train/{k}_loss", v, t)
-            if progress is not None and t % 64 == 0:
+                    writer.add_scalar("rollout/ep_rew_mean", float(ep_ret[trunc].mean()), t)
+                ep_ret[trunc] = 0.0
+            o, m = obs2.reshape(e, n, d), info["action_mask"].reshape(e, n, -1)
+            if t >= hp["learning_starts"]:
+                due = (t // hp["train_freq"] - t0 // hp["train_freq"]) * hp["gradient_steps"]
+                for _ in range(int(due)):
+                    self._update(bc_only=t <= hp["bc_timesteps"])
+                if writer is not None and due and self.n_updates % 100 < due:
+                    for key, v in self.last_losses.items():
+                        writer.add_scalar(f"train/{key}_loss", v, t)
+            if progress is not None and t // 64 != t0 // 64:
                 progress(t)
-            if checkpoint is not None and checkpoint_every and t % checkpoint_every == 0:
-                if writer is not None:  # the curve up to the checkpoint is on disk with it
-                    writer.flush()
-                checkpoint(self)
+            if checkpoint is not None and checkpoint_every:
+                if t // checkpoint_every != t0 // checkpoint_every:
+                    if writer is not None:  # the curve up to the checkpoint is on disk with it
+                        writer.flush()
+                    checkpoint(self)
         if writer is not None:
             writer.close()
         return self
+
+    def close(self) -> None:
+        """Close the environments."""
+        if self._venv is not None:
+            self._venv.close()
+            self._venv = None
+        self.env.close()
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, path: str | Path, replay_buffer: bool = False) -> None:
@@ -390,16 +668,16 @@ class MADDPG:
         path = Path(path)
         state = {
             "format": "edgesplit-maddpg",
-            "version": 1,
+            "version": FORMAT_VERSION,
             "hparams": self.hparams,
             "num_timesteps": self.num_timesteps,
             "n_updates": self.n_updates,
             "shape": [self.n, self.d, self.k],
             "nets": {
-                "actors": self.actors.state_dict(),
-                "critics": self.critics.state_dict(),
-                "actors_t": self.actors_t.state_dict(),
-                "critics_t": self.critics_t.state_dict(),
+                "actor": self.actor.state_dict(),
+                "critic": self.critic.state_dict(),
+                "actor_t": self.actor_t.state_dict(),
+                "critic_t": self.critic_t.state_dict(),
             },
             "opt_a": self.opt_a.state_dict(),
             "opt_c": self.opt_c.state_dict(),
@@ -425,6 +703,11 @@ class MADDPG:
         state = torch.load(path, weights_only=True)
         if state.get("format") != "edgesplit-maddpg":
             raise ValueError(f"{path}: field 'format' = {state.get('format')!r}: not a MADDPG file")
+        if state.get("version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{path}: field 'version' = {state.get('version')!r}: this MADDPG reads "
+                f"version {FORMAT_VERSION} (a shared actor and a set critic); retrain"
+            )
         hp = dict(state["hparams"])
         model = cls(env, tensorboard_log=tensorboard_log, **hp)
         if [model.n, model.d, model.k] != list(state["shape"]):
@@ -433,10 +716,10 @@ class MADDPG:
                 f"{[model.n, model.d, model.k]} (agents, observation, action logits)"
             )
         for k, net in (
-            ("actors", model.actors),
-            ("critics", model.critics),
-            ("actors_t", model.actors_t),
-            ("critics_t", model.critics_t),
+            ("actor", model.actor),
+            ("critic", model.critic),
+            ("actor_t", model.actor_t),
+            ("critic_t", model.critic_t),
         ):
             net.load_state_dict(state["nets"][k])
         model.opt_a.load_state_dict(state["opt_a"])
@@ -452,9 +735,10 @@ class MADDPG:
 class MADDPGAgent:
     """The agent protocol (:class:`edgesplit.agents.protocol.Agent`) for :class:`MADDPG`.
 
-    It learns on the PettingZoo face (one environment: ``n_envs`` does not apply) and acts
-    on the Gymnasium face's joint view. A saved agent is a directory holding ``model.pt``
-    and, in checkpoints, ``replay_buffer.npz``.
+    It learns on a batch of copies of the PettingZoo face's scenario (the algorithm's own
+    ``n_envs`` argument, in the config's ``kwargs``: the run's ``n_envs``, meant for SB3's
+    copies, does not apply) and acts on the Gymnasium face's joint view. A saved agent is a
+    directory holding ``model.pt`` and, in checkpoints, ``replay_buffer.npz``.
     """
 
     MODEL_FILE = "model.pt"
@@ -553,4 +837,4 @@ class MADDPGAgent:
         self.model.rng.bit_generator.state = state["rng"]
 
     def close(self) -> None:
-        self.model.env.close()
+        self.model.close()

@@ -159,8 +159,8 @@ AGENTS: dict[str, AgentSpec] = {
         "multidiscrete",
         False,
         multi_agent=True,
-        description="MADDPG over the PettingZoo face: an actor per device, centralised "
-        "critics, Gumbel-softmax (straight-through) heads",
+        description="MADDPG on batched copies of the PettingZoo face: one shared actor, a "
+        "set critic for any number of devices, masked Gumbel-softmax (straight-through) heads",
         masked=True,
         centralized_critic=True,
         agent_path="edgesplit.agents.maddpg:MADDPGAgent",

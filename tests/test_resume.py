@@ -71,6 +71,7 @@ CASES = {
             "algo.kwargs.buffer_size=1000",
             "algo.kwargs.batch_size=32",
             "algo.kwargs.hidden=[16]",
+            "algo.kwargs.n_envs=1",  # one transition per step: the replay size is checked
         ],
         200,
         [60, 120, 180],

@@ -64,6 +64,8 @@ def test_each_agent_trains_checkpoints_and_evaluates(algo: str, tmp_path: Path) 
     )
     if "learning_starts" in cfg["algo"]["kwargs"]:
         cfg["algo"]["kwargs"]["learning_starts"] = 50
+    if "n_envs" in cfg["algo"]["kwargs"]:  # MADDPG's own copies: episodes end in the budget
+        cfg["algo"]["kwargs"]["n_envs"] = 2
     if "n_steps" in cfg["algo"]["kwargs"]:
         cfg["algo"]["kwargs"]["n_steps"] = 64
         cfg["algo"]["kwargs"]["batch_size"] = 64
