@@ -15,6 +15,8 @@ from edgesplit.agents.maddpg import MADDPG, MADDPGAgent, OptionFeatures, SetCrit
 from edgesplit.agents.registry import get_agent
 from edgesplit.envs.split_offload_v1 import parallel_env
 from edgesplit.envs.vector_env import SplitOffloadVectorEnv
+from edgesplit.sim.core import Core
+from edgesplit.sim.scenario import load_scenario
 
 
 def _env(scenario: str = "default", **kw):
@@ -148,7 +150,10 @@ def test_batched_collection_stores_every_environment_and_the_last_observation() 
     algo.learn(40)
     assert algo.num_timesteps == 40 and algo.buffer.size == 40
     b = algo.buffer
-    t_now, t_next = b.obs[:40, 0, -1], b.obs2[:40, 0, -1]
+    layout = Core(load_scenario("default"), 1).tables.observation_layout()
+    names = [name for name, _ in layout]
+    t = sum(size for _, size in layout[: names.index("time")])  # the time block's position
+    t_now, t_next = b.obs[:40, 0, t], b.obs2[:40, 0, t]
     np.testing.assert_allclose(t_next, t_now + 1 / 5, atol=1e-6)
     assert np.isclose(t_next, 1.0).sum() == 8  # 4 environments x 2 episodes
     assert b.mask[:40].any(-1).all() and b.mask2[:40].any(-1).all()
