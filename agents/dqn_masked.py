@@ -481,7 +481,7 @@ class MaskedDQN:
         with torch.no_grad():
             return self.q_net(torch.as_tensor(obs, device=self.device))
 
-    def _reduced_masks(self, masks: np.ndarray) -> np.ndarray:
+    def reduced_masks(self, masks: np.ndarray) -> np.ndarray:
         return np.asarray(masks, dtype=bool)[:, self.index]
 
     def predict(
@@ -499,7 +499,7 @@ class MaskedDQN:
         obs = np.asarray(observation, dtype=np.float32).reshape(-1, self.observation_space.shape[0])
         q = self._q(obs).cpu().numpy()
         if action_masks is not None:
-            m = self._reduced_masks(np.asarray(action_masks).reshape(len(obs), -1))
+            m = self.reduced_masks(np.asarray(action_masks).reshape(len(obs), -1))
             q = np.where(m, q, -np.inf)
         return self.index[q.argmax(axis=1)], None
 
@@ -508,7 +508,7 @@ class MaskedDQN:
         exporter compiles; it adds the mask and the argmax)."""
         return ReducedToFull(self.q_net, self.index, int(self.action_space.n)).eval()
 
-    def _act(self, obs: np.ndarray, m: np.ndarray, eps: float) -> np.ndarray:
+    def act(self, obs: np.ndarray, m: np.ndarray, eps: float) -> np.ndarray:
         """Reduced actions ``[E]``: masked greedy, and with probability ``eps`` uniform among
         the allowed actions."""
         q = self._q(obs).cpu().numpy()
@@ -520,7 +520,7 @@ class MaskedDQN:
         return a
 
     # -- learning ------------------------------------------------------------------------
-    def _td_target(self, rew: torch.Tensor, nobs: torch.Tensor, nmask: torch.Tensor,
+    def td_target(self, rew: torch.Tensor, nobs: torch.Tensor, nmask: torch.Tensor,
                    done: torch.Tensor) -> torch.Tensor:  # fmt: skip
         """``r + gamma * (1 - done) * Q'(s', a')`` with ``a'`` the allowed next action of
         largest target value (DQN) or of largest online value (Double DQN)."""
@@ -547,7 +547,7 @@ class MaskedDQN:
         nxt = np.maximum(buf.nxt[idx], 0)
         nobs = torch.as_tensor(buf.obs[nxt], device=dev)
         nmask = torch.as_tensor(buf.mask[nxt], device=dev)
-        target = self._td_target(rew, nobs, nmask, done)
+        target = self.td_target(rew, nobs, nmask, done)
         q_all = self.q_net(obs)
         q = q_all.gather(1, act[:, None]).squeeze(1)
         loss = F.smooth_l1_loss(q, target)
@@ -633,11 +633,11 @@ class MaskedDQN:
                 if not has.any():
                     continue
                 obs = batch.observation(i)
-                m = self._reduced_masks(batch.masks(i))
+                m = self.reduced_masks(batch.masks(i))
                 if greedy is not None:
                     red = greedy[:, i]
                 else:
-                    red = self._act(obs, m, eps)
+                    red = self.act(obs, m, eps)
                 batch.record(i, self.index[red])
                 live = np.flatnonzero(has)
                 rows = buf.add(obs[live], red[live], m[live], expert=greedy is not None)

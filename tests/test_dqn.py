@@ -54,6 +54,7 @@ def test_batched_face_is_the_gymnasium_face(scenario: str) -> None:
         cost, team, ended = batch.finish_slot()
         if had.any():  # the Gymnasium face resolved this slot on its last device's step
             np.testing.assert_allclose(cost[0], last_info["cost"], rtol=0, atol=0)
+        np.testing.assert_allclose(team, -cost.mean(axis=1), rtol=1e-12)
         assert not ended.any()
     assert decided > 20  # the comparison covered many decisions
 
@@ -90,9 +91,10 @@ def test_a_masked_agent_never_emits_a_masked_action(cls, scenario: str, seed: in
     env = _env(scenario)
     torch.manual_seed(seed)
     action = "full" if seed % 2 else "split_target"
-    model = cls("MlpPolicy", env, n_envs=8, seed=seed, action=action, policy_kwargs={"dueling": True})
+    pk = {"dueling": True}
+    model = cls("MlpPolicy", env, n_envs=8, seed=seed, action=action, policy_kwargs=pk)
     obs, masks = _states(scenario, n_envs=16, slots=6, seed=seed)
-    red = model._reduced_masks(masks)
+    red = model.reduced_masks(masks)
     assert not red.all()  # some actions are masked in these states
     # make the network favour, everywhere, an action masked in one of the states
     row, k = np.argwhere(~red)[np.random.default_rng(seed).integers((~red).sum())]
@@ -101,7 +103,7 @@ def test_a_masked_agent_never_emits_a_masked_action(cls, scenario: str, seed: in
     a, _ = model.predict(obs, action_masks=masks)
     assert masks[np.arange(len(a)), a].all()
     for eps in (0.0, 0.3, 1.0):
-        r = model._act(obs, red, eps)
+        r = model.act(obs, red, eps)
         assert red[np.arange(len(r)), r].all() and masks[np.arange(len(r)), model.index[r]].all()
     # without the masks it would choose that masked action
     unmasked, _ = model.predict(obs)
@@ -139,7 +141,7 @@ def test_the_target_runs_over_allowed_next_actions_only(double: bool) -> None:
     nmask = torch.ones(b, k, dtype=torch.bool)
     nmask.scatter_(1, q_on.topk(3, dim=1).indices, False)
     nmask.scatter_(1, q_t.topk(3, dim=1).indices, False)
-    got = model._td_target(rew, nobs, nmask, done)
+    got = model.td_target(rew, nobs, nmask, done)
     if double:
         a = q_on.masked_fill(~nmask, -np.inf).argmax(1, keepdim=True)
         nq = q_t.gather(1, a).squeeze(1)
