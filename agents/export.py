@@ -1,8 +1,8 @@
 """Export a trained policy for deployment: ``policy.onnx`` and its manifest ``policy.json``.
 
 The ONNX graph takes the observation (and the action mask, for policies trained with masks:
-MaskablePPO, MADDPG) and returns the action the environment would be given, post-processing
-included: the (masked) argmax of every discrete dimension, or the deterministic continuous
+MaskablePPO, MADDPG, DQN, DDQN) and returns the action the environment would be given,
+post-processing included: the (masked) argmax of every discrete dimension, or the deterministic continuous
 action. A policy trained without masks is exported without them, so the deployed policy is
 exactly the evaluated one; an infeasible choice it makes is replaced as the environment
 replaces it (all-local, home edge). What an action
