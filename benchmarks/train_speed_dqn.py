@@ -10,9 +10,9 @@ measures, in decisions (steps of the sequential face) per second:
   (:class:`~edgesplit.agents.dqn_masked.SequentialBatch`, the shipped config's ``n_envs``),
   random allowed actions, no network;
 * DQN and DDQN end to end with the shipped config (``configs/algo/dqn.yaml``, which DDQN
-  shares): acting with the network, epsilon exploration, replay and gradient steps, after
-  ``learning_starts`` (the gradient steps have begun; the first ``learning_starts``
-  decisions are not timed).
+  shares): acting with the network, epsilon exploration, replay and gradient steps, timed
+  after the start (the warm start, which acts with the greedy baseline, and
+  ``learning_starts``), whose own rate is printed apart.
 
 Target (issue 9): DQN and DDQN >= 5,000 decisions/s end to end. ``--write`` appends the
 result to BENCHMARKS.md.
@@ -92,16 +92,21 @@ def batched_face_rate(scenario: str, n_envs: int, seconds: float) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def training_rate(cls: type[MaskedDQN], scenario: str, decisions: int) -> tuple[float, int]:
-    """Decisions/s of ``cls`` learning with the shipped config, after ``learning_starts``;
-    and the gradient steps taken in the timed part."""
+def training_rate(cls: type[MaskedDQN], scenario: str, decisions: int) -> tuple[float, float, int]:
+    """``cls`` learning with the shipped config: decisions/s over its start (the warm start
+    on the greedy baseline's decisions and the decisions before ``learning_starts``), then
+    decisions/s over ``decisions`` more (acting, exploring, gradient steps) and the
+    gradient steps taken in them."""
     env = SplitOffloadEnv(scenario, decision_mode="sequential")
     model = cls("MlpPolicy", env, seed=0, **shipped_kwargs())
-    model.learn(model.hparams["learning_starts"] + 1)  # gradient steps have begun
+    hp = model.hparams
+    t0 = time.perf_counter()
+    model.learn(max(hp["learning_starts"], hp["warm_start_steps"]) + 1)
+    start_rate = model.num_timesteps / (time.perf_counter() - t0)
     n0, u0, t0 = model.num_timesteps, model.n_updates, time.perf_counter()
     model.learn(decisions)
     dt_ = time.perf_counter() - t0
-    return (model.num_timesteps - n0) / dt_, model.n_updates - u0
+    return start_rate, (model.num_timesteps - n0) / dt_, model.n_updates - u0
 
 
 def main() -> None:
@@ -115,8 +120,8 @@ def main() -> None:
     kw = shipped_kwargs()
     gym_rate = gym_face_rate(args.scenario, args.seconds)
     batch_rate = batched_face_rate(args.scenario, int(kw["n_envs"]), args.seconds)
-    dqn, dqn_upd = training_rate(MaskedDQN, args.scenario, args.decisions)
-    ddqn, ddqn_upd = training_rate(MaskedDDQN, args.scenario, args.decisions)
+    dqn0, dqn, dqn_upd = training_rate(MaskedDQN, args.scenario, args.decisions)
+    ddqn0, ddqn, ddqn_upd = training_rate(MaskedDDQN, args.scenario, args.decisions)
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"### DQN/DDQN training speed, {when}",
@@ -131,7 +136,9 @@ def main() -> None:
         f"| yardstick: sequential Gymnasium face, random allowed actions | {gym_rate:,.0f} |",
         f"| yardstick: batched sequential face x{kw['n_envs']}, random allowed actions "
         f"| {batch_rate:,.0f} |",
+        f"| DQN start: warm start on greedy's decisions, learning_starts | {dqn0:,.0f} |",
         f"| DQN end to end ({dqn_upd:,} gradient steps) | {dqn:,.0f} |",
+        f"| DDQN start: warm start on greedy's decisions, learning_starts | {ddqn0:,.0f} |",
         f"| DDQN end to end ({ddqn_upd:,} gradient steps) | {ddqn:,.0f} |",
         "",
         f"Target >= {TARGET:,} decisions/s end to end: DQN "
