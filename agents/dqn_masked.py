@@ -625,6 +625,7 @@ class MaskedDQN:
         n = batch.n_devices
         rows_of = np.full((batch.n_envs, n), -1, np.int64)
         stats: dict[str, float] = {}
+        logged = -1
         while self.num_timesteps < end:
             warm = self.num_timesteps < hp["warm_start_steps"]
             greedy = self._greedy_actions(batch) if warm else None
@@ -674,7 +675,8 @@ class MaskedDQN:
                         stats = self._train_step()
             else:
                 self._since_train = min(self._since_train, hp["train_freq"])
-            if writer is not None and batch.finished_returns:
+            if writer is not None and batch.finished_returns and self.num_timesteps > logged:
+                logged = self.num_timesteps  # one point per step: curves go forward only
                 writer.add_scalar(
                     "rollout/ep_rew_mean", float(np.mean(batch.finished_returns)),
                     self.num_timesteps,
