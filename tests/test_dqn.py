@@ -158,10 +158,15 @@ def test_replay_links_each_decision_to_its_successor() -> None:
     """A decision's successor row is the next decision of the same copy: its observation
     is the one that copy was asked next, and the episode's last decisions are terminal."""
     env = _env("single", max_cycles=12)
-    model = MaskedDQN("MlpPolicy", env, n_envs=3, learning_starts=10**9, seed=0)
+    model = MaskedDQN(
+        "MlpPolicy", env, n_envs=3, learning_starts=10**9, warm_start_steps=40, seed=0
+    )
     model.learn(120)
     buf = model.buffer
     n = buf.size
+    # every stored action was allowed, the warm start's (greedy's) and the agent's own
+    assert buf.mask[np.arange(n), buf.act[:n]].all()
+    assert buf.expert[:40].all() and not buf.expert[n - 40 : n].any()
     assert n == model.num_timesteps and n >= 120
     done, ok, nxt = buf.done[:n], buf.ok[:n], buf.nxt[:n]
     assert done.sum() >= 3 * (model.num_timesteps // 40)  # episodes ended and were cut
