@@ -1,13 +1,18 @@
-"""Double DQN (van Hasselt et al., AAAI 2016) as a small subclass of SB3's DQN.
+"""Double DQN (van Hasselt et al., AAAI 2016), two ways.
 
-Only the TD target changes: the online network chooses the next action, the target network
-evaluates it, ``y = r + gamma * Q_target(s', argmax_a Q_online(s', a))``. Everything else
-(replay, exploration, target updates, logging) is SB3's DQN.
+* :class:`MaskedDDQN`, the ``ddqn`` of the registry: :class:`~edgesplit.agents.dqn_masked.MaskedDQN`
+  with the double-Q target over the next state's allowed actions, ``y = r + gamma *
+  Q_target(s', argmax_{a allowed} Q_online(s', a))``, trained on the batched sequential face
+  with action masks.
+* :class:`DDQN`, a small subclass of SB3's DQN for SB3 pipelines (no masks): only the TD
+  target changes; everything else (replay, exploration, target updates, logging) is SB3's.
 
 >>> import gymnasium as gym
 >>> model = DDQN("MlpPolicy", gym.make("CartPole-v1"), learning_starts=10, seed=0)
 >>> model.learn(64).num_timesteps
 64
+>>> MaskedDDQN.DOUBLE, MaskedDDQN.__mro__[1].DOUBLE
+(True, False)
 """
 
 from __future__ import annotations
@@ -19,7 +24,16 @@ import torch as th
 from stable_baselines3 import DQN
 from torch.nn import functional as F
 
-__all__ = ["DDQN"]
+from .dqn_masked import MaskedDQN
+
+__all__ = ["DDQN", "MaskedDDQN"]
+
+
+class MaskedDDQN(MaskedDQN):
+    """:class:`~edgesplit.agents.dqn_masked.MaskedDQN` with the double-Q target (its
+    ``double`` defaults to True)."""
+
+    DOUBLE = True
 
 
 class DDQN(DQN):

@@ -1,13 +1,13 @@
 """Export a trained policy for deployment: ``policy.onnx`` and its manifest ``policy.json``.
 
 The ONNX graph takes the observation (and the action mask, for policies trained with masks:
-MaskablePPO, MADDPG) and returns the action the environment would be given, post-processing
-included: the (masked) argmax of every discrete dimension, or the deterministic continuous
-action. A policy trained without masks is exported without them, so the deployed policy is
-exactly the evaluated one; an infeasible choice it makes is replaced as the environment
-replaces it (all-local, home edge). What an action
-*means* (split index, target, weights) is decoded by :func:`edgesplit.sim.encoding.decode`,
-the same pure-numpy decoder the environment uses, so there is exactly one decoder.
+MaskablePPO, MADDPG, DQN, DDQN) and returns the action the environment would be given,
+post-processing included: the (masked) argmax of every discrete dimension, or the
+deterministic continuous action. A policy trained without masks is exported without them,
+so the deployed policy is exactly the evaluated one; an infeasible choice it makes is
+replaced as the environment replaces it (all-local, home edge). What an action *means*
+(split index, target, weights) is decoded by :func:`edgesplit.sim.encoding.decode`, the
+same pure-numpy decoder the environment uses, so there is exactly one decoder.
 
 ``policy.json`` holds everything a scheduler needs to build the observation and read the
 action, with no pickle anywhere: the format version, the algorithm, the environment id and

@@ -4,9 +4,10 @@ An agent is an object that wraps one trained (or training) model and its environ
 Training (:mod:`.training`), checkpoints (:mod:`.checkpoint`), evaluation
 (:mod:`.evaluation`, :mod:`.evaluate_run`) and export (:mod:`.export`) call only the methods
 below, and ask the agent's :class:`~edgesplit.agents.registry.AgentSpec` what it supports;
-none of them names an algorithm. Two implementations ship:
+none of them names an algorithm. Three implementations ship:
 :class:`edgesplit.agents.sb3_agent.SB3Agent` (every stable-baselines3 algorithm and subclass:
-PPO, MaskablePPO, DQN, DDQN, DDPG) and :class:`edgesplit.agents.maddpg.MADDPGAgent`.
+PPO, MaskablePPO, DDPG), :class:`edgesplit.agents.maddpg.MADDPGAgent` and
+:class:`edgesplit.agents.dqn_masked.MaskedDQNAgent` (DQN and DDQN).
 
 A checkpoint is one directory that training fills through :meth:`Agent.save`,
 :meth:`Agent.save_replay_buffer` and :meth:`Agent.rng_state`, then renames into place in one
@@ -14,8 +15,9 @@ step (:class:`edgesplit.agents.checkpoint.CheckpointStore`).
 
 >>> from edgesplit.agents.sb3_agent import SB3Agent
 >>> from edgesplit.agents.maddpg import MADDPGAgent
->>> isinstance(SB3Agent, type) and all(
-...     callable(getattr(c, m, None)) for c in (SB3Agent, MADDPGAgent) for m in PROTOCOL_METHODS)
+>>> from edgesplit.agents.dqn_masked import MaskedDQNAgent
+>>> isinstance(SB3Agent, type) and all(callable(getattr(c, m, None))
+...     for c in (SB3Agent, MADDPGAgent, MaskedDQNAgent) for m in PROTOCOL_METHODS)
 True
 """
 

@@ -138,19 +138,25 @@ AGENTS: dict[str, AgentSpec] = {
     ),
     "dqn": AgentSpec(
         "dqn",
-        "stable_baselines3:DQN",
+        "edgesplit.agents.dqn_masked:MaskedDQN",
         "sequential",
         "discrete",
         False,
-        description="SB3 DQN, one device's decision per step",
+        description="DQN with masked argmax and target, one device's decision per step, "
+        "on a batched sequential face",
+        masked=True,
+        agent_path="edgesplit.agents.dqn_masked:MaskedDQNAgent",
     ),
     "ddqn": AgentSpec(
         "ddqn",
-        "edgesplit.agents.ddqn:DDQN",
+        "edgesplit.agents.ddqn:MaskedDDQN",
         "sequential",
         "discrete",
         False,
-        description="Double DQN (SB3 DQN subclass), one device per step",
+        description="Double DQN with masks (the online net's masked argmax, evaluated by "
+        "the target net), one device per step",
+        masked=True,
+        agent_path="edgesplit.agents.dqn_masked:MaskedDQNAgent",
     ),
     "maddpg": AgentSpec(
         "maddpg",

@@ -91,7 +91,7 @@ def test_onnx_matches_the_trained_policy(algo: str, tmp_path) -> None:
     else:
         np.testing.assert_array_equal(onnx_act, ref)
     # and the library's own deterministic prediction (with masks where it takes them)
-    if algo in ("maskable_ppo", "maddpg"):
+    if spec.masked:
         pred, _ = model.predict(obs, deterministic=True, action_masks=masks)
     else:
         pred, _ = model.predict(obs, deterministic=True)

@@ -56,6 +56,7 @@ CASES = {
             "algo.kwargs.buffer_size=1000",
             "algo.kwargs.batch_size=32",
             "algo.kwargs.policy_kwargs.net_arch=[16]",
+            "algo.kwargs.n_envs=1",  # one copy of the face: checkpoints at exact steps
         ],
         200,
         [60, 120, 180],
@@ -247,8 +248,8 @@ def test_resume_restores_every_generator(tmp_path: Path) -> None:
     from edgesplit.agents.checkpoint import global_rng_state, set_global_rng_state
     from edgesplit.agents.registry import get_agent
 
-    spec = get_agent("dqn")
-    kw = {"scenario": "single", "decision_mode": "sequential", "action_type": "discrete"}
+    spec = get_agent("ddpg")  # an SB3 off-policy agent (DQN's own: tests/test_dqn.py)
+    kw = {"scenario": "single", "decision_mode": "joint", "action_type": "continuous"}
     kw["max_cycles"] = 10
     algo = {"policy": "MlpPolicy", "kwargs": {"learning_starts": 10, "buffer_size": 500}}
     agent = spec.build(algo, kw, seed=3, n_envs=2)

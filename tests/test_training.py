@@ -17,7 +17,7 @@ from hydra.errors import ConfigCompositionException
 from edgesplit.agents.config import register_configs
 from edgesplit.agents.ddqn import DDQN
 from edgesplit.agents.evaluate_run import evaluate_run
-from edgesplit.agents.registry import AGENTS
+from edgesplit.agents.registry import AGENTS, SB3
 from edgesplit.agents.training import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +71,7 @@ def test_each_agent_trains_checkpoints_and_evaluates(algo: str, tmp_path: Path) 
         cfg["algo"]["kwargs"]["batch_size"] = 64
     s = train(cfg, tmp_path)
     assert s["total_timesteps"] >= 300 and s["resumed_from"] == 0
-    ext = "pt" if AGENTS[algo].multi_agent else "zip"
+    ext = "zip" if AGENTS[algo].agent_path == SB3 else "pt"  # SB3's own format, or torch's
     for f in (f"model/model.{ext}", "eval.csv", "eval.md", "summary.json"):
         assert (tmp_path / f).is_file(), f
     (ckpt,) = (tmp_path / "checkpoints").iterdir()  # one complete checkpoint, nothing else
