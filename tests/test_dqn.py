@@ -175,7 +175,10 @@ def test_replay_links_each_decision_to_its_successor() -> None:
     assert (nxt[linked] > np.flatnonzero(linked)).all()  # the successor came later
     # one device: a copy's next decision sees the next slot (time moves on by one slot
     # or more, never backwards within an episode)
-    t = buf.obs[:n, model.tables.obs_dim - 1]  # the time feature of the device block
+    layout = model.tables.observation_layout()
+    names = [name for name, _ in layout]
+    at = sum(size for _, size in layout[: names.index("time")])
+    t = buf.obs[:n, at]  # the time feature of the device block
     assert (t[nxt[linked]] > t[linked]).all()
 
 
