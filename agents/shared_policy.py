@@ -238,7 +238,15 @@ class SplitOffloadNet(nn.Module):
         others_ap = on_ap.sum(1, keepdim=True) - on_ap.long()  # [B, N, M]
         n_t = torch.gather(others_t, 2, self.target_of[row]).float()
         n_ap = torch.gather(others_ap, 2, self.ap_of[row]).float()
-        crowd = alone_outcome(
+        basis = (f, row, wait_q, dev_b, rate, srv_opt)  # what the next rounds re-estimate
+        crowd = self._crowded(basis, n_t, n_ap)
+        return x, has, (est, crowd, n_t, n_ap, basis), feasible
+
+    def _crowded(self, basis: tuple, n_t: torch.Tensor, n_ap: torch.Tensor) -> Any:
+        """Each option's outcome when ``n_t`` other tasks share its target's compute and
+        ``n_ap`` its access point's bandwidth (equal shares)."""
+        f, _row, wait_q, dev_b, rate, srv_opt = basis
+        return alone_outcome(
             f,
             wait_q[..., None],
             dev_b[..., None],
@@ -248,8 +256,6 @@ class SplitOffloadNet(nn.Module):
             self.weights,
             tail_factor=1.0 + n_t,
         )
-        basis = (f, row, wait_q, dev_b, rate, srv_opt)  # what the next rounds re-estimate
-        return x, has, (est, crowd, n_t, n_ap, basis), feasible
 
     def _next_round(
         self, logits: torch.Tensor, has: torch.Tensor, feasible: torch.Tensor, basis: tuple
@@ -258,7 +264,7 @@ class SplitOffloadNet(nn.Module):
         choice probabilities put on each target and access point (the other devices'
         expected counts there, and the estimate with them): a second look, as a best
         response to the first."""
-        f, row, wait_q, dev_b, rate, srv_opt = basis
+        row = basis[1]
         p = torch.softmax(logits, -1) * has[..., None]  # [B, N, SJ]
         on_t = p[..., None] * self.t_onehot[row]  # [B, N, SJ, J]
         on_ap = p[..., None] * self.ap_onehot[row]
@@ -268,16 +274,7 @@ class SplitOffloadNet(nn.Module):
         others_ap = load_ap.sum(1, keepdim=True) - load_ap
         n_t = torch.gather(others_t, 2, self.target_of[row])
         n_ap = torch.gather(others_ap, 2, self.ap_of[row])
-        crowd = alone_outcome(
-            f,
-            wait_q[..., None],
-            dev_b[..., None],
-            rate / (1.0 + n_ap),
-            srv_opt,
-            self.p_tx[None, :, None],
-            self.weights,
-            tail_factor=1.0 + n_t,
-        )
+        crowd = self._crowded(basis, n_t, n_ap)
         c = torch.nan_to_num(crowd.cost, nan=1e3, posinf=1e3).clamp(0.0, 1e3)
         best = torch.where(feasible, c, torch.full_like(c, 1e3)).amin(-1, keepdim=True)
         feats = [torch.log1p(c), torch.log1p((c - best).clamp_min(0.0)), n_t / self.n]

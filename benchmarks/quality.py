@@ -22,10 +22,11 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import shutil
 from pathlib import Path
 from typing import Any
+
+from benchmarks.machine import machine
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -47,18 +48,6 @@ def _t975(df: int) -> float:
     if df in table:
         return table[df]
     return 1.96 if df > 30 else table[min(k for k in table if k >= df)]
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores"
 
 
 def _commit() -> str:
@@ -153,7 +142,7 @@ def record(algo: str, scenario: str, summaries: list[dict[str, Any]], extra: lis
         "warm_start_seconds": [s.get("warm_start", {}).get("seconds", 0.0) for s in summaries],
         "overrides": extra,
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": _machine(),
+        "machine": machine(),
         "load": round(os.getloadavg()[2], 1),
         "commit": _commit(),
     }

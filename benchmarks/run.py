@@ -22,22 +22,14 @@ import platform
 import time
 from pathlib import Path
 
+from benchmarks.machine import cpu_name
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import gymnasium as gym
 import numpy as np
 
 import edgesplit.envs  # noqa: F401
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _numba_version() -> str:
@@ -146,7 +138,7 @@ def main() -> None:
     ]
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     head = (
-        f"### {when}\n\nMachine: {_cpu()}, {os.cpu_count()} cores, Python "
+        f"### {when}\n\nMachine: {cpu_name()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, numpy {np.__version__}, gymnasium {gym.__version__}"
         f"{_numba_version()}; default backend {backend}; "
         "one thread; best 1024-step block over "

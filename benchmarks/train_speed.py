@@ -26,7 +26,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch
 import yaml
 
-from benchmarks.quality import _machine
+from benchmarks.machine import machine
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     lines = [
         f"## Training speed, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
         "",
-        f"`python -m benchmarks.train_speed --scenario {a.scenario}` on {_machine()}, one "
+        f"`python -m benchmarks.train_speed --scenario {a.scenario}` on {machine()}, one "
         f"torch thread, load average {os.getloadavg()[0]:.1f} at the end.",
         "",
         "| what | env-steps/s (wall) | per CPU second |",

@@ -23,9 +23,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import time
 from pathlib import Path
+
+from benchmarks.machine import cpu_name
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -41,17 +42,6 @@ from edgesplit.envs.gym_env import SplitOffloadEnv
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 5_000  # [decisions/s] end to end, issue 9
-
-
-def cpu_name() -> str:
-    """The CPU's model name (from /proc/cpuinfo), or what the platform says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def shipped_kwargs() -> dict:

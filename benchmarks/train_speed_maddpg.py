@@ -26,6 +26,8 @@ import platform
 import time
 from pathlib import Path
 
+from benchmarks.machine import cpu_name
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
@@ -37,17 +39,6 @@ from edgesplit.envs.split_offload_v1 import parallel_env
 from edgesplit.envs.vector_env import SplitOffloadVectorEnv
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), or what :mod:`platform` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def shipped_kwargs() -> dict:
