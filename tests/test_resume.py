@@ -40,7 +40,9 @@ CASES = {
             "algo.kwargs.n_steps=32",
             "algo.kwargs.batch_size=32",
             "algo.kwargs.n_epochs=2",
-            "algo.kwargs.policy_kwargs.net_arch=[16]",
+            "algo.kwargs.policy_kwargs.hidden=8",
+            "algo.warm_start.slots=4",
+            "algo.warm_start.epochs=1",
         ],
         192,
         [64, 128, 192],
@@ -286,4 +288,4 @@ def test_resuming_with_other_learning_settings_is_refused(tmp_path: Path) -> Non
            "algo.kwargs.learning_rate=0.01", f"hydra.run.dir={run}"]  # fmt: skip
     p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode != 0
-    assert "algo.kwargs.learning_rate = 0.001" in p.stderr and "0.01" in p.stderr, p.stderr[-800:]
+    assert "algo.kwargs.learning_rate = 0.0003" in p.stderr and "0.01" in p.stderr, p.stderr[-800:]
