@@ -1,6 +1,6 @@
 """The RLlib recipes, run in their own environment by ``make recipes-ray`` (Ray pins
-Gymnasium 1.2.2; torch stays the CPU build). Skipped in the main environment, which has
-no Ray: there the make target is the way to run them.
+Gymnasium 1.2.2; torch stays the CPU build), which ``make test`` ends with. Skipped in the
+main environment, which has no Ray; under the make target a missing Ray fails.
 
 Ray must bind and talk on the loopback only: the single-agent recipe runs under ``strace``
 and every address its processes bind or connect to is checked.
@@ -14,10 +14,9 @@ import subprocess
 import sys
 
 import pytest
+from recipe_runner import RECIPES, require_library, run_recipe  # tests/recipe_runner.py
 
-pytest.importorskip("ray", reason="RLlib recipes run in their venv: make recipes-ray")
-
-from recipe_runner import RECIPES, run_recipe  # tests/recipe_runner.py
+require_library("ray", venv="ray")
 
 pytestmark = pytest.mark.slow
 _ADDR = re.compile(r'inet_addr\("([^"]+)"\)|inet_pton\(AF_INET6, "([^"]+)"')
