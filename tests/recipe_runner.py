@@ -7,6 +7,7 @@ import importlib
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -15,11 +16,14 @@ import pytest
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
-def run_recipe(name: str, tmp_path: Path, *args: str, timeout: float = 300) -> str:
-    """The recipe's standard output; its output and errors in the failure otherwise."""
+def run_recipe(
+    name: str, tmp_path: Path, *args: str, timeout: float = 300, prefix: Sequence[str] = ()
+) -> str:
+    """The recipe's standard output; its output and errors in the failure otherwise.
+    ``prefix`` goes before the interpreter (a tracer such as ``strace``)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ""}
     proc = subprocess.run(
-        [sys.executable, str(RECIPES / name), *args],
+        [*prefix, sys.executable, str(RECIPES / name), *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,
