@@ -4,15 +4,18 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.edgesplit-installed
+# --no-compile: no bytecode for every file of torch, Ray & co. at install (Python writes it for
+# the modules actually imported, on first import); halves torch's install time here
+PIP_INSTALL := -m pip install --quiet --no-compile
 
 .PHONY: setup train test test-main lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) $(PIP_INSTALL) --upgrade pip
 	# A bare `torch` requirement pulls a multi-GB CUDA build: pin the CPU build first.
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) $(PIP_INSTALL) torch==2.13.0
+	$(PY) $(PIP_INSTALL) -e ".[dev]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -58,20 +61,21 @@ wheel: $(STAMP)
 	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation -w $(WHEEL_DIR) .
 
 # $(call recipe-venv,NAME,REQUIREMENTS): the rule for .venvs/NAME/.installed, a fresh venv with
-# the CPU torch, the wheel (its dependencies) and REQUIREMENTS; the wheel is built first
+# the CPU torch, then REQUIREMENTS (the wheel among them, so its dependencies come too) held to
+# it by the constraints; the wheel is built first
 define recipe-venv
 $(RECIPE_VENVS)/$(1)/.installed: pyproject.toml $(CONSTRAINTS) Makefile | wheel
 	rm -rf $(RECIPE_VENVS)/$(1)
 	$(PYTHON) -m venv $(RECIPE_VENVS)/$(1)
-	$(RECIPE_VENVS)/$(1)/bin/python -m pip install --quiet --upgrade pip
-	$(RECIPE_VENVS)/$(1)/bin/python -m pip install --quiet torch==2.13.0
-	$(RECIPE_VENVS)/$(1)/bin/python -m pip install --quiet -c $(CONSTRAINTS) $(2) "pytest>=8"
+	$(RECIPE_VENVS)/$(1)/bin/python $(PIP_INSTALL) --upgrade pip
+	$(RECIPE_VENVS)/$(1)/bin/python $(PIP_INSTALL) torch==2.13.0
+	$(RECIPE_VENVS)/$(1)/bin/python $(PIP_INSTALL) -c $(CONSTRAINTS) $(2) "pytest>=8"
 	touch $$@
 endef
 
 # $(call recipe-test,NAME,TEST FILE): this checkout's wheel into the venv, then its tests
 define recipe-test
-	$(RECIPE_VENVS)/$(1)/bin/python -m pip install --quiet --no-deps --force-reinstall \
+	$(RECIPE_VENVS)/$(1)/bin/python $(PIP_INSTALL) --no-deps --force-reinstall \
 		$(WHEEL_DIR)/edgesplit-*.whl
 	EDGESPLIT_RECIPE_VENV=$(1) OMP_NUM_THREADS=1 \
 		$(RECIPE_VENVS)/$(1)/bin/python -m pytest -q -p no:cacheprovider $(2)
@@ -81,7 +85,9 @@ $(eval $(call recipe-venv,torchrl,$(WHEEL_DIR)/edgesplit-*.whl "torchrl==0.14.1"
 recipes-torchrl: wheel $(RECIPE_VENVS)/torchrl/.installed
 	$(call recipe-test,torchrl,tests/test_recipes_torchrl.py)
 
-# BenchMARL 1.5.2 pins torchrl>=0.10,<0.12: a venv apart from the TorchRL one
+# BenchMARL 1.5.2 pins torchrl>=0.10,<0.12: a venv apart from the TorchRL one. The torchvision
+# it pulls from PyPI is the CUDA build, whose operators do not load beside the CPU torch
+# (`import torchvision` fails); the recipe never imports it. PyTorch's CPU index has the match.
 $(eval $(call recipe-venv,benchmarl,$(WHEEL_DIR)/edgesplit-*.whl "benchmarl==1.5.2"))
 recipes-benchmarl: wheel $(RECIPE_VENVS)/benchmarl/.installed
 	$(call recipe-test,benchmarl,tests/test_recipes_benchmarl.py)
