@@ -45,11 +45,12 @@ clean:
 	rm -rf $(VENV) $(RECIPE_VENVS) $(WHEEL_DIR) build *.egg-info .pytest_cache .ruff_cache
 
 # Recipe environments: libraries whose pins clash with ours (Ray pins gymnasium 1.2.2; BenchMARL
-# pins TorchRL < 0.12 and pulls torchvision; TorchRL 0.14 stays out of .venv too) each get a venv of their own under .venvs/, with torch held to the
-# CPU build, and run their recipe tests from outside the checkout against the built wheel. A venv
-# is rebuilt from nothing when pyproject.toml, the constraints or this Makefile change; the wheel
-# is rebuilt and reinstalled on every run. EDGESPLIT_RECIPE_VENV makes a missing library an
-# error there, not a skip (tests/recipe_runner.py: require_library).
+# pins TorchRL < 0.12 and pulls torchvision; TorchRL 0.14 stays out of .venv too) each get a
+# venv of their own under .venvs/, with torch held to the CPU build, and run their recipe tests
+# from outside the checkout against the built wheel. A venv is rebuilt from nothing when
+# pyproject.toml, the constraints or this Makefile change; the wheel is rebuilt and reinstalled
+# on every run. EDGESPLIT_RECIPE_VENV makes a missing library an error there, not a skip
+# (tests/recipe_runner.py: require_library).
 RECIPE_VENVS ?= .venvs
 CONSTRAINTS := recipes/constraints.txt
 WHEEL_DIR := dist
