@@ -41,7 +41,10 @@ def trial(params: dict) -> dict:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from edgesplit.agents.config import check_train_config, register_configs
     from edgesplit.agents.training import train
+
+    register_configs()  # the typed schema `train_schema` that configs/config.yaml names first
 
     overrides = [
         f"algo={params['algo']}",
@@ -50,9 +53,11 @@ def trial(params: dict) -> dict:
         f"total_timesteps={args.timesteps}",
         f"eval.episodes={args.eval_episodes}",
         "resume=false",
+        "progress_bar=false",  # trials log to Ray's driver, not a terminal
     ]
     with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
         cfg = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
+    check_train_config(cfg)  # ranges, as train.py checks them
     run_dir = out / "runs" / f"{params['algo']}-{params['scenario']}-seed{params['seed']}"
     summary = train(cfg, run_dir)
     rows = {r["policy"]: r for r in summary["eval"]}

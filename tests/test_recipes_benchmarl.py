@@ -1,17 +1,16 @@
 """The BenchMARL recipe (EdgeSplit as a custom task), run in its own environment by
 ``make recipes-benchmarl`` (BenchMARL 1.5 pins TorchRL < 0.12 and pulls torchvision; torch
-stays the CPU build). Skipped in the main environment, which has no BenchMARL: there the
-make target is the way to run it."""
+stays the CPU build), which ``make test`` ends with. Skipped in the main environment, which
+has no BenchMARL; under the make target a missing BenchMARL fails."""
 
 from __future__ import annotations
 
 import re
 
 import pytest
+from recipe_runner import require_library, run_recipe  # tests/recipe_runner.py
 
-pytest.importorskip("benchmarl", reason="BenchMARL recipes run in their venv")
-
-from recipe_runner import run_recipe  # tests/recipe_runner.py
+require_library("benchmarl", venv="benchmarl")
 
 pytestmark = pytest.mark.slow
 

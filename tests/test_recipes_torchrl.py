@@ -1,16 +1,15 @@
 """The TorchRL recipe, run in its own environment by ``make recipes-torchrl`` (TorchRL
-pulls in its own pins; torch stays the CPU build). Skipped in the main environment, which
-has no TorchRL: there the make target is the way to run it."""
+pulls in its own pins; torch stays the CPU build), which ``make test`` ends with. Skipped in
+the main environment, which has no TorchRL; under the make target a missing TorchRL fails."""
 
 from __future__ import annotations
 
 import re
 
 import pytest
+from recipe_runner import require_library, run_recipe  # tests/recipe_runner.py
 
-pytest.importorskip("torchrl", reason="TorchRL recipes run in their venv: make recipes-torchrl")
-
-from recipe_runner import run_recipe  # tests/recipe_runner.py
+require_library("torchrl", venv="torchrl")
 
 
 def test_torchrl_gymenv_gymwrapper_and_pettingzoowrapper(tmp_path) -> None:
