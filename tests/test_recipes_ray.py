@@ -90,13 +90,13 @@ def test_rllib_multi_agent_ppo_with_one_shared_policy(tmp_path) -> None:
 def test_ray_tune_sweep_writes_one_results_table(tmp_path) -> None:
     out = tmp_path / "sweep"
     args = ["--algos", "ppo", "maskable_ppo", "--seeds", "0", "1", "--scenarios", "single"]
-    args += ["--timesteps", "2048", "--eval-episodes", "2", "--out", str(out)]
+    args += ["--timesteps", "4096", "--eval-episodes", "2", "--out", str(out)]  # one PPO rollout
     stdout = run_on_the_loopback("ray_sweep.py", tmp_path, *args, timeout=900)
     assert "4 trials" in stdout
     lines = (out / "results.md").read_text().splitlines()
     rows = [ln.split("|")[1:-1] for ln in lines[2:]]
     got = sorted((r[0].strip(), r[1].strip(), r[2].strip(), r[7].strip()) for r in rows)
-    want = [(a, "single", s, "2048") for a in ("maskable_ppo", "ppo") for s in ("0", "1")]
+    want = [(a, "single", s, "4096") for a in ("maskable_ppo", "ppo") for s in ("0", "1")]
     assert got == want
     for r in rows:  # every trial evaluated: a finite cost per device-slot
         assert float(r[3]) > 0.0
