@@ -132,7 +132,8 @@ def record(algo: str, scenario: str, summaries: list[dict[str, Any]], extra: lis
         if r["policy"] != algo
     }
     store.setdefault(scenario, {"baselines": {}, "agents": {}})
-    store[scenario]["baselines"] = baselines
+    # the same held-out episodes give the same baselines: keep those other rows ran too
+    store[scenario]["baselines"].update(baselines)
     store[scenario]["episodes"] = n
     store[scenario]["agents"][algo] = {
         **_row(summaries, algo),
