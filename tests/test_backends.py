@@ -11,6 +11,7 @@ import copy
 
 import numpy as np
 import pytest
+from battery_scenarios import mixed_batteries  # tests/battery_scenarios.py
 
 from edgesplit.envs.gym_env import SplitOffloadEnv
 from edgesplit.envs.vector_env import SplitOffloadVectorEnv
@@ -95,20 +96,8 @@ def _privileged_bursty() -> dict:
 
 
 def _batteries() -> dict:
-    """``default`` with batteries: small ones starting empty on the Pis (heads masked and
-    replaced most slots), budgets on the Nanos (a deficit that grows and is paid back),
-    mains power on the Orins."""
-    d = load_scenario("default").to_dict()
-    for g in d["devices"]:
-        if g["name"].startswith("pi"):
-            g["battery"] = {"capacity_j": 3.0, "initial_charge_j": 0.0, "harvest_w": 1.0}
-        elif g["name"].startswith("nano"):
-            g["battery"] = {
-                "capacity_j": 30.0,
-                "initial_charge_j": [0.5, 4.0],
-                "harvest_w": 2.0,
-                "budget_w": 1.0,
-            }
+    """The mixed batteries, their budgets weighed more (the deficit matters every slot)."""
+    d = mixed_batteries()
     d["reward"]["budget_weight"] = 0.3
     return d
 

@@ -10,6 +10,7 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
+from battery_scenarios import mixed_batteries  # tests/battery_scenarios.py
 
 from edgesplit.envs import ENV_ID
 from edgesplit.envs.gym_env import SplitOffloadEnv
@@ -29,23 +30,6 @@ def _single(battery: dict | None = BATTERY, **reward) -> dict:
     if battery is not None:
         d["devices"][0]["battery"] = dict(battery)
     d["reward"].update(reward)
-    return d
-
-
-def _mixed() -> dict:
-    """``default`` with batteries on two groups (one starting empty, one with a budget)
-    and mains power on the third."""
-    d = load_scenario("default").to_dict()
-    for g in d["devices"]:
-        if g["name"].startswith("pi"):
-            g["battery"] = {"capacity_j": 3.0, "initial_charge_j": 0.0, "harvest_w": 1.0}
-        elif g["name"].startswith("nano"):
-            g["battery"] = {
-                "capacity_j": 30.0,
-                "initial_charge_j": [0.5, 4.0],
-                "harvest_w": 2.0,
-                "budget_w": 1.0,
-            }
     return d
 
 
@@ -90,7 +74,7 @@ def test_bad_budget_weight_names_the_field() -> None:
 
 
 def test_battery_section_round_trips() -> None:
-    sc = load_scenario(_mixed())
+    sc = load_scenario(mixed_batteries())
     again = load_scenario(sc.to_dict())
     assert again.devices == sc.devices
     assert sc.devices[2].battery.initial_charge_j == (0.5, 4.0)
@@ -205,7 +189,7 @@ def test_empty_battery_masks_every_head_and_forces_full_offload() -> None:
 def test_masks_of_every_face_follow_the_charge() -> None:
     """A device whose charge affords some heads but not others: each face masks exactly
     the heads that cost more than the charge; mains-powered devices are not masked."""
-    d = _mixed()
+    d = mixed_batteries()
     env = SplitOffloadEnv(scenario=d)
     vec = SplitOffloadVectorEnv(2, scenario=d)
     par = SplitOffloadParallelEnv(scenario=d)
@@ -254,7 +238,7 @@ def test_masks_of_every_face_follow_the_charge() -> None:
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_observation_carries_charge_and_deficit(backend: str) -> None:
-    sc = load_scenario(_mixed())
+    sc = load_scenario(mixed_batteries())
     core = Core(sc, 2, backend=backend)
     core.reset(np.array([5, 6], dtype=np.uint64))
     ta = core.tables
@@ -281,7 +265,7 @@ def test_clairvoyant_and_myopic_baselines_see_the_charge() -> None:
     never chooses a head its battery cannot pay for."""
     from edgesplit.agents.baselines import make_baseline
 
-    sc = load_scenario(_mixed())
+    sc = load_scenario(mixed_batteries())
     for name in ("local", "random", "neurosurgeon", "greedy", "oracle", "clairvoyant"):
         core = Core(sc, 3, backend="numpy")
         core.reset(np.arange(3, dtype=np.uint64) + np.uint64(11))
@@ -335,7 +319,7 @@ def test_scheduler_reads_the_charge_and_refuses_bad_values(tmp_path) -> None:
     from edgesplit.scheduler import RequestError, Scheduler, load_policy
 
     spec = get_agent("maskable_ppo")
-    d = _mixed()
+    d = mixed_batteries()
     env = gym.make(ENV_ID, scenario=d)
     model = spec.load_class()("MlpPolicy", env, seed=0, device="cpu", n_steps=64, batch_size=64)
     model.learn(64)
