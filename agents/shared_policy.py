@@ -100,6 +100,10 @@ class SplitOffloadNet(nn.Module):
         home: np.ndarray,
         hidden: int = 64,
         rounds: int = 1,
+        capacity_j: np.ndarray | None = None,
+        budget_j: np.ndarray | None = None,
+        budget_weight: float = 0.0,
+        energy_scale_j: float = 1.0,
     ) -> None:
         super().__init__()
         self.n, self.a, self.s, self.j = n_devices, n_apps, n_candidates, n_targets
@@ -124,6 +128,18 @@ class SplitOffloadNet(nn.Module):
         self.register_buffer("target_of", torch.as_tensor(ci[..., CI.target]))
         self.register_buffer("row_base", torch.arange(n_devices) * (n_apps + 1))
         self.register_buffer("p_tx", torch.as_tensor(np.asarray(p_tx_w, np.float32)))
+        # batteries (not saved: rebuilt from the scenario, so older checkpoints load): a
+        # head the charge cannot pay for is masked, and the energy budget's deficit costs
+        cap = np.zeros(n_devices) if capacity_j is None else np.asarray(capacity_j, float)
+        self.batteries = bool((cap > 0).any())
+        bud = np.full(n_devices, np.inf) if budget_j is None else np.asarray(budget_j, float)
+        self.register_buffer("cap_j", torch.as_tensor(cap, dtype=torch.float32), persistent=False)
+        self.register_buffer(  # no budget: a deficit that never comes (finite for ONNX)
+            "budget_j",
+            torch.as_tensor(np.minimum(bud, 1e9), dtype=torch.float32),
+            persistent=False,
+        )
+        self.w_budget, self.es = float(budget_weight), float(energy_scale_j)
         # an all-local split runs nothing on the target: one option stands for all of them
         # (the home target), so equal choices do not split the probability
         off = f[..., CF.off] > 0.5
@@ -188,6 +204,10 @@ class SplitOffloadNet(nn.Module):
             home=np.asarray(ta.home),
             hidden=hidden,
             rounds=rounds,
+            capacity_j=core.physics.capacity_j,
+            budget_j=np.asarray(st["budget_j"]),
+            budget_weight=float(st["budget_weight"]),  # type: ignore[arg-type]
+            energy_scale_j=float(ta.energy_scale_j),
         )
 
     # -- the observation, read back ------------------------------------------------------
@@ -220,6 +240,17 @@ class SplitOffloadNet(nn.Module):
             self.weights,
         )
         feasible = (f[..., CF.infeasible] < 0.5) & self.canonical[row] & has[..., None]
+        if self.batteries:  # as Core.option_estimates: the charge gates, the deficit costs
+            charge = self._block(x, "battery")[..., 0] * self.cap_j  # [B, N]
+            # a hair conservative: the observation's float32 must not afford an unaffordable head
+            gate = (self.cap_j > 0)[:, None] & (
+                f[..., CF.head_energy_j] > charge[..., None] * (1.0 - 1e-5)
+            )
+            feasible = feasible & ~gate
+            debt = _unsquash(self._block(x, "energy_debt")[..., 0], self.es)
+        else:
+            debt = torch.zeros_like(wait_q)
+        est = self._budgeted(est, debt)
         # a device with no task: one fixed option (the first)
         first = torch.zeros_like(feasible)
         first[..., 0] = True
@@ -238,15 +269,15 @@ class SplitOffloadNet(nn.Module):
         others_ap = on_ap.sum(1, keepdim=True) - on_ap.long()  # [B, N, M]
         n_t = torch.gather(others_t, 2, self.target_of[row]).float()
         n_ap = torch.gather(others_ap, 2, self.ap_of[row]).float()
-        basis = (f, row, wait_q, dev_b, rate, srv_opt)  # what the next rounds re-estimate
+        basis = (f, row, wait_q, dev_b, rate, srv_opt, debt)  # what later rounds re-estimate
         crowd = self._crowded(basis, n_t, n_ap)
         return x, has, (est, crowd, n_t, n_ap, basis), feasible
 
     def _crowded(self, basis: tuple, n_t: torch.Tensor, n_ap: torch.Tensor) -> Any:
         """Each option's outcome when ``n_t`` other tasks share its target's compute and
         ``n_ap`` its access point's bandwidth (equal shares)."""
-        f, _row, wait_q, dev_b, rate, srv_opt = basis
-        return alone_outcome(
+        f, _row, wait_q, dev_b, rate, srv_opt, debt = basis
+        out = alone_outcome(
             f,
             wait_q[..., None],
             dev_b[..., None],
@@ -256,6 +287,15 @@ class SplitOffloadNet(nn.Module):
             self.weights,
             tail_factor=1.0 + n_t,
         )
+        return self._budgeted(out, debt)
+
+    def _budgeted(self, out: Any, debt: torch.Tensor) -> Any:
+        """``out`` with the energy budget's deficit after this slot costed, as the reward
+        counts it (nothing without batteries)."""
+        if self.batteries:
+            deficit = (debt[..., None] + out.energy_j - self.budget_j[:, None]).clamp_min(0.0)
+            out.cost = out.cost + self.w_budget * deficit
+        return out
 
     def _next_round(
         self, logits: torch.Tensor, has: torch.Tensor, feasible: torch.Tensor, basis: tuple

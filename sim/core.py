@@ -667,8 +667,8 @@ class Core:
         measured rates and reported backlogs) or on the truth, batteries included (a head
         the charge cannot pay for runs as full offload; the energy budget's deficit costs).
         Neurosurgeon picks each device's cheapest option here; the shared policies see these
-        estimates, computed from the observation (:mod:`edgesplit.sim.estimates`; without
-        the batteries' gating and budget, which the observation's charge tells apart)."""
+        estimates, computed from the observation (:mod:`edgesplit.sim.estimates`; there a
+        head the charge cannot pay for is masked rather than replaced)."""
         p = self._pending()
         st = self.state
         dev_b, srv_b, rates = (

@@ -21,7 +21,7 @@ from edgesplit.sim.encoding import action_masks
 from edgesplit.sim.scenario import load_scenario
 from edgesplit.sim.schema import Decisions
 
-SCENARIOS = ["single", "default", "dense", "three_tier", "bursty"]
+SCENARIOS = ["single", "default", "dense", "three_tier", "bursty", "battery"]
 
 
 def _states(scenario: str, e: int = 8, slots: int = 12, seed: int = 1):
@@ -36,7 +36,7 @@ def _states(scenario: str, e: int = 8, slots: int = 12, seed: int = 1):
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_estimates_from_the_observation_are_the_simulators(scenario: str) -> None:
-    net = None
+    net, gated = None, 0
     for core in _states(scenario):
         net = net or SplitOffloadNet.from_core(core, hidden=8)
         ref = core.option_estimates(known=True)
@@ -50,6 +50,14 @@ def test_estimates_from_the_observation_are_the_simulators(scenario: str) -> Non
         np.testing.assert_allclose(got[sel], want[sel], rtol=1e-4, atol=1e-6)
         lat = est.latency_s.double().numpy()
         np.testing.assert_allclose(lat[sel], ref.latency_s.reshape(e, n, -1)[sel], rtol=1e-4)
+        if core.tables.has_batteries:  # the charge gates heads as the env's masks do
+            ta = core.tables
+            _, app = core.pending()
+            ok = action_masks(ta, app, has.numpy(), "multidiscrete", core.state.charge)
+            split_ok = np.repeat(ok[..., : ta.n_candidates], ta.n_targets, axis=-1)
+            assert not (sel & ~split_ok).any()
+            gated += int((has.numpy()[..., None] & ~split_ok).sum())
+    assert gated > 0 or not core.tables.has_batteries  # the battery case is exercised
 
 
 @pytest.mark.parametrize("scenario", ["default", "three_tier", "battery"])
@@ -76,7 +84,7 @@ def test_neurosurgeon_is_each_devices_best_option_alone(scenario: str) -> None:
             np.testing.assert_allclose(mine[has[:, k]], best[has[:, k]], rtol=1e-12)
 
 
-@pytest.mark.parametrize("scenario", ["default", "dense"])
+@pytest.mark.parametrize("scenario", ["default", "dense", "battery"])
 def test_the_policy_never_picks_an_infeasible_option(scenario: str) -> None:
     torch.manual_seed(0)
     net = None
@@ -88,7 +96,8 @@ def test_the_policy_never_picks_an_infeasible_option(scenario: str) -> None:
             opt, bw, cpu, _v, _has = net(obs)
         dist = SplitDistribution(opt, bw, cpu, ta.n_targets)
         has, app = core.pending()
-        masks = action_masks(ta, app, has, "multidiscrete")  # [E, N, S + J + 2L]
+        charge = core.state.charge if ta.has_batteries else None  # heads it cannot pay for
+        masks = action_masks(ta, app, has, "multidiscrete", charge)  # [E, N, S + J + 2L]
         s_n, j_n = ta.n_candidates, ta.n_targets
         for deterministic in (True, False, False, False):
             a = dist.get_actions(deterministic).numpy().reshape(core.num_envs, ta.n_devices, 4)
