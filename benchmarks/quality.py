@@ -13,7 +13,10 @@ It runs in parts: each (algorithm, scenario) row is stored in
 ``benchmarks/results/quality.json`` with the date and machine it ran on, and the page is
 rebuilt from every stored row; a run directory that already holds a finished run is reused
 (``--fresh`` retrains). ``--set`` passes Hydra overrides to every run (a smaller budget:
-``--set total_timesteps=20000``); rows run with overrides say so.
+``--set total_timesteps=20000``); rows run with overrides say so. ``--label NAME`` keeps
+such a variant apart (its own row, ``ppo (NAME)``, and run directories): the discount
+comparison of the foresight scenarios is ``--algos ppo --scenarios bursty --set
+algo.kwargs.gamma=0.0 --label gamma0``.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 STORE = REPO / "benchmarks" / "results" / "quality.json"
 PAGE = REPO / "RESULTS.md"
 RUNS = REPO / "runs" / "quality"
-SCENARIOS = ["default", "dense", "three_tier", "bursty"]
+SCENARIOS = ["default", "dense", "three_tier", "bursty", "battery", "trace_driven"]
 ALGOS = ["ppo", "maskable_ppo", "maddpg", "ddpg", "dqn", "ddqn"]
 METRICS = ("cost_per_slot", "latency_ms", "miss_rate", "energy_mj", "drops")
 
@@ -76,12 +79,20 @@ def _compose(overrides: list[str]) -> dict[str, Any]:
 
 
 def run_one(
-    algo: str, scenario: str, seed: int, episodes: int, extra: list[str], fresh: bool
+    algo: str,
+    scenario: str,
+    seed: int,
+    episodes: int,
+    extra: list[str],
+    fresh: bool,
+    label: str = "",
 ) -> dict[str, Any]:
     """Train and evaluate one run (or read the finished run's summary)."""
     from edgesplit.agents.training import train
 
-    run_dir = RUNS / f"{algo}-{scenario}-seed{seed}"
+    run_dir = RUNS / (
+        f"{algo}-{scenario}-{label}-seed{seed}" if label else f"{algo}-{scenario}-seed{seed}"
+    )
     done = run_dir / "summary.json"
     if fresh:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -118,8 +129,15 @@ def _row(summaries: list[dict[str, Any]], name: str) -> dict[str, float]:
     return out
 
 
-def record(algo: str, scenario: str, summaries: list[dict[str, Any]], extra: list[str]) -> None:
-    """Store one (algorithm, scenario) row and the baselines of its evaluation."""
+def record(
+    algo: str,
+    scenario: str,
+    summaries: list[dict[str, Any]],
+    extra: list[str],
+    label: str = "",
+) -> None:
+    """Store one (algorithm, scenario) row (``algo (label)`` for a labelled variant) and
+    the baselines of its evaluation."""
     store = json.loads(STORE.read_text()) if STORE.is_file() else {}
     first = summaries[0]
     n = len(first["eval_seeds"])
@@ -135,7 +153,7 @@ def record(algo: str, scenario: str, summaries: list[dict[str, Any]], extra: lis
     # the same held-out episodes give the same baselines: keep those other rows ran too
     store[scenario]["baselines"].update(baselines)
     store[scenario]["episodes"] = n
-    store[scenario]["agents"][algo] = {
+    store[scenario]["agents"][f"{algo} ({label})" if label else algo] = {
         **_row(summaries, algo),
         "seeds": [s["seed"] for s in summaries],
         "steps": first["total_timesteps"],
@@ -174,16 +192,18 @@ def page() -> str:
         "`vs neurosurgeon` and `vs greedy`: the learned agent's cost against the rule's on the",
         "same episodes, mean over seeds (and the seeds' range). `train s` counts the warm",
         "start and is wall-clock time; `run` gives the machine and its load average (15 min)",
-        "when the row was recorded (a shared machine trains slower).\n",
+        "when the row was recorded (a shared machine trains slower). `vs oracle`: against",
+        "the myopic oracle that decides on the same information as the agent (issue 9's",
+        "yardstick on the foresight scenarios).\n",
     ]
     for sc in [s for s in SCENARIOS if s in store] + [s for s in store if s not in SCENARIOS]:
         entry = store[sc]
         out.append(f"## {sc} ({entry['episodes']} held-out episodes, seeds 100000+)\n")
         out.append(
-            "| policy | cost | ± 95% | vs neurosurgeon | vs greedy | latency ms | miss % | "
-            "energy mJ | drops | per seed | steps | train s | run |"
+            "| policy | cost | ± 95% | vs neurosurgeon | vs greedy | vs oracle | latency ms | "
+            "miss % | energy mJ | drops | per seed | steps | train s | run |"
         )
-        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|")
         base = entry["baselines"]
         for algo, r in entry["agents"].items():
             seeds = ", ".join(f"{c:.4f}" for c in r["per_seed"])
@@ -195,12 +215,13 @@ def page() -> str:
             out.append(
                 f"| **{algo}** | {r['cost_per_slot']:.4f} | {r['cost_per_slot_ci']:.4f} | "
                 f"{_versus(r, base, 'neurosurgeon')} | {_versus(r, base, 'greedy')} | "
+                f"{_versus(r, base, 'oracle')} | "
                 f"{r['latency_ms']:.1f} | {100 * r['miss_rate']:.1f} | {r['energy_mj']:.1f} | "
                 f"{r['drops']:.1f} | {seeds} | {r['steps']} | {secs:.0f} | {note} |"
             )
         for name, b in sorted(entry["baselines"].items(), key=lambda kv: kv[1]["cost_per_slot"]):
             out.append(
-                f"| {name} | {b['cost_per_slot']:.4f} | {b['cost_per_slot_ci']:.4f} | | | "
+                f"| {name} | {b['cost_per_slot']:.4f} | {b['cost_per_slot_ci']:.4f} | | | | "
                 f"{b['latency_ms']:.1f} | {100 * b['miss_rate']:.1f} | {b['energy_mj']:.1f} | "
                 f"{b['drops']:.1f} | | | | |"
             )
@@ -216,14 +237,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--episodes", type=int, default=20)
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="extra")
     ap.add_argument("--fresh", action="store_true", help="retrain finished runs")
+    ap.add_argument("--label", default="", help="a variant's name (its own row and runs)")
     a = ap.parse_args(argv)
+    if a.label and not a.label.replace("_", "").replace("-", "").isalnum():
+        ap.error(f"--label: {a.label!r} must be letters, digits, '-' or '_'")
     for sc in a.scenarios:
         for algo in a.algos:
-            runs = [run_one(algo, sc, s, a.episodes, a.extra, a.fresh) for s in a.seeds]
-            record(algo, sc, runs, a.extra)
+            runs = [run_one(algo, sc, s, a.episodes, a.extra, a.fresh, a.label) for s in a.seeds]
+            record(algo, sc, runs, a.extra, a.label)
             PAGE.write_text(page())
-            r = json.loads(STORE.read_text())[sc]["agents"][algo]
-            print(f"{algo} on {sc}: {r['cost_per_slot']:.4f} ± {r['cost_per_slot_ci']:.4f}")
+            name = f"{algo} ({a.label})" if a.label else algo
+            r = json.loads(STORE.read_text())[sc]["agents"][name]
+            print(f"{name} on {sc}: {r['cost_per_slot']:.4f} ± {r['cost_per_slot_ci']:.4f}")
 
 
 if __name__ == "__main__":
