@@ -70,6 +70,10 @@ class AlgoConfig:
     # behaviour cloning before RL (edgesplit.agents.warm_start.behaviour_clone's keywords:
     # teacher, slots, epochs, batch_size, learning_rate); empty: none
     warm_start: dict[str, Any] = field(default_factory=dict)
+    # SB3 agents: scale the training rewards by the running spread of the discounted return
+    # (SB3's VecNormalize, rewards only), so a long discount's large returns do not swamp
+    # the policy's share of the clipped gradient; evaluation sees the true costs
+    normalize_reward: bool = False
 
 
 @dataclass
@@ -231,6 +235,13 @@ def check_train_config(cfg: Mapping[str, Any], algo_kwargs: bool = True) -> None
     if _get(cfg, "algo").get("n_envs") is not None:
         _int_at_least(cfg, "algo.n_envs", 1)
     _warm_start(cfg)
+    from .registry import SB3
+
+    if _get(cfg, "algo").get("normalize_reward") and AGENTS[name].agent_path != SB3:
+        raise ConfigError(
+            f"algo.normalize_reward=True: {name} is not a stable-baselines3 agent (its "
+            "rewards are not normalised)"
+        )
     sigma = _get(cfg, "algo").get("action_noise_sigma")
     if sigma is not None and (isinstance(sigma, bool) or not isinstance(sigma, int | float)):
         raise ConfigError(f"algo.action_noise_sigma={sigma!r}: must be a number")

@@ -34,7 +34,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 from stable_baselines3.common.noise import NormalActionNoise
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 from stable_baselines3.dqn.policies import DQNPolicy
 from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
@@ -51,6 +51,8 @@ __all__ = ["SB3Agent"]
 MODEL_FILE = "model.zip"
 REPLAY_FILE = "replay_buffer.pkl"
 WARM_START_FILE = "warm_start.json"
+#: the reward normaliser's running statistics (``normalize_reward``), for a resumed run
+REWARD_NORM_FILE = "reward_norm.json"
 TB_RUN = "run_1"  # the folder SB3 itself picks for tb_log_name="run"
 
 
@@ -129,6 +131,18 @@ class _PolicyLogits(nn.Module):
         return self.policy.action_logits(obs)
 
 
+def _normalized(venv: VecEnv, gamma: float, stats: dict[str, Any] | None = None) -> VecNormalize:
+    """``venv`` with its rewards divided by the running standard deviation of the discounted
+    return (SB3's :class:`VecNormalize`, observations untouched: they are bounded already),
+    restored from ``stats`` (:data:`REWARD_NORM_FILE`) when resuming."""
+    out = VecNormalize(venv, norm_obs=False, norm_reward=True, gamma=float(gamma))
+    if stats is not None:
+        out.ret_rms.mean = np.float64(stats["mean"])
+        out.ret_rms.var = np.float64(stats["var"])
+        out.ret_rms.count = float(stats["count"])
+    return out
+
+
 def _vec_env(env_kwargs: dict[str, Any], n_envs: int, seed: int | None) -> VecEnv:
     """Joint decisions: every copy in one batched core (:class:`NativeVecEnv`); sequential
     decisions: copies of the Gymnasium face in a ``DummyVecEnv``, each in a ``Monitor`` (so
@@ -195,6 +209,9 @@ class SB3Agent:
     ) -> SB3Agent:
         venv = _vec_env(env_kwargs, n_envs, seed)
         kwargs = dict(algo_cfg.get("kwargs") or {})
+        normalize = bool(algo_cfg.get("normalize_reward", False))
+        if normalize:
+            venv = _normalized(venv, float(kwargs.get("gamma", 0.99)))
         sigma = algo_cfg.get("action_noise_sigma")
         if sigma is not None:  # Gaussian exploration noise on the [-1, 1] actions
             n = venv.action_space.shape[0]
@@ -220,6 +237,7 @@ class SB3Agent:
                 n_envs=int(n_envs),
                 gamma=float(getattr(model, "gamma", 0.5)),
                 seed=int(seed),
+                normalize_returns=normalize,
                 **warm,
             )
             agent.warm_start["seconds"] = round(time.perf_counter() - t0, 3)
@@ -244,6 +262,10 @@ class SB3Agent:
         if not training:
             return cls(spec, algo.load(path, device="cpu"))
         venv = _vec_env(env_kwargs, n_envs, seed)
+        norm = Path(directory) / REWARD_NORM_FILE
+        if norm.is_file():  # trained on normalised rewards: go on with the same scale
+            stats = json.loads(norm.read_text())
+            venv = _normalized(venv, stats["gamma"], stats)
         model = algo.load(path, env=venv, device="cpu")
         warm = Path(directory) / WARM_START_FILE
         rb = Path(directory) / REPLAY_FILE
@@ -257,6 +279,11 @@ class SB3Agent:
 
     def save(self, directory: Path) -> None:
         self.model.save(Path(directory) / MODEL_FILE)
+        if isinstance(self.venv, VecNormalize):
+            rms = self.venv.ret_rms
+            stats = {"gamma": self.venv.gamma, "mean": float(np.asarray(rms.mean))}
+            stats.update(var=float(np.asarray(rms.var)), count=float(rms.count))
+            (Path(directory) / REWARD_NORM_FILE).write_text(json.dumps(stats))
         if self.warm_start is not None:  # what the run's warm start did, for its summary
             (Path(directory) / WARM_START_FILE).write_text(json.dumps(self.warm_start))
 

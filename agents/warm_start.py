@@ -98,12 +98,18 @@ def behaviour_clone(
     learning_rate: float = 1e-3,
     gamma: float = 0.5,
     seed: int = 0,
+    normalize_returns: bool = False,
 ) -> dict[str, float | int]:
     """Fit an SB3 actor-critic ``policy`` (anything with ``evaluate_actions`` and an
     ``optimizer``) to the teacher's actions and returns; returns the first and last
-    epoch's mean loss, the number of samples and the teacher's mean reward."""
+    epoch's mean loss, the number of samples and the teacher's mean reward.
+
+    ``normalize_returns``: the value head fits the returns divided by their standard
+    deviation, the scale at which an agent with ``normalize_reward`` goes on learning."""
     obs, acts, rews = teacher_rollouts(env_kwargs, teacher, n_envs, slots, seed)
     ret = _returns(rews, gamma)
+    if normalize_returns:
+        ret = ret / max(float(ret.std()), 1e-8)
     x = torch.as_tensor(obs.reshape(-1, obs.shape[-1]), dtype=torch.float32)
     a = torch.as_tensor(acts.reshape(-1, acts.shape[-1]))
     r = torch.as_tensor(ret.reshape(-1), dtype=torch.float32)

@@ -5,6 +5,7 @@ native SB3 VecEnv and the warm start it trains with behave."""
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -233,3 +234,52 @@ def test_the_exported_shared_policy_is_the_evaluated_one(algo: str, tmp_path) ->
         feeds["action_mask"] = masks
     (onnx_act,) = sess.run(None, feeds)
     np.testing.assert_array_equal(onnx_act, agent.predict(obs, masks))
+
+
+def test_normalised_rewards_are_saved_and_restored_on_resume(tmp_path) -> None:
+    """``normalize_reward``: PPO learns on rewards scaled by the running spread of the
+    return (SB3's VecNormalize); the statistics are saved beside the model and a resumed
+    run goes on at the same scale; the warm start fits its value at that scale."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from edgesplit.agents.registry import get_agent
+    from edgesplit.agents.sb3_agent import REWARD_NORM_FILE
+
+    kw = {"scenario": "single", "max_cycles": 16}
+    cfg = {
+        "policy": "SharedSplitPolicy",
+        "normalize_reward": True,
+        "warm_start": {"slots": 8, "epochs": 1},
+        "kwargs": {"n_steps": 16, "batch_size": 32, "gamma": 0.99},
+    }
+    spec = get_agent("ppo")
+    agent = spec.build(cfg, kw, seed=0, n_envs=4)
+    assert isinstance(agent.venv, VecNormalize) and agent.venv.gamma == 0.99
+    agent.model.learn(64)
+    var = float(agent.venv.ret_rms.var)
+    assert agent.venv.ret_rms.count > 1 and var != 1.0  # it has seen returns
+    agent.save(tmp_path)
+    stats = json.loads((tmp_path / REWARD_NORM_FILE).read_text())
+    assert stats["gamma"] == 0.99 and stats["var"] == pytest.approx(var)
+    again = spec.load(tmp_path, kw, training=True, seed=1, n_envs=4)
+    assert isinstance(again.venv, VecNormalize)
+    assert float(again.venv.ret_rms.var) == pytest.approx(var)
+    plain = spec.build({**cfg, "normalize_reward": False}, kw, seed=0, n_envs=4)
+    assert not isinstance(plain.venv, VecNormalize)
+
+
+def test_normalize_reward_is_refused_for_agents_outside_sb3() -> None:
+    from edgesplit.agents.config import ConfigError, check_train_config
+
+    cfg = {
+        "seed": 0,
+        "threads": 1,
+        "total_timesteps": 10,
+        "n_envs": 1,
+        "checkpoint_every": 10,
+        "eval": {"episodes": 1, "first_seed": 0, "baselines": ["local"]},
+        "env": {"scenario": "single", "max_cycles": None},
+        "algo": {"name": "maddpg", "normalize_reward": True, "kwargs": {}},
+    }
+    with pytest.raises(ConfigError, match=r"algo\.normalize_reward=True: maddpg"):
+        check_train_config(cfg, algo_kwargs=False)
