@@ -91,7 +91,7 @@ def test_bad_evaluate_values_name_the_key_and_the_value(override: str) -> None:
 
 
 @pytest.mark.parametrize("algo", sorted(AGENTS))
-@pytest.mark.parametrize("env", ["default", "single", "dense", "three_tier"])
+@pytest.mark.parametrize("env", sorted(p.stem for p in (REPO / "configs" / "env").glob("*.yaml")))
 def test_every_shipped_config_passes(algo: str, env: str) -> None:
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
         cfg = compose("config", overrides=[f"algo={algo}", f"env={env}"])
@@ -148,3 +148,36 @@ def test_train_checks_its_config_before_anything_heavy(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"eval\.episodes=0"):
         train(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+TUNED = sorted((REPO / "configs" / "tuned").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", TUNED, ids=[p.stem for p in TUNED])
+def test_each_tuned_file_names_an_algorithm_and_a_scenario_and_applies(path: Path) -> None:
+    """``configs/tuned/<algo>_<env>.yaml`` is optional in the defaults list, so a misspelt
+    name would be ignored without a word: each must name a shipped pair and change the
+    composed config; the command line still wins over it."""
+    pairs = {
+        f"{a.stem}_{e.stem}": (a.stem, e.stem)
+        for a in (REPO / "configs" / "algo").glob("*.yaml")
+        for e in (REPO / "configs" / "env").glob("*.yaml")
+    }
+    assert path.stem in pairs, f"{path.name}: not <algo>_<env> of shipped configs"
+    algo, env = pairs[path.stem]
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        tuned = compose("config", overrides=[f"algo={algo}", f"env={env}"])
+        plain = compose("config", overrides=[f"algo={algo}", f"env={env}", "~tuned"])
+        mine = compose("config", overrides=[f"algo={algo}", f"env={env}", "algo.kwargs.gamma=0.25"])
+    assert OmegaConf.to_container(tuned) != OmegaConf.to_container(plain)
+    assert mine.algo.kwargs.gamma == 0.25
+
+
+def test_bursty_and_battery_ppo_look_ahead() -> None:
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        default = compose("config", overrides=["algo=ppo", "env=default"])
+        bursty = compose("config", overrides=["algo=ppo", "env=bursty"])
+        battery = compose("config", overrides=["algo=ppo", "env=battery"])
+    assert default.algo.kwargs.gamma == 0.5 and default.algo.warm_start.teacher == "greedy"
+    assert bursty.algo.kwargs.gamma == 0.9 and bursty.algo.warm_start.teacher == "clairvoyant"
+    assert battery.algo.kwargs.gamma == 0.99 and battery.algo.normalize_reward
