@@ -69,6 +69,7 @@ from edgesplit.envs.vector_env import SplitOffloadVectorEnv
 from edgesplit.sim.encoding import Tables
 
 from .baselines import decisions_to_action, make_baseline
+from .shared_policy import SplitOffloadNet
 
 if TYPE_CHECKING:  # pragma: no cover
     from .registry import AgentSpec
@@ -194,6 +195,24 @@ class SharedActor(nn.Module):
         if self.features is not None:
             parts.append(self.features(obs, ids))
         return self.net(torch.cat(parts, -1))
+
+
+class EstimateActor(nn.Module):
+    """The shared actor as PPO's :class:`~edgesplit.agents.shared_policy.SplitOffloadNet`:
+    each option scored from its estimated outcome (computed from the observation), the
+    devices' pooled encodings and, with ``rounds`` 2, a second look under the load of the
+    first choices; logits ``[B, N, K]`` per decision field (each split's best option, the
+    best split's targets: the net's max-marginals), options the net rules out at -1e4
+    (finite, for the Gumbel-softmax and the cloning loss). The device's identity is in its
+    static tables, so ``ids`` is not used. Its critic half is unused here."""
+
+    def __init__(self, core: Any, hidden: int, rounds: int = 1) -> None:
+        super().__init__()
+        self.net = SplitOffloadNet.from_core(core, hidden=hidden, rounds=rounds)
+
+    def forward(self, obs: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, _ = obs.shape
+        return self.net.action_logits(obs.reshape(b, -1)).reshape(b, n, -1).clamp_min(-1e4)
 
 
 class SetCritic(nn.Module):
@@ -355,6 +374,12 @@ class MADDPG:
         Whether the actor also sees the mean of the devices' encoded observations.
     option_features : bool
         Whether the actor also sees its options' estimated times (:class:`OptionFeatures`).
+    actor : str
+        ``"mlp"``: :class:`SharedActor`; ``"estimates"``: :class:`EstimateActor` (PPO's
+        shared network, ``hidden[0]`` wide, ``rounds`` looks; ``id_dim``, ``context`` and
+        ``option_features`` do not apply).
+    rounds : int
+        The estimate actor's looks (1 or 2).
     team_weight : float or None
         Device ``i``'s reward is ``team_weight * team + (1 - team_weight) * own_i`` (own:
         minus its task's cost; team: the mean of own); None: the scenario's.
@@ -386,6 +411,8 @@ class MADDPG:
         id_dim: int = 8,
         context: bool = True,
         option_features: bool = True,
+        actor: str = "mlp",
+        rounds: int = 1,
         team_weight: float | None = None,
         bc_timesteps: int = 0,
         bc_coef: float = 0.0,
@@ -420,6 +447,8 @@ class MADDPG:
             )
         if float(bc_coef) < 0:
             raise ValueError(f"bc_coef: expected a number >= 0, got {bc_coef!r}")
+        if actor not in ("mlp", "estimates"):
+            raise ValueError(f"actor: expected 'mlp' or 'estimates', got {actor!r}")
         self.nvec = np.asarray(sp.nvec, dtype=np.int64)
         self.n, self.k = len(agents), int(self.nvec.sum())
         self.d = int(env.observation_space(agents[0]).shape[0])
@@ -429,7 +458,7 @@ class MADDPG:
             "learning_starts": learning_starts, "train_freq": train_freq,
             "gradient_steps": gradient_steps, "temperature": temperature,
             "hidden": list(hidden), "id_dim": id_dim, "context": bool(context),
-            "option_features": bool(option_features),
+            "option_features": bool(option_features), "actor": actor, "rounds": int(rounds),
             "team_weight": team_weight, "bc_timesteps": bc_timesteps, "bc_coef": bc_coef,
             "lr_bc": lr_bc, "seed": seed,
         }  # fmt: skip
@@ -437,8 +466,11 @@ class MADDPG:
         self.rng = np.random.default_rng(seed)
         h = tuple(int(x) for x in hidden)
         n, d, k = self.n, self.d, self.k
-        feats = OptionFeatures(env.core.tables) if option_features else None
-        self.actor = SharedActor(n, d, k, h, int(id_dim), bool(context), feats)
+        if actor == "estimates":
+            self.actor: nn.Module = EstimateActor(env.core, h[0], int(rounds))
+        else:
+            feats = OptionFeatures(env.core.tables) if option_features else None
+            self.actor = SharedActor(n, d, k, h, int(id_dim), bool(context), feats)
         self.critic = SetCritic(n, d, k, h, int(id_dim))
         self.actor_t = copy.deepcopy(self.actor)
         self.critic_t = copy.deepcopy(self.critic)
@@ -613,6 +645,10 @@ class MADDPG:
             if t0 < hp["bc_timesteps"] or label_always:
                 dec = self._expert.decide(venv.core)
                 expert = decisions_to_action(ta, dec, "multidiscrete").reshape(e, n, -1)
+                if hp["actor"] == "estimates":  # all-local: the home target stands for all
+                    has, app = venv.core.pending()
+                    local = has & (expert[..., 0] >= ta.n_valid[app] - 1)
+                    expert[..., 1] = np.where(local, ta.home[None, :], expert[..., 1])
             idx = self._behaviour(o, m, expert, t0)
             obs2, rew, _term, trunc, info = venv.step(idx.reshape(e, -1))
             own = -np.asarray(info["cost"], np.float32)  # [E, N]

@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 
 from edgesplit.agents.baselines import make_baseline, run_episodes
 from edgesplit.agents.evaluation import evaluate_policy
-from edgesplit.agents.maddpg import MADDPG, MADDPGAgent, OptionFeatures, SetCritic, masked_heads
+from edgesplit.agents.maddpg import (
+    MADDPG,
+    EstimateActor,
+    MADDPGAgent,
+    OptionFeatures,
+    SetCritic,
+    masked_heads,
+)
 from edgesplit.agents.registry import get_agent
 from edgesplit.envs.split_offload_v1 import parallel_env
 from edgesplit.envs.vector_env import SplitOffloadVectorEnv
@@ -241,3 +248,46 @@ def test_exported_policy_takes_the_mask_and_never_picks_a_masked_option(tmp_path
         None, {"obs": obs.reshape(b, -1), "action_mask": np.ones_like(masks.reshape(b, -1))}
     )
     assert (unmasked != act).any()  # the mask input is what kept them out
+
+
+@pytest.mark.parametrize("scenario", ["default", "dense"])
+def test_the_estimate_actor_never_picks_a_masked_option(scenario: str) -> None:
+    """``actor="estimates"`` (PPO's shared network as MADDPG's actor): deterministic and
+    sampled actions respect the environment's masks on random states."""
+    algo = MADDPG(_env(scenario), actor="estimates", rounds=2, hidden=[16], seed=0)
+    assert isinstance(algo.actor, EstimateActor)
+    for seed in (0, 1, 2):
+        obs, masks = _states(scenario, seed, steps=3)
+        m = torch.as_tensor(masks)
+        for deterministic in (True, False):
+            idx = algo.act(obs, masks, deterministic=deterministic)
+            assert not (algo._from_indices(torch.as_tensor(idx)).bool() & ~m).any()
+        with torch.no_grad():
+            lg = algo.actor(torch.as_tensor(obs))
+        assert torch.isfinite(lg).all()  # finite: the Gumbel-softmax and the cloning loss
+
+
+def test_the_estimate_actor_clones_trains_saves_and_loads(tmp_path) -> None:
+    """Its cloning labels are the greedy rule's with an all-local split's target set to the
+    home server (the one option the network keeps for it), so the cloning loss stays
+    finite; it learns, and a saved model acts the same after loading."""
+    env = _env(max_cycles=10)
+    kw = {"actor": "estimates", "rounds": 2, "hidden": [16], "n_envs": 4, "seed": 0}
+    algo = MADDPG(env, learning_starts=8, batch_size=8, train_freq=4, bc_timesteps=24, **kw)
+    algo.learn(40)
+    assert np.isfinite(algo.last_losses["critic"]) and algo.n_updates > 0
+    ex = algo.buffer.expert[:24].astype(np.int64)  # [T, N, 4]
+    obs = algo.buffer.obs[:24]
+    with torch.no_grad():
+        lg = algo.actor(torch.as_tensor(obs))
+    s_n = int(algo.nvec[0])
+    split_lg = np.take_along_axis(lg[..., :s_n].numpy(), ex[..., :1], -1)[..., 0]
+    has = obs[..., 0] > 0.5
+    assert (split_lg[has] > -1e3).all()  # every label is an option the network can take
+    algo.save(tmp_path / "m.pt")
+    back = MADDPG.load(tmp_path / "m.pt", _env(max_cycles=10))
+    assert isinstance(back.actor, EstimateActor) and back.hparams["rounds"] == 2
+    o = np.random.default_rng(0).random((5, algo.n * algo.d), dtype=np.float32)
+    np.testing.assert_array_equal(back.predict(o)[0], algo.predict(o)[0])
+    with pytest.raises(ValueError, match="actor"):
+        MADDPG(_env(), actor="transformer")
