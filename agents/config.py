@@ -126,7 +126,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 1  # torch threads
     total_timesteps: int = 60000  # [env steps]
-    n_envs: int = 4  # parallel copies for SB3 (DummyVecEnv)
+    n_envs: int = 4  # parallel copies, where the algorithm config sets no algo.n_envs
     checkpoint_every: int = 20000  # [env steps]
     resume: bool = True  # continue from the run directory's checkpoint if there is one
     progress_bar: bool = True  # a progress bar on stderr while training (tqdm)

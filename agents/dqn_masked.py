@@ -776,10 +776,11 @@ class MaskedDQNAgent:
     """The agent protocol (:class:`edgesplit.agents.protocol.Agent`) for :class:`MaskedDQN`
     and its Double DQN subclass.
 
-    It learns on ``algo.kwargs.n_envs`` copies of the batched sequential face (the run's
-    ``n_envs``, SB3's number of ``DummyVecEnv`` copies, does not apply) and acts on the
-    Gymnasium face's sequential view with its masks. A saved agent is a directory holding
-    ``model.pt`` and, in checkpoints, ``replay_buffer.npz``.
+    It learns on ``algo.n_envs`` copies of the batched sequential face (the run's
+    ``n_envs`` where the algorithm config sets none, as for every agent;
+    ``algo.kwargs.n_envs`` still wins where given) and acts on the Gymnasium face's
+    sequential view with its masks. A saved agent is a directory holding ``model.pt`` and,
+    in checkpoints, ``replay_buffer.npz``.
     """
 
     MODEL_FILE = "model.pt"
@@ -813,6 +814,7 @@ class MaskedDQNAgent:
     ) -> MaskedDQNAgent:
         env = SplitOffloadEnv(**env_kwargs)
         hp = dict(algo_cfg.get("kwargs") or {})
+        hp.setdefault("n_envs", int(n_envs))  # the run's algo.n_envs (or n_envs), as for SB3
         tb = None if tb_dir is None else str(tb_dir)
         algo = spec.algorithm_class()
         return cls(spec, algo("MlpPolicy", env, seed=int(seed), tensorboard_log=tb, **hp))

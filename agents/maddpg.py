@@ -810,6 +810,7 @@ class MADDPGAgent:
 
         env = pettingzoo_env(env_kwargs)
         hp = dict(algo_cfg.get("kwargs") or {})
+        hp.setdefault("n_envs", int(n_envs))  # the run's algo.n_envs (or n_envs), as for SB3
         tb = None if tb_dir is None else str(tb_dir)
         return cls(spec, spec.algorithm_class()(env, seed=int(seed), tensorboard_log=tb, **hp))
 

@@ -58,7 +58,6 @@ CASES = {
             "algo.kwargs.buffer_size=1000",
             "algo.kwargs.batch_size=32",
             "algo.kwargs.policy_kwargs.net_arch=[16]",
-            "algo.kwargs.n_envs=1",  # one copy of the face: checkpoints at exact steps
         ],
         200,
         [60, 120, 180],
@@ -74,7 +73,6 @@ CASES = {
             "algo.kwargs.buffer_size=1000",
             "algo.kwargs.batch_size=32",
             "algo.kwargs.hidden=[16]",
-            "algo.kwargs.n_envs=1",  # one transition per step: the replay size is checked
         ],
         200,
         [60, 120, 180],
