@@ -515,6 +515,20 @@ def test_trace_table_and_bound_positions_replay_the_trace(tmp_path):
     np.testing.assert_array_equal(mine, twin.trace_position)
 
 
+def test_deep_copy_of_a_trace_process_shares_only_its_tables(tmp_path):
+    import copy
+
+    proc = LinkProcess(_trace_class(tmp_path, [[5, 0, 2, 7], [1, 3, 1]], scale=2.0), 1.0, (4,))
+    proc.reset(np.random.default_rng(0).random((4, 2)))
+    twin = copy.deepcopy(proc)
+    assert twin.trace_table.rates is proc.trace_table.rates  # read-only: shared
+    assert not np.shares_memory(twin.trace_position, proc.trace_position)
+    for _ in range(5):  # the copy moves on its own, from the same place
+        np.testing.assert_array_equal(twin.step(None), proc.step(None))
+    twin.step(None)
+    assert not np.array_equal(twin.trace_position, proc.trace_position)
+
+
 @pytest.mark.parametrize(
     ("bad", "match"),
     [

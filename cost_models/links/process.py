@@ -8,6 +8,7 @@ random choice is made from arrays of uniforms in ``[0, 1)`` that the caller supp
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -174,8 +175,9 @@ class LinkProcess:
                 for t in link.load_traces()
             ]
             self._flat = readonly(np.concatenate(grids))
-            self._lens = np.array([g.size for g in grids], dtype=np.intp)
-            self._starts = np.concatenate(([0], np.cumsum(self._lens)[:-1])).astype(np.intp)
+            self._lens = readonly(np.array([g.size for g in grids], dtype=np.intp))
+            starts = np.concatenate(([0], np.cumsum(self._lens)[:-1])).astype(np.intp)
+            self._starts = readonly(starts)
             # the slot after each slot of the concatenated grids (the last of a trace: its
             # first), so that a step is two look-ups
             nxt = np.arange(1, self._flat.size + 1, dtype=np.intp)
@@ -189,6 +191,17 @@ class LinkProcess:
             self._const = max(float(p.rate_mbps), FLOOR_MBPS)
 
     # -- helpers ------------------------------------------------------------------------
+    #: the read-only tables of a trace class (never written once built): a deep copy of the
+    #: process shares them, since a simulator that looks ahead copies itself often
+    _SHARED = ("_flat", "_next", "_lens", "_starts")
+
+    def __deepcopy__(self, memo: dict) -> LinkProcess:
+        new = self.__class__.__new__(self.__class__)
+        memo[id(self)] = new
+        for k, v in self.__dict__.items():
+            setattr(new, k, v if k in self._SHARED else copy.deepcopy(v, memo))
+        return new
+
     @property
     def rates(self) -> np.ndarray:
         """Current rates (float64 Mbps, read-only); ``reset`` must have been called."""
