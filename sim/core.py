@@ -75,7 +75,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgesplit.cost_models.links import FLOOR_MBPS, LinkBank
+from edgesplit.cost_models.links import LinkBank
 
 from . import rng
 from .encoding import ActionError, Tables, affordable_splits, decode, encode_devices
@@ -937,22 +937,13 @@ class Core:
         rc = k.fn(mode, act_i, act_f, k.st, k.sv, *prev, of, oi, ob, obs)
         if rc:
             return None
-        if k.others:
-            for proc, cols in k.others:  # trace and wired links: their own process
-                r = np.maximum(proc.step(None), FLOOR_MBPS)
-                k.lrates[:, cols] = r
-                self.state.rates[:, self._link_n[cols], self._link_m[cols]] = r
-            if not self._measured_rates:  # the compiled step copied the rates before these
-                self.state.rates_seen[...] = self.state.rates
         self._kview = (of, oi, ob)
         out = (of, oi, ob)
         self._pend = _Pending.of(
             *(out[ROW[r][0]][ROW[r][1]] for r in ("next_has", "next_app", "next_row", "next_wait")),
             self._sj,
         )
-        # the compiled observation reads the measured rates, set before the links moved:
-        # it stands unless it shows true rates that trace links have since changed
-        self._kobs = obs if not k.others or self._measured_rates else None
+        self._kobs = obs
         return of, oi, ob
 
     def _step_numpy(self, dec: Decisions) -> StepResult:

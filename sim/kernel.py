@@ -2,12 +2,13 @@
 
 One call advances every environment of a batch by one slot: it decodes the actions, resolves
 the slot, carries the backlogs over, moves the queues, draws the arrivals, steps the Markov
-links, and encodes the next observation. It is the same arithmetic, in the same order, as the
-numpy methods of :class:`~edgesplit.sim.core.Core` (:meth:`~Core.resolve`,
-:meth:`~Core.step`, :meth:`~Core._arrive`, :meth:`LinkBank.step
-<edgesplit.cost_models.links.LinkBank.step>`, :func:`~edgesplit.sim.encoding.encode_devices`),
-which stay the reference: ``tests/test_backends.py`` checks the two against each other step by
-step on every shipped scenario. State, queues and decisions come out identical; float results
+and trace links (wired links keep their constant rate), and encodes the next observation.
+It is the same arithmetic, in the same order, as the numpy methods of
+:class:`~edgesplit.sim.core.Core` (:meth:`~Core.resolve`, :meth:`~Core.step`,
+:meth:`~Core._arrive`, :meth:`LinkBank.step <edgesplit.cost_models.links.LinkBank.step>`,
+:func:`~edgesplit.sim.encoding.encode_devices`), which stay the reference:
+``tests/test_backends.py`` checks the two against each other step by step on every shipped
+scenario. State, queues and decisions come out identical; float results
 agree to the last few bits (``exp`` is libm's here and numpy's SIMD one there, and the team
 reward sums devices in order where numpy sums pairwise).
 
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING
 import numba as nb
 import numpy as np
 
-from edgesplit.cost_models.links import FLOOR_MBPS
+from edgesplit.cost_models.links import FLOOR_MBPS, LinkProcess
 
 from .rng import K_TIME, M1, M2, U32
 from .state import State
@@ -109,6 +110,16 @@ STATIC = (
     ("capacity", "f"),
     ("harvest", "f"),
     ("budget", "f"),
+    # trace links: every trace class's replay table, concatenated (LinkProcess.trace_table),
+    # and, per trace link, its bank column, its class's offset in the table, and where its
+    # position lives in the state part "t_cur" (class by class, each [E, links of the class]:
+    # environment e's at t_pos + e * t_stride)
+    ("t_rates", "f"),
+    ("t_next", "i"),
+    ("t_cols", "i"),
+    ("t_off", "i"),
+    ("t_pos", "i"),
+    ("t_stride", "i"),
 )
 # the core's State (every field, its kind from its dtype), then the Markov links' state and
 # every link's rate, which the link bank keeps
@@ -118,6 +129,7 @@ STATE = (
     ("m_loglev", "f"),
     ("m_x", "f"),
     ("lrates", "f"),
+    ("t_cur", "i"),
 )
 # float scalars (the static part "fp")
 FP = (
@@ -256,6 +268,13 @@ H_ROWS = HEAD["rows"]
 H_CAP = HEAD["capacity"]
 H_HARV = HEAD["harvest"]
 H_BUDGET = HEAD["budget"]
+H_TRATES = HEAD["t_rates"]
+H_TNEXT = HEAD["t_next"]
+H_TCOLS = HEAD["t_cols"]
+H_TOFF = HEAD["t_off"]
+H_TPOS = HEAD["t_pos"]
+H_TSTRIDE = HEAD["t_stride"]
+H_TCUR = HEAD["t_cur"]
 H_CHARGE = HEAD["charge"]
 H_DEBT = HEAD["energy_debt"]
 (
@@ -602,6 +621,20 @@ def markov_step(e, words, markov, m_state, m_loglev, m_x, lrates):
 
 
 @nb.njit(inline="always")
+def trace_step(e, trace, t_cur, lrates):
+    """Twin of :meth:`LinkProcess.step <edgesplit.cost_models.links.LinkProcess.step>` for
+    ``"trace"`` classes, for environment ``e``: each trace link moves one slot on (wrapping
+    at its trace's end) and takes that slot's rate."""
+    t_rates, t_next, t_cols, t_off, t_pos, t_stride = trace
+    for r in range(t_cols.shape[0]):
+        p = t_pos[r] + e * t_stride[r]
+        o = t_off[r]
+        c = t_next[o + t_cur[p]]
+        t_cur[p] = c
+        lrates[e, t_cols[r]] = t_rates[o + c]
+
+
+@nb.njit(inline="always")
 def pending_and_observe(e, tn, fs, encoder, queues, dev_b, srv_b, rates, out, obs, energy):
     """Twin of ``Core._pending`` and :func:`edgesplit.sim.encoding.encode_devices`, for
     environment ``e``: the next slot's pending task of each device (the packed ``next_*``
@@ -696,7 +729,7 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
     action is invalid, 1 + the flat index of the first bad (environment, device) pair, before
     changing anything. ``st`` and ``sv`` are the static and state arrays (see :data:`STATIC`
     and :data:`STATE`); the state is updated in place (``lrates``, every link's rate, must
-    hold the current rates on entry: only the Markov links are stepped here). ``p_of``,
+    hold the current rates on entry: wired links keep theirs). ``p_of``,
     ``p_oi``, ``p_ob`` are the previous packed results, whose ``next_*`` rows are the current
     slot's pending view. Results go to the packed ``of`` (float64), ``oi`` (int64) and ``ob``
     (bool) arrays (rows: :data:`~edgesplit.sim.schema.PACKED_ROWS`), and the next observation
@@ -769,6 +802,16 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
         n_n,
         st[I_WS],
     )
+    trace = (
+        _f(st, st, H_TRATES),
+        _i(st, st, H_TNEXT),
+        _i(st, st, H_TCOLS),
+        _i(st, st, H_TOFF),
+        _i(st, st, H_TPOS),
+        _i(st, st, H_TSTRIDE),
+    )
+    has_trace = st[H_TCOLS + 1] > 0
+    t_cur = _i(sv, st, H_TCUR)
     phase = _i(sv, st, H_PHASE).reshape(e_n, n_n)
     queues = (qapp, qarr, qhead, qlen, phase)
     phase_thr, off_phase = _u(st, st, H_PHASETHR), _u(st, st, H_OFFPHASE)
@@ -801,6 +844,8 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
         if measured:
             measure_rates(e, fs[F_EWMA], rates, rates_seen)
         markov_step(e, words, markov, m_state, m_loglev, m_x, lrates)
+        if has_trace:
+            trace_step(e, trace, t_cur, lrates)
         for col in range(st[I_L]):
             rates[e, link_n[col], link_m[col]] = lrates[e, col]
         if not measured:
@@ -834,8 +879,23 @@ class KernelArgs:
         mcols = bank.markov_columns.astype(i64) if markov else empty_i
         ms = bank.markov_statics() if markov else None
         lm = len(mcols)
-        #: the links the compiled step does not step (trace, wired): (process, columns)
-        self.others = bank.other_processes if bank is not None else ()
+        # trace classes: their tables one after the other, their positions class by class
+        t_rates, t_next, t_cols, t_off, t_pos, t_stride = [], [], [], [], [], []
+        traces: list[tuple[LinkProcess, int, int]] = []  # (process, start in t_cur, size)
+        off = pos = 0
+        for proc, cols in bank.other_processes if bank is not None else ():
+            if proc.link.kind != "trace":
+                continue  # wired: a constant rate, set at reset
+            tab = proc.trace_table
+            t_rates.append(tab.rates)
+            t_next.append(tab.next)
+            t_cols += cols.tolist()
+            t_off += [off] * cols.size
+            t_pos += [pos + k for k in range(cols.size)]
+            t_stride += [cols.size] * cols.size
+            traces.append((proc, pos, e * cols.size))
+            off += tab.rates.size
+            pos += e * cols.size
         fp = [
             *cs["weights"],
             cs["slot_s"],
@@ -879,10 +939,18 @@ class KernelArgs:
             "capacity": cs["capacity_j"],
             "harvest": cs["harvest_j"],
             "budget": cs["budget_j"],
+            "t_rates": np.concatenate(t_rates) if t_rates else empty_f,
+            "t_next": np.concatenate(t_next) if t_next else empty_i,
+            "t_cols": np.array(t_cols, dtype=i64),
+            "t_off": np.array(t_off, dtype=i64),
+            "t_pos": np.array(t_pos, dtype=i64),
+            "t_stride": np.array(t_stride, dtype=i64),
         }
         state = core.state
         state_shapes = {k: v.shape for k, v in state.arrays().items()}
-        state_shapes.update(m_state=(e, lm), m_loglev=(e, lm), m_x=(e, lm), lrates=(e, n_l))
+        state_shapes.update(
+            m_state=(e, lm), m_loglev=(e, lm), m_x=(e, lm), lrates=(e, n_l), t_cur=(pos,)
+        )
         scalars = {
             "E": e,
             "N": n,
@@ -898,9 +966,7 @@ class KernelArgs:
             "WS": cs["step_words_per_link"],
             "HORIZON": cs["horizon"],
             "D": ta.obs_dim,
-            # the compiled step cannot see the new rates of trace links: observe() encodes,
-            # unless the observation shows only measured rates (set before the links move)
-            "OBS": int(not self.others or cs["measured_rates"]),
+            "OBS": 1,
             "KTAB": cs["choice_f"].shape[0],
             "R": ta.static_rows.shape[0],
             "MEASURED": int(cs["measured_rates"]),
@@ -944,6 +1010,9 @@ class KernelArgs:
             if markov:
                 links.update(m_state=view("m_state"), m_loglev=view("m_loglev"), m_x=view("m_x"))
             bank.bind_state(**links)
+        t_cur = view("t_cur")
+        for proc, start, size in traces:  # and each trace class its positions
+            proc.bind_state(cur=t_cur[start : start + size].reshape(proc.shape))
         self.dummy_ai = np.zeros((e, n, len(ta.nvec)), dtype=i64)
         self.dummy_af = np.zeros((e, n, ta.continuous_width))
         self.obs_shape = (e, n, ta.obs_dim)
