@@ -99,7 +99,7 @@ from .state import State
 from .tables import Physics, build
 
 if TYPE_CHECKING:
-    from .kernel import KernelArgs
+    from .kernel import KernelArgs, SharedStatics
 
 __all__ = ["BACKENDS", "Core"]
 
@@ -339,10 +339,13 @@ class Core:
         """``[E, N, M]`` current link rates (Mbps)."""
         return self.state.rates
 
-    # copies and pickles: the compiled step's arrays are rebuilt, the state's values kept
+    # copies and pickles: the compiled step's state array is rebuilt, the state's values
+    # kept; its static array (which holds the trace tables) is shared by deep copies
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
+        k = state["_k"]
         state["_k"] = None
+        state["_kstatics"] = k.shared_statics if k is not None else None
         return state
 
     def __copy__(self) -> Core:
@@ -351,15 +354,17 @@ class Core:
         return copy.deepcopy(self)
 
     def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        shared = state.pop("_kstatics", None)
         self.__dict__.update(state)
         if self.backend == "numba":
             # the state arrays were copied one by one: make them views of one array again
-            self._k = self._kernel_args()
+            self._k = self._kernel_args(shared)
 
-    def _kernel_args(self) -> KernelArgs:
+    def _kernel_args(self, shared: SharedStatics | None = None) -> KernelArgs:
         from .kernel import KernelArgs  # numba is imported only for this backend
 
-        return KernelArgs(self)
+        return KernelArgs(self, shared)
 
     def _choose_backend(self, backend: str) -> str:
         if backend not in BACKENDS:

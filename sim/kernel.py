@@ -46,7 +46,7 @@ from .schema import (
     packed_shapes,
 )
 
-__all__ = ["IP", "STATE", "STATIC", "KernelArgs", "step_kernel"]
+__all__ = ["IP", "STATE", "STATIC", "KernelArgs", "SharedStatics", "step_kernel"]
 
 # int scalars at the head of the static array ``st``
 IP = (
@@ -866,9 +866,13 @@ class KernelArgs:
     static array ``st`` and lays the state out in ``sv`` (layouts :data:`STATIC` and
     :data:`STATE`): the core's :class:`~edgesplit.sim.state.State` arrays and the link bank's
     Markov state become views into ``sv``, values kept, so that the compiled step takes the
-    whole state as one argument and the numpy methods keep working on the same arrays."""
+    whole state as one argument and the numpy methods keep working on the same arrays.
 
-    def __init__(self, core: Core) -> None:
+    ``shared``: the packed statics of the core this one is a deep copy of
+    (:attr:`shared_statics`), used as they are instead of packed again (the trace tables
+    make them large, and a simulator that looks ahead copies itself every slot)."""
+
+    def __init__(self, core: Core, shared: SharedStatics | None = None) -> None:
         cs = core.kernel_statics()
         ta, bank = cs["tables"], cs["bank"]
         e, n = core.num_envs, ta.n_devices
@@ -896,103 +900,112 @@ class KernelArgs:
             traces.append((proc, pos, e * cols.size))
             off += tab.rates.size
             pos += e * cols.size
-        fp = [
-            *cs["weights"],
-            cs["slot_s"],
-            ta.latency_scale_s,
-            ta.rate_scale_mbps,
-            FLOOR_MBPS,
-            MIN_WEIGHT,
-            cs["ewma_weight"],
-            cs["budget_weight"],
-            ta.energy_scale_j,
-        ]
-        static = {
-            "fp": fp,
-            "p_tx": cs["p_tx"],
-            "levels": ta.weight_levels,
-            "m_lev": ms.log_levels if ms else empty_f,
-            "m_pswitch": ms.p_switch if ms else empty_f,
-            "m_kop": ms.k_over_p if ms else empty_f,
-            "m_rho": ms.rho if ms else empty_f,
-            "m_innov": ms.innov if ms else empty_f,
-            "ntable": ms.table if ms else np.zeros(1),
-            "row_dl": ta.row_deadlines,
-            "ftab": cs["choice_f"],
-            "nvec": ta.nvec,
-            "n_valid": ta.n_valid,
-            "reach": ta.reachable.astype(i64),
-            "link_n": cs["link_n"],
-            "link_m": cs["link_m"],
-            "mcols": mcols,
-            "m_k": ms.n_states if ms else empty_i,
-            "m_row": ms.row if ms else empty_i,
-            "itab": cs["choice_i"],
-            "arr_thr": cs["arr_thr"],
-            "app_thr": cs["app_thr"],
-            "arr_hit": cs["arr_hit"],
-            "phase_thr": cs["phase_thr"],
-            "off_phase": cs["off_phase"],
-            "off_slot": cs["off_slot"],
-            "off_extra": cs["off_extra"],
-            "rows": ta.static_rows,
-            "capacity": cs["capacity_j"],
-            "harvest": cs["harvest_j"],
-            "budget": cs["budget_j"],
-            "t_rates": np.concatenate(t_rates) if t_rates else empty_f,
-            "t_next": np.concatenate(t_next) if t_next else empty_i,
-            "t_cols": np.array(t_cols, dtype=i64),
-            "t_off": np.array(t_off, dtype=i64),
-            "t_pos": np.array(t_pos, dtype=i64),
-            "t_stride": np.array(t_stride, dtype=i64),
-        }
         state = core.state
         state_shapes = {k: v.shape for k, v in state.arrays().items()}
         state_shapes.update(
             m_state=(e, lm), m_loglev=(e, lm), m_x=(e, lm), lrates=(e, n_l), t_cur=(pos,)
         )
-        scalars = {
-            "E": e,
-            "N": n,
-            "J": ta.n_targets,
-            "M": ta.n_aps,
-            "A": ta.n_apps,
-            "S": ta.n_candidates,
-            "Q": ta.queue_capacity,
-            "KMAX": cs["kmax"],
-            "W": cs["slot_words"],
-            "LM": lm,
-            "L": n_l,
-            "WS": cs["step_words_per_link"],
-            "HORIZON": cs["horizon"],
-            "D": ta.obs_dim,
-            "OBS": 1,
-            "KTAB": cs["choice_f"].shape[0],
-            "R": ta.static_rows.shape[0],
-            "MEASURED": int(cs["measured_rates"]),
-            "REPORTED": int(cs["reported_backlogs"]),
-            "BURSTY": int(cs["bursty"]),
-            "KALT": int(cs["kalt"]),
-        }
-        head = [scalars[k] for k in IP]
-        words: list[np.ndarray] = []
-        pos = N_HEAD
-        for name, kind in STATIC:
-            v = np.ascontiguousarray(static[name], dtype=_DTYPES[kind]).ravel()
-            if kind == "f4" and v.size % 2:
-                v = np.append(v, np.float32(0))
-            head += [pos, np.size(static[name])]
-            words.append(v.view(i64))
-            pos += words[-1].size
-        # the state: its own array, laid out the same way
-        spos, state_parts = 0, {}
-        for name, kind in STATE:
-            size = int(np.prod(state_shapes[name]))
-            head += [spos, size]
-            state_parts[name] = (spos, size, kind)
-            spos += size
-        self.st = np.concatenate([np.array(head, dtype=i64), *words])
-        assert self.st.size == pos
+        if shared is not None and shared.fits(e, n, n_l):
+            # a deep copy of the core: the same statics, already packed
+            self.st = shared.st
+            state_parts = {
+                name: (int(self.st[HEAD[name]]), int(self.st[HEAD[name] + 1]), kind)
+                for name, kind in STATE
+            }
+            spos = sum(size for _, size, _ in state_parts.values())
+        else:
+            fp = [
+                *cs["weights"],
+                cs["slot_s"],
+                ta.latency_scale_s,
+                ta.rate_scale_mbps,
+                FLOOR_MBPS,
+                MIN_WEIGHT,
+                cs["ewma_weight"],
+                cs["budget_weight"],
+                ta.energy_scale_j,
+            ]
+            static = {
+                "fp": fp,
+                "p_tx": cs["p_tx"],
+                "levels": ta.weight_levels,
+                "m_lev": ms.log_levels if ms else empty_f,
+                "m_pswitch": ms.p_switch if ms else empty_f,
+                "m_kop": ms.k_over_p if ms else empty_f,
+                "m_rho": ms.rho if ms else empty_f,
+                "m_innov": ms.innov if ms else empty_f,
+                "ntable": ms.table if ms else np.zeros(1),
+                "row_dl": ta.row_deadlines,
+                "ftab": cs["choice_f"],
+                "nvec": ta.nvec,
+                "n_valid": ta.n_valid,
+                "reach": ta.reachable.astype(i64),
+                "link_n": cs["link_n"],
+                "link_m": cs["link_m"],
+                "mcols": mcols,
+                "m_k": ms.n_states if ms else empty_i,
+                "m_row": ms.row if ms else empty_i,
+                "itab": cs["choice_i"],
+                "arr_thr": cs["arr_thr"],
+                "app_thr": cs["app_thr"],
+                "arr_hit": cs["arr_hit"],
+                "phase_thr": cs["phase_thr"],
+                "off_phase": cs["off_phase"],
+                "off_slot": cs["off_slot"],
+                "off_extra": cs["off_extra"],
+                "rows": ta.static_rows,
+                "capacity": cs["capacity_j"],
+                "harvest": cs["harvest_j"],
+                "budget": cs["budget_j"],
+                "t_rates": np.concatenate(t_rates) if t_rates else empty_f,
+                "t_next": np.concatenate(t_next) if t_next else empty_i,
+                "t_cols": np.array(t_cols, dtype=i64),
+                "t_off": np.array(t_off, dtype=i64),
+                "t_pos": np.array(t_pos, dtype=i64),
+                "t_stride": np.array(t_stride, dtype=i64),
+            }
+            scalars = {
+                "E": e,
+                "N": n,
+                "J": ta.n_targets,
+                "M": ta.n_aps,
+                "A": ta.n_apps,
+                "S": ta.n_candidates,
+                "Q": ta.queue_capacity,
+                "KMAX": cs["kmax"],
+                "W": cs["slot_words"],
+                "LM": lm,
+                "L": n_l,
+                "WS": cs["step_words_per_link"],
+                "HORIZON": cs["horizon"],
+                "D": ta.obs_dim,
+                "OBS": 1,
+                "KTAB": cs["choice_f"].shape[0],
+                "R": ta.static_rows.shape[0],
+                "MEASURED": int(cs["measured_rates"]),
+                "REPORTED": int(cs["reported_backlogs"]),
+                "BURSTY": int(cs["bursty"]),
+                "KALT": int(cs["kalt"]),
+            }
+            head = [scalars[k] for k in IP]
+            words: list[np.ndarray] = []
+            pos = N_HEAD
+            for name, kind in STATIC:
+                v = np.ascontiguousarray(static[name], dtype=_DTYPES[kind]).ravel()
+                if kind == "f4" and v.size % 2:
+                    v = np.append(v, np.float32(0))
+                head += [pos, np.size(static[name])]
+                words.append(v.view(i64))
+                pos += words[-1].size
+            # the state: its own array, laid out the same way
+            spos, state_parts = 0, {}
+            for name, kind in STATE:
+                size = int(np.prod(state_shapes[name]))
+                head += [spos, size]
+                state_parts[name] = (spos, size, kind)
+                spos += size
+            self.st = np.concatenate([np.array(head, dtype=i64), *words])
+            assert self.st.size == pos
         self.sv = np.zeros(spos, dtype=i64)
 
         def view(name: str) -> np.ndarray:
@@ -1019,3 +1032,39 @@ class KernelArgs:
         self.shape = (e, n)
         self.f_shape, self.i_shape, self.b_shape = packed_shapes(e, n)
         self.fn = step_kernel
+
+    @property
+    def shared_statics(self) -> SharedStatics:
+        """``st``, for the deep copies of this core (see :class:`SharedStatics`)."""
+        return SharedStatics(self.st)
+
+
+class SharedStatics:
+    """A packed static array, shared by a core and its deep copies: ``copy.deepcopy``
+    returns it as it is (the compiled step never writes ``st``); pickling stores the array.
+
+    Parameters
+    ----------
+    st : numpy.ndarray
+        The packed static array of a :class:`KernelArgs`.
+    """
+
+    __slots__ = ("st",)
+
+    def __init__(self, st: np.ndarray) -> None:
+        self.st = st
+
+    def __deepcopy__(self, memo: dict) -> SharedStatics:
+        return self
+
+    def __getstate__(self) -> dict:
+        return {"st": self.st}
+
+    def __setstate__(self, state: dict) -> None:
+        self.st = state["st"]
+
+    def fits(self, e: int, n: int, n_links: int) -> bool:
+        """Whether these statics are laid out for ``e`` environments of ``n`` devices and
+        ``n_links`` links."""
+        st = self.st
+        return bool(st[IP.index("E")] == e and st[IP.index("N")] == n and st[I_L] == n_links)
