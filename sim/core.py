@@ -340,7 +340,8 @@ class Core:
         return self.state.rates
 
     # copies and pickles: the compiled step's state array is rebuilt, the state's values
-    # kept; its static array (which holds the trace tables) is shared by deep copies
+    # kept; its static array (which holds the trace tables) is shared by deep copies and
+    # packed again on loading a pickle
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         k = state["_k"]

@@ -905,7 +905,7 @@ class KernelArgs:
         state_shapes.update(
             m_state=(e, lm), m_loglev=(e, lm), m_x=(e, lm), lrates=(e, n_l), t_cur=(pos,)
         )
-        if shared is not None and shared.fits(e, n, n_l):
+        if shared is not None and shared.fits(e, n, n_l):  # else: packed again
             # a deep copy of the core: the same statics, already packed
             self.st = shared.st
             state_parts = {
@@ -1041,30 +1041,29 @@ class KernelArgs:
 
 class SharedStatics:
     """A packed static array, shared by a core and its deep copies: ``copy.deepcopy``
-    returns it as it is (the compiled step never writes ``st``); pickling stores the array.
+    returns it as it is (the compiled step never writes ``st``). A pickle leaves it out
+    (``st`` is None after loading): the loaded core packs its own, as large pickles of the
+    trace tables would slow down sending environments to worker processes.
 
     Parameters
     ----------
-    st : numpy.ndarray
+    st : numpy.ndarray or None
         The packed static array of a :class:`KernelArgs`.
     """
 
     __slots__ = ("st",)
 
-    def __init__(self, st: np.ndarray) -> None:
+    def __init__(self, st: np.ndarray | None) -> None:
         self.st = st
 
     def __deepcopy__(self, memo: dict) -> SharedStatics:
         return self
 
-    def __getstate__(self) -> dict:
-        return {"st": self.st}
-
-    def __setstate__(self, state: dict) -> None:
-        self.st = state["st"]
+    def __reduce__(self) -> tuple:
+        return (SharedStatics, (None,))
 
     def fits(self, e: int, n: int, n_links: int) -> bool:
-        """Whether these statics are laid out for ``e`` environments of ``n`` devices and
+        """Whether there are statics, laid out for ``e`` environments of ``n`` devices and
         ``n_links`` links."""
         st = self.st
-        return bool(st[IP.index("E")] == e and st[IP.index("N")] == n and st[I_L] == n_links)
+        return st is not None and bool(st[I_E] == e and st[I_N] == n and st[I_L] == n_links)

@@ -266,7 +266,7 @@ def test_shallow_copy_is_independent() -> None:
 def test_copies_of_a_trace_core_share_only_the_statics() -> None:
     """Deep copies and pickles of a compiled core whose links replay traces continue on the
     same trajectory, each moving its own trace positions; deep copies share the packed
-    statics (the trace tables) instead of packing them again, pickles carry their own."""
+    statics (the trace tables) instead of packing them again, pickles pack their own."""
     import pickle
 
     sc = _scenario("mixed_links")
@@ -278,6 +278,7 @@ def test_copies_of_a_trace_core_share_only_the_statics() -> None:
     twin, pickled = copy.deepcopy(core), pickle.loads(pickle.dumps(core))
     assert twin._k.st is core._k.st
     assert pickled._k.st is not core._k.st and np.array_equal(pickled._k.st, core._k.st)
+    assert pickle.loads(pickle.dumps(core._k.shared_statics)).st is None  # packed on loading
     runs = []
     for c in (core, twin, pickled):
         rates = []
