@@ -75,7 +75,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgesplit.cost_models.links import FLOOR_MBPS, LinkBank
+from edgesplit.cost_models.links import LinkBank
 
 from . import rng
 from .encoding import ActionError, Tables, affordable_splits, decode, encode_devices
@@ -99,7 +99,7 @@ from .state import State
 from .tables import Physics, build
 
 if TYPE_CHECKING:
-    from .kernel import KernelArgs
+    from .kernel import KernelArgs, SharedStatics
 
 __all__ = ["BACKENDS", "Core"]
 
@@ -339,10 +339,14 @@ class Core:
         """``[E, N, M]`` current link rates (Mbps)."""
         return self.state.rates
 
-    # copies and pickles: the compiled step's arrays are rebuilt, the state's values kept
+    # copies and pickles: the compiled step's state array is rebuilt, the state's values
+    # kept; its static array (which holds the trace tables) is shared by deep copies and
+    # packed again on loading a pickle
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
+        k = state["_k"]
         state["_k"] = None
+        state["_kstatics"] = k.shared_statics if k is not None else None
         return state
 
     def __copy__(self) -> Core:
@@ -351,15 +355,17 @@ class Core:
         return copy.deepcopy(self)
 
     def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        shared = state.pop("_kstatics", None)
         self.__dict__.update(state)
         if self.backend == "numba":
             # the state arrays were copied one by one: make them views of one array again
-            self._k = self._kernel_args()
+            self._k = self._kernel_args(shared)
 
-    def _kernel_args(self) -> KernelArgs:
+    def _kernel_args(self, shared: SharedStatics | None = None) -> KernelArgs:
         from .kernel import KernelArgs  # numba is imported only for this backend
 
-        return KernelArgs(self)
+        return KernelArgs(self, shared)
 
     def _choose_backend(self, backend: str) -> str:
         if backend not in BACKENDS:
@@ -937,22 +943,13 @@ class Core:
         rc = k.fn(mode, act_i, act_f, k.st, k.sv, *prev, of, oi, ob, obs)
         if rc:
             return None
-        if k.others:
-            for proc, cols in k.others:  # trace and wired links: their own process
-                r = np.maximum(proc.step(None), FLOOR_MBPS)
-                k.lrates[:, cols] = r
-                self.state.rates[:, self._link_n[cols], self._link_m[cols]] = r
-            if not self._measured_rates:  # the compiled step copied the rates before these
-                self.state.rates_seen[...] = self.state.rates
         self._kview = (of, oi, ob)
         out = (of, oi, ob)
         self._pend = _Pending.of(
             *(out[ROW[r][0]][ROW[r][1]] for r in ("next_has", "next_app", "next_row", "next_wait")),
             self._sj,
         )
-        # the compiled observation reads the measured rates, set before the links moved:
-        # it stands unless it shows true rates that trace links have since changed
-        self._kobs = obs if not k.others or self._measured_rates else None
+        self._kobs = obs
         return of, oi, ob
 
     def _step_numpy(self, dec: Decisions) -> StepResult:

@@ -2,12 +2,13 @@
 
 One call advances every environment of a batch by one slot: it decodes the actions, resolves
 the slot, carries the backlogs over, moves the queues, draws the arrivals, steps the Markov
-links, and encodes the next observation. It is the same arithmetic, in the same order, as the
-numpy methods of :class:`~edgesplit.sim.core.Core` (:meth:`~Core.resolve`,
-:meth:`~Core.step`, :meth:`~Core._arrive`, :meth:`LinkBank.step
-<edgesplit.cost_models.links.LinkBank.step>`, :func:`~edgesplit.sim.encoding.encode_devices`),
-which stay the reference: ``tests/test_backends.py`` checks the two against each other step by
-step on every shipped scenario. State, queues and decisions come out identical; float results
+and trace links (wired links keep their constant rate), and encodes the next observation.
+It is the same arithmetic, in the same order, as the numpy methods of
+:class:`~edgesplit.sim.core.Core` (:meth:`~Core.resolve`, :meth:`~Core.step`,
+:meth:`~Core._arrive`, :meth:`LinkBank.step <edgesplit.cost_models.links.LinkBank.step>`,
+:func:`~edgesplit.sim.encoding.encode_devices`), which stay the reference:
+``tests/test_backends.py`` checks the two against each other step by step on every shipped
+scenario. State, queues and decisions come out identical; float results
 agree to the last few bits (``exp`` is libm's here and numpy's SIMD one there, and the team
 reward sums devices in order where numpy sums pairwise).
 
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING
 import numba as nb
 import numpy as np
 
-from edgesplit.cost_models.links import FLOOR_MBPS
+from edgesplit.cost_models.links import FLOOR_MBPS, LinkProcess
 
 from .rng import K_TIME, M1, M2, U32
 from .state import State
@@ -45,7 +46,7 @@ from .schema import (
     packed_shapes,
 )
 
-__all__ = ["IP", "STATE", "STATIC", "KernelArgs", "step_kernel"]
+__all__ = ["IP", "STATE", "STATIC", "KernelArgs", "SharedStatics", "step_kernel"]
 
 # int scalars at the head of the static array ``st``
 IP = (
@@ -109,6 +110,16 @@ STATIC = (
     ("capacity", "f"),
     ("harvest", "f"),
     ("budget", "f"),
+    # trace links: every trace class's replay table, concatenated (LinkProcess.trace_table),
+    # and, per trace link, its bank column, its class's offset in the table, and where its
+    # position lives in the state part "t_cur" (class by class, each [E, links of the class]:
+    # environment e's at t_pos + e * t_stride)
+    ("t_rates", "f"),
+    ("t_next", "i"),
+    ("t_cols", "i"),
+    ("t_off", "i"),
+    ("t_pos", "i"),
+    ("t_stride", "i"),
 )
 # the core's State (every field, its kind from its dtype), then the Markov links' state and
 # every link's rate, which the link bank keeps
@@ -118,6 +129,7 @@ STATE = (
     ("m_loglev", "f"),
     ("m_x", "f"),
     ("lrates", "f"),
+    ("t_cur", "i"),
 )
 # float scalars (the static part "fp")
 FP = (
@@ -256,6 +268,13 @@ H_ROWS = HEAD["rows"]
 H_CAP = HEAD["capacity"]
 H_HARV = HEAD["harvest"]
 H_BUDGET = HEAD["budget"]
+H_TRATES = HEAD["t_rates"]
+H_TNEXT = HEAD["t_next"]
+H_TCOLS = HEAD["t_cols"]
+H_TOFF = HEAD["t_off"]
+H_TPOS = HEAD["t_pos"]
+H_TSTRIDE = HEAD["t_stride"]
+H_TCUR = HEAD["t_cur"]
 H_CHARGE = HEAD["charge"]
 H_DEBT = HEAD["energy_debt"]
 (
@@ -602,6 +621,20 @@ def markov_step(e, words, markov, m_state, m_loglev, m_x, lrates):
 
 
 @nb.njit(inline="always")
+def trace_step(e, trace, t_cur, lrates):
+    """Twin of :meth:`LinkProcess.step <edgesplit.cost_models.links.LinkProcess.step>` for
+    ``"trace"`` classes, for environment ``e``: each trace link moves one slot on (wrapping
+    at its trace's end) and takes that slot's rate."""
+    t_rates, t_next, t_cols, t_off, t_pos, t_stride = trace
+    for r in range(t_cols.shape[0]):
+        p = t_pos[r] + e * t_stride[r]
+        o = t_off[r]
+        c = t_next[o + t_cur[p]]
+        t_cur[p] = c
+        lrates[e, t_cols[r]] = t_rates[o + c]
+
+
+@nb.njit(inline="always")
 def pending_and_observe(e, tn, fs, encoder, queues, dev_b, srv_b, rates, out, obs, energy):
     """Twin of ``Core._pending`` and :func:`edgesplit.sim.encoding.encode_devices`, for
     environment ``e``: the next slot's pending task of each device (the packed ``next_*``
@@ -696,7 +729,7 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
     action is invalid, 1 + the flat index of the first bad (environment, device) pair, before
     changing anything. ``st`` and ``sv`` are the static and state arrays (see :data:`STATIC`
     and :data:`STATE`); the state is updated in place (``lrates``, every link's rate, must
-    hold the current rates on entry: only the Markov links are stepped here). ``p_of``,
+    hold the current rates on entry: wired links keep theirs). ``p_of``,
     ``p_oi``, ``p_ob`` are the previous packed results, whose ``next_*`` rows are the current
     slot's pending view. Results go to the packed ``of`` (float64), ``oi`` (int64) and ``ob``
     (bool) arrays (rows: :data:`~edgesplit.sim.schema.PACKED_ROWS`), and the next observation
@@ -769,6 +802,16 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
         n_n,
         st[I_WS],
     )
+    trace = (
+        _f(st, st, H_TRATES),
+        _i(st, st, H_TNEXT),
+        _i(st, st, H_TCOLS),
+        _i(st, st, H_TOFF),
+        _i(st, st, H_TPOS),
+        _i(st, st, H_TSTRIDE),
+    )
+    has_trace = st[H_TCOLS + 1] > 0
+    t_cur = _i(sv, st, H_TCUR)
     phase = _i(sv, st, H_PHASE).reshape(e_n, n_n)
     queues = (qapp, qarr, qhead, qlen, phase)
     phase_thr, off_phase = _u(st, st, H_PHASETHR), _u(st, st, H_OFFPHASE)
@@ -801,6 +844,8 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
         if measured:
             measure_rates(e, fs[F_EWMA], rates, rates_seen)
         markov_step(e, words, markov, m_state, m_loglev, m_x, lrates)
+        if has_trace:
+            trace_step(e, trace, t_cur, lrates)
         for col in range(st[I_L]):
             rates[e, link_n[col], link_m[col]] = lrates[e, col]
         if not measured:
@@ -821,9 +866,13 @@ class KernelArgs:
     static array ``st`` and lays the state out in ``sv`` (layouts :data:`STATIC` and
     :data:`STATE`): the core's :class:`~edgesplit.sim.state.State` arrays and the link bank's
     Markov state become views into ``sv``, values kept, so that the compiled step takes the
-    whole state as one argument and the numpy methods keep working on the same arrays."""
+    whole state as one argument and the numpy methods keep working on the same arrays.
 
-    def __init__(self, core: Core) -> None:
+    ``shared``: the packed statics of the core this one is a deep copy of
+    (:attr:`shared_statics`), used as they are instead of packed again (the trace tables
+    make them large, and a simulator that looks ahead copies itself every slot)."""
+
+    def __init__(self, core: Core, shared: SharedStatics | None = None) -> None:
         cs = core.kernel_statics()
         ta, bank = cs["tables"], cs["bank"]
         e, n = core.num_envs, ta.n_devices
@@ -834,99 +883,129 @@ class KernelArgs:
         mcols = bank.markov_columns.astype(i64) if markov else empty_i
         ms = bank.markov_statics() if markov else None
         lm = len(mcols)
-        #: the links the compiled step does not step (trace, wired): (process, columns)
-        self.others = bank.other_processes if bank is not None else ()
-        fp = [
-            *cs["weights"],
-            cs["slot_s"],
-            ta.latency_scale_s,
-            ta.rate_scale_mbps,
-            FLOOR_MBPS,
-            MIN_WEIGHT,
-            cs["ewma_weight"],
-            cs["budget_weight"],
-            ta.energy_scale_j,
-        ]
-        static = {
-            "fp": fp,
-            "p_tx": cs["p_tx"],
-            "levels": ta.weight_levels,
-            "m_lev": ms.log_levels if ms else empty_f,
-            "m_pswitch": ms.p_switch if ms else empty_f,
-            "m_kop": ms.k_over_p if ms else empty_f,
-            "m_rho": ms.rho if ms else empty_f,
-            "m_innov": ms.innov if ms else empty_f,
-            "ntable": ms.table if ms else np.zeros(1),
-            "row_dl": ta.row_deadlines,
-            "ftab": cs["choice_f"],
-            "nvec": ta.nvec,
-            "n_valid": ta.n_valid,
-            "reach": ta.reachable.astype(i64),
-            "link_n": cs["link_n"],
-            "link_m": cs["link_m"],
-            "mcols": mcols,
-            "m_k": ms.n_states if ms else empty_i,
-            "m_row": ms.row if ms else empty_i,
-            "itab": cs["choice_i"],
-            "arr_thr": cs["arr_thr"],
-            "app_thr": cs["app_thr"],
-            "arr_hit": cs["arr_hit"],
-            "phase_thr": cs["phase_thr"],
-            "off_phase": cs["off_phase"],
-            "off_slot": cs["off_slot"],
-            "off_extra": cs["off_extra"],
-            "rows": ta.static_rows,
-            "capacity": cs["capacity_j"],
-            "harvest": cs["harvest_j"],
-            "budget": cs["budget_j"],
-        }
+        # trace classes: their tables one after the other, their positions class by class
+        t_rates, t_next, t_cols, t_off, t_pos, t_stride = [], [], [], [], [], []
+        traces: list[tuple[LinkProcess, int, int]] = []  # (process, start in t_cur, size)
+        off = pos = 0
+        for proc, cols in bank.other_processes if bank is not None else ():
+            if proc.link.kind != "trace":
+                continue  # wired: a constant rate, set at reset
+            tab = proc.trace_table
+            t_rates.append(tab.rates)
+            t_next.append(tab.next)
+            t_cols += cols.tolist()
+            t_off += [off] * cols.size
+            t_pos += [pos + k for k in range(cols.size)]
+            t_stride += [cols.size] * cols.size
+            traces.append((proc, pos, e * cols.size))
+            off += tab.rates.size
+            pos += e * cols.size
         state = core.state
         state_shapes = {k: v.shape for k, v in state.arrays().items()}
-        state_shapes.update(m_state=(e, lm), m_loglev=(e, lm), m_x=(e, lm), lrates=(e, n_l))
-        scalars = {
-            "E": e,
-            "N": n,
-            "J": ta.n_targets,
-            "M": ta.n_aps,
-            "A": ta.n_apps,
-            "S": ta.n_candidates,
-            "Q": ta.queue_capacity,
-            "KMAX": cs["kmax"],
-            "W": cs["slot_words"],
-            "LM": lm,
-            "L": n_l,
-            "WS": cs["step_words_per_link"],
-            "HORIZON": cs["horizon"],
-            "D": ta.obs_dim,
-            # the compiled step cannot see the new rates of trace links: observe() encodes,
-            # unless the observation shows only measured rates (set before the links move)
-            "OBS": int(not self.others or cs["measured_rates"]),
-            "KTAB": cs["choice_f"].shape[0],
-            "R": ta.static_rows.shape[0],
-            "MEASURED": int(cs["measured_rates"]),
-            "REPORTED": int(cs["reported_backlogs"]),
-            "BURSTY": int(cs["bursty"]),
-            "KALT": int(cs["kalt"]),
-        }
-        head = [scalars[k] for k in IP]
-        words: list[np.ndarray] = []
-        pos = N_HEAD
-        for name, kind in STATIC:
-            v = np.ascontiguousarray(static[name], dtype=_DTYPES[kind]).ravel()
-            if kind == "f4" and v.size % 2:
-                v = np.append(v, np.float32(0))
-            head += [pos, np.size(static[name])]
-            words.append(v.view(i64))
-            pos += words[-1].size
-        # the state: its own array, laid out the same way
-        spos, state_parts = 0, {}
-        for name, kind in STATE:
-            size = int(np.prod(state_shapes[name]))
-            head += [spos, size]
-            state_parts[name] = (spos, size, kind)
-            spos += size
-        self.st = np.concatenate([np.array(head, dtype=i64), *words])
-        assert self.st.size == pos
+        state_shapes.update(
+            m_state=(e, lm), m_loglev=(e, lm), m_x=(e, lm), lrates=(e, n_l), t_cur=(pos,)
+        )
+        if shared is not None and shared.fits(e, n, n_l):  # else: packed again
+            # a deep copy of the core: the same statics, already packed
+            self.st = shared.st
+            state_parts = {
+                name: (int(self.st[HEAD[name]]), int(self.st[HEAD[name] + 1]), kind)
+                for name, kind in STATE
+            }
+            spos = sum(size for _, size, _ in state_parts.values())
+        else:
+            fp = [
+                *cs["weights"],
+                cs["slot_s"],
+                ta.latency_scale_s,
+                ta.rate_scale_mbps,
+                FLOOR_MBPS,
+                MIN_WEIGHT,
+                cs["ewma_weight"],
+                cs["budget_weight"],
+                ta.energy_scale_j,
+            ]
+            static = {
+                "fp": fp,
+                "p_tx": cs["p_tx"],
+                "levels": ta.weight_levels,
+                "m_lev": ms.log_levels if ms else empty_f,
+                "m_pswitch": ms.p_switch if ms else empty_f,
+                "m_kop": ms.k_over_p if ms else empty_f,
+                "m_rho": ms.rho if ms else empty_f,
+                "m_innov": ms.innov if ms else empty_f,
+                "ntable": ms.table if ms else np.zeros(1),
+                "row_dl": ta.row_deadlines,
+                "ftab": cs["choice_f"],
+                "nvec": ta.nvec,
+                "n_valid": ta.n_valid,
+                "reach": ta.reachable.astype(i64),
+                "link_n": cs["link_n"],
+                "link_m": cs["link_m"],
+                "mcols": mcols,
+                "m_k": ms.n_states if ms else empty_i,
+                "m_row": ms.row if ms else empty_i,
+                "itab": cs["choice_i"],
+                "arr_thr": cs["arr_thr"],
+                "app_thr": cs["app_thr"],
+                "arr_hit": cs["arr_hit"],
+                "phase_thr": cs["phase_thr"],
+                "off_phase": cs["off_phase"],
+                "off_slot": cs["off_slot"],
+                "off_extra": cs["off_extra"],
+                "rows": ta.static_rows,
+                "capacity": cs["capacity_j"],
+                "harvest": cs["harvest_j"],
+                "budget": cs["budget_j"],
+                "t_rates": np.concatenate(t_rates) if t_rates else empty_f,
+                "t_next": np.concatenate(t_next) if t_next else empty_i,
+                "t_cols": np.array(t_cols, dtype=i64),
+                "t_off": np.array(t_off, dtype=i64),
+                "t_pos": np.array(t_pos, dtype=i64),
+                "t_stride": np.array(t_stride, dtype=i64),
+            }
+            scalars = {
+                "E": e,
+                "N": n,
+                "J": ta.n_targets,
+                "M": ta.n_aps,
+                "A": ta.n_apps,
+                "S": ta.n_candidates,
+                "Q": ta.queue_capacity,
+                "KMAX": cs["kmax"],
+                "W": cs["slot_words"],
+                "LM": lm,
+                "L": n_l,
+                "WS": cs["step_words_per_link"],
+                "HORIZON": cs["horizon"],
+                "D": ta.obs_dim,
+                "OBS": 1,
+                "KTAB": cs["choice_f"].shape[0],
+                "R": ta.static_rows.shape[0],
+                "MEASURED": int(cs["measured_rates"]),
+                "REPORTED": int(cs["reported_backlogs"]),
+                "BURSTY": int(cs["bursty"]),
+                "KALT": int(cs["kalt"]),
+            }
+            head = [scalars[k] for k in IP]
+            words: list[np.ndarray] = []
+            pos = N_HEAD
+            for name, kind in STATIC:
+                v = np.ascontiguousarray(static[name], dtype=_DTYPES[kind]).ravel()
+                if kind == "f4" and v.size % 2:
+                    v = np.append(v, np.float32(0))
+                head += [pos, np.size(static[name])]
+                words.append(v.view(i64))
+                pos += words[-1].size
+            # the state: its own array, laid out the same way
+            spos, state_parts = 0, {}
+            for name, kind in STATE:
+                size = int(np.prod(state_shapes[name]))
+                head += [spos, size]
+                state_parts[name] = (spos, size, kind)
+                spos += size
+            self.st = np.concatenate([np.array(head, dtype=i64), *words])
+            assert self.st.size == pos
         self.sv = np.zeros(spos, dtype=i64)
 
         def view(name: str) -> np.ndarray:
@@ -944,9 +1023,47 @@ class KernelArgs:
             if markov:
                 links.update(m_state=view("m_state"), m_loglev=view("m_loglev"), m_x=view("m_x"))
             bank.bind_state(**links)
+        t_cur = view("t_cur")
+        for proc, start, size in traces:  # and each trace class its positions
+            proc.bind_state(cur=t_cur[start : start + size].reshape(proc.shape))
         self.dummy_ai = np.zeros((e, n, len(ta.nvec)), dtype=i64)
         self.dummy_af = np.zeros((e, n, ta.continuous_width))
         self.obs_shape = (e, n, ta.obs_dim)
         self.shape = (e, n)
         self.f_shape, self.i_shape, self.b_shape = packed_shapes(e, n)
         self.fn = step_kernel
+
+    @property
+    def shared_statics(self) -> SharedStatics:
+        """``st``, for the deep copies of this core (see :class:`SharedStatics`)."""
+        return SharedStatics(self.st)
+
+
+class SharedStatics:
+    """A packed static array, shared by a core and its deep copies: ``copy.deepcopy``
+    returns it as it is (the compiled step never writes ``st``). A pickle leaves it out
+    (``st`` is None after loading): the loaded core packs its own, as large pickles of the
+    trace tables would slow down sending environments to worker processes.
+
+    Parameters
+    ----------
+    st : numpy.ndarray or None
+        The packed static array of a :class:`KernelArgs`.
+    """
+
+    __slots__ = ("st",)
+
+    def __init__(self, st: np.ndarray | None) -> None:
+        self.st = st
+
+    def __deepcopy__(self, memo: dict) -> SharedStatics:
+        return self
+
+    def __reduce__(self) -> tuple:
+        return (SharedStatics, (None,))
+
+    def fits(self, e: int, n: int, n_links: int) -> bool:
+        """Whether there are statics, laid out for ``e`` environments of ``n`` devices and
+        ``n_links`` links."""
+        st = self.st
+        return st is not None and bool(st[I_E] == e and st[I_N] == n and st[I_L] == n_links)

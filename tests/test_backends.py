@@ -41,7 +41,7 @@ def _crowded() -> dict:
 
 
 def _traced() -> dict:
-    """``default`` with some links replayed from traces (stepped outside the kernel)."""
+    """``default`` with some links replayed from traces (stepped by the kernel too)."""
     d = load_scenario("default").to_dict()
     d["devices"][0]["links"] = {k: "trace_synthetic_3g" for k in d["devices"][0]["links"]}
     return d
@@ -52,6 +52,19 @@ def _all_traced() -> dict:
     d = load_scenario("default").to_dict()
     for g in d["devices"]:
         g["links"] = dict.fromkeys(g["links"], "trace_synthetic_3g")
+    return d
+
+
+def _mixed_links() -> dict:
+    """``default`` with links of every kind: Markov, the catalogue's trace class, a trace
+    class of the scenario's own (one file, half the rates) and a wired link, the trace links
+    of each class spread over devices (their tables and positions laid end to end in the
+    compiled step)."""
+    d = load_scenario("default").to_dict()
+    d["trace_links"] = {"slow_3g": {"files": "synthetic_3g_1.tsv", "rtt_s": 0.08, "scale": 0.5}}
+    d["devices"][0]["links"] = {"edge0": "trace_synthetic_3g", "edge1": "wired_backhaul"}
+    d["devices"][1]["links"] = {"edge0": "wifi", "edge1": "slow_3g"}
+    d["devices"][2]["links"] = {"edge0": "slow_3g", "edge1": "trace_synthetic_3g"}
     return d
 
 
@@ -82,7 +95,7 @@ def _bursty() -> dict:
 
 def _ewma_traced() -> dict:
     """``default`` measuring rates by an EWMA, with true server backlogs and some trace
-    links (their rates set after the compiled step)."""
+    links."""
     d = _traced()
     d["information"] = {"link_rate": "measured", "ewma_weight": 0.3, "server_backlog": "true"}
     return d
@@ -110,6 +123,7 @@ _MADE = {
     "crowded": _crowded,
     "traced": _traced,
     "all_traced": _all_traced,
+    "mixed_links": _mixed_links,
     "tiny_queue": _tiny_queue,
     "idle_devices": _idle_devices,
 }
@@ -200,8 +214,8 @@ def test_numba_step_matches_numpy(name: str, num_envs: int) -> None:
         assert empty > 0 and gated > 0 and owed > 0, (empty, gated, owed)  # budgets owed
     if name == "idle_devices":  # the idle devices never had a task
         assert ref.qlen[:, 0].max() == 0
-    if name.endswith("traced"):  # trace links move on both backends
-        assert len(np.unique(ref.rates)) > ref.rates.size // 4
+    if name.endswith("traced") or name in ("trace_driven", "mixed_links"):
+        assert len(np.unique(ref.rates)) > ref.rates.size // 4  # trace links move on both
 
 
 def _home_decisions(core: Core):
@@ -247,6 +261,37 @@ def test_shallow_copy_is_independent() -> None:
         want = run(Core(sc, 1, backend="numba"), key, 6)
         for g, w in zip(got, want, strict=True):
             np.testing.assert_array_equal(g, w)
+
+
+def test_copies_of_a_trace_core_share_only_the_statics() -> None:
+    """Deep copies and pickles of a compiled core whose links replay traces continue on the
+    same trajectory, each moving its own trace positions; deep copies share the packed
+    statics (the trace tables) instead of packing them again, pickles pack their own."""
+    import pickle
+
+    sc = _scenario("mixed_links")
+    core = Core(sc, 3, backend="numba")
+    core.reset(np.arange(3, dtype=np.uint64) + np.uint64(40))
+    act = np.zeros((3, sc.n_devices, len(DECISION_FIELDS)), dtype=np.int64)
+    for _ in range(4):
+        core.step_action(act, "multidiscrete")
+    twin, pickled = copy.deepcopy(core), pickle.loads(pickle.dumps(core))
+    assert twin._k.st is core._k.st
+    assert pickled._k.st is not core._k.st and np.array_equal(pickled._k.st, core._k.st)
+    assert pickle.loads(pickle.dumps(core._k.shared_statics)).st is None  # packed on loading
+    runs = []
+    for c in (core, twin, pickled):
+        rates = []
+        for _ in range(30):
+            c.step_action(act, "multidiscrete")
+            rates.append(c.rates.copy())
+        runs.append(np.stack(rates))
+    np.testing.assert_array_equal(runs[1], runs[0])
+    np.testing.assert_array_equal(runs[2], runs[0])
+    assert len(np.unique(runs[0])) > 30  # the trace links moved
+    before = core.rates.copy()
+    twin.step_action(act, "multidiscrete")  # a copy's step leaves the original's links
+    np.testing.assert_array_equal(core.rates, before)
 
 
 def test_numba_rejects_bad_actions_before_changing_state() -> None:

@@ -486,6 +486,75 @@ def test_trace_process_follows_the_trace_and_wraps(tmp_path):
     assert np.concatenate(h).tolist() == [10, 10, FLOOR_MBPS, FLOOR_MBPS, 4, 4, 14, 14, 10, 10]
 
 
+def test_trace_table_and_bound_positions_replay_the_trace(tmp_path):
+    """The table a compiled step reads replays what ``step`` gives: moving a bound position
+    by ``next`` and reading ``rates`` there is the process's own step, wrap and floor
+    included; the process then steps in the caller's array."""
+    lc = _trace_class(tmp_path, [[5, 0, 2, 7], [1, 3, 1]], scale=2.0)
+    proc, twin = LinkProcess(lc, 1.0, (2, 3)), LinkProcess(lc, 1.0, (2, 3))
+    u = np.random.default_rng(3).random((2, 3, 2))
+    proc.reset(u)
+    twin.reset(u)
+    tab = proc.trace_table
+    assert tab.rates.tolist() == [10.0, FLOOR_MBPS, 4.0, 14.0, 2.0, 6.0, 2.0]
+    assert tab.next.tolist() == [1, 2, 3, 0, 5, 6, 4]  # each trace wraps to its own start
+    assert not tab.rates.flags.writeable and not tab.next.flags.writeable
+    mine = np.full((2, 3), -1, dtype=np.intp)
+    proc.bind_state(cur=mine)
+    np.testing.assert_array_equal(mine, twin.trace_position)
+    for _ in range(9):  # the caller moves the links
+        mine[...] = tab.next[mine]
+        np.testing.assert_array_equal(proc.rates, twin.step(None))
+        np.testing.assert_array_equal(tab.rates[mine], twin.rates)
+    for _ in range(3):  # and the process steps in the caller's array
+        np.testing.assert_array_equal(proc.step(None), twin.step(None))
+        np.testing.assert_array_equal(mine, twin.trace_position)
+    mask = np.array([False, True])
+    proc.reset(u[::-1], mask=mask)
+    twin.reset(u[::-1], mask=mask)
+    np.testing.assert_array_equal(mine, twin.trace_position)
+
+
+def test_deep_copy_of_a_trace_process_shares_only_its_tables(tmp_path):
+    import copy
+
+    proc = LinkProcess(_trace_class(tmp_path, [[5, 0, 2, 7], [1, 3, 1]], scale=2.0), 1.0, (4,))
+    proc.reset(np.random.default_rng(0).random((4, 2)))
+    twin = copy.deepcopy(proc)
+    assert twin.trace_table.rates is proc.trace_table.rates  # read-only: shared
+    assert not np.shares_memory(twin.trace_position, proc.trace_position)
+    for _ in range(5):  # the copy moves on its own, from the same place
+        np.testing.assert_array_equal(twin.step(None), proc.step(None))
+    twin.step(None)
+    assert not np.array_equal(twin.trace_position, proc.trace_position)
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        (np.zeros((2, 3)), "cur.*dtype float64"),
+        (np.zeros((3, 2), dtype=np.intp), r"cur.*shape \(3, 2\)"),
+        (np.zeros((2, 6), dtype=np.intp)[:, ::2], "cur.*not C-contiguous"),
+    ],
+)
+def test_trace_bind_state_rejects_bad_storage_naming_it(tmp_path, bad, match):
+    proc = LinkProcess(_trace_class(tmp_path, [[1, 2]], scale=1.0), 1.0, (2, 3))
+    proc.reset(np.zeros((2, 3, 2)))
+    with pytest.raises(ValueError, match=match):
+        proc.bind_state(cur=bad)
+
+
+def test_trace_api_refuses_other_kinds(links):
+    proc = LinkProcess(links["wired_backhaul"], 0.1, (2,))
+    for call in (
+        lambda: proc.trace_table,
+        lambda: proc.trace_position,
+        lambda: proc.bind_state(cur=np.zeros(2, dtype=np.intp)),
+    ):
+        with pytest.raises(ValueError, match="'wired_backhaul' is a 'wired' link, not a trace"):
+            call()
+
+
 def test_wired_is_constant_and_takes_no_uniforms(links):
     lc = links["wired_backhaul"]
     proc = LinkProcess(lc, 0.1, (2, 3))

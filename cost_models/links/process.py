@@ -8,6 +8,7 @@ random choice is made from arrays of uniforms in ``[0, 1)`` that the caller supp
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -30,7 +31,7 @@ from edgesplit.cost_models.links.markov import (
 )
 from edgesplit.cost_models.links.traces import readonly
 
-__all__ = ["ClassColumns", "LinkBank", "LinkProcess", "MarkovState"]
+__all__ = ["ClassColumns", "LinkBank", "LinkProcess", "MarkovState", "TraceTable"]
 
 
 def _check_uniforms(u: np.ndarray | None, want: tuple[int, ...], what: str) -> np.ndarray:
@@ -99,6 +100,24 @@ def _reset_rows(
     return mask
 
 
+class TraceTable(NamedTuple):
+    """The replay table of a ``"trace"`` class (see :attr:`LinkProcess.trace_table`).
+
+    Attributes
+    ----------
+    rates : numpy.ndarray
+        ``[F]`` float64 (read-only): every trace of the class on the slot grid, scaled and
+        floored at ``FLOOR_MBPS``, concatenated.
+    next : numpy.ndarray
+        ``[F]`` intp (read-only): the slot after each slot of ``rates`` (the last slot of a
+        trace: its first), so that a link at slot ``c`` moves to ``next[c]`` and its rate is
+        ``rates[next[c]]``.
+    """
+
+    rates: np.ndarray
+    next: np.ndarray
+
+
 class LinkProcess:
     """A batch of independent links of one class, stepped slot by slot.
 
@@ -125,6 +144,12 @@ class LinkProcess:
     rates : numpy.ndarray
         The current rates, float64 Mbps, ``shape``; read-only (each call returns a new
         array; earlier arrays are never modified).
+
+    Notes
+    -----
+    A compiled step (``sim/kernel.py``) moves trace links itself: it reads
+    :attr:`trace_table` and keeps the links' positions (:attr:`trace_position`) in its own
+    array, given to :meth:`bind_state`.
     """
 
     def __init__(self, link: LinkClass, slot_s: float, shape: Sequence[int] | int):
@@ -133,6 +158,7 @@ class LinkProcess:
         self.slot_s = float(slot_s)
         self.shape: tuple[int, ...] = shp
         self._rates: np.ndarray | None = None
+        self._bound = False  # trace positions kept in the caller's array (bind_state)
         p = link.params
         if isinstance(p, MarkovParams):
             self.n_reset_uniforms, self.n_step_uniforms = N_RESET_UNIFORMS, N_STEP_UNIFORMS
@@ -149,8 +175,9 @@ class LinkProcess:
                 for t in link.load_traces()
             ]
             self._flat = readonly(np.concatenate(grids))
-            self._lens = np.array([g.size for g in grids], dtype=np.intp)
-            self._starts = np.concatenate(([0], np.cumsum(self._lens)[:-1])).astype(np.intp)
+            self._lens = readonly(np.array([g.size for g in grids], dtype=np.intp))
+            starts = np.concatenate(([0], np.cumsum(self._lens)[:-1])).astype(np.intp)
+            self._starts = readonly(starts)
             # the slot after each slot of the concatenated grids (the last of a trace: its
             # first), so that a step is two look-ups
             nxt = np.arange(1, self._flat.size + 1, dtype=np.intp)
@@ -164,15 +191,90 @@ class LinkProcess:
             self._const = max(float(p.rate_mbps), FLOOR_MBPS)
 
     # -- helpers ------------------------------------------------------------------------
+    #: the read-only tables of a trace class (never written once built): a deep copy of the
+    #: process shares them, since a simulator that looks ahead copies itself often
+    _SHARED = ("_flat", "_next", "_lens", "_starts")
+
+    def __deepcopy__(self, memo: dict) -> LinkProcess:
+        new = self.__class__.__new__(self.__class__)
+        memo[id(self)] = new
+        for k, v in self.__dict__.items():
+            setattr(new, k, v if k in self._SHARED else copy.deepcopy(v, memo))
+        return new
+
     @property
     def rates(self) -> np.ndarray:
         """Current rates (float64 Mbps, read-only); ``reset`` must have been called."""
         if self._rates is None:
             raise RuntimeError("LinkProcess: call reset() first")
+        if self._bound:  # whoever moves the bound positions may have moved them since
+            return readonly(self._flat.take(self._cur))
         return self._rates
 
     def _check(self, u: np.ndarray | None, n: int, what: str) -> np.ndarray:
         return _check_uniforms(u, (*self.shape, n), what)
+
+    # -- what a compiled step needs -----------------------------------------------------
+    def _require_trace(self, what: str) -> None:
+        if not isinstance(self.link.params, TraceParams):
+            kind = self.link.kind
+            raise ValueError(f"{what}: {self.link.name!r} is a {kind!r} link, not a trace")
+
+    @property
+    def trace_table(self) -> TraceTable:
+        """The replay table of a ``"trace"`` class: a link at position ``c`` (an index into
+        ``rates``) moves to ``next[c]`` each step and its rate is ``rates[c]``.
+
+        Raises
+        ------
+        ValueError
+            For a class that is not a trace.
+
+        >>> from edgesplit.cost_models.links import LinkProcess, load_links
+        >>> proc = LinkProcess(load_links()["trace_synthetic_3g"], slot_s=0.1, shape=(2, 3))
+        >>> tab = proc.trace_table
+        >>> tab.rates.shape == tab.next.shape, bool(tab.rates.min() > 0)
+        (True, True)
+        """
+        self._require_trace("trace_table")
+        return TraceTable(self._flat, self._next)
+
+    @property
+    def trace_position(self) -> np.ndarray:
+        """``shape`` intp (a read-only view): each trace link's position in
+        :attr:`trace_table`, its current slot."""
+        self._require_trace("trace_position")
+        return _readonly_view(self._cur)
+
+    def bind_state(self, *, cur: np.ndarray) -> None:
+        """Keep a trace class's positions in the caller's array from now on, values kept.
+
+        ``cur`` (intp, ``shape``, writable and C-contiguous) receives the current positions
+        (:attr:`trace_position`); :meth:`reset` and :meth:`step` then work in it, and a
+        caller that moves it (a compiled step does) moves the links: :attr:`rates` reads
+        the rates at the bound positions.
+
+        Raises
+        ------
+        ValueError
+            For a class that is not a trace, or naming ``cur`` and what it got.
+
+        >>> import numpy as np
+        >>> from edgesplit.cost_models.links import LinkProcess, load_links
+        >>> proc = LinkProcess(load_links()["trace_synthetic_3g"], slot_s=0.1, shape=(2,))
+        >>> r0 = proc.reset(np.array([[0.1, 0.5], [0.9, 0.5]]))
+        >>> mine = np.zeros(2, dtype=np.intp)
+        >>> proc.bind_state(cur=mine)
+        >>> nxt = proc.trace_table.next
+        >>> mine[:] = nxt[mine]  # moved by the caller
+        >>> bool(np.array_equal(proc.rates, proc.trace_table.rates[mine]))
+        True
+        """
+        self._require_trace("bind_state")
+        _check_storage("cur", cur, self.shape, np.intp)
+        cur[...] = self._cur
+        self._cur = cur
+        self._bound = True
 
     def __repr__(self) -> str:
         return f"LinkProcess({self.link.name!r}, slot_s={self.slot_s}, shape={self.shape})"
@@ -306,11 +408,14 @@ class LinkBank:
 
     Notes
     -----
-    A compiled step (``sim/kernel.py``) steps the Markov links itself, in the same order
-    as :func:`~edgesplit.cost_models.links.markov.markov_step`. What it needs is public:
-    :attr:`markov_columns`, :meth:`markov_statics` (the constants), :attr:`markov_state`,
-    :attr:`other_processes` (the classes it leaves to their own process) and
-    :meth:`bind_state`, which moves the bank's state and rates into the caller's arrays.
+    A compiled step (``sim/kernel.py``) steps the Markov and trace links itself, in the
+    same order as :func:`~edgesplit.cost_models.links.markov.markov_step` and
+    :meth:`LinkProcess.step`. What it needs is public: :attr:`markov_columns`,
+    :meth:`markov_statics` (the constants), :attr:`markov_state`, :meth:`bind_state`, which
+    moves the bank's state and rates into the caller's arrays, and :attr:`other_processes`
+    (the trace and wired classes: a trace process hands out its
+    :attr:`~LinkProcess.trace_table` and binds its positions with
+    :meth:`LinkProcess.bind_state`; a wired link's rate never changes).
 
     >>> import numpy as np
     >>> from edgesplit.cost_models.links import LinkBank, load_links
