@@ -78,7 +78,7 @@ import numpy as np
 from edgesplit.cost_models.links import LinkBank
 
 from . import rng
-from .encoding import ActionError, Tables, affordable_splits, decode, encode_devices
+from .encoding import ActionError, Tables, decode, encode_devices
 from .estimates import AloneOutcome, alone_outcome
 from .scenario import Scenario
 from .schema import (
@@ -299,6 +299,11 @@ class Core:
         self._kalt = 0
         if self._bat.any():
             self._ftab, self._itab, self._kalt = self._offload_rows(self._ftab, self._itab)
+        # [N * (A + 1), S] each static-table row's head energies, 0 where no battery limits
+        # them (a mains-powered device, no task): affordable() is one gather and a compare
+        e_rows = np.zeros((n, ta.n_apps + 1, ta.n_candidates))
+        e_rows[:, : ta.n_apps] = np.where(self._bat[:, None, None], ta.head_energy_j, 0.0)
+        self._head_e_rows = e_rows.reshape(n * (ta.n_apps + 1), ta.n_candidates)
         self._budget_j = ph.budget_j  # [N] per slot, inf where none
         self._w_budget = rw.budget_weight / rw.energy_ref_j
         # state
@@ -624,9 +629,11 @@ class Core:
         masks."""
         if not self._kalt:
             return None
-        has, app = self.pending()
-        out = affordable_splits(self.tables, app, has, self.state.charge)
-        return out if env is None else out[env]
+        if env is not None:  # one environment's rows only (the single-env faces)
+            rows = self._pending().row[env]
+            return self._head_e_rows.take(rows, axis=0) <= self.state.charge[env][:, None]
+        rows = self._pending().row
+        return self._head_e_rows.take(rows, axis=0) <= self.state.charge[..., None]
 
     # step ------------------------------------------------------------------------------
     def resolve(

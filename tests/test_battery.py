@@ -381,3 +381,25 @@ def test_battery_scenario_rewards_foresight_and_keeps_the_myopic_orderings() -> 
         assert o <= g + 1e-9 and g <= ns + 1e-9, (suffix, o, g, ns)
     c = run_episodes(Clairvoyant(), sc, seeds)["cost_per_slot"]
     assert c.mean() < 0.9 * o, (c, o)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_core_affordable_is_the_definition(backend: str) -> None:
+    """``Core.affordable`` (one gather from per-row head energies, for the faces' masks)
+    equals :func:`affordable_splits` (head energy <= charge, everything for a mains device
+    or a device without a task), batched and for one environment, as the charges drain."""
+    from edgesplit.agents.baselines import make_baseline
+
+    limited = 0
+    for sc in (load_scenario(mixed_batteries()), load_scenario("battery")):
+        core = Core(sc, 4, backend=backend)
+        core.reset(np.arange(4, dtype=np.uint64) + np.uint64(11))
+        pol = make_baseline("local")  # drains the batteries: some heads become unaffordable
+        for _ in range(30):
+            has, app = core.pending()
+            want = affordable_splits(core.tables, app, has, core.state.charge)
+            np.testing.assert_array_equal(core.affordable(), want)
+            np.testing.assert_array_equal(core.affordable(2), want[2])
+            limited += int((~want).sum())
+            core.step(pol.decide(core))
+    assert limited > 0
