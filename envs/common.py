@@ -185,7 +185,7 @@ class MaskTable:
         for."""
         m = self.table.take(rows, axis=0)
         if affordable is not None:
-            aff = np.broadcast_to(affordable, (*np.shape(rows), self._s))
+            aff = affordable  # [*rows.shape, S] (a broadcast view cost a sixth of a step)
             if self._discrete:  # the split is the most significant digit
                 m.reshape(*m.shape[:-1], self._s, -1)[...] &= aff[..., None]
             else:
