@@ -86,8 +86,12 @@ def run_one(
     extra: list[str],
     fresh: bool,
     label: str = "",
+    baselines: bool = True,
 ) -> dict[str, Any]:
-    """Train and evaluate one run (or read the finished run's summary)."""
+    """Train and evaluate one run (or read the finished run's summary). Without
+    ``baselines`` the run evaluates only all-local beside the agent: the page takes the
+    baselines from the first seed's run, on the same held-out episodes (the clairvoyant
+    alone takes minutes per seed on ``dense``)."""
     from edgesplit.agents.training import train
 
     run_dir = RUNS / (
@@ -108,6 +112,7 @@ def run_one(
             f"eval.episodes={episodes}",
             "eval.first_seed=100000",
             "progress_bar=false",
+            *([] if baselines else ["eval.baselines=[local]"]),
             *extra,
         ]
     )
@@ -243,7 +248,10 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--label: {a.label!r} must be letters, digits, '-' or '_'")
     for sc in a.scenarios:
         for algo in a.algos:
-            runs = [run_one(algo, sc, s, a.episodes, a.extra, a.fresh, a.label) for s in a.seeds]
+            runs = [
+                run_one(algo, sc, s, a.episodes, a.extra, a.fresh, a.label, s == a.seeds[0])
+                for s in a.seeds
+            ]
             record(algo, sc, runs, a.extra, a.label)
             PAGE.write_text(page())
             name = f"{algo} ({a.label})" if a.label else algo
