@@ -1,5 +1,6 @@
 """The demo: four devices and two real server processes, decisions from an exported policy
-and from Neurosurgeon, measured latencies beside the cost-model replay."""
+and from Neurosurgeon, measured latencies beside the slotted simulator and the cost-model
+replay."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from edgesplit.agents.export import export_policy
 from edgesplit.agents.registry import get_agent
 from edgesplit.envs import ENV_ID
-from edgesplit.runtime.demo import run_demo
+from edgesplit.runtime.demo import SIDES, format_report, run_demo
 
 SCENARIO = {
     "name": "demo_small",
@@ -48,11 +49,24 @@ def test_demo_runs_both_rules_on_the_same_arrivals(tmp_path):
         assert r["tasks"] == rep["tasks"]  # the same arrivals for both rules
         assert r["sources"] == [rule]
         assert set(r["targets"]) <= {"None", "edge0", "edge1"}
-        m, p = r["measured"], r["predicted"]
+        m, p, s = r["measured"], r["cost_model_replay"], r["slotted_sim"]
         assert 0 < m["p50_s"] <= m["p90_s"] <= m["p99_s"]
         assert 0 < p["p50_s"] <= p["p90_s"]
+        assert 0 < s["p50_s"] <= s["p90_s"] <= s["p99_s"]
+        assert 0 <= s["dropped"] < r["tasks"] and 0 <= s["deadline_miss_rate"] <= 1
+        # the slot model counts latency from the slot after the arrival: at most one slot
+        assert 0 < s["p50_from_arrival_s"] - s["p50_s"] <= SCENARIO["slot_s"]
         # nothing finishes sooner than the cost model's unloaded figure allows, bar noise
         assert m["p50_s"] > 0.5 * p["p50_s"]
-    assert sorted(rep["ranking_by_mean_latency"]["measured"]) == ["neurosurgeon", "policy"]
+        assert r["p50_rel_error"]["slotted_sim"] == s["p50_s"] / m["p50_s"] - 1
+        # both servers here are of the class that computes the tails (x86_cpu_1t): the
+        # simulator with the real class is the simulator as trained
+        assert r["slotted_sim_as_trained"] == s
+    for key in ("ranking_by_mean_latency", "ranking_by_p50"):
+        assert set(rep[key]) == set(SIDES)
+        for order in rep[key].values():
+            assert sorted(order) == ["neurosurgeon", "policy"]
+    text = format_report(rep)
+    assert all(side in text for side in SIDES) and "ranking by p50" in text
     with pytest.raises(ValueError, match="rules"):
         run_demo(str(pol), duration_s=1.0, rules=("oracle",))
