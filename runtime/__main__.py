@@ -136,7 +136,7 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import format_report, run_demo
 
     rep = run_demo(args.policy, args.duration_s, args.seed, tuple(args.rules.split(",")),
-                   args.arrival_scale, args.profile_dir)  # fmt: skip
+                   args.arrival_scale, args.profile_dir, per_task=args.per_task)  # fmt: skip
     print(json.dumps(rep, indent=1) if args.json else format_report(rep))
     return 0
 
@@ -202,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rules", default="policy,neurosurgeon", help="comma-separated")
     p.add_argument("--arrival-scale", type=float, default=1.0, help="multiplies arrival rates")
     p.add_argument("--profile-dir", help="NETWORK.json profiles of this machine (replay tails)")
+    p.add_argument("--per-task", action="store_true", help="each task's figures in the JSON")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_demo)
 

@@ -178,12 +178,15 @@ def run_demo(
     arrival_scale: float = 1.0,
     profile_dir: str | None = None,
     progress: Any = None,
+    per_task: bool = False,
 ) -> dict[str, Any]:
     """Run the demo (see the module docstring); returns the JSON-ready report.
 
     ``profile_dir`` holds ``NETWORK.json`` profiles measured on this machine (class
     ``x86_cpu_1t``) for the replay's tails; by default the shipped profiles, which describe
-    the machine they were measured on.
+    the machine they were measured on. ``per_task`` adds each rule's tasks (device,
+    application, arrival, decision, and the latency measured and predicted by each side) to
+    the report, under ``tasks_detail``.
     """
     from edgesplit.cost_models.devices import load_devices, node_latency
     from edgesplit.cost_models.network import load_network
@@ -263,7 +266,7 @@ def run_demo(
             for rule in rules:
                 report["rules"][rule] = _run_rule(
                     rule, sched, ta, ph, parts, ports, tasks, tail_x86, prof_index, real_head,
-                    sims,
+                    sims, per_task,
                 )  # fmt: skip
                 if progress:
                     progress(f"{rule}: {report['rules'][rule]['measured']}")
@@ -304,6 +307,7 @@ def _run_rule(
     rule: str, sched: Any, ta: Any, ph: Any, parts: dict[str, Partitions],
     ports: dict[str, int], tasks: list[_Task], tail_x86: dict[str, np.ndarray],
     prof_index: dict[str, dict[str, int]], real_head: list[bool], sims: dict[str, Any],
+    per_task: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     board: dict[str, dict[str, Any]] = {}
     recorder = _RecordingScheduler(sched)
@@ -377,10 +381,25 @@ def _run_rule(
     out = {
         "tasks": len(results),
         "measured": _stats(lat, deadline),
-        "slotted_sim": slotted["x86"],
+        "slotted_sim": slotted["x86"][0],
         "cost_model_replay": _stats(pred, deadline),
-        "slotted_sim_as_trained": slotted["as_trained"],
+        "slotted_sim_as_trained": slotted["as_trained"][0],
     }
+    if per_task:
+        rp = slotted["x86"][1]
+        out["tasks_detail"] = [
+            {"device": ta.device_names[r["device"]], "app": ta.app_names[r["app"]],
+             "arrival_s": r["arrival"], "candidate": r["rec"].candidate,
+             "target": r["rec"].target, "weights": list(r["weights"]),
+             "measured_s": float(lat[k]), "cost_model_replay_s": float(pred[k]),
+             "slotted_sim_s": None if rp.dropped[k] else float(rp.latency_s[k]),
+             "slotted_sim_slot_wait_s": None if rp.dropped[k] else float(rp.slot_wait_s[k]),
+             "measured_parts_s": {p: getattr(r["rec"], p) for p in
+                                  ("head_s", "transfer_s", "server_wait_s", "tail_s")},
+             "slotted_sim_parts_s": {p: float(getattr(rp, p)[k]) for p in
+                                     ("head_s", "transfer_s", "rtt_s", "wait_s", "tail_s")}}
+            for k, r in enumerate(results)
+        ]  # fmt: skip
     return {
         **out,
         # each prediction's median against the measured one: predicted / measured - 1
@@ -394,8 +413,9 @@ def _run_rule(
     }
 
 
-def _slotted(core: Any, results: list[dict[str, Any]], ta: Any) -> dict[str, float]:
-    """The slotted simulator's figures for the recorded arrivals and decisions."""
+def _slotted(core: Any, results: list[dict[str, Any]], ta: Any) -> tuple[dict[str, float], Any]:
+    """The slotted simulator's figures for the recorded arrivals and decisions, and its
+    :class:`~edgesplit.sim.replay.Replay`."""
     from edgesplit.sim.replay import replay
     from edgesplit.sim.schema import Decisions
 
@@ -416,7 +436,7 @@ def _slotted(core: Any, results: list[dict[str, Any]], ta: Any) -> dict[str, flo
     out["dropped"] = int(rp.dropped.sum())
     out["p50_from_arrival_s"] = float(np.percentile(rp.from_arrival_s[ok], 50))
     out["mean_from_arrival_s"] = float(rp.from_arrival_s[ok].mean())
-    return out
+    return out, rp
 
 
 def _link_rate(ph: Any, i: int, ap: int) -> float:

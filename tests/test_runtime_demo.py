@@ -5,6 +5,7 @@ replay."""
 from __future__ import annotations
 
 import gymnasium as gym
+import numpy as np
 import pytest
 
 from edgesplit.agents.export import export_policy
@@ -43,7 +44,7 @@ def test_demo_runs_both_rules_on_the_same_arrivals(tmp_path):
     model = spec.load_class()("MlpPolicy", env, seed=0, device="cpu", n_steps=64, batch_size=64)
     model.learn(64)
     pol = export_policy(model, "ppo", {"scenario": SCENARIO}, tmp_path / "policy")
-    rep = run_demo(str(pol), duration_s=2.0, seed=1)
+    rep = run_demo(str(pol), duration_s=2.0, seed=1, per_task=True)
     assert rep["tasks"] > 0 and set(rep["rules"]) == {"policy", "neurosurgeon"}
     for rule, r in rep["rules"].items():
         assert r["tasks"] == rep["tasks"]  # the same arrivals for both rules
@@ -62,6 +63,13 @@ def test_demo_runs_both_rules_on_the_same_arrivals(tmp_path):
         # both servers here are of the class that computes the tails (x86_cpu_1t): the
         # simulator with the real class is the simulator as trained
         assert r["slotted_sim_as_trained"] == s
+        # the per-task detail is what the figures summarise
+        detail = r["tasks_detail"]
+        assert len(detail) == r["tasks"]
+        sim = [x["slotted_sim_s"] for x in detail if x["slotted_sim_s"] is not None]
+        assert len(sim) == r["tasks"] - s["dropped"]
+        assert np.median(sim) == pytest.approx(s["p50_s"])
+        assert np.median([x["measured_s"] for x in detail]) == pytest.approx(m["p50_s"])
     for key in ("ranking_by_mean_latency", "ranking_by_p50"):
         assert set(rep[key]) == set(SIDES)
         for order in rep[key].values():
