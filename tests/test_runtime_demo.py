@@ -63,6 +63,9 @@ def test_demo_runs_both_rules_on_the_same_arrivals(tmp_path):
         # both servers here are of the class that computes the tails (x86_cpu_1t): the
         # simulator with the real class is the simulator as trained
         assert r["slotted_sim_as_trained"] == s
+        o = r["offloaded"]
+        assert o["tasks"] == sum(n for t, n in r["targets"].items() if t != "None")
+        assert set(o["p50_s"]) == set(SIDES)
         # the per-task detail is what the figures summarise
         detail = r["tasks_detail"]
         assert len(detail) == r["tasks"]
