@@ -132,6 +132,11 @@ def test_replay_defaults_to_mean_rates_and_shares_within_a_slot() -> None:
     air = ta.bytes_[a, s] * 8e-6 / rates[i0, 0]
     np.testing.assert_allclose(one.transfer_s[0], air)
     np.testing.assert_allclose(two.transfer_s, 2 * air)
+    # by their weights: 1 and 0.25 get 4/5 and 1/5 of the access point and of the server
+    dec_w = Decisions.filled((2,), split=s, target=j, bw_weight=[1.0, 0.25], cpu_weight=[0.25, 1.0])
+    w = replay(core, [i0, i1], [a, a], [0.05, 0.06], dec_w)
+    np.testing.assert_allclose(w.transfer_s, [1.25 * air, 5 * air])
+    np.testing.assert_allclose(w.tail_s, [5 * one.tail_s[0], 1.25 * one.tail_s[0]])
     # a device's second task of a slot waits a slot in its queue
     seq = replay(core, [i0, i0], [a, a], [0.05, 0.06], dec2)
     assert seq.slot.tolist() == [1, 2]
