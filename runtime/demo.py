@@ -414,12 +414,18 @@ def _run_rule(
                                      ("head_s", "transfer_s", "rtt_s", "wait_s", "tail_s")}}
             for k, r in enumerate(results)
         ]  # fmt: skip
+    ok = ~rp.dropped
     return {
         **out,
         # each prediction's median against the measured one: predicted / measured - 1
         "p50_rel_error": {
             k: out[k]["p50_s"] / out["measured"]["p50_s"] - 1.0
             for k in ("slotted_sim", "cost_model_replay")
+        },
+        # task by task (as validate's figure): the median of |predicted / measured - 1|
+        "median_abs_rel_error": {
+            "slotted_sim": float(np.median(np.abs(rp.latency_s[ok] / lat[ok] - 1.0))),
+            "cost_model_replay": float(np.median(np.abs(pred / lat - 1.0))),
         },
         "sources": sorted({r["rec"].source for r in results}),
         "splits": _count(f"{ta.app_names[r['app']]}:{r['rec'].candidate}" for r in results),
@@ -544,6 +550,8 @@ def format_report(rep: dict[str, Any]) -> str:
         err = ", ".join(f"{k} {v:+.1%}" for k, v in r["p50_rel_error"].items())
         lines.append(f"{'':>13} p50 against measured: {err}; simulator drops "
                      f"{r['slotted_sim']['dropped']}; targets {r['targets']}")  # fmt: skip
+        err = ", ".join(f"{k} {v:.1%}" for k, v in r["median_abs_rel_error"].items())
+        lines.append(f"{'':>13} task by task, median |predicted / measured - 1|: {err}")
         o = r["offloaded"]
         p50 = ", ".join(f"{k} {'-' if v is None else f'{v * 1e3:.0f}'}"
                         for k, v in o["p50_s"].items())  # fmt: skip

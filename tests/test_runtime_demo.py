@@ -63,6 +63,8 @@ def test_demo_runs_both_rules_on_the_same_arrivals(tmp_path):
         # both servers here are of the class that computes the tails (x86_cpu_1t): the
         # simulator with the real class is the simulator as trained
         assert r["slotted_sim_as_trained"] == s
+        assert set(r["median_abs_rel_error"]) == {"slotted_sim", "cost_model_replay"}
+        assert all(0 <= v < 10 for v in r["median_abs_rel_error"].values())
         o = r["offloaded"]
         assert o["tasks"] == sum(n for t, n in r["targets"].items() if t != "None")
         assert set(o["p50_s"]) == set(SIDES)
