@@ -133,24 +133,11 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import format_report, run_demo
 
     rep = run_demo(args.policy, args.duration_s, args.seed, tuple(args.rules.split(",")),
-                   args.arrival_scale, args.profile_dir)  # fmt: skip
-    if args.json:
-        print(json.dumps(rep, indent=1))
-        return 0
-    print(f"{rep['scenario']}: {rep['tasks']} tasks in {rep['duration_s']} s (seed {rep['seed']})")
-    for note in rep["notes"]:
-        print(f"  note: {note}")
-    for rule, r in rep["rules"].items():
-        m, p = r["measured"], r["predicted"]
-        print(f"{rule:>13}: p50 {m['p50_s'] * 1e3:.0f} ms (predicted {p['p50_s'] * 1e3:.0f}), "
-              f"p90 {m['p90_s'] * 1e3:.0f} ({p['p90_s'] * 1e3:.0f}), deadline misses "
-              f"{m['deadline_miss_rate']:.0%} ({p['deadline_miss_rate']:.0%}); targets "
-              f"{r['targets']}")  # fmt: skip
-    rank = rep["ranking_by_mean_latency"]
-    print(f"ranking by mean latency: measured {rank['measured']}, predicted {rank['predicted']}")
+                   args.arrival_scale, args.profile_dir, per_task=args.per_task)  # fmt: skip
+    print(json.dumps(rep, indent=1) if args.json else format_report(rep))
     return 0
 
 
@@ -215,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rules", default="policy,neurosurgeon", help="comma-separated")
     p.add_argument("--arrival-scale", type=float, default=1.0, help="multiplies arrival rates")
     p.add_argument("--profile-dir", help="NETWORK.json profiles of this machine (replay tails)")
+    p.add_argument("--per-task", action="store_true", help="each task's figures in the JSON")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_demo)
 

@@ -19,16 +19,29 @@ state) and ``neurosurgeon`` (each task's own best split and target under its mea
 from the same tables the scheduler holds, blind to the others).
 
 Per rule the report gives per-task latency percentiles (arrival to result, device queueing
-included) and deadline misses, measured, and a **cost-model replay** of the same arrivals
-and decisions: the simulator's head (the table), transfer (``bytes * 8 / rate + rtt``) and
-tail (the profile of the class that really computes it, ``x86_cpu_1t``), with first-come
-first-served queues on each device and server in continuous time. That replay is not the
-slotted simulator (``sim/core.py``) itself, which cannot yet be driven by recorded
-arrivals and decisions; it says how far the cost tables are from what happened.
+included) and deadline misses, measured, beside two predictions for the same arrivals and
+decisions:
+
+* ``slotted_sim``: **the slotted simulator itself** (:func:`edgesplit.sim.replay.replay`):
+  the arrivals bucketed into the scenario's slots, one task per device and slot, the core's
+  device and server backlogs, and its sharing of an access point's bandwidth and a server's
+  compute between the tasks of a slot (by the weights each task got: the policy's, or 1 for
+  Neurosurgeon), over the links' mean rates (those emulated here). Its servers are of the
+  class that really computes the tails, ``x86_cpu_1t`` (the scenario's table with every
+  target's tail from that class's profile); ``slotted_sim_as_trained`` in the JSON keeps the
+  scenario's own server classes, what the policy was trained on. Latency is the simulator's
+  own, counted from the start of the slot a task is first pending in (see
+  :mod:`edgesplit.sim.replay`); tasks the simulator drops (a full queue) count as misses.
+* ``cost_model_replay``: the simulator's head (the table), transfer
+  (``bytes * 8 / rate + rtt``) and tail (the ``x86_cpu_1t`` profile) with first-come
+  first-served queues on each device and server in continuous time: no slots and no
+  sharing, the runtime's own order of events. It says how far the cost tables are from
+  what happened; the slotted simulator says how far the simulator's dynamics are.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 import subprocess
@@ -47,7 +60,7 @@ from .device import Device, SchedulerDecider, ServerEndpoint
 from .link import EmulatedLink
 from .parts import Partitions, load_parts
 
-__all__ = ["run_demo"]
+__all__ = ["format_report", "run_demo"]
 
 MEASURED_CLASS = "x86_cpu_1t"
 
@@ -107,6 +120,27 @@ class NeurosurgeonDecider:
         return {"split": ta.candidate_names[a][s], "target": t, "source": "neurosurgeon"}
 
 
+class _RecordingScheduler:
+    """The scheduler, recording the weights it gives each deciding device (the runtime's
+    device does not use them; the slotted simulator shares by them)."""
+
+    def __init__(self, sched: Any) -> None:
+        self._sched = sched
+        self.weights: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sched, name)
+
+    def decide(self, request: dict[str, Any]) -> dict[str, Any]:
+        answer = self._sched.decide(request)
+        with self._lock:  # only the asking device has a task in its request
+            for d in answer["decisions"]:
+                if d.get("task"):
+                    self.weights[d["device"]] = (d["bandwidth_weight"], d["compute_weight"])
+        return answer
+
+
 def _spawn(parts_dirs: Sequence[Path]) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "edgesplit.runtime", "serve", "--port", "0"]
     for d in parts_dirs:
@@ -144,12 +178,15 @@ def run_demo(
     arrival_scale: float = 1.0,
     profile_dir: str | None = None,
     progress: Any = None,
+    per_task: bool = False,
 ) -> dict[str, Any]:
     """Run the demo (see the module docstring); returns the JSON-ready report.
 
     ``profile_dir`` holds ``NETWORK.json`` profiles measured on this machine (class
     ``x86_cpu_1t``) for the replay's tails; by default the shipped profiles, which describe
-    the machine they were measured on.
+    the machine they were measured on. ``per_task`` adds each rule's tasks (device,
+    application, arrival, decision, and the latency measured and predicted by each side) to
+    the report, under ``tasks_detail``.
     """
     from edgesplit.cost_models.devices import load_devices, node_latency
     from edgesplit.cost_models.network import load_network
@@ -168,7 +205,12 @@ def run_demo(
         raise ValueError(f"rules: {bad or rules!r}: expected 'policy' and/or 'neurosurgeon'")
     if not (arrival_scale > 0 and math.isfinite(arrival_scale)):
         raise ValueError(f"arrival_scale must be a positive number, got {arrival_scale!r}")
-    _, ph = build(sc)
+    ta_sim, ph = build(sc)
+    if ta_sim.candidate_names != ta.candidate_names:
+        raise ValueError(
+            f"policy: its tables' candidates {ta.candidate_names} are not those of scenario "
+            f"'{sc.name}' built here ({ta_sim.candidate_names})"
+        )
     cat = load_devices()
     tasks = _arrivals(sc, duration_s, seed, arrival_scale)
     real_head = [d.device_class == MEASURED_CLASS for d in sc.devices]
@@ -190,8 +232,11 @@ def run_demo(
             "this machine's cores",
             "each device's link is emulated at its class's mean rate; access points are not "
             "shared between devices",
-            "predicted: cost-model replay with FIFO queues in continuous time, not the "
-            "slotted simulator",
+            "slotted_sim: the slotted simulator (sim/replay.py) on the recorded arrivals "
+            "and decisions, its servers of class x86_cpu_1t, links at their mean rates; "
+            "latency from the start of a task's first slot, drops counted as misses",
+            "cost_model_replay: the cost tables with FIFO queues in continuous time (no "
+            "slots, no sharing)",
         ],
         "rules": {},
     }
@@ -213,14 +258,16 @@ def run_demo(
                     raise ValueError(f"profile_dir: {net}.json has other candidates")
             tail_x86[app] = tprof.split_latency(node_latency(tprof, cat[MEASURED_CLASS]))[1]
             prof_index[app] = dict(zip(ta.candidate_names[a], idx, strict=True))
+        sims = _slotted_cores(sc, ta_sim, ph, tail_x86, prof_index)
         procs, ports = [], {}
         try:
             procs = [_spawn(dirs) for _ in ta.target_names]  # they start side by side
             ports = {t: _port(proc) for t, proc in zip(ta.target_names, procs, strict=True)}
             for rule in rules:
                 report["rules"][rule] = _run_rule(
-                    rule, sched, ta, ph, parts, ports, tasks, tail_x86, prof_index, real_head
-                )
+                    rule, sched, ta, ph, parts, ports, tasks, tail_x86, prof_index, real_head,
+                    sims, per_task,
+                )  # fmt: skip
                 if progress:
                     progress(f"{rule}: {report['rules'][rule]['measured']}")
         finally:
@@ -228,19 +275,43 @@ def run_demo(
                 proc.terminate()
                 proc.wait(10)
     by = report["rules"]
-    report["ranking_by_mean_latency"] = {
-        side: sorted(by, key=lambda r: by[r][side]["mean_s"]) for side in ("measured", "predicted")
-    }
+    for key, stat in (("ranking_by_mean_latency", "mean_s"), ("ranking_by_p50", "p50_s")):
+        report[key] = {side: sorted(by, key=lambda r, s=side: by[r][s][stat]) for side in SIDES}
     return report
+
+
+#: the report's sides, per rule: what happened and the two predictions
+SIDES = ("measured", "slotted_sim", "cost_model_replay")
+
+
+def _slotted_cores(
+    sc: Any, ta: Any, ph: Any, tail_x86: dict[str, np.ndarray],
+    prof_index: dict[str, dict[str, int]],
+) -> dict[str, Any]:  # fmt: skip
+    """Numpy cores of the scenario for the slotted replay: ``"x86"``, every target's tail
+    from the class that really computes it here; ``"as_trained"``, the scenario's own."""
+    from edgesplit.sim.core import Core
+
+    tail = np.array(ta.tail_s)
+    for a, app in enumerate(ta.app_names):
+        for s, name in enumerate(ta.candidate_names[a]):
+            tail[a, s, :] = tail_x86[app][prof_index[app][name]]
+    x86 = dataclasses.replace(ta, tail_s=tail)
+    return {
+        "x86": Core(sc, 1, tables=(x86, ph), backend="numpy"),
+        "as_trained": Core(sc, 1, tables=(ta, ph), backend="numpy"),
+    }
 
 
 def _run_rule(
     rule: str, sched: Any, ta: Any, ph: Any, parts: dict[str, Partitions],
     ports: dict[str, int], tasks: list[_Task], tail_x86: dict[str, np.ndarray],
-    prof_index: dict[str, dict[str, int]], real_head: list[bool],
+    prof_index: dict[str, dict[str, int]], real_head: list[bool], sims: dict[str, Any],
+    per_task: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     board: dict[str, dict[str, Any]] = {}
-    scheduler_decider = SchedulerDecider(sched, board)
+    recorder = _RecordingScheduler(sched)
+    scheduler_decider = SchedulerDecider(recorder, board)
     devices: dict[tuple[int, str], Device] = {}
     for i, dname in enumerate(ta.device_names):
         eps = {}
@@ -286,9 +357,14 @@ def _run_rule(
                 waited_s=start - due, queue_length=min(max(queued, 1), ta.queue_capacity)
             )
             done = time.perf_counter()
+            # this device's last request was this task's (one thread per device)
+            weights = recorder.weights.get(ta.device_names[i], (1.0, 1.0))
+            if rule != "policy":
+                weights = (1.0, 1.0)
             with lock:
                 results.append({"device": i, "app": task.app, "arrival": task.arrival,
-                                "start": start - t0, "done": done - t0, "rec": rec})  # fmt: skip
+                                "start": start - t0, "done": done - t0, "rec": rec,
+                                "weights": weights})  # fmt: skip
 
     threads = [threading.Thread(target=worker, args=(i, m)) for i, m in per_device.items()]
     for th in threads:
@@ -297,18 +373,90 @@ def _run_rule(
         th.join()
     for dev in devices.values():
         dev.close()
+    results.sort(key=lambda r: (r["arrival"], r["device"]))
     lat = np.array([r["done"] - r["arrival"] for r in results])
     deadline = np.array([ta.deadline_s[r["app"]] for r in results])
     pred = _replay(results, ta, ph, tail_x86, prof_index)
-    return {
+    slotted = {k: _slotted(core, results, ta) for k, core in sims.items()}
+    out = {
         "tasks": len(results),
         "measured": _stats(lat, deadline),
-        "predicted": _stats(pred, deadline),
-        "median_rel_error": float(np.median(lat) / np.median(pred) - 1.0),
+        "slotted_sim": slotted["x86"][0],
+        "cost_model_replay": _stats(pred, deadline),
+        "slotted_sim_as_trained": slotted["as_trained"][0],
+    }
+    # the offloaded tasks alone: where transfers, server compute and sharing are at stake
+    # (an emulated head waits the table's time, so local tasks match the tables by design)
+    rp = slotted["x86"][1]
+    off = np.array([r["rec"].target is not None for r in results], dtype=bool)
+    sim_off = rp.latency_s[off & ~rp.dropped]
+    out["offloaded"] = {
+        "tasks": int(off.sum()),
+        "p50_s": {
+            "measured": float(np.median(lat[off])) if off.any() else None,
+            "slotted_sim": float(np.median(sim_off)) if sim_off.size else None,
+            "cost_model_replay": float(np.median(pred[off])) if off.any() else None,
+        },
+    }
+    if per_task:
+        out["tasks_detail"] = [
+            {"device": ta.device_names[r["device"]], "app": ta.app_names[r["app"]],
+             "arrival_s": r["arrival"], "candidate": r["rec"].candidate,
+             "target": r["rec"].target, "weights": list(r["weights"]),
+             "measured_s": float(lat[k]), "cost_model_replay_s": float(pred[k]),
+             "slotted_sim_s": None if rp.dropped[k] else float(rp.latency_s[k]),
+             "slotted_sim_slot_wait_s": None if rp.dropped[k] else float(rp.slot_wait_s[k]),
+             "measured_parts_s": {"device_queue_s": r["start"] - r["arrival"],
+                                  **{p: getattr(r["rec"], p) for p in
+                                     ("decide_s", "head_s", "transfer_s", "server_wait_s",
+                                      "tail_s")}},
+             "slotted_sim_parts_s": {p: float(getattr(rp, p)[k]) for p in
+                                     ("head_s", "transfer_s", "rtt_s", "wait_s", "tail_s")}}
+            for k, r in enumerate(results)
+        ]  # fmt: skip
+    ok = ~rp.dropped
+    return {
+        **out,
+        # each prediction's median against the measured one: predicted / measured - 1
+        "p50_rel_error": {
+            k: out[k]["p50_s"] / out["measured"]["p50_s"] - 1.0
+            for k in ("slotted_sim", "cost_model_replay")
+        },
+        # task by task (as validate's figure): the median of |predicted / measured - 1|
+        "median_abs_rel_error": {
+            "slotted_sim": float(np.median(np.abs(rp.latency_s[ok] / lat[ok] - 1.0))),
+            "cost_model_replay": float(np.median(np.abs(pred / lat - 1.0))),
+        },
         "sources": sorted({r["rec"].source for r in results}),
         "splits": _count(f"{ta.app_names[r['app']]}:{r['rec'].candidate}" for r in results),
         "targets": _count(str(r["rec"].target) for r in results),
     }
+
+
+def _slotted(core: Any, results: list[dict[str, Any]], ta: Any) -> tuple[dict[str, float], Any]:
+    """The slotted simulator's figures for the recorded arrivals and decisions, and its
+    :class:`~edgesplit.sim.replay.Replay`."""
+    from edgesplit.sim.replay import replay
+    from edgesplit.sim.schema import Decisions
+
+    split, target = [], []
+    for r in results:
+        rec, i, a = r["rec"], r["device"], r["app"]
+        split.append(ta.candidate_names[a].index(rec.candidate))
+        # all-local: the simulator ignores the target; the home edge is always reachable
+        target.append(int(ta.home[i]) if rec.target is None else ta.target_names.index(rec.target))
+    w = np.array([r["weights"] for r in results], dtype=float).reshape(-1, 2)
+    dec = Decisions(np.array(split), np.array(target), w[:, 0], w[:, 1])
+    rp = replay(core, [r["device"] for r in results], [r["app"] for r in results],
+                [r["arrival"] for r in results], dec)  # fmt: skip
+    ok = ~rp.dropped
+    deadline = np.array([ta.deadline_s[r["app"]] for r in results])
+    out = _stats(rp.latency_s[ok], deadline[ok])
+    out["deadline_miss_rate"] = float((rp.deadline_miss.sum() + rp.dropped.sum()) / len(rp.dropped))
+    out["dropped"] = int(rp.dropped.sum())
+    out["p50_from_arrival_s"] = float(np.percentile(rp.from_arrival_s[ok], 50))
+    out["mean_from_arrival_s"] = float(rp.from_arrival_s[ok].mean())
+    return out, rp
 
 
 def _link_rate(ph: Any, i: int, ap: int) -> float:
@@ -382,6 +530,36 @@ def _stats(lat: np.ndarray, deadline: np.ndarray) -> dict[str, float]:
         "mean_s": float(lat.mean()),
         "deadline_miss_rate": float(np.mean(lat > deadline)),
     }
+
+
+def format_report(rep: dict[str, Any]) -> str:
+    """The demo's report as text: per rule, measured beside the slotted simulator and the
+    cost-model replay."""
+    lines = [f"{rep['scenario']}: {rep['tasks']} tasks in {rep['duration_s']} s "
+             f"(seed {rep['seed']})"]  # fmt: skip
+    lines += [f"  note: {note}" for note in rep["notes"]]
+    head = f"{'rule':>13} {'side':>18} {'p50 ms':>7} {'p90 ms':>7} {'mean ms':>8} {'misses':>7}"
+    lines.append(head)
+    for rule, r in rep["rules"].items():
+        for side in SIDES:
+            x = r[side]
+            lines.append(
+                f"{rule:>13} {side:>18} {x['p50_s'] * 1e3:7.0f} {x['p90_s'] * 1e3:7.0f} "
+                f"{x['mean_s'] * 1e3:8.0f} {x['deadline_miss_rate']:7.1%}"
+            )
+        err = ", ".join(f"{k} {v:+.1%}" for k, v in r["p50_rel_error"].items())
+        lines.append(f"{'':>13} p50 against measured: {err}; simulator drops "
+                     f"{r['slotted_sim']['dropped']}; targets {r['targets']}")  # fmt: skip
+        err = ", ".join(f"{k} {v:.1%}" for k, v in r["median_abs_rel_error"].items())
+        lines.append(f"{'':>13} task by task, median |predicted / measured - 1|: {err}")
+        o = r["offloaded"]
+        p50 = ", ".join(f"{k} {'-' if v is None else f'{v * 1e3:.0f}'}"
+                        for k, v in o["p50_s"].items())  # fmt: skip
+        lines.append(f"{'':>13} the {o['tasks']} offloaded tasks' p50 ms: {p50}")
+    for key in ("ranking_by_mean_latency", "ranking_by_p50"):
+        rank = ", ".join(f"{side} {order}" for side, order in rep[key].items())
+        lines.append(f"{key.replace('_', ' ')}: {rank}")
+    return "\n".join(lines)
 
 
 def _count(items: Any) -> dict[str, int]:

@@ -961,17 +961,12 @@ class Core:
 
     def _step_numpy(self, dec: Decisions) -> StepResult:
         """The reference step (numpy)."""
-        e_n, j_n, st = self.num_envs, self.n_targets, self.state
+        e_n, st = self.num_envs, self.state
         res = self.resolve(dec)
         has = res.has_task
-        # backlogs carry over
-        np.maximum(st.dev_backlog + res.head_s - self.slot_s, 0.0, out=st.dev_backlog)
-        flat_j = (self._bj + res.target).ravel()
-        load = np.bincount(flat_j, weights=res.tail_work_s.ravel(), minlength=e_n * j_n)
-        load = load.reshape(e_n, j_n)
         if self._reported_backlogs:  # the servers report their backlog at the slot's start
             st.srv_seen[...] = st.srv_backlog
-        np.maximum(st.srv_backlog + load - self.slot_s, 0.0, out=st.srv_backlog)
+        self.carry_backlogs(res, st.dev_backlog, st.srv_backlog)
         if not self._reported_backlogs:
             st.srv_seen[...] = st.srv_backlog
         self._drain(res.energy_j)
@@ -1009,6 +1004,20 @@ class Core:
             if a.base is None:
                 a.flags.writeable = True
         return res
+
+    def carry_backlogs(
+        self, res: StepResult, dev_backlog: np.ndarray, srv_backlog: np.ndarray
+    ) -> None:
+        """Carry the device backlogs ``[B, N]`` and the target backlogs ``[B, J]`` over a
+        resolved slot ``res``, in place: ``Qd <- max(0, Qd + head - slot_s)``, ``Qs[j] <-
+        max(0, Qs[j] + sum of the slot's tail work on j - slot_s)``. :meth:`step` (numpy)
+        moves its state with it; :func:`edgesplit.sim.replay.replay` moves its own arrays."""
+        np.maximum(dev_backlog + res.head_s - self.slot_s, 0.0, out=dev_backlog)
+        b_n, j_n = srv_backlog.shape
+        bj = self._bj if b_n == self.num_envs else np.arange(b_n, dtype=np.intp)[:, None] * j_n
+        flat_j = (bj + res.target).ravel()
+        load = np.bincount(flat_j, weights=res.tail_work_s.ravel(), minlength=b_n * j_n)
+        np.maximum(srv_backlog + load.reshape(b_n, j_n) - self.slot_s, 0.0, out=srv_backlog)
 
     def _drain(self, energy: np.ndarray) -> None:
         """The batteries pay for the slot's energy (never below 0) and harvest (never above

@@ -1,15 +1,17 @@
 """The demo: four devices and two real server processes, decisions from an exported policy
-and from Neurosurgeon, measured latencies beside the cost-model replay."""
+and from Neurosurgeon, measured latencies beside the slotted simulator and the cost-model
+replay."""
 
 from __future__ import annotations
 
 import gymnasium as gym
+import numpy as np
 import pytest
 
 from edgesplit.agents.export import export_policy
 from edgesplit.agents.registry import get_agent
 from edgesplit.envs import ENV_ID
-from edgesplit.runtime.demo import run_demo
+from edgesplit.runtime.demo import SIDES, format_report, run_demo
 
 SCENARIO = {
     "name": "demo_small",
@@ -42,17 +44,42 @@ def test_demo_runs_both_rules_on_the_same_arrivals(tmp_path):
     model = spec.load_class()("MlpPolicy", env, seed=0, device="cpu", n_steps=64, batch_size=64)
     model.learn(64)
     pol = export_policy(model, "ppo", {"scenario": SCENARIO}, tmp_path / "policy")
-    rep = run_demo(str(pol), duration_s=2.0, seed=1)
+    rep = run_demo(str(pol), duration_s=2.0, seed=1, per_task=True)
     assert rep["tasks"] > 0 and set(rep["rules"]) == {"policy", "neurosurgeon"}
     for rule, r in rep["rules"].items():
         assert r["tasks"] == rep["tasks"]  # the same arrivals for both rules
         assert r["sources"] == [rule]
         assert set(r["targets"]) <= {"None", "edge0", "edge1"}
-        m, p = r["measured"], r["predicted"]
+        m, p, s = r["measured"], r["cost_model_replay"], r["slotted_sim"]
         assert 0 < m["p50_s"] <= m["p90_s"] <= m["p99_s"]
         assert 0 < p["p50_s"] <= p["p90_s"]
+        assert 0 < s["p50_s"] <= s["p90_s"] <= s["p99_s"]
+        assert 0 <= s["dropped"] < r["tasks"] and 0 <= s["deadline_miss_rate"] <= 1
+        # the slot model counts latency from the slot after the arrival: at most one slot
+        assert 0 < s["p50_from_arrival_s"] - s["p50_s"] <= SCENARIO["slot_s"]
         # nothing finishes sooner than the cost model's unloaded figure allows, bar noise
         assert m["p50_s"] > 0.5 * p["p50_s"]
-    assert sorted(rep["ranking_by_mean_latency"]["measured"]) == ["neurosurgeon", "policy"]
+        assert r["p50_rel_error"]["slotted_sim"] == s["p50_s"] / m["p50_s"] - 1
+        # both servers here are of the class that computes the tails (x86_cpu_1t): the
+        # simulator with the real class is the simulator as trained
+        assert r["slotted_sim_as_trained"] == s
+        assert set(r["median_abs_rel_error"]) == {"slotted_sim", "cost_model_replay"}
+        assert all(0 <= v < 10 for v in r["median_abs_rel_error"].values())
+        o = r["offloaded"]
+        assert o["tasks"] == sum(n for t, n in r["targets"].items() if t != "None")
+        assert set(o["p50_s"]) == set(SIDES)
+        # the per-task detail is what the figures summarise
+        detail = r["tasks_detail"]
+        assert len(detail) == r["tasks"]
+        sim = [x["slotted_sim_s"] for x in detail if x["slotted_sim_s"] is not None]
+        assert len(sim) == r["tasks"] - s["dropped"]
+        assert np.median(sim) == pytest.approx(s["p50_s"])
+        assert np.median([x["measured_s"] for x in detail]) == pytest.approx(m["p50_s"])
+    for key in ("ranking_by_mean_latency", "ranking_by_p50"):
+        assert set(rep[key]) == set(SIDES)
+        for order in rep[key].values():
+            assert sorted(order) == ["neurosurgeon", "policy"]
+    text = format_report(rep)
+    assert all(side in text for side in SIDES) and "ranking by p50" in text
     with pytest.raises(ValueError, match="rules"):
         run_demo(str(pol), duration_s=1.0, rules=("oracle",))
