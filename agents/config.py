@@ -203,10 +203,12 @@ def _warm_start(cfg: Mapping[str, Any]) -> None:
             known = ", ".join(("teacher", *WARM_START_INTS, "learning_rate"))
             raise ConfigError(f"algo.warm_start.{key}: unknown key (known: {known})")
     spec = AGENTS[_get(cfg, "algo.name")]
-    if ws and not (spec.on_policy and not spec.multi_agent):
+    # (DDPG's split actor clones too: edgesplit.agents.ddpg_policy.clone_actor_critic)
+    ddpg_split = _get(cfg, "algo").get("policy") == "SharedSplitDDPGPolicy"
+    if ws and not (spec.on_policy and not spec.multi_agent) and not ddpg_split:
         raise ConfigError(
             f"algo.warm_start: {spec.name} is not an SB3 actor-critic agent (a warm start "
-            "fits an actor-critic policy)"
+            "fits an actor-critic policy, or DDPG's SharedSplitDDPGPolicy)"
         )
 
 

@@ -41,6 +41,7 @@ from torch import nn
 
 from edgesplit.envs import ENV_ID
 
+from .ddpg_policy import SharedSplitDDPGPolicy, clone_actor_critic
 from .registry import AgentSpec
 from .sb3_vec import NativeVecEnv
 from .shared_policy import MaskableSharedSplitPolicy, SharedSplitPolicy
@@ -159,7 +160,10 @@ def _vec_env(env_kwargs: dict[str, Any], n_envs: int, seed: int | None) -> VecEn
 
 #: policies of this project an algorithm config may name, beside SB3's own ("MlpPolicy"):
 #: (unmasked, masked) classes
-POLICIES = {"SharedSplitPolicy": (SharedSplitPolicy, MaskableSharedSplitPolicy)}
+POLICIES = {
+    "SharedSplitPolicy": (SharedSplitPolicy, MaskableSharedSplitPolicy),
+    "SharedSplitDDPGPolicy": (SharedSplitDDPGPolicy, SharedSplitDDPGPolicy),  # DDPG, TD3
+}
 
 
 def _policy(
@@ -231,7 +235,10 @@ class SB3Agent:
         warm = dict(algo_cfg.get("warm_start") or {})
         if warm:  # behaviour cloning from a rule before the first update
             t0 = time.perf_counter()
-            agent.warm_start = behaviour_clone(
+            # (DDPG's split actor clones its own way: actor, critic and their targets)
+            ddpg = isinstance(model.policy, SharedSplitDDPGPolicy)
+            clone = clone_actor_critic if ddpg else behaviour_clone
+            agent.warm_start = clone(
                 model.policy,
                 env_kwargs,
                 n_envs=int(n_envs),
