@@ -52,7 +52,7 @@ from edgesplit.sim.scenario import load_scenario
 from edgesplit.sim.schema import MIN_WEIGHT
 
 from .shared_policy import SplitDistribution, SplitOffloadNet
-from .warm_start import teacher_rollouts
+from .warm_start import discounted_returns, teacher_rollouts
 
 __all__ = ["LrScaledAdam", "SharedSplitDDPGPolicy", "SplitActor", "clone_actor_critic"]
 
@@ -197,7 +197,7 @@ class SharedSplitDDPGPolicy(TD3Policy):
 
     ``scenario``, ``hidden``, ``rounds`` and ``temperature`` go to the actor;
     ``actor_lr_scale`` multiplies the learning rate for the actor only
-    (:class:`LrScaledAdam`). Set ``policy: SharedSplitPolicy`` in ``configs/algo/ddpg.yaml``
+    (:class:`LrScaledAdam`). Set ``policy: SharedSplitDDPGPolicy`` in ``configs/algo/ddpg.yaml``
     (the agent fills in the scenario).
     """
 
@@ -274,13 +274,7 @@ def clone_actor_critic(
     first and last epoch's mean actor and critic losses, the number of samples and the
     teacher's mean reward."""
     obs, acts, rews = teacher_rollouts(env_kwargs, teacher, n_envs, slots, seed)
-    ret = np.zeros_like(rews)
-    acc = np.zeros(rews.shape[1])
-    for t in range(len(rews) - 1, -1, -1):  # discounted returns (the last slot's tail cut)
-        acc = rews[t] + gamma * acc
-        ret[t] = acc
-    if normalize_returns:
-        ret = ret / max(float(ret.std()), 1e-8)
+    ret = discounted_returns(rews, gamma, normalize_returns)
     actor, critic = policy.actor, policy.critic
     x = torch.as_tensor(obs.reshape(-1, obs.shape[-1]), dtype=torch.float32)
     a = torch.as_tensor(acts.reshape(-1, acts.shape[-1])).long()

@@ -32,7 +32,7 @@ from edgesplit.sim.encoding import encode_actions
 
 from .baselines import make_baseline
 
-__all__ = ["behaviour_clone", "teacher_rollouts"]
+__all__ = ["behaviour_clone", "discounted_returns", "teacher_rollouts"]
 
 
 def teacher_rollouts(
@@ -75,14 +75,18 @@ def teacher_rollouts(
     return np.stack(obs), np.stack(acts), np.stack(rews)
 
 
-def _returns(rews: np.ndarray, gamma: float) -> np.ndarray:
+def discounted_returns(rews: np.ndarray, gamma: float, normalize: bool = False) -> np.ndarray:
     """Discounted returns ``[T, E]`` of reward rows (the last slot's tail is cut off, a
-    small bias for the discounts used here: 0.5 ** 20 is 1e-6)."""
+    small bias for the discounts used here: 0.5 ** 20 is 1e-6); ``normalize`` divides them
+    by their standard deviation (the scale of an agent trained with ``normalize_reward``).
+    The value targets of every warm start."""
     out = np.zeros_like(rews)
     acc = np.zeros(rews.shape[1])
     for t in range(len(rews) - 1, -1, -1):
         acc = rews[t] + gamma * acc
         out[t] = acc
+    if normalize:
+        out = out / max(float(out.std()), 1e-8)
     return out
 
 
@@ -107,9 +111,7 @@ def behaviour_clone(
     ``normalize_returns``: the value head fits the returns divided by their standard
     deviation, the scale at which an agent with ``normalize_reward`` goes on learning."""
     obs, acts, rews = teacher_rollouts(env_kwargs, teacher, n_envs, slots, seed)
-    ret = _returns(rews, gamma)
-    if normalize_returns:
-        ret = ret / max(float(ret.std()), 1e-8)
+    ret = discounted_returns(rews, gamma, normalize_returns)
     x = torch.as_tensor(obs.reshape(-1, obs.shape[-1]), dtype=torch.float32)
     a = torch.as_tensor(acts.reshape(-1, acts.shape[-1]))
     r = torch.as_tensor(ret.reshape(-1), dtype=torch.float32)
