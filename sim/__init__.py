@@ -11,7 +11,11 @@ latency model without them. The Gymnasium and PettingZoo faces are :mod:`edgespl
   the cost models;
 - :mod:`~edgesplit.sim.encoding`: the observation encoder and action decoder;
 - :mod:`~edgesplit.sim.core`: the batched simulator (numpy reference);
-- :mod:`~edgesplit.sim.kernel`: the same step compiled with numba.
+- :mod:`~edgesplit.sim.kernel`: the same step compiled with numba;
+- :mod:`~edgesplit.sim.estimates`: each option's outcome were its device alone in the slot
+  (Neurosurgeon's estimate, the shared policies' features; numpy or torch);
+- :mod:`~edgesplit.sim.replay`: recorded arrivals and decisions run through the slot model
+  (the runtime demo's simulator column).
 
 >>> from edgesplit.sim.scenario import load_scenario
 >>> load_scenario("single").n_devices
