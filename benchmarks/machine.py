@@ -1,4 +1,4 @@
-"""What machine a benchmark ran on, for the pages that record results.
+"""What machine a benchmark ran on, and the page its results go to (BENCHMARKS.md).
 
 >>> isinstance(cpu_name(), str) and "cores" in machine()
 True
@@ -10,7 +10,10 @@ import os
 import platform
 from pathlib import Path
 
-__all__ = ["cpu_name", "machine"]
+__all__ = ["PAGE", "cpu_name", "machine", "publish"]
+
+#: where the benchmarks record their dated sections
+PAGE = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 
 
 def cpu_name() -> str:
@@ -27,3 +30,12 @@ def cpu_name() -> str:
 def machine() -> str:
     """The CPU's name and how many cores this process sees."""
     return f"{cpu_name()}, {os.cpu_count()} cores"
+
+
+def publish(section: str, write: bool) -> None:
+    """Print a benchmark's dated ``section``; with ``write`` (``--write``) also append it
+    to :data:`PAGE`."""
+    print(section)
+    if write:
+        with PAGE.open("a") as f:
+            f.write("\n" + section.strip("\n") + "\n")

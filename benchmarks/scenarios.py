@@ -21,7 +21,6 @@ import datetime as dt
 import os
 import platform
 import time
-from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -29,7 +28,7 @@ import gymnasium as gym
 import numpy as np
 
 import edgesplit.envs  # noqa: F401
-from benchmarks.machine import machine
+from benchmarks.machine import machine, publish
 from benchmarks.run import steps_per_second, vector_decisions_per_second
 from edgesplit.sim.scenario import available_scenarios
 
@@ -87,11 +86,7 @@ def main() -> None:
         "time.\n\n"
         "| measure | value | note |\n|---|---:|---|\n" + "".join(rows)
     )
-    print(table)
-    if a.write:
-        path = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
-        with path.open("a") as f:
-            f.write("\n" + table)
+    publish(table, a.write)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.machine import publish
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
@@ -181,10 +183,7 @@ def main() -> None:
     for name, rate, lat in rows:
         p50, p99 = np.percentile(lat, [50, 99]) * 1e3
         table += f"| {name} | {rate:,.0f} | {rate * n:,.0f} | {p50:.2f} ms | {p99:.2f} ms |\n"
-    print(table)
-    if a.write:
-        with (Path(__file__).resolve().parents[1] / "BENCHMARKS.md").open("a") as f:
-            f.write(table + "\n")
+    publish(table, a.write)
 
 
 if __name__ == "__main__":

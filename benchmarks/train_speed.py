@@ -26,7 +26,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch
 import yaml
 
-from benchmarks.machine import machine
+from benchmarks.machine import machine, publish
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,11 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{build_s:.1f} s.",
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    if a.write:
-        with (REPO / "BENCHMARKS.md").open("a") as f:
-            f.write("\n" + text)
+    publish("\n".join(lines), a.write)
     agent.close()
 
 

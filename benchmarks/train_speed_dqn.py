@@ -26,7 +26,7 @@ import os
 import time
 from pathlib import Path
 
-from benchmarks.machine import cpu_name
+from benchmarks.machine import cpu_name, publish
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -152,11 +152,7 @@ def main() -> None:
         f"{'met' if ddqn_all >= TARGET else 'NOT met'}.",
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        with (ROOT / "BENCHMARKS.md").open("a") as f:
-            f.write("\n" + text)
+    publish("\n".join(lines), args.write)
 
 
 if __name__ == "__main__":

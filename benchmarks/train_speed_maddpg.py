@@ -26,7 +26,7 @@ import platform
 import time
 from pathlib import Path
 
-from benchmarks.machine import cpu_name
+from benchmarks.machine import cpu_name, publish
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -142,10 +142,7 @@ def main() -> None:
             )
         )
     table = head + "".join(f"| {' | '.join(r)} |\n" for r in rows)
-    print(table)
-    if a.write:
-        with (ROOT / "BENCHMARKS.md").open("a") as f:
-            f.write("\n" + table)
+    publish(table, a.write)
 
 
 if __name__ == "__main__":
