@@ -16,6 +16,16 @@ passed. ``n`` bytes on an idle link therefore take ``n * 8 / rate`` seconds.
 A trace-driven pacer follows a ``time_s<TAB>Mbps`` trace (``edgesplit.cost_models.links``'
 format, looped), integrating the rate over time.
 
+**Shared access points.** Devices behind one access point share its airtime, as in the
+simulator: :class:`AccessPoint` serves the transfers in flight through it by generalised
+processor sharing (each gets ``weight / sum of the weights in flight`` of the medium's time,
+at its own device's rate), and a :class:`SharedPacer` is one device's link into it. A
+transfer alone takes ``n * 8 / rate``; two of equal weight that overlap each go at half
+their rate while they overlap, and the one left alone then goes at its full rate again.
+The simulator's slot model assumes the tasks of a slot overlap for the whole of their
+transfers (``tx = bytes * 8 * sum(w) / (w * rate)``); here a finished transfer frees its
+share, which is what a real medium does.
+
 **Kernel-level alternative** (root on Linux; ``tbf`` works on this project's kernel,
 ``netem`` does not): put the server in a network namespace behind a veth pair and shape
 the device's side with a token bucket filter, e.g.::
@@ -37,16 +47,27 @@ the device's side with a token bucket filter, e.g.::
 
 from __future__ import annotations
 
+import itertools
 import math
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CHUNK", "EmulatedLink", "Pacer", "TokenBucket", "TracePacer"]
+__all__ = [
+    "CHUNK",
+    "AccessPoint",
+    "Airtime",
+    "EmulatedLink",
+    "Pacer",
+    "SharedPacer",
+    "TokenBucket",
+    "TracePacer",
+    "gps_finish_times",
+]
 
 CHUNK = 8 * 1024
 """Bytes handed to the socket at a time by a pacer."""
@@ -66,9 +87,12 @@ class Pacer:
     def _release_times(self, sizes: list[int], start: float) -> list[float]:
         raise NotImplementedError
 
-    def send(self, sock: socket.socket, data: bytes) -> float:
+    def send(self, sock: socket.socket, data: bytes, weight: float = 1.0) -> float:
         """Send ``data`` paced; returns the seconds spent (from the first byte offered to
-        the moment the last chunk's serialisation time has passed)."""
+        the moment the last chunk's serialisation time has passed). ``weight`` is the
+        transfer's share of a shared medium (:class:`SharedPacer`); a link of its own has
+        no one to share with, so it only checks it."""
+        _check_weight(weight)
         view = memoryview(data)
         sizes = [min(CHUNK, len(data) - i) for i in range(0, len(data), CHUNK)] or [0]
         with self._lock:  # one transfer at a time on a link
@@ -207,6 +231,202 @@ class TracePacer(Pacer):
         return out
 
 
+class Airtime:
+    """Generalised processor sharing of one medium's time, on an explicit clock.
+
+    Each transfer in flight is served airtime at ``weight / W`` seconds per second, ``W``
+    the sum of the weights in flight; a transfer of ``n`` bytes at its own device's rate
+    ``r`` (bytes/s) needs ``n / r`` seconds of airtime. :class:`AccessPoint` drives it with
+    the wall clock; :func:`gps_finish_times` with the events of a schedule.
+
+    >>> air = Airtime(now=0.0)
+    >>> a, b = air.join(1.0, now=0.0), air.join(3.0, now=0.0)
+    >>> air.advance(1.0)
+    >>> air.served(a), air.served(b)
+    (0.25, 0.75)
+    >>> air.time_to_serve(b, 1.0)   # b needs 0.25 s more of airtime, at 3/4 of the medium
+    0.3333333333333333
+    """
+
+    def __init__(self, now: float = 0.0) -> None:
+        self._t = float(now)
+        self._flows: dict[int, list[float]] = {}  # id -> [weight, airtime served]
+        self._ids = itertools.count()
+        self._w = 0.0
+
+    @property
+    def in_flight(self) -> int:
+        """Transfers in flight."""
+        return len(self._flows)
+
+    def advance(self, now: float) -> None:
+        """Serve the transfers in flight up to ``now`` (an earlier ``now`` does nothing)."""
+        dt = now - self._t
+        if dt <= 0:
+            return
+        if self._w > 0:
+            for f in self._flows.values():
+                f[1] += dt * f[0] / self._w
+        self._t = now
+
+    def join(self, weight: float, now: float) -> int:
+        """A transfer of ``weight`` starts at ``now``; returns its id."""
+        _check_weight(weight)
+        self.advance(now)
+        fid = next(self._ids)
+        self._flows[fid] = [float(weight), 0.0]
+        self._w += float(weight)
+        return fid
+
+    def leave(self, fid: int, now: float) -> None:
+        """Transfer ``fid`` ends at ``now``."""
+        self.advance(now)
+        w, _ = self._flows.pop(fid)
+        self._w = self._w - w if self._flows else 0.0
+
+    def served(self, fid: int) -> float:
+        """Airtime (s) transfer ``fid`` has been served."""
+        return self._flows[fid][1]
+
+    def time_to_serve(self, fid: int, need: float) -> float:
+        """Seconds until ``fid`` has been served ``need`` of airtime, were nobody to join or
+        leave meanwhile (<= 0: already)."""
+        w, got = self._flows[fid]
+        return (need - got) * self._w / w
+
+
+def gps_finish_times(
+    starts_s: Sequence[float], airtime_s: Sequence[float], weights: Sequence[float]
+) -> np.ndarray:
+    """When each transfer ends on a medium shared by :class:`Airtime` (the fluid model the
+    live :class:`AccessPoint` follows): transfer ``i`` starts at ``starts_s[i]`` and needs
+    ``airtime_s[i]`` seconds of the medium (bytes over its own rate).
+
+    >>> gps_finish_times([0.0, 0.0], [1.0, 1.0], [1.0, 3.0])   # b at 3/4, then a alone
+    array([2.        , 1.33333333])
+    """
+    st = np.asarray(starts_s, dtype=np.float64)
+    need = np.asarray(airtime_s, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    if not (st.shape == need.shape == w.shape and st.ndim == 1):
+        raise ValueError("starts_s, airtime_s and weights must be 1-D of one length")
+    if np.any(need < 0) or not np.all(np.isfinite(st)) or not np.all(np.isfinite(need)):
+        raise ValueError("starts_s must be finite and airtime_s finite and >= 0")
+    order = list(np.argsort(st, kind="stable"))
+    t = float(st.min()) if st.size else 0.0
+    air = Airtime(now=t)
+    flows: dict[int, int] = {}  # flow id -> transfer index
+    done = np.full(st.shape, np.nan)
+    while order or flows:
+        nxt = float(st[order[0]]) if order else math.inf
+        fin, who = math.inf, None
+        for fid, i in flows.items():
+            left = air.time_to_serve(fid, float(need[i]))
+            if t + left < fin:
+                fin, who = t + left, fid
+        if who is not None and fin <= nxt:
+            air.advance(fin)
+            t = fin
+            done[flows.pop(who)] = fin
+            air.leave(who, fin)
+        else:
+            i = order.pop(0)
+            t = max(t, nxt)
+            flows[air.join(float(w[i]), t)] = i
+    return done
+
+
+class AccessPoint:
+    """One access point's airtime, shared live between the transfers through it
+    (:class:`Airtime` on the wall clock; thread-safe): each device's :class:`SharedPacer`
+    calls into it.
+
+    Parameters
+    ----------
+    name
+        The access point's name (for messages).
+    """
+
+    def __init__(self, name: str = "ap", clock: Callable[[], float] = time.perf_counter) -> None:
+        self.name = name
+        self.clock = clock
+        self._air = Airtime(now=clock())
+        self._cond = threading.Condition()
+
+    @property
+    def in_flight(self) -> int:
+        """Transfers in flight through this access point."""
+        with self._cond:
+            return self._air.in_flight
+
+    def join(self, weight: float) -> int:
+        """A transfer of ``weight`` starts now; the others' shares shrink."""
+        with self._cond:
+            fid = self._air.join(weight, self.clock())
+            self._cond.notify_all()
+            return fid
+
+    def leave(self, fid: int) -> None:
+        """Transfer ``fid`` ends now; the others' shares grow."""
+        with self._cond:
+            self._air.leave(fid, self.clock())
+            self._cond.notify_all()
+
+    def wait_served(self, fid: int, need: float) -> None:
+        """Block until transfer ``fid`` has been served ``need`` seconds of airtime."""
+        with self._cond:
+            while True:
+                self._air.advance(self.clock())
+                left = self._air.time_to_serve(fid, need)
+                if left <= 1e-9:
+                    return
+                self._cond.wait(left)  # woken early when a transfer joins or leaves
+
+
+class SharedPacer(Pacer):
+    """A device's link into a shared :class:`AccessPoint`, at the device's own rate.
+
+    Parameters
+    ----------
+    access_point
+        The medium it shares.
+    rate_mbps
+        The device's rate when it has the medium to itself, Mbps.
+    """
+
+    def __init__(self, access_point: AccessPoint, rate_mbps: float) -> None:
+        super().__init__(access_point.clock)
+        if not (isinstance(rate_mbps, (int, float)) and math.isfinite(rate_mbps) and rate_mbps > 0):
+            raise ValueError(f"rate_mbps must be a positive number, got {rate_mbps!r}")
+        self.access_point = access_point
+        self.rate_mbps = float(rate_mbps)
+
+    def schedule(self, n_bytes: int) -> float:
+        """Seconds to send ``n_bytes`` with the access point to itself."""
+        return n_bytes * 8 / (self.rate_mbps * 1e6)
+
+    def send(self, sock: socket.socket, data: bytes, weight: float = 1.0) -> float:
+        """Send ``data`` with a ``weight`` share of the access point's airtime while other
+        transfers are in flight; a chunk leaves when its last byte's airtime is served."""
+        _check_weight(weight)
+        bps = self.rate_mbps * 1e6 / 8
+        view = memoryview(data)
+        ap = self.access_point
+        with self._lock:  # one transfer at a time on a device's link
+            start = self.clock()
+            fid = ap.join(weight)
+            try:
+                need = 0.0
+                for offset in range(0, len(data), CHUNK):
+                    size = min(CHUNK, len(data) - offset)
+                    need += size / bps
+                    ap.wait_served(fid, need)
+                    sock.sendall(view[offset : offset + size])
+            finally:
+                ap.leave(fid)
+            return self.clock() - start
+
+
 class EmulatedLink:
     """A pacer (``None``: unpaced) and a round-trip delay: what a device sends through.
 
@@ -230,20 +450,27 @@ class EmulatedLink:
         """A token-bucket link (``rate_mbps`` ``None`` or 0: unpaced)."""
         return cls(TokenBucket(rate_mbps) if rate_mbps else None, rtt_s)
 
-    def send(self, sock: socket.socket, data: bytes) -> float:
-        """Wait half the round trip, then send ``data`` paced; returns the pacing seconds."""
+    def send(self, sock: socket.socket, data: bytes, weight: float = 1.0) -> float:
+        """Wait half the round trip, then send ``data`` paced (``weight``: its share of a
+        shared access point, :class:`SharedPacer`); returns the pacing seconds."""
+        _check_weight(weight)
         if self.rtt_s:
             time.sleep(self.rtt_s / 2)
         if self.pacer is None:
             t = time.perf_counter()
             sock.sendall(data)
             return time.perf_counter() - t
-        return self.pacer.send(sock, data)
+        return self.pacer.send(sock, data, weight)
 
     def after_reply(self) -> None:
         """The answer's half of the round trip."""
         if self.rtt_s:
             time.sleep(self.rtt_s / 2)
+
+
+def _check_weight(weight: float) -> None:
+    if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight > 0):
+        raise ValueError(f"weight must be a positive number, got {weight!r}")
 
 
 def _sleep_until(t: float, clock: Callable[[], float]) -> None:
