@@ -158,7 +158,9 @@ class Device:
         Target name -> :class:`ServerEndpoint`.
     decider
         ``decider(device, entry) -> {"split": candidate name, "target": name or None,
-        "source": str}``; see :class:`FixedDecider` and :class:`SchedulerDecider`.
+        "source": str}``, optionally with ``"bandwidth_weight"`` (default 1: the
+        transfer's share of a shared access point, :class:`~.link.SharedPacer`); see
+        :class:`FixedDecider` and :class:`SchedulerDecider`.
     engine
         ``"torch"``, ``"onnxruntime"``, or an object with the engines' ``head(name, image)``
         (e.g. the demo's head that waits a modelled device class's head time).
@@ -286,7 +288,10 @@ class Device:
         payload = b"".join(chunks)
         header = {"task": task, "app": self.app, "candidate": cand.name, "tensors": metas}
         frame = pack_frame(TASK, header, payload)
-        kind, reply, data = self._exchange(target, frame, paced=True)
+        weight = decision.get("bandwidth_weight", 1.0)
+        if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight > 0):
+            raise ValueError(f"decision bandwidth_weight: {weight!r} is not a positive number")
+        kind, reply, data = self._exchange(target, frame, paced=True, weight=float(weight))
         t3 = time.perf_counter()
         if kind != RESULT:
             raise RemoteError(reply)
@@ -302,14 +307,17 @@ class Device:
             float(reply.get("tail_cpu_s", nan)),
         )  # fmt: skip
 
-    def _exchange(self, target: str, frame: bytes, paced: bool) -> tuple[int, dict, bytearray]:
-        """Send one frame and read the answer, reconnecting once if the connection dropped."""
+    def _exchange(
+        self, target: str, frame: bytes, paced: bool, weight: float = 1.0
+    ) -> tuple[int, dict, bytearray]:
+        """Send one frame and read the answer, reconnecting once if the connection dropped
+        (``weight``: the transfer's share of a shared access point)."""
         ep = self.servers[target]
         for attempt in (0, 1):
             sock = self._conn[target].get()
             try:
                 if paced:
-                    self._last_send_s = ep.link.send(sock, frame)
+                    self._last_send_s = ep.link.send(sock, frame, weight)
                 else:
                     sock.sendall(frame)
                 kind, header, payload = read_frame(sock)
@@ -409,7 +417,8 @@ class SchedulerDecider:
             answer = self.scheduler.decide(req)
         for d in answer["decisions"]:
             if d["device"] == device.name:
-                return {"split": d["split"], "target": d["target"], "source": d["source"]}
+                return {"split": d["split"], "target": d["target"], "source": d["source"],
+                        "bandwidth_weight": d.get("bandwidth_weight", 1.0)}  # fmt: skip
         raise RuntimeError(f"the scheduler's answer has no decision for {device.name!r}")
 
 

@@ -19,7 +19,7 @@ from edgesplit.runtime.device import (
     SchedulerDecider,
     ServerEndpoint,
 )
-from edgesplit.runtime.link import EmulatedLink
+from edgesplit.runtime.link import AccessPoint, EmulatedLink, SharedPacer
 from edgesplit.runtime.partition import partition
 from edgesplit.runtime.parts import load_parts, preprocess
 from edgesplit.runtime.server import TailServer
@@ -110,3 +110,30 @@ def test_the_device_measures_its_link(r18):
     dev.close()
     rate = dev.snapshot_entry()["link_mbps"]["edge0"]
     assert 25.0 < rate < 42.0  # moving towards the paced 40 Mbps from 5
+
+
+def test_the_decisions_bandwidth_weight_reaches_the_shared_access_point(r18):
+    parts, srv, names = r18
+    first = next(n for n in names if parts.candidate(n).kind == "input")
+    seen: list[float] = []
+
+    class Recording(SharedPacer):
+        def send(self, sock, data, weight=1.0):
+            seen.append(weight)
+            return super().send(sock, data, weight)
+
+    link = EmulatedLink(Recording(AccessPoint("edge0"), 100.0))
+    ep = {"edge0": ServerEndpoint(*srv.address, link)}
+
+    def decider(weight):
+        return lambda dev, entry: {"split": first, "target": "edge0", "bandwidth_weight": weight}
+
+    dev = Device("device_0", parts, ep, decider(0.25))
+    dev.run_task()
+    assert seen == [0.25]
+    # a weight that is not a positive number is refused, naming the field and the value
+    for bad in (0.0, -1.0, "half"):
+        dev.decider = decider(bad)
+        with pytest.raises(ValueError, match=f"bandwidth_weight: {bad!r}"):
+            dev.run_task()
+    dev.close()
