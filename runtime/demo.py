@@ -11,7 +11,11 @@ others (a Raspberry Pi, a Jetson) cannot, and their heads are **emulated by wait
 head time the simulator's tables give for their class**, then sending the cut tensors (of
 the right names, shapes and dtypes; zeros). Each device's link to each access point is
 emulated at its link class's mean rate and round-trip time (the cloud adds the backhaul's
-round trip); access points are not shared between devices here, unlike in the simulator.
+round trip). As in the simulator, the devices behind one access point share its airtime
+(:class:`~edgesplit.runtime.link.AccessPoint`: in proportion to each transfer's bandwidth
+weight, the policy's or 1 for Neurosurgeon, each at its own device's rate), and a transfer
+to the cloud crosses the device's access point first; ``shared_access_points=False``
+(``--dedicated-links``) gives each device its own link to each access point instead.
 
 The same arrivals (seeded) are run once per rule: ``policy`` (the exported policy through
 :class:`edgesplit.scheduler.Scheduler`, one request per task with every device's latest
@@ -57,7 +61,7 @@ from typing import Any
 import numpy as np
 
 from .device import Device, SchedulerDecider, ServerEndpoint
-from .link import EmulatedLink
+from .link import AccessPoint, EmulatedLink, SharedPacer
 from .parts import Partitions, load_parts
 
 __all__ = ["format_report", "run_demo"]
@@ -121,8 +125,9 @@ class NeurosurgeonDecider:
 
 
 class _RecordingScheduler:
-    """The scheduler, recording the weights it gives each deciding device (the runtime's
-    device does not use them; the slotted simulator shares by them)."""
+    """The scheduler, recording the weights it gives each deciding device (the device's
+    transfer shares its access point by the bandwidth weight; the slotted simulator shares
+    by both)."""
 
     def __init__(self, sched: Any) -> None:
         self._sched = sched
@@ -179,6 +184,7 @@ def run_demo(
     profile_dir: str | None = None,
     progress: Any = None,
     per_task: bool = False,
+    shared_access_points: bool = True,
 ) -> dict[str, Any]:
     """Run the demo (see the module docstring); returns the JSON-ready report.
 
@@ -186,7 +192,9 @@ def run_demo(
     ``x86_cpu_1t``) for the replay's tails; by default the shipped profiles, which describe
     the machine they were measured on. ``per_task`` adds each rule's tasks (device,
     application, arrival, decision, and the latency measured and predicted by each side) to
-    the report, under ``tasks_detail``.
+    the report, under ``tasks_detail``. ``shared_access_points`` (default): the devices
+    behind an access point share its airtime, as in the simulator; else each device has a
+    link of its own to each access point.
     """
     from edgesplit.cost_models.devices import load_devices, node_latency
     from edgesplit.cost_models.network import load_network
@@ -222,6 +230,7 @@ def run_demo(
         "seed": seed,
         "arrival_scale": arrival_scale,
         "tail_profiles": profile_dir or "shipped",
+        "shared_access_points": shared_access_points,
         "tasks": len(tasks),
         "notes": [
             "servers compute their tails for real on this CPU (class x86_cpu_1t), whatever "
@@ -230,8 +239,12 @@ def run_demo(
             "head time from the tables; a device of class x86_cpu_1t runs them for real",
             f"{len(ta.target_names)} server processes ({', '.join(ta.target_names)}) share "
             "this machine's cores",
-            "each device's link is emulated at its class's mean rate; access points are not "
-            "shared between devices",
+            "each device's link is emulated at its class's mean rate; "
+            + (
+                "the devices behind an access point share its airtime by their bandwidth weights"
+                if shared_access_points
+                else "access points are not shared between devices (dedicated links)"
+            ),
             "slotted_sim: the slotted simulator (sim/replay.py) on the recorded arrivals "
             "and decisions, its servers of class x86_cpu_1t, links at their mean rates; "
             "latency from the start of a task's first slot, drops counted as misses",
@@ -266,7 +279,7 @@ def run_demo(
             for rule in rules:
                 report["rules"][rule] = _run_rule(
                     rule, sched, ta, ph, parts, ports, tasks, tail_x86, prof_index, real_head,
-                    sims, per_task,
+                    sims, per_task, shared_access_points,
                 )  # fmt: skip
                 if progress:
                     progress(f"{rule}: {report['rules'][rule]['measured']}")
@@ -307,9 +320,12 @@ def _run_rule(
     rule: str, sched: Any, ta: Any, ph: Any, parts: dict[str, Partitions],
     ports: dict[str, int], tasks: list[_Task], tail_x86: dict[str, np.ndarray],
     prof_index: dict[str, dict[str, int]], real_head: list[bool], sims: dict[str, Any],
-    per_task: bool = False,
+    per_task: bool = False, shared_access_points: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
     board: dict[str, dict[str, Any]] = {}
+    # one medium per access point and rule, fresh so that no rule inherits another's state
+    media = ({name: AccessPoint(name) for name in ta.access_point_names}
+             if shared_access_points else None)  # fmt: skip
     recorder = _RecordingScheduler(sched)
     scheduler_decider = SchedulerDecider(recorder, board)
     devices: dict[tuple[int, str], Device] = {}
@@ -323,8 +339,9 @@ def _run_rule(
             rtt = float(ph.rtt_s[i, ap])
             if j >= ta.n_aps and ph.backhaul is not None:
                 rtt += ph.backhaul.rtt_s
-            eps[tname] = ServerEndpoint("127.0.0.1", ports[tname],
-                                        EmulatedLink.constant(rate, rtt),
+            link = (EmulatedLink(SharedPacer(media[ta.access_point_names[ap]], rate), rtt)
+                    if media is not None else EmulatedLink.constant(rate, rtt))  # fmt: skip
+            eps[tname] = ServerEndpoint("127.0.0.1", ports[tname], link,
                                         access_point=ta.access_point_names[ap],
                                         initial_mbps=rate)  # fmt: skip
         for a, app in enumerate(ta.app_names):

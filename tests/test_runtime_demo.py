@@ -46,6 +46,9 @@ def test_demo_runs_both_rules_on_the_same_arrivals(tmp_path):
     pol = export_policy(model, "ppo", {"scenario": SCENARIO}, tmp_path / "policy")
     rep = run_demo(str(pol), duration_s=2.0, seed=1, per_task=True)
     assert rep["tasks"] > 0 and set(rep["rules"]) == {"policy", "neurosurgeon"}
+    # as in the simulator, the devices behind an access point share its airtime
+    assert rep["shared_access_points"] is True
+    assert any("share its airtime" in n for n in rep["notes"])
     for rule, r in rep["rules"].items():
         assert r["tasks"] == rep["tasks"]  # the same arrivals for both rules
         assert r["sources"] == [rule]
