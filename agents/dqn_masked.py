@@ -27,10 +27,12 @@ masks nor a batched sequential collector):
   same weights amounts to (proportional shares of equal weights are equal shares); ``"full"``
   scores all ``S * J * L * L`` actions. The exported policy always returns the
   environment's own ``Discrete(S * J * L * L)`` index;
-* **warm start** (``warm_start_steps``): the first decisions are the ``greedy`` baseline's
-  (which decides on the same measured information as the policy), and a large-margin loss
-  (DQfD, Hester et al., AAAI 2018) pulls the greedy action's value above the others while
-  ``bc_weight`` is not zero; epsilon exploration starts after it;
+* **warm start** (``warm_start_steps``): the first decisions are a teacher's
+  (``warm_start_teacher``: by default the ``greedy`` baseline, which decides on the same
+  measured information as the policy; the ``clairvoyant`` reference where foresight pays),
+  and a large-margin loss (DQfD, Hester et al., AAAI 2018) pulls the teacher's action's
+  value above the others while ``bc_weight`` is not zero; epsilon exploration starts after
+  it;
 * **dueling** heads (Wang et al., ICML 2016) when ``dueling=True``.
 
 The episode's last decisions are terminal (no bootstrap): the observation carries the time
@@ -68,7 +70,7 @@ from edgesplit.envs.gym_env import SplitOffloadEnv
 from edgesplit.sim.core import Core
 from edgesplit.sim.encoding import decode
 from edgesplit.sim.scenario import Scenario
-from edgesplit.sim.schema import ROW
+from edgesplit.sim.schema import DECISION_FIELDS, ROW
 
 from .registry import AgentSpec
 
@@ -265,7 +267,7 @@ class _Replay:
         self.nxt = np.full(cap, -1, np.int64)
         self.done = np.zeros(cap, bool)
         self.ok = np.zeros(cap, bool)  # reward and successor (or the end) known
-        self.expert = np.zeros(cap, bool)  # the warm start's (greedy) decisions
+        self.expert = np.zeros(cap, bool)  # the warm start's (the teacher's) decisions
         self.pos = 0
         self.size = 0
 
@@ -350,8 +352,12 @@ class MaskedDQN:
     * ``policy_kwargs``: ``net_arch`` (hidden sizes) and ``dueling``.
     * ``double``: Double DQN's target (``None``: the class's :attr:`DOUBLE`).
     * ``reward``: ``"own"`` or ``"team"``; ``action``: ``"split_target"`` or ``"full"``.
-    * ``warm_start_steps`` [decisions]: the first decisions are the ``greedy`` baseline's;
-      ``bc_weight``: the weight of the large-margin loss on them (``bc_margin``).
+    * ``warm_start_steps`` [decisions]: the first decisions are the teacher's
+      (``warm_start_teacher``, a baseline's name: ``greedy`` by default; ``clairvoyant``
+      where foresight pays, labelling the training episodes only); ``bc_weight``: the
+      weight of the large-margin loss on them (``bc_margin``). With ``action:
+      split_target`` a teacher's bandwidth and compute weights become the top levels (the
+      only ones that action has).
     * ``seed``, ``device``, ``tensorboard_log``, ``verbose``: as in SB3.
     """
 
@@ -379,6 +385,7 @@ class MaskedDQN:
         reward: str = "own",
         action: str = "split_target",
         warm_start_steps: int = 0,
+        warm_start_teacher: str = "greedy",
         bc_weight: float = 0.0,
         bc_margin: float = 0.05,
         seed: int | None = None,
@@ -411,6 +418,12 @@ class MaskedDQN:
         ):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
                 raise ValueError(f"{name}: expected an integer >= {lo}, got {v!r}")
+        from .baselines import BASELINES
+
+        if warm_start_teacher not in BASELINES:
+            raise ValueError(
+                f"warm_start_teacher: {warm_start_teacher!r} is not one of {sorted(BASELINES)}"
+            )
         if not 0.0 <= float(gamma) <= 1.0:
             raise ValueError(f"gamma: expected a number in [0, 1], got {gamma!r}")
         pk = dict(policy_kwargs or {})
@@ -439,6 +452,7 @@ class MaskedDQN:
             "reward": reward,
             "action": action,
             "warm_start_steps": int(warm_start_steps),
+            "warm_start_teacher": str(warm_start_teacher),
             "bc_weight": float(bc_weight),
             "bc_margin": float(bc_margin),
         }
@@ -477,7 +491,7 @@ class MaskedDQN:
         self._batch: SequentialBatch | None = None
         self._last_row: np.ndarray | None = None
         self._since_train = 0
-        self._greedy: Any = None
+        self._teacher: Any = None
 
     # -- acting --------------------------------------------------------------------------
     def _q(self, obs: np.ndarray) -> torch.Tensor:
@@ -583,18 +597,25 @@ class MaskedDQN:
             self._last_row = np.full(self._batch.n_envs, -1, np.int64)
         return self._batch
 
-    def _greedy_actions(self, batch: SequentialBatch) -> np.ndarray:
-        """``[E, N]`` the greedy baseline's decisions this slot, as reduced actions."""
+    def _teacher_actions(self, batch: SequentialBatch) -> np.ndarray:
+        """``[E, N]`` the warm start's teacher's decisions this slot, as reduced actions
+        (with ``action: split_target``, at the top weight levels)."""
         from .baselines import decisions_to_action, make_baseline
 
-        if self._greedy is None:
-            self._greedy = make_baseline("greedy")
-        full = decisions_to_action(self.tables, self._greedy.decide(batch.core), "discrete")
+        if self._teacher is None:
+            self._teacher = make_baseline(self.hparams["warm_start_teacher"])
+        dec = self._teacher.decide(batch.core)
+        if self.hparams["action"] == "split_target":
+            top = self.tables.weight_levels.max()
+            for f in DECISION_FIELDS:
+                if f.kind == "level":
+                    setattr(dec, f.name, np.full_like(getattr(dec, f.name), top))
+        full = decisions_to_action(self.tables, dec, "discrete")
         lookup = np.full(int(self.action_space.n), -1, np.int64)
         lookup[self.index] = np.arange(len(self.index))
         red = lookup[np.asarray(full).reshape(batch.n_envs, batch.n_devices)]
-        if (red < 0).any():  # a weight level the reduced action lacks: the top ones
-            raise RuntimeError("greedy chose a weight level outside the reduced action")
+        if (red < 0).any():  # pragma: no cover - the projection above rules it out
+            raise RuntimeError("the teacher chose an action outside the reduced action")
         return red
 
     def learn(
@@ -628,7 +649,7 @@ class MaskedDQN:
         logged = -1
         while self.num_timesteps < end:
             warm = self.num_timesteps < hp["warm_start_steps"]
-            greedy = self._greedy_actions(batch) if warm else None
+            taught = self._teacher_actions(batch) if warm else None
             frac = (self.num_timesteps - hp["warm_start_steps"]) / max(
                 1.0, hp["exploration_fraction"] * (end - hp["warm_start_steps"])
             )
@@ -641,13 +662,13 @@ class MaskedDQN:
                     continue
                 obs = batch.observation(i)
                 m = self.reduced_masks(batch.masks(i))
-                if greedy is not None:
-                    red = greedy[:, i]
+                if taught is not None:
+                    red = taught[:, i]
                 else:
                     red = self.act(obs, m, eps)
                 batch.record(i, self.index[red])
                 live = np.flatnonzero(has)
-                rows = buf.add(obs[live], red[live], m[live], expert=greedy is not None)
+                rows = buf.add(obs[live], red[live], m[live], expert=taught is not None)
                 prev = self._last_row[live]
                 link = prev >= 0
                 buf.nxt[prev[link]] = rows[link]

@@ -12,6 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edgesplit.agents.baselines import make_baseline
 from edgesplit.agents.ddqn import MaskedDDQN
 from edgesplit.agents.dqn_masked import MaskedDQN, SequentialBatch
 from edgesplit.agents.registry import get_agent
@@ -212,3 +213,27 @@ def test_agent_saves_loads_and_resumes(tmp_path: Path) -> None:
         spec.build({"kwargs": {"reward": "mine"}}, kw, seed=0)
     with pytest.raises(ValueError, match="decision_mode='joint'"):
         MaskedDQN("MlpPolicy", SplitOffloadEnv("single"))
+
+
+def test_the_warm_start_follows_its_teacher() -> None:
+    """With ``warm_start_teacher`` the warm start's decisions are that baseline's, its
+    weights projected to the top levels the reduced action has; an unknown teacher is
+    refused by name."""
+    env = _env("bursty", max_cycles=20)
+    model = MaskedDQN(
+        "MlpPolicy", env, n_envs=2, learning_starts=10**9, warm_start_steps=60,
+        warm_start_teacher="clairvoyant", seed=0,
+    )  # fmt: skip
+    batch = model._ensure_batch()
+    taught = model._teacher_actions(batch)
+    teacher = make_baseline("clairvoyant").decide(batch.core)
+    j = model.tables.n_targets  # a reduced action is split * J + target
+    split, target = taught // j, taught % j
+    has = batch.has
+    assert has.any()
+    np.testing.assert_array_equal(split[has], teacher.split[has])
+    np.testing.assert_array_equal(target[has], teacher.target[has])
+    model.learn(60)
+    assert model.buffer.expert[: model.num_timesteps].all()
+    with pytest.raises(ValueError, match="warm_start_teacher: 'sage'"):
+        MaskedDQN("MlpPolicy", env, warm_start_teacher="sage")
