@@ -363,10 +363,11 @@ class SchedulerDecider:
         (``http://127.0.0.1:8080``).
     board
         Shared, thread-safe latest entries of every device (name -> entry), so that devices
-        of one process see each other; devices with no entry are sent as idle with this
-        device's link rates for the access points they reach (in process; over HTTP the
-        policy description does not say which those are, so this device's own access
-        points are used). The scheduler needs every device of its policy in each request.
+        of one process see each other; devices with no entry are sent as idle, with this
+        device's link rates (their mean where this device has no link to an access point)
+        for the access points they reach (the policy description's ``device_links``, in
+        process and over HTTP alike). The scheduler needs every device of its policy in
+        each request.
     """
 
     def __init__(self, scheduler: Any, board: dict[str, dict[str, Any]] | None = None) -> None:
@@ -378,7 +379,6 @@ class SchedulerDecider:
                 self.policy = json.load(r)
         else:
             self.policy = scheduler.policy.describe()
-        self._reach = _reachable(scheduler) if not isinstance(scheduler, str) else None
 
     def request(self, device: Device, entry: dict[str, Any]) -> dict[str, Any]:
         """The snapshot sent to the scheduler for ``device``'s pending task."""
@@ -395,9 +395,7 @@ class SchedulerDecider:
         return {"devices": devices, "server_backlog_s": dict(device.server_backlog_s)}
 
     def _idle_links(self, name: str, entry: dict[str, Any]) -> dict[str, float]:
-        aps = self.policy["access_points"]
-        if self._reach is not None:
-            aps = [ap for ap in aps if self._reach(name, ap)]
+        aps = self.policy["device_links"][name]
         mine = entry["link_mbps"]
         default = float(np.mean(list(mine.values()))) if mine else 10.0
         return {ap: float(mine.get(ap, default)) for ap in aps}
@@ -420,10 +418,3 @@ class SchedulerDecider:
                 return {"split": d["split"], "target": d["target"], "source": d["source"],
                         "bandwidth_weight": d.get("bandwidth_weight", 1.0)}  # fmt: skip
         raise RuntimeError(f"the scheduler's answer has no decision for {device.name!r}")
-
-
-def _reachable(scheduler: Any) -> Callable[[str, str], bool]:
-    ta = scheduler.tables
-    dev = {d: i for i, d in enumerate(ta.device_names)}
-    aps = {a: i for i, a in enumerate(ta.access_point_names)}
-    return lambda d, a: bool(ta.reachable[dev[d], aps[a]])

@@ -137,3 +137,43 @@ def test_the_decisions_bandwidth_weight_reaches_the_shared_access_point(r18):
         with pytest.raises(ValueError, match=f"bandwidth_weight: {bad!r}"):
             dev.run_task()
     dev.close()
+
+
+def test_idle_devices_get_the_access_points_they_reach_over_http(tmp_path):
+    # two devices with disjoint access points: the request one device builds must give the
+    # other, absent, device its own access point (from GET /v1/policy), or it is refused
+    scenario = {
+        "name": "disjoint",
+        "slot_s": 0.1,
+        "horizon": 20,
+        "queue_capacity": 2,
+        "weight_levels": [1.0],
+        "applications": [{"network": "resnet18", "deadline_s": 0.3}],
+        "servers": [{"name": "edge0", "device_class": "x86_cpu_1t"},
+                    {"name": "edge1", "device_class": "x86_cpu_1t"}],
+        "cloud": None,
+        "devices": [
+            {"name": "a", "count": 1, "device_class": "rpi4", "home": "edge0",
+             "links": {"edge0": "wifi"}, "arrival_rate_hz": 2.0, "apps": {"resnet18": 1}},
+            {"name": "b", "count": 1, "device_class": "rpi4", "home": "edge1",
+             "links": {"edge1": "lte"}, "arrival_rate_hz": 2.0, "apps": {"resnet18": 1}},
+        ],
+    }  # fmt: skip
+    spec = get_agent("ppo")
+    env = gym.make(ENV_ID, scenario=scenario, decision_mode=spec.decision_mode,
+                   action_type=spec.action_type)  # fmt: skip
+    model = spec.load_class()("MlpPolicy", env, seed=0, device="cpu", n_steps=32, batch_size=32)
+    model.learn(32)
+    sched = Scheduler(load_policy(export_policy(model, "ppo", {"scenario": scenario},
+                                                tmp_path / "pol")))  # fmt: skip
+    partition("resnet18", tmp_path / "r18", candidates=[0], onnx=False)
+    parts = load_parts(tmp_path / "r18")
+    with BackgroundServer(create_app(sched)) as httpd:
+        decider = SchedulerDecider(httpd.url)
+        names = sched.tables.device_names
+        dev = Device(names[0], parts, {"edge0": ServerEndpoint("127.0.0.1", 1)}, decider)
+        req = decider.request(dev, dev.snapshot_entry())
+        assert set(req["devices"][names[0]]["link_mbps"]) == {"edge0"}
+        assert set(req["devices"][names[1]]["link_mbps"]) == {"edge1"}
+        answer = sched.decide(req)  # valid: raises RequestError otherwise
+        assert {d["device"] for d in answer["decisions"]} == set(names)
