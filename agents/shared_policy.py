@@ -181,6 +181,8 @@ class SplitOffloadNet(nn.Module):
         self.v_enc = _mlp([self.d, h, h])
         self.v_ctx = _mlp([2 * h, h])
         self.v_head = _mlp([2 * h, h, 1], last_act=False)
+        #: score only the devices with a task and their feasible options (see forward)
+        self.compact = True
 
     @classmethod
     def from_core(cls, core: Core, hidden: int = 64, rounds: int = 1) -> SplitOffloadNet:
@@ -222,98 +224,123 @@ class SplitOffloadNet(nn.Module):
         has = self._block(x, "has_task")[..., 0] > 0.5
         app = self._block(x, "app").argmax(-1)
         row = self.row_base + torch.where(has, app, torch.full_like(app, self.a))
-        f = self.f_tab[row]  # [B, N, SJ, F]
+
+        def others(load: torch.Tensor) -> torch.Tensor:  # [B, N, X]: the other devices'
+            return load.sum(1, keepdim=True) - load
+
+        statics = (self.p_tx, self.cap_j, self.budget_j)
+        estimates, feasible = self._options(x, has, row, statics, others)
+        return x, has, estimates, feasible
+
+    def _options(
+        self,
+        x: torch.Tensor,
+        has: torch.Tensor | None,
+        row: torch.Tensor,
+        statics: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        others: Any,
+    ) -> tuple[Any, torch.Tensor]:
+        """Each option's estimates and feasibility for device rows of any leading shape
+        ``L``: observations ``x [*L, D]``, ``has [*L]`` (``None``: every row has a task),
+        table rows ``row [*L]``, the rows' radio power, battery capacity and energy budget
+        (``statics``, each broadcastable to ``L``), and ``others``, which maps each row's
+        load ``[*L, X]`` to the other devices' of the same environment."""
+        p_tx, cap_j, budget_j = statics
+        f = self.f_tab[row]  # [*L, SJ, F]
         dl = f[..., 0, CF.deadline_s]
-        wait_q = _unsquash(self._block(x, "wait")[..., 0], dl) * has
-        dev_b = _unsquash(self._block(x, "device_backlog")[..., 0], self.ls) * has
-        rates = _unsquash(self._block(x, "link_rates"), self.rs)  # [B, N, M]
-        srv = _unsquash(self._block(x, "server_backlog"), self.ls)  # [B, N, J]
-        rate = torch.gather(rates, 2, self.ap_of[row]).clamp_min(1e-6)
-        srv_opt = torch.gather(srv, 2, self.target_of[row])
+        wait_q = _unsquash(self._block(x, "wait")[..., 0], dl)
+        dev_b = _unsquash(self._block(x, "device_backlog")[..., 0], self.ls)
+        if has is not None:
+            wait_q, dev_b = wait_q * has, dev_b * has
+        rates = _unsquash(self._block(x, "link_rates"), self.rs)  # [*L, M]
+        srv = _unsquash(self._block(x, "server_backlog"), self.ls)  # [*L, J]
+        ap_of, target_of = self.ap_of[row], self.target_of[row]
+        rate = torch.gather(rates, -1, ap_of).clamp_min(1e-6)
+        srv_opt = torch.gather(srv, -1, target_of)
+        p_tx = p_tx[..., None]
         est = alone_outcome(
-            f,
-            wait_q[..., None],
-            dev_b[..., None],
-            rate,
-            srv_opt,
-            self.p_tx[None, :, None],
-            self.weights,
+            f, wait_q[..., None], dev_b[..., None], rate, srv_opt, p_tx, self.weights
         )
-        feasible = (f[..., CF.infeasible] < 0.5) & self.canonical[row] & has[..., None]
+        feasible = (f[..., CF.infeasible] < 0.5) & self.canonical[row]
+        if has is not None:
+            feasible = feasible & has[..., None]
         if self.batteries:  # as Core.option_estimates: the charge gates, the deficit costs
-            charge = self._block(x, "battery")[..., 0] * self.cap_j  # [B, N]
+            charge = self._block(x, "battery")[..., 0] * cap_j  # [*L]
             # a hair conservative: the observation's float32 must not afford an unaffordable head
-            gate = (self.cap_j > 0)[:, None] & (
+            gate = (cap_j > 0)[..., None] & (
                 f[..., CF.head_energy_j] > charge[..., None] * (1.0 - 1e-5)
             )
             feasible = feasible & ~gate
             debt = _unsquash(self._block(x, "energy_debt")[..., 0], self.es)
         else:
             debt = torch.zeros_like(wait_q)
-        est = self._budgeted(est, debt)
-        # a device with no task: one fixed option (the first)
-        first = torch.zeros_like(feasible)
-        first[..., 0] = True
-        feasible = feasible | (first & ~has[..., None])  # (onnxruntime: no bool Where)
+        est = self._budgeted(est, debt, budget_j)
+        if has is not None:  # a device with no task: one fixed option (the first)
+            first = torch.zeros_like(feasible)
+            first[..., 0] = True
+            feasible = feasible | (first & ~has[..., None])  # (onnxruntime: no bool Where)
         # contention: how many other devices' cheapest-alone options use this option's
         # target (with tail work) and access point (sending), and the estimate with them
         cost = torch.nan_to_num(est.cost, nan=1e3, posinf=1e3)
         pick = torch.where(feasible, cost, torch.full_like(cost, 1e4)).argmin(-1, keepdim=True)
-        busy = torch.gather(self.busy_of[row], 2, pick)[..., 0] & has
-        sends = torch.gather(self.off_of[row], 2, pick)[..., 0] & has
-        tgt = torch.gather(self.target_of[row], 2, pick)  # [B, N, 1]
-        ap = torch.gather(self.ap_of[row], 2, pick)
-        on_t = (tgt == torch.arange(self.j, device=obs.device)) & busy[..., None]
-        on_ap = (ap == torch.arange(self.m, device=obs.device)) & sends[..., None]
-        others_t = on_t.sum(1, keepdim=True) - on_t.long()  # [B, N, J]
-        others_ap = on_ap.sum(1, keepdim=True) - on_ap.long()  # [B, N, M]
-        n_t = torch.gather(others_t, 2, self.target_of[row]).float()
-        n_ap = torch.gather(others_ap, 2, self.ap_of[row]).float()
-        basis = (f, row, wait_q, dev_b, rate, srv_opt, debt)  # what later rounds re-estimate
+        busy = torch.gather(self.busy_of[row], -1, pick)[..., 0]
+        sends = torch.gather(self.off_of[row], -1, pick)[..., 0]
+        if has is not None:
+            busy, sends = busy & has, sends & has
+        tgt = torch.gather(target_of, -1, pick)  # [*L, 1]
+        ap = torch.gather(ap_of, -1, pick)
+        on_t = (tgt == torch.arange(self.j, device=x.device)) & busy[..., None]
+        on_ap = (ap == torch.arange(self.m, device=x.device)) & sends[..., None]
+        n_t = torch.gather(others(on_t.float()), -1, target_of)
+        n_ap = torch.gather(others(on_ap.float()), -1, ap_of)
+        # what later rounds re-estimate
+        basis = (f, row, wait_q, dev_b, rate, srv_opt, debt, p_tx, budget_j, others)
         crowd = self._crowded(basis, n_t, n_ap)
-        return x, has, (est, crowd, n_t, n_ap, basis), feasible
+        return (est, crowd, n_t, n_ap, basis), feasible
 
     def _crowded(self, basis: tuple, n_t: torch.Tensor, n_ap: torch.Tensor) -> Any:
         """Each option's outcome when ``n_t`` other tasks share its target's compute and
         ``n_ap`` its access point's bandwidth (equal shares)."""
-        f, _row, wait_q, dev_b, rate, srv_opt, debt = basis
+        f, _row, wait_q, dev_b, rate, srv_opt, debt, p_tx, budget_j, _others = basis
         out = alone_outcome(
             f,
             wait_q[..., None],
             dev_b[..., None],
             rate / (1.0 + n_ap),
             srv_opt,
-            self.p_tx[None, :, None],
+            p_tx,
             self.weights,
             tail_factor=1.0 + n_t,
         )
-        return self._budgeted(out, debt)
+        return self._budgeted(out, debt, budget_j)
 
-    def _budgeted(self, out: Any, debt: torch.Tensor) -> Any:
+    def _budgeted(self, out: Any, debt: torch.Tensor, budget_j: torch.Tensor) -> Any:
         """``out`` with the energy budget's deficit after this slot costed, as the reward
         counts it (nothing without batteries)."""
         if self.batteries:
-            deficit = (debt[..., None] + out.energy_j - self.budget_j[:, None]).clamp_min(0.0)
+            deficit = (debt[..., None] + out.energy_j - budget_j[..., None]).clamp_min(0.0)
             out.cost = out.cost + self.w_budget * deficit
         return out
 
     def _next_round(
-        self, logits: torch.Tensor, has: torch.Tensor, feasible: torch.Tensor, basis: tuple
+        self,
+        logits: torch.Tensor,
+        has: torch.Tensor | None,
+        feasible: torch.Tensor,
+        basis: tuple,
     ) -> torch.Tensor:
-        """``[B, N, SJ, 4]`` features of each option under the load the *policy's own*
+        """``[*L, SJ, 4]`` features of each option under the load the *policy's own*
         choice probabilities put on each target and access point (the other devices'
         expected counts there, and the estimate with them): a second look, as a best
         response to the first."""
-        row = basis[1]
-        p = torch.softmax(logits, -1) * has[..., None]  # [B, N, SJ]
-        on_t = p[..., None] * self.t_onehot[row]  # [B, N, SJ, J]
-        on_ap = p[..., None] * self.ap_onehot[row]
-        load_t = on_t.sum(2)  # [B, N, J]
-        load_ap = on_ap.sum(2)
-        others_t = load_t.sum(1, keepdim=True) - load_t
-        others_ap = load_ap.sum(1, keepdim=True) - load_ap
-        n_t = torch.gather(others_t, 2, self.target_of[row])
-        n_ap = torch.gather(others_ap, 2, self.ap_of[row])
+        row, others = basis[1], basis[-1]
+        p = torch.softmax(logits, -1)  # [*L, SJ]
+        if has is not None:
+            p = p * has[..., None]
+        load_t = (p[..., None] * self.t_onehot[row]).sum(-2)  # [*L, J]
+        load_ap = (p[..., None] * self.ap_onehot[row]).sum(-2)  # [*L, M]
+        n_t = torch.gather(others(load_t), -1, self.target_of[row])
+        n_ap = torch.gather(others(load_ap), -1, self.ap_of[row])
         crowd = self._crowded(basis, n_t, n_ap)
         c = torch.nan_to_num(crowd.cost, nan=1e3, posinf=1e3).clamp(0.0, 1e3)
         best = torch.where(feasible, c, torch.full_like(c, 1e3)).amin(-1, keepdim=True)
@@ -321,7 +348,7 @@ class SplitOffloadNet(nn.Module):
         return torch.stack([*feats, n_ap / self.n], -1)
 
     def option_features(self, estimates: Any, feasible: torch.Tensor) -> torch.Tensor:
-        """``[B, N, S * J, N_OPTION_FEATURES]`` bounded features of each option."""
+        """``[*L, S * J, N_OPTION_FEATURES]`` bounded features of each option."""
         est, crowd, n_t, n_ap, _basis = estimates
         dl = est.deadline_s
 
@@ -366,11 +393,32 @@ class SplitOffloadNet(nn.Module):
         self, obs: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Option logits ``[B, N, SJ]``, bandwidth and compute level logits ``[B, N, L]``,
-        the value ``[B]`` and ``has_task [B, N]``."""
-        x, has, est, feasible = self.parse(obs)
+        the value ``[B]`` and ``has_task [B, N]``.
+
+        Two equivalent paths: the *compact* one (the default) estimates and scores only the
+        devices with a task, and runs the option scorer only over their feasible options
+        (on ``default`` about 14% of all options); the *dense* one computes every option
+        of every device with fixed shapes (what the ONNX exporter traces, and with
+        ``compact = False``). They give the same distributions; only where a device has
+        no task do the logits of its one action differ (0 on the compact path)."""
+        if self.compact and not torch.jit.is_tracing():
+            return self._forward_compact(obs)
+        return self._forward_dense(obs)
+
+    def _heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The device encodings with the pooled context ``[B, N, 2h]`` and the value ``[B]``."""
         h = self.enc(x)
         c = self.ctx(self._pool(h))[:, None, :].expand_as(h)
-        hc = torch.cat([h, c], -1)
+        hv = self.v_enc(x)
+        cv = self.v_ctx(self._pool(hv))[:, None, :].expand_as(hv)
+        value = self.v_head(torch.cat([hv, cv], -1))[..., 0].mean(1)
+        return torch.cat([h, c], -1), value
+
+    def _forward_dense(
+        self, obs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, has, est, feasible = self.parse(obs)
+        hc, value = self._heads(x)
         of = self.option_features(est, feasible)
         z = torch.relu(self.opt_proj(of) + self.dev_proj(hc)[:, :, None, :])
         prior = -self.log_beta.exp() * of[..., 1]  # cost above the device's cheapest option
@@ -386,10 +434,50 @@ class SplitOffloadNet(nn.Module):
         lmask = has[..., None] | top  # no task: the top level only
         bw = lv[..., : self.levels].masked_fill(~lmask, float("-inf"))
         cpu = lv[..., self.levels :].masked_fill(~lmask, float("-inf"))
-        hv = self.v_enc(x)
-        cv = self.v_ctx(self._pool(hv))[:, None, :].expand_as(hv)
-        value = self.v_head(torch.cat([hv, cv], -1))[..., 0].mean(1)
         return opt, bw, cpu, value, has
+
+    def _forward_compact(
+        self, obs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        b, n, sj = obs.shape[0], self.n, self.sj
+        x = obs.float().reshape(b, n, self.d)
+        has = self._block(x, "has_task")[..., 0] > 0.5
+        hc, value = self._heads(x)
+        sel = has.reshape(-1).nonzero()[:, 0]  # the K devices with a task
+        env, dev = sel // n, sel % n
+        xs = x.reshape(b * n, self.d)[sel]  # [K, D]
+        row = self.row_base[dev] + self._block(xs, "app").argmax(-1)
+
+        def others(load: torch.Tensor) -> torch.Tensor:  # [K, X]: the other devices'
+            total = load.new_zeros(b, load.shape[-1]).index_add(0, env, load)
+            return total[env] - load
+
+        statics = (self.p_tx[dev], self.cap_j[dev], self.budget_j[dev])
+        est, feasible = self._options(xs, None, row, statics, others)
+        of = self.option_features(est, feasible)  # [K, SJ, F]
+        # the scorer over the feasible options only ([P] of them, each of device k_of)
+        idx = feasible.reshape(-1).nonzero()[:, 0]
+        k_of = idx // sj
+        of = of.reshape(-1, N_OPTION_FEATURES)[idx]
+        hcs = hc.reshape(b * n, -1)[sel]  # [K, 2h]
+        z = torch.relu(self.opt_proj(of) + self.dev_proj(hcs)[k_of])
+        score = self.score(z)[:, 0] - self.log_beta.exp() * of[:, 1]
+        none = torch.full((sel.shape[0] * sj,), float("-inf"), device=obs.device)
+        opt = none.index_copy(0, idx, score).reshape(-1, sj)
+        for r in range(self.rounds - 1):  # best responses to the policy's own first look
+            nf = self._next_round(opt, None, feasible, est[-1]).reshape(-1, 4)[idx]
+            z2 = torch.relu(self.round_proj[r](nf) + self.round_dev[r](hcs)[k_of])
+            score = score + self.round_score[r](z2)[:, 0]
+            opt = none.index_copy(0, idx, score).reshape(-1, sj)
+        # every device: a device with no task has its fixed first option and the top levels
+        idle = torch.full((b * n, sj), float("-inf"), device=obs.device)
+        idle[:, 0] = 0.0
+        opt = idle.index_copy(0, sel, opt).reshape(b, n, sj)
+        lv = self.level_head(hcs)  # [K, 2L]
+        top = torch.full((b * n, 2 * self.levels), float("-inf"), device=obs.device)
+        top[:, self.levels - 1 :: self.levels] = 0.0
+        lv = top.index_copy(0, sel, lv).reshape(b, n, 2 * self.levels)
+        return opt, lv[..., : self.levels], lv[..., self.levels :], value, has
 
     def action_logits(self, obs: torch.Tensor) -> torch.Tensor:
         """Per-dimension logits ``[B, N * (S + J + 2L)]`` whose argmax per dimension is the
