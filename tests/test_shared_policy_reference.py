@@ -163,14 +163,22 @@ def _option_features(net, estimates, feasible) -> torch.Tensor:
     return torch.stack(feats, -1)
 
 
+def _seq(seq: torch.nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``seq(x)`` with torch's own ``tanh`` (the network's :class:`Tanh` computes it
+    another way)."""
+    for layer in seq:
+        x = torch.tanh(x) if isinstance(layer, torch.nn.Tanh) else layer(x)
+    return x
+
+
 def _pool(h: torch.Tensor) -> torch.Tensor:
     return torch.cat([h.mean(1), h.amax(1)], -1)
 
 
 def reference_forward(net: SplitOffloadNet, obs: torch.Tensor) -> tuple:
     x, has, est, feasible = _parse(net, obs)
-    h = net.enc(x)
-    c = net.ctx(_pool(h))[:, None, :].expand_as(h)
+    h = _seq(net.enc, x)
+    c = _seq(net.ctx, _pool(h))[:, None, :].expand_as(h)
     hc = torch.cat([h, c], -1)
     of = _option_features(net, est, feasible)
     z = torch.relu(net.opt_proj(of) + net.dev_proj(hc)[:, :, None, :])
@@ -181,15 +189,15 @@ def reference_forward(net: SplitOffloadNet, obs: torch.Tensor) -> tuple:
         nf = _next_round(net, opt, has, feasible, est[-1])
         z2 = torch.relu(net.round_proj[r](nf) + net.round_dev[r](hc)[:, :, None, :])
         opt = opt + net.round_score[r](z2)[..., 0]
-    lv = net.level_head(hc)
+    lv = _seq(net.level_head, hc)
     top = torch.zeros(net.levels, dtype=torch.bool)
     top[-1] = True
     lmask = has[..., None] | top
     bw = lv[..., : net.levels].masked_fill(~lmask, float("-inf"))
     cpu = lv[..., net.levels :].masked_fill(~lmask, float("-inf"))
-    hv = net.v_enc(x)
-    cv = net.v_ctx(_pool(hv))[:, None, :].expand_as(hv)
-    value = net.v_head(torch.cat([hv, cv], -1))[..., 0].mean(1)
+    hv = _seq(net.v_enc, x)
+    cv = _seq(net.v_ctx, _pool(hv))[:, None, :].expand_as(hv)
+    value = _seq(net.v_head, torch.cat([hv, cv], -1))[..., 0].mean(1)
     return opt, bw, cpu, value, has
 
 
@@ -270,6 +278,8 @@ def test_the_fast_forward_is_the_reference(scenario: str, rounds: int) -> None:
         with torch.no_grad():
             _close(want, _outputs(net, net(obs), actions))
     net.compact = True
+    with torch.no_grad():  # the critic alone (what PPO's bootstrapping asks for)
+        torch.testing.assert_close(net.value(obs), ref[3], rtol=1e-5, atol=1e-6)
 
     def grads(fwd) -> list[torch.Tensor]:  # a PPO-like loss through every head
         net.zero_grad()
