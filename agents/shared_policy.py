@@ -107,12 +107,18 @@ def _mlp(sizes: list[int], last_act: bool = True) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _take(t: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+    """``t[i]`` for an index tensor ``i`` of any shape (``index_select``: torch's advanced
+    indexing and its backward are several times slower on CPU)."""
+    return t.index_select(0, i.reshape(-1)).reshape(*i.shape, *t.shape[1:])
+
+
 def _joint(lin: nn.Linear, h: torch.Tensor, c: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
     """``lin(cat([h, c[env]], -1))`` for device rows ``h [K, H]`` and their environments'
     context ``c [B, H]``: the context's half of the product computed once per environment."""
     k = h.shape[-1]
     own = nn.functional.linear(h, lin.weight[:, :k])
-    return own + nn.functional.linear(c, lin.weight[:, k:], lin.bias)[env]
+    return own + _take(nn.functional.linear(c, lin.weight[:, k:], lin.bias), env)
 
 
 class SplitOffloadNet(nn.Module):
@@ -288,7 +294,7 @@ class SplitOffloadNet(nn.Module):
         (``statics``, each broadcastable to ``L``), and ``others``, which maps each row's
         load ``[*L, X]`` to the other devices' of the same environment."""
         p_tx, cap_j, budget_j = statics
-        f = self.f_tab[row]  # [*L, SJ, F]
+        f = _take(self.f_tab, row)  # [*L, SJ, F]
         dl = f[..., 0, CF.deadline_s]
         wait_q = _unsquash(self._block(x, "wait")[..., 0], dl)
         dev_b = _unsquash(self._block(x, "device_backlog")[..., 0], self.ls)
@@ -296,14 +302,14 @@ class SplitOffloadNet(nn.Module):
             wait_q, dev_b = wait_q * has, dev_b * has
         rates = _unsquash(self._block(x, "link_rates"), self.rs)  # [*L, M]
         srv = _unsquash(self._block(x, "server_backlog"), self.ls)  # [*L, J]
-        ap_of, target_of = self.ap_of[row], self.target_of[row]
+        ap_of, target_of = _take(self.ap_of, row), _take(self.target_of, row)
         rate = torch.gather(rates, -1, ap_of).clamp_min(1e-6)
         srv_opt = torch.gather(srv, -1, target_of)
         p_tx = p_tx[..., None]
         est = alone_outcome(
             f, wait_q[..., None], dev_b[..., None], rate, srv_opt, p_tx, self.weights
         )
-        feasible = (f[..., CF.infeasible] < 0.5) & self.canonical[row]
+        feasible = (f[..., CF.infeasible] < 0.5) & _take(self.canonical, row)
         if has is not None:
             feasible = feasible & has[..., None]
         if self.batteries:  # as Core.option_estimates: the charge gates, the deficit costs
@@ -325,8 +331,8 @@ class SplitOffloadNet(nn.Module):
         # target (with tail work) and access point (sending), and the estimate with them
         cost = torch.nan_to_num(est.cost, nan=1e3, posinf=1e3)
         pick = torch.where(feasible, cost, torch.full_like(cost, 1e4)).argmin(-1, keepdim=True)
-        busy = torch.gather(self.busy_of[row], -1, pick)[..., 0]
-        sends = torch.gather(self.off_of[row], -1, pick)[..., 0]
+        busy = torch.gather(_take(self.busy_of, row), -1, pick)[..., 0]
+        sends = torch.gather(_take(self.off_of, row), -1, pick)[..., 0]
         if has is not None:
             busy, sends = busy & has, sends & has
         tgt = torch.gather(target_of, -1, pick)  # [*L, 1]
@@ -379,10 +385,10 @@ class SplitOffloadNet(nn.Module):
         p = torch.softmax(logits, -1)  # [*L, SJ]
         if has is not None:
             p = p * has[..., None]
-        load_t = (p[..., None] * self.t_onehot[row]).sum(-2)  # [*L, J]
-        load_ap = (p[..., None] * self.ap_onehot[row]).sum(-2)  # [*L, M]
-        n_t = torch.gather(others(load_t), -1, self.target_of[row])
-        n_ap = torch.gather(others(load_ap), -1, self.ap_of[row])
+        load_t = (p[..., None] * _take(self.t_onehot, row)).sum(-2)  # [*L, J]
+        load_ap = (p[..., None] * _take(self.ap_onehot, row)).sum(-2)  # [*L, M]
+        n_t = torch.gather(others(load_t), -1, _take(self.target_of, row))
+        n_ap = torch.gather(others(load_ap), -1, _take(self.ap_of, row))
         crowd = self._crowded(basis, n_t, n_ap)
         c = torch.nan_to_num(crowd.cost, nan=1e3, posinf=1e3).clamp(0.0, 1e3)
         best = torch.where(feasible, c, torch.full_like(c, 1e3)).amin(-1, keepdim=True)
@@ -502,29 +508,29 @@ class SplitOffloadNet(nn.Module):
         h, c, value = self._heads(x)
         sel = has.reshape(-1).nonzero()[:, 0]  # the K devices with a task
         env, dev = sel // n, sel % n
-        xs = x.reshape(b * n, self.d)[sel]  # [K, D]
-        row = self.row_base[dev] + self._block(xs, "app").argmax(-1)
+        xs = _take(x.reshape(b * n, self.d), sel)  # [K, D]
+        row = _take(self.row_base, dev) + self._block(xs, "app").argmax(-1)
 
         def others(load: torch.Tensor) -> torch.Tensor:  # [K, X]: the other devices'
             total = load.new_zeros(b, load.shape[-1]).index_add(0, env, load)
-            return total[env] - load
+            return _take(total, env) - load
 
-        statics = (self.p_tx[dev], self.cap_j[dev], self.budget_j[dev])
+        statics = (_take(self.p_tx, dev), _take(self.cap_j, dev), _take(self.budget_j, dev))
         est, feasible = self._options(xs, None, row, statics, others)
         of = self.option_features(est, feasible)  # [K, SJ, F]
         # the scorer over the feasible options only ([P] of them, each of device k_of)
         idx = feasible.reshape(-1).nonzero()[:, 0]
         k_of = idx // sj
-        of = of.reshape(-1, N_OPTION_FEATURES)[idx]
-        hs = h.reshape(b * n, -1)[sel]  # [K, h]
-        z = torch.relu(self.opt_proj(of) + _joint(self.dev_proj, hs, c, env)[k_of])
+        of = _take(of.reshape(-1, N_OPTION_FEATURES), idx)
+        hs = _take(h.reshape(b * n, -1), sel)  # [K, h]
+        z = torch.relu(self.opt_proj(of) + _take(_joint(self.dev_proj, hs, c, env), k_of))
         score = self.score(z)[:, 0] - self.log_beta.exp() * of[:, 1]
         none = torch.full((sel.shape[0] * sj,), float("-inf"), device=obs.device)
         opt = none.index_copy(0, idx, score).reshape(-1, sj)
         for r in range(self.rounds - 1):  # best responses to the policy's own first look
-            nf = self._next_round(opt, None, feasible, est[-1]).reshape(-1, 4)[idx]
+            nf = _take(self._next_round(opt, None, feasible, est[-1]).reshape(-1, 4), idx)
             dev_r = _joint(self.round_dev[r], hs, c, env)
-            z2 = torch.relu(self.round_proj[r](nf) + dev_r[k_of])
+            z2 = torch.relu(self.round_proj[r](nf) + _take(dev_r, k_of))
             score = score + self.round_score[r](z2)[:, 0]
             opt = none.index_copy(0, idx, score).reshape(-1, sj)
         # every device: a device with no task has its fixed first option and the top levels
