@@ -316,3 +316,51 @@ def _plain_inputs(net: SplitOffloadNet, obs: torch.Tensor) -> tuple:
         net.p_tx[None, :, None],
         net.weights,
     )
+
+
+class _ReferenceDistribution:
+    """:class:`SplitDistribution` as it was: three ``torch.distributions.Categorical``."""
+
+    def __init__(self, opt, bw, cpu, j: int) -> None:
+        self.j = j
+        self.opt = torch.distributions.Categorical(logits=opt)
+        self.bw = torch.distributions.Categorical(logits=bw)
+        self.cpu = torch.distributions.Categorical(logits=cpu)
+
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        a = actions.long().reshape(actions.shape[0], -1, 4)
+        lp = self.opt.log_prob(a[..., 0] * self.j + a[..., 1])
+        lp = lp + self.bw.log_prob(a[..., 2]) + self.cpu.log_prob(a[..., 3])
+        return lp.sum(1)
+
+    def entropy(self) -> torch.Tensor:
+        return (self.opt.entropy() + self.bw.entropy() + self.cpu.entropy()).sum(1)
+
+    def mode(self) -> torch.Tensor:
+        o, b, c = self.opt.probs.argmax(-1), self.bw.probs.argmax(-1), self.cpu.probs.argmax(-1)
+        return torch.stack([o // self.j, o % self.j, b, c], -1).reshape(o.shape[0], -1)
+
+
+def test_the_distribution_is_torchs_categoricals() -> None:
+    torch.manual_seed(5)
+    obs = _observations("default", e=8)
+    net = SplitOffloadNet.from_core(Core(load_scenario("default"), 1), hidden=16, rounds=2)
+    with torch.no_grad():
+        out = net(obs)
+    mine, ref = SplitDistribution(*out[:3], net.j), _ReferenceDistribution(*out[:3], net.j)
+    assert torch.equal(mine.get_actions(deterministic=True), ref.mode())
+    torch.testing.assert_close(mine.entropy(), ref.entropy(), rtol=1e-5, atol=1e-5)
+    draws = torch.stack([mine.get_actions() for _ in range(64)])  # [64, B, N * 4]
+    for a in draws:  # a sample never takes a masked option; its log-probability is torch's
+        lp = mine.log_prob(a)
+        assert torch.isfinite(lp).all()
+        torch.testing.assert_close(lp, ref.log_prob(a), rtol=1e-5, atol=1e-5)
+    # and sampling follows the probabilities: each device's most likely option is drawn
+    # about as often as its probability says (64 draws per device, 3 standard errors)
+    b, n = out[0].shape[:2]
+    first = draws.reshape(64, b, n, 4)
+    top = ref.opt.probs.argmax(-1)  # [B, N]
+    hit = ((first[..., 0] * net.j + first[..., 1]) == top).float().mean(0)
+    p = ref.opt.probs.amax(-1)
+    se = (p * (1 - p) / 64).sqrt()
+    assert ((hit - p).abs() <= 3 * se + 1e-6).float().mean() > 0.95
