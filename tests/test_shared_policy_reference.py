@@ -364,3 +364,19 @@ def test_the_distribution_is_torchs_categoricals() -> None:
     p = ref.opt.probs.amax(-1)
     se = (p * (1 - p) / 64).sqrt()
     assert ((hit - p).abs() <= 3 * se + 1e-6).float().mean() > 0.95
+
+
+def test_sampling_follows_the_probabilities_and_never_takes_a_masked_option() -> None:
+    torch.manual_seed(11)
+    logits = torch.tensor(
+        [[0.0, float("-inf"), 1.0, -2.0, float("-inf")], [float("-inf")] * 4 + [3.0]]
+    )
+    draws = 20000
+    x = SplitDistribution._sample(torch.log_softmax(logits, -1).repeat(draws, 1))
+    x = x.reshape(draws, 2)
+    p = torch.softmax(logits, -1)
+    for row in range(2):
+        freq = torch.bincount(x[:, row], minlength=5).double() / draws
+        se = (p[row] * (1 - p[row]) / draws).sqrt()
+        assert (freq[p[row] == 0] == 0).all()
+        assert ((freq - p[row]).abs() <= 4 * se + 1e-12).all(), (freq, p[row])
