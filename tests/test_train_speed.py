@@ -1,0 +1,36 @@
+"""The training-speed benchmark's config variants (``--set``): dotted keys of the PPO
+config, and a clear error for a key it does not have. (Its timings are the benchmark's
+business, not the suite's.)"""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+
+from benchmarks import train_speed
+from benchmarks.train_speed import with_overrides
+
+
+def test_the_docstring_examples_run() -> None:
+    assert doctest.testmod(train_speed).failed == 0
+
+
+def test_overrides_set_nested_keys_and_leave_the_config_alone() -> None:
+    cfg = {"n_envs": 64, "kwargs": {"n_epochs": 4, "policy_kwargs": {"hidden": 64}}}
+    out = with_overrides(cfg, ["n_envs=128", "kwargs.policy_kwargs.hidden=32"])
+    assert out == {"n_envs": 128, "kwargs": {"n_epochs": 4, "policy_kwargs": {"hidden": 32}}}
+    assert cfg["n_envs"] == 64 and cfg["kwargs"]["policy_kwargs"]["hidden"] == 64
+
+
+@pytest.mark.parametrize(
+    ("item", "match"),
+    [
+        ("kwargs.n_epoch=2", "no key 'n_epoch'"),
+        ("kwarg.n_epochs=2", "no section 'kwarg'"),
+        ("n_envs", "not KEY=VALUE"),
+    ],
+)
+def test_an_unknown_key_is_an_error_naming_it(item: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        with_overrides({"n_envs": 64, "kwargs": {"n_epochs": 4}}, [item])
