@@ -110,6 +110,11 @@ STATIC = (
     ("capacity", "f"),
     ("harvest", "f"),
     ("budget", "f"),
+    # the action masks of the next slot (multidiscrete view): each static-table row's mask
+    # [R, K] (1: allowed), and each row's head energies [R, S] (0 where no battery limits
+    # them), which the device's charge must cover (Core.affordable)
+    ("mask_rows", "i"),
+    ("head_e", "f"),
     # trace links: every trace class's replay table, concatenated (LinkProcess.trace_table),
     # and, per trace link, its bank column, its class's offset in the table, and where its
     # position lives in the state part "t_cur" (class by class, each [E, links of the class]:
@@ -268,6 +273,8 @@ H_ROWS = HEAD["rows"]
 H_CAP = HEAD["capacity"]
 H_HARV = HEAD["harvest"]
 H_BUDGET = HEAD["budget"]
+H_MASKROWS = HEAD["mask_rows"]
+H_HEADE = HEAD["head_e"]
 H_TRATES = HEAD["t_rates"]
 H_TNEXT = HEAD["t_next"]
 H_TCOLS = HEAD["t_cols"]
@@ -635,10 +642,32 @@ def trace_step(e, trace, t_cur, lrates):
 
 
 @nb.njit(inline="always")
-def pending_and_observe(e, tn, fs, encoder, queues, dev_b, srv_b, rates, out, obs, energy):
-    """Twin of ``Core._pending`` and :func:`edgesplit.sim.encoding.encode_devices`, for
-    environment ``e``: the next slot's pending task of each device (the packed ``next_*``
-    rows) and, when ``write_obs``, its observation."""
+def action_mask(e, i, row, masking, charge, mask):
+    """Twin of :meth:`Core.masks <edgesplit.sim.core.Core.masks>` (numpy: a gather of the
+    static rows' masks, the splits ANDed with :meth:`Core.affordable
+    <edgesplit.sim.core.Core.affordable>`), for device ``i`` of environment ``e`` whose
+    pending task is static-table row ``row``: its multidiscrete mask into ``mask[e, i]``."""
+    mask_rows, head_e, kalt = masking
+    k_n = mask.shape[2]
+    s_n = head_e.shape[1]
+    m = mask[e, i]
+    for k in range(k_n):
+        m[k] = mask_rows[row, k] != 0
+    if kalt:  # a head the charge cannot pay for is masked (the same compare as numpy's)
+        c = charge[e, i]
+        for s in range(s_n):
+            if not (head_e[row, s] <= c):
+                m[s] = False
+
+
+@nb.njit(inline="always")
+def pending_and_observe(
+    e, tn, fs, encoder, queues, dev_b, srv_b, rates, out, obs, energy, masking, mask
+):
+    """Twin of ``Core._pending``, :func:`edgesplit.sim.encoding.encode_devices` and
+    :meth:`Core.masks <edgesplit.sim.core.Core.masks>`, for environment ``e``: the next
+    slot's pending task of each device (the packed ``next_*`` rows), its action mask
+    (:func:`action_mask`) and, when ``write_obs``, its observation."""
     rows_tab, row_dl, s_n, horizon, write_obs = encoder
     qapp, qarr, qhead, qlen, _phase = queues
     cap, charge, debt = energy
@@ -663,6 +692,7 @@ def pending_and_observe(e, tn, fs, encoder, queues, dev_b, srv_b, rates, out, ob
         oi[RI_NEXT_APP, e, i] = app
         oi[RI_NEXT_ROW, e, i] = row
         of[RF_NEXT_WAIT, e, i] = wq
+        action_mask(e, i, row, masking, charge, mask)
         if not write_obs:
             continue
         o = obs[e, i]
@@ -720,7 +750,7 @@ def measure_rates(e, w, rates, rates_seen):
 
 
 @_jit
-def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
+def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs, mask):
     """Advance every environment by one slot (see the module docstring).
 
     ``mode`` 0: decisions given in ``act_f[..., :4]`` (the fields of
@@ -733,7 +763,8 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
     ``p_oi``, ``p_ob`` are the previous packed results, whose ``next_*`` rows are the current
     slot's pending view. Results go to the packed ``of`` (float64), ``oi`` (int64) and ``ob``
     (bool) arrays (rows: :data:`~edgesplit.sim.schema.PACKED_ROWS`), and the next observation
-    to ``obs`` when ``st[OBS]``.
+    to ``obs`` when ``st[OBS]``; the next slot's multidiscrete action masks (batteries
+    included) to ``mask`` ``[E, N, K]`` (bool).
     """
     if mode != 0:
         bad = validate(mode, act_i, act_f, st)
@@ -817,6 +848,11 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
     phase_thr, off_phase = _u(st, st, H_PHASETHR), _u(st, st, H_OFFPHASE)
     bursty = st[I_BURSTY] != 0
     encoder = (rows_tab, _f(st, st, H_ROWDL), s_n, st[I_HOR], write_obs)
+    masking = (
+        _i(st, st, H_MASKROWS).reshape(st[I_R], mask.shape[2]),
+        _f(st, st, H_HEADE).reshape(st[I_R], s_n),
+        kalt,
+    )
     out = (of, oi, ob)
     for e in range(e_n):
         decode(mode, e, act_i, act_f, p_oi, levels, n_valid, reach, fs, sj, k_tab, kk, dv, of)
@@ -851,7 +887,7 @@ def step_kernel(mode, act_i, act_f, st, sv, p_of, p_oi, p_ob, of, oi, ob, obs):
         if not measured:
             measure_rates(e, 1.0, rates, rates_seen)
         pending_and_observe(
-            e, tn, fs, encoder, queues, dev_b, srv_seen, rates_seen, out, obs, energy
+            e, tn, fs, encoder, queues, dev_b, srv_seen, rates_seen, out, obs, energy, masking, mask
         )
     return 0
 
@@ -957,6 +993,8 @@ class KernelArgs:
                 "capacity": cs["capacity_j"],
                 "harvest": cs["harvest_j"],
                 "budget": cs["budget_j"],
+                "mask_rows": cs["mask_rows"],
+                "head_e": cs["head_e_rows"],
                 "t_rates": np.concatenate(t_rates) if t_rates else empty_f,
                 "t_next": np.concatenate(t_next) if t_next else empty_i,
                 "t_cols": np.array(t_cols, dtype=i64),
@@ -1029,6 +1067,7 @@ class KernelArgs:
         self.dummy_ai = np.zeros((e, n, len(ta.nvec)), dtype=i64)
         self.dummy_af = np.zeros((e, n, ta.continuous_width))
         self.obs_shape = (e, n, ta.obs_dim)
+        self.mask_shape = (e, n, int(ta.nvec.sum()))
         self.shape = (e, n)
         self.f_shape, self.i_shape, self.b_shape = packed_shapes(e, n)
         self.fn = step_kernel
