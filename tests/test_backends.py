@@ -20,7 +20,7 @@ from edgesplit.sim import core as core_mod
 from edgesplit.sim.core import Core
 from edgesplit.sim.encoding import ActionError
 from edgesplit.sim.scenario import available_scenarios, load_scenario
-from edgesplit.sim.schema import DECISION_FIELDS, Decisions
+from edgesplit.sim.schema import DECISION_FIELDS, ROW, Decisions, empty_packed
 from edgesplit.sim.state import State
 
 pytest.importorskip("numba")
@@ -486,6 +486,8 @@ def test_kernel_mask_at_the_charge_boundary() -> None:
         core.kernel_statics()["kalt"],
     )
     n, s_n = core.n_devices, core.tables.n_candidates
+    oi = empty_packed(1, n)[ROW["next_row"][0]]
+    oi[ROW["next_row"][1], 0] = rows
     rng = np.random.default_rng(0)
     for trial in range(30):
         s = rng.integers(0, s_n, n)
@@ -496,7 +498,6 @@ def test_kernel_mask_at_the_charge_boundary() -> None:
             charge = np.zeros(n)
         core.state.charge[0] = np.maximum(charge, 0.0)
         mask = np.zeros((1, n, table.table.shape[1]), dtype=bool)
-        for i in range(n):
-            kmod.action_mask(0, i, rows[i], masking, core.state.charge, mask)
+        kmod.action_masks(oi, masking, core.state.charge, mask)
         np.testing.assert_array_equal(mask[0], table.take(rows, core.affordable(0)))
         np.testing.assert_array_equal(mask[0], core.masks(0))
