@@ -2,11 +2,13 @@
 
 One call advances every environment of a batch by one slot: it decodes the actions, resolves
 the slot, carries the backlogs over, moves the queues, draws the arrivals, steps the Markov
-and trace links (wired links keep their constant rate), and encodes the next observation.
+and trace links (wired links keep their constant rate), encodes the next observation and
+writes the next slot's action masks (multidiscrete, batteries included).
 It is the same arithmetic, in the same order, as the numpy methods of
 :class:`~edgesplit.sim.core.Core` (:meth:`~Core.resolve`, :meth:`~Core.step`,
 :meth:`~Core._arrive`, :meth:`LinkBank.step <edgesplit.cost_models.links.LinkBank.step>`,
-:func:`~edgesplit.sim.encoding.encode_devices`), which stay the reference:
+:func:`~edgesplit.sim.encoding.encode_devices`, :meth:`~Core.masks`), which stay the
+reference:
 ``tests/test_backends.py`` checks the two against each other step by step on every shipped
 scenario. State, queues and decisions come out identical; float results
 agree to the last few bits (``exp`` is libm's here and numpy's SIMD one there, and the team
