@@ -699,18 +699,20 @@ def pending_and_observe(e, tn, fs, encoder, queues, dev_b, srv_b, rates, out, ob
         o[c + 2] = np.float32(dt / (dt + fs[F_ESC]))
 
 
-@_jit
+@nb.njit(inline="always")
 def action_masks(oi, masking, charge, mask):
     """Twin of :meth:`Core.masks <edgesplit.sim.core.Core.masks>` (numpy: a gather of the
     static rows' masks, the splits ANDed with :meth:`Core.affordable
     <edgesplit.sim.core.Core.affordable>`): every device's multidiscrete mask for its
     pending task (static-table row ``oi[next_row]``) into ``mask`` ``[E, N, K]``.
 
-    A pass of its own after the slot, not inlined in the loop over environments: inlined
-    there (in ``pending_and_observe``), it made the whole step about 95 ns per device slower
+    A pass of its own after the loop over environments: written per device inside that
+    loop (in ``pending_and_observe``), it made the whole step about 95 ns per device slower
     (1024 environments of ``battery``: 1,315 us a step against 728 us without masks; 0.6 us
-    for one environment), far more than its own work; as a pass it costs 7-17 ns per device
-    (830 us in that run)."""
+    for one environment), far more than its own work (called alone, the pass takes 13 us for
+    1024 environments of ``default``, 28 us of ``battery``). After the loop, a step of 1024
+    environments takes 10-15 ns per device more than one without masks (noisy: measured on
+    a busy machine), as a call of its own (not inlined) somewhat more."""
     mask_rows, head_e, kalt = masking
     e_n, n_n, k_n = mask.shape
     s_n = head_e.shape[1]
