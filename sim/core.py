@@ -650,8 +650,8 @@ class Core:
     def affordable(self, env: int | None = None) -> np.ndarray | None:
         """``[E, N, S]`` the splits each device's battery can pay for now (every split of a
         mains-powered device, or of one without a task), ``[N, S]`` for environment ``env``
-        alone; None when no device has a battery. The faces AND it into their static
-        masks."""
+        alone; None when no device has a battery. :meth:`masks` ANDs it into the static
+        masks (the compiled step makes the same compare), as the faces' other views do."""
         if not self._kalt:
             return None
         if env is not None:  # one environment's rows only (the single-env faces)
