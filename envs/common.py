@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from edgesplit.sim.encoding import Tables, action_masks
+from edgesplit.sim.core import row_masks
+from edgesplit.sim.encoding import Tables
 from edgesplit.sim.scenario import Scenario, load_scenario
 from edgesplit.sim.schema import ROW, Packed
 
@@ -166,15 +167,12 @@ def joint_spaces(tables: Tables, action_type: str) -> tuple[spaces.Space, spaces
 class MaskTable:
     """Per-device action masks of a discrete view for every ``(device, app or none)`` row of
     the static tables (see :attr:`Core.pending_view <edgesplit.sim.core.Core.pending_view>`),
-    built once: masks for a slot are one gather."""
+    built once: masks for a slot are one gather. (The joint multidiscrete faces take
+    :meth:`Core.masks <edgesplit.sim.core.Core.masks>`, the same gather, which the compiled
+    step does itself.)"""
 
     def __init__(self, tables: Tables, action_type: str) -> None:
-        n, a = tables.n_devices, tables.n_apps
-        # as a batch of A + 1 "environments": row a has app a pending everywhere (a = A: none)
-        has = np.broadcast_to((np.arange(a + 1) < a)[:, None], (a + 1, n))
-        app = np.broadcast_to(np.minimum(np.arange(a + 1), a - 1)[:, None], (a + 1, n))
-        m = action_masks(tables, app, has, action_type)
-        self.table = np.ascontiguousarray(m.transpose(1, 0, 2)).reshape(n * (a + 1), -1)
+        self.table = row_masks(tables, action_type)
         self._s = tables.n_candidates
         self._discrete = action_type == "discrete"
 

@@ -204,9 +204,9 @@ class SplitOffloadEnv(gym.Env):
     def _mask_now(self) -> np.ndarray:
         if self._mask_table is None:
             return np.ones(1, dtype=bool)
+        if self.decision_mode == "joint":  # multidiscrete: the core's masks (fresh)
+            return self.core.masks(0).reshape(-1)
         m = self._mask_table.take(self.core.pending_rows()[0], self.core.affordable(0))
-        if self.decision_mode == "joint":
-            return m.reshape(-1)
         return m[self._turns.device]
 
     def action_masks(self) -> np.ndarray:

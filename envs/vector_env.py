@@ -19,7 +19,6 @@ from edgesplit.sim.schema import unpack_result
 
 from .common import (
     INFO_KEYS,
-    MaskTable,
     env_arguments,
     info_from_packed,
     joint_spaces,
@@ -155,7 +154,7 @@ class SplitOffloadVectorEnv(VectorEnv):
         # reset by the user in DISABLED mode)
         self._ended = np.zeros(self.num_envs, dtype=bool)
         self._last = None
-        self._mask_table = MaskTable(ta, "multidiscrete") if at != "continuous" else None
+        self._masked = at != "continuous"  # multidiscrete: the core's masks
 
     def _keys(self, mask: np.ndarray) -> np.ndarray:
         keys = np.zeros(self.num_envs, dtype=np.uint64)
@@ -215,11 +214,9 @@ class SplitOffloadVectorEnv(VectorEnv):
         return list(self._rngs)
 
     def _masks(self) -> np.ndarray:
-        if self._mask_table is None:
+        if not self._masked:
             return np.ones((self.num_envs, 1), dtype=bool)
-        return self._mask_table.take(self.core.pending_rows(), self.core.affordable()).reshape(
-            self.num_envs, -1
-        )
+        return self.core.masks().reshape(self.num_envs, -1)  # multidiscrete, fresh
 
     def action_masks(self) -> np.ndarray:
         """``[num_envs, ...]`` masks, as :meth:`SplitOffloadEnv.action_masks`."""

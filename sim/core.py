@@ -78,7 +78,7 @@ import numpy as np
 from edgesplit.cost_models.links import LinkBank
 
 from . import rng
-from .encoding import ActionError, Tables, decode, encode_devices
+from .encoding import ActionError, Tables, action_masks, decode, encode_devices
 from .estimates import AloneOutcome, alone_outcome
 from .scenario import Scenario
 from .schema import (
@@ -101,7 +101,7 @@ from .tables import Physics, build
 if TYPE_CHECKING:
     from .kernel import KernelArgs, SharedStatics
 
-__all__ = ["BACKENDS", "Core"]
+__all__ = ["BACKENDS", "Core", "row_masks"]
 
 BACKENDS = ("auto", "numba", "numpy")
 
@@ -120,6 +120,27 @@ def _numba_problem() -> str | None:
 
 def _numba_available() -> bool:
     return _numba_problem() is None
+
+
+def row_masks(tables: Tables, action_type: str) -> np.ndarray:
+    """``[N * (A + 1), K]`` the action masks of a discrete view (``"multidiscrete"`` or
+    ``"discrete"``, see :func:`~edgesplit.sim.encoding.action_masks`) for every row of the
+    static tables, ``device * (A + 1) + (app, or A for no task)`` (:meth:`Core.pending_rows`),
+    before any battery masks a head: the masks of a slot are a gather of these rows.
+
+    >>> from edgesplit.sim.scenario import load_scenario
+    >>> from edgesplit.sim.tables import build
+    >>> ta, _ = build(load_scenario("single"))
+    >>> m = row_masks(ta, "multidiscrete")
+    >>> m.shape == (ta.n_devices * (ta.n_apps + 1), int(ta.nvec.sum())), bool(m[-1].all())
+    (True, True)
+    """
+    n, a = tables.n_devices, tables.n_apps
+    # as a batch of A + 1 "environments": row a has app a pending everywhere (a = A: none)
+    has = np.broadcast_to((np.arange(a + 1) < a)[:, None], (a + 1, n))
+    app = np.broadcast_to(np.minimum(np.arange(a + 1), a - 1)[:, None], (a + 1, n))
+    m = action_masks(tables, app, has, action_type)
+    return np.ascontiguousarray(m.transpose(1, 0, 2)).reshape(n * (a + 1), -1)
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:
@@ -304,6 +325,8 @@ class Core:
         e_rows = np.zeros((n, ta.n_apps + 1, ta.n_candidates))
         e_rows[:, : ta.n_apps] = np.where(self._bat[:, None, None], ta.head_energy_j, 0.0)
         self._head_e_rows = e_rows.reshape(n * (ta.n_apps + 1), ta.n_candidates)
+        # [N * (A + 1), K] each row's multidiscrete mask before batteries (see masks())
+        self._mask_rows = row_masks(ta, "multidiscrete")
         self._budget_j = ph.budget_j  # [N] per slot, inf where none
         self._w_budget = rw.budget_weight / rw.energy_ref_j
         # state
@@ -317,6 +340,7 @@ class Core:
         self._k: KernelArgs | None = self._kernel_args() if self.backend == "numba" else None
         self._kview: Packed | None = None  # the last packed result of the compiled step
         self._kobs: np.ndarray | None = None
+        self._kmask: np.ndarray | None = None  # the compiled step's masks, until handed out
 
     # the state's public parts, as attributes of the core
     @property
@@ -516,6 +540,7 @@ class Core:
         self._pend = None
         self._kview = None
         self._kobs = None
+        self._kmask = None
 
     # arrivals --------------------------------------------------------------------------
     def _arrive(
@@ -625,8 +650,8 @@ class Core:
     def affordable(self, env: int | None = None) -> np.ndarray | None:
         """``[E, N, S]`` the splits each device's battery can pay for now (every split of a
         mains-powered device, or of one without a task), ``[N, S]`` for environment ``env``
-        alone; None when no device has a battery. The faces AND it into their static
-        masks."""
+        alone; None when no device has a battery. :meth:`masks` ANDs it into the static
+        masks (the compiled step makes the same compare), as the faces' other views do."""
         if not self._kalt:
             return None
         if env is not None:  # one environment's rows only (the single-env faces)
@@ -634,6 +659,34 @@ class Core:
             return self._head_e_rows.take(rows, axis=0) <= self.state.charge[env][:, None]
         rows = self._pending().row
         return self._head_e_rows.take(rows, axis=0) <= self.state.charge[..., None]
+
+    def masks(self, env: int | None = None) -> np.ndarray:
+        """``[E, N, K]`` the multidiscrete action masks of each device's pending task
+        (``K = S + J + 2L``, True: allowed; see :func:`row_masks`), the splits a battery
+        cannot pay for masked (:meth:`affordable`); ``[N, K]`` for environment ``env``
+        alone. A fresh array: the compiled step writes the next slot's masks beside its
+        observation, handed out by the first call after the step; other calls gather them
+        from :func:`row_masks` (the numpy backend always does), the same values.
+
+        >>> from edgesplit.sim.scenario import load_scenario
+        >>> core = Core(load_scenario("battery"), 2)
+        >>> core.reset(np.array([1, 2], dtype=np.uint64))
+        >>> m = core.masks()
+        >>> m.shape == (2, core.n_devices, int(core.tables.nvec.sum())), m.dtype.name
+        (True, 'bool')
+        """
+        km = self._kmask
+        if km is not None:  # written by the compiled step
+            self._kmask = None  # handed over: the next call gathers again
+            return km if env is None else km[env]
+        rows = self._pending().row
+        if env is not None:
+            rows = rows[env]
+        m = self._mask_rows.take(rows, axis=0)
+        aff = self.affordable(env)
+        if aff is not None:  # the split is the first field
+            m[..., : self.tables.n_candidates] &= aff
+        return m
 
     # step ------------------------------------------------------------------------------
     def resolve(
@@ -947,7 +1000,8 @@ class Core:
         oi = np.empty(k.i_shape, dtype=np.int64)
         ob = np.empty(k.b_shape, dtype=bool)
         obs = np.empty(k.obs_shape, dtype=np.float32)
-        rc = k.fn(mode, act_i, act_f, k.st, k.sv, *prev, of, oi, ob, obs)
+        mask = np.empty(k.mask_shape, dtype=bool)
+        rc = k.fn(mode, act_i, act_f, k.st, k.sv, *prev, of, oi, ob, obs, mask)
         if rc:
             return None
         self._kview = (of, oi, ob)
@@ -957,6 +1011,7 @@ class Core:
             self._sj,
         )
         self._kobs = obs
+        self._kmask = mask
         return of, oi, ob
 
     def _step_numpy(self, dec: Decisions) -> StepResult:
@@ -1000,6 +1055,7 @@ class Core:
         self._pend = None
         self._kview = None
         self._kobs = None
+        self._kmask = None
         for a in (res.has_task, res.app):  # no longer shared with the pending view
             if a.base is None:
                 a.flags.writeable = True
@@ -1040,6 +1096,8 @@ class Core:
             "capacity_j": self.physics.capacity_j,
             "harvest_j": self.physics.harvest_j,
             "budget_j": self._budget_j,
+            "mask_rows": self._mask_rows,  # [N * (A + 1), K] each static row's mask
+            "head_e_rows": self._head_e_rows,  # [N * (A + 1), S] heads a charge must cover
             "kalt": self._kalt,
             "slot_s": self.slot_s,
             "p_tx": self.physics.p_tx_w,

@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 from battery_scenarios import mixed_batteries  # tests/battery_scenarios.py
 
+from edgesplit.envs.common import MaskTable
 from edgesplit.envs.gym_env import SplitOffloadEnv
 from edgesplit.envs.vector_env import SplitOffloadVectorEnv
 from edgesplit.sim import core as core_mod
 from edgesplit.sim.core import Core
 from edgesplit.sim.encoding import ActionError
 from edgesplit.sim.scenario import available_scenarios, load_scenario
-from edgesplit.sim.schema import DECISION_FIELDS, Decisions
+from edgesplit.sim.schema import DECISION_FIELDS, ROW, Decisions, empty_packed
 from edgesplit.sim.state import State
 
 pytest.importorskip("numba")
@@ -168,6 +169,8 @@ def test_numba_step_matches_numpy(name: str, num_envs: int) -> None:
     for step in range(240):
         where = f"{name}, E={num_envs}, step {step}"
         np.testing.assert_array_equal(fast.observe(), ref.observe(), err_msg=where)
+        # the compiled step's masks (batteries included) against the numpy gather
+        np.testing.assert_array_equal(fast.masks(), ref.masks(), err_msg=where)
         for a, b in zip(ref.pending(), fast.pending(), strict=True):
             np.testing.assert_array_equal(b, a, err_msg=where)
         kind = ("multidiscrete", "continuous", "discrete")[step % 3]
@@ -315,10 +318,13 @@ def test_numba_rejects_bad_actions_before_changing_state() -> None:
     np.testing.assert_array_equal(core.observe(), obs)
 
 
-@pytest.mark.parametrize("action_type", ["multidiscrete", "continuous"])
-def test_faces_agree_across_backends(action_type: str) -> None:
+@pytest.mark.parametrize(
+    ("action_type", "scenario"),
+    [("multidiscrete", "default"), ("continuous", "default"), ("multidiscrete", "battery")],
+)
+def test_faces_agree_across_backends(action_type: str, scenario: str) -> None:
     envs = [
-        SplitOffloadEnv("default", action_type=action_type, backend=b) for b in ("numpy", "numba")
+        SplitOffloadEnv(scenario, action_type=action_type, backend=b) for b in ("numpy", "numba")
     ]
     outs = [e.reset(seed=11) for e in envs]
     np.testing.assert_array_equal(outs[0][0], outs[1][0])
@@ -331,9 +337,11 @@ def test_faces_agree_across_backends(action_type: str) -> None:
         assert t0 == t1 and sorted(i0) == sorted(i1)
         for k in i0:
             np.testing.assert_allclose(i1[k], i0[k], rtol=1e-12, atol=1e-15, err_msg=k)
+        if action_type == "multidiscrete":  # asked again: gathered again, the same
+            np.testing.assert_array_equal(envs[1].action_masks(), i1["action_mask"])
         if t0:
             np.testing.assert_array_equal(envs[0].reset()[0], envs[1].reset()[0])
-    vec = [SplitOffloadVectorEnv(3, "default", backend=b) for b in ("numpy", "numba")]
+    vec = [SplitOffloadVectorEnv(3, scenario, backend=b) for b in ("numpy", "numba")]
     for v in vec:
         v.reset(seed=5)
     vec[0].action_space.seed(3)
@@ -344,6 +352,8 @@ def test_faces_agree_across_backends(action_type: str) -> None:
         np.testing.assert_allclose(r1, r0, rtol=1e-12, atol=1e-15)
         np.testing.assert_array_equal(t0, t1)
         np.testing.assert_array_equal(i0["autoreset"], i1["autoreset"])
+        np.testing.assert_array_equal(i0["action_mask"], i1["action_mask"])
+        np.testing.assert_array_equal(vec[1].action_masks(), i1["action_mask"])
 
 
 def test_step_results_are_fresh_arrays() -> None:
@@ -406,3 +416,88 @@ def test_step_refuses_bad_decisions_before_changing_state(backend: str) -> None:
     for k, v in core.state.arrays().items():
         np.testing.assert_array_equal(v, before[k], err_msg=k)
     core.step(good)  # and a valid one still steps
+
+
+def _battery_running_empty() -> dict:
+    """``battery`` without harvest, its charges low: batteries reach exactly 0 J."""
+    d = load_scenario("battery").to_dict()
+    for g in d["devices"]:
+        g["battery"].update(harvest_w=0.0, initial_charge_j=[0.0, 3.0])
+    return d
+
+
+@pytest.mark.parametrize("name", ["battery", "battery_empty", "batteries"])
+@pytest.mark.parametrize("num_envs", [1, 4])
+def test_kernel_masks_match_affordable(name: str, num_envs: int) -> None:
+    """The masks the compiled step writes are those the faces built before it did: the
+    static rows' masks gathered by pending row, the splits ANDed with
+    :meth:`Core.affordable` (its numpy gather and compare), on random states: random actions
+    and, every other slot, random charges (empty, low and full batteries) to start from."""
+    sc = load_scenario(_battery_running_empty()) if name == "battery_empty" else _scenario(name)
+    core = Core(sc, num_envs, backend="numba")
+    ref = Core(sc, num_envs, backend="numpy")
+    table = MaskTable(core.tables, "multidiscrete")
+    keys = np.arange(num_envs, dtype=np.uint64) + np.uint64(3)
+    core.reset(keys)
+    ref.reset(keys)
+    rng = np.random.default_rng(5)
+    ta = core.tables
+    s_n, bat, cap = ta.n_candidates, core.physics.capacity_j > 0, core.physics.capacity_j
+    limited = empty = 0
+    for step in range(200):
+        if step % 2:  # random charges: a quarter empty, a quarter low, the rest anywhere
+            u = rng.random((num_envs, core.n_devices))
+            c = np.where(u < 0.25, 0.0, np.where(u < 0.5, u * 4.0, u * cap))
+            core.state.charge[...] = np.where(bat, c, 0.0)
+            ref.state.charge[...] = core.state.charge
+        act = _random_action(rng, ta, num_envs, "multidiscrete")
+        core.step_action(act, "multidiscrete")
+        ref.step_action(act, "multidiscrete")
+        where = f"{name}, E={num_envs}, step {step}"
+        kernel = core.masks()  # the first call after a compiled step: the kernel's array
+        before = table.take(core.pending_rows(), core.affordable())
+        np.testing.assert_array_equal(kernel, before, err_msg=where)
+        np.testing.assert_array_equal(core.masks(), before, err_msg=where)  # gathered again
+        np.testing.assert_array_equal(ref.masks(), before, err_msg=where)  # the numpy backend
+        assert kernel is not core.masks()  # fresh arrays
+        static = table.take(core.pending_rows())[..., :s_n]
+        limited += int((static & ~kernel[..., :s_n]).sum())  # heads a battery could not pay
+        empty += int((core.state.charge[:, bat] == 0.0).sum())
+    assert limited > 0, limited
+    if name == "battery_empty":
+        assert empty > 0, empty
+
+
+def test_kernel_mask_at_the_charge_boundary() -> None:
+    """The kernel's compare is numpy's (``head energy <= charge``): a charge of exactly a
+    head's energy affords it, one ulp less does not, an empty battery affords only heads
+    that cost nothing."""
+    from edgesplit.sim import kernel as kmod
+
+    core = Core(load_scenario("battery"), 1, backend="numba")
+    core.reset(np.array([9], dtype=np.uint64))
+    table = MaskTable(core.tables, "multidiscrete")
+    rows = core.pending_rows()[0]
+    assert (rows % (core.tables.n_apps + 1) < core.tables.n_apps).any()  # some task pending
+    head_e = core.kernel_statics()["head_e_rows"]
+    masking = (
+        core.kernel_statics()["mask_rows"].astype(np.int64),
+        np.ascontiguousarray(head_e),
+        core.kernel_statics()["kalt"],
+    )
+    n, s_n = core.n_devices, core.tables.n_candidates
+    oi = empty_packed(1, n)[ROW["next_row"][0]]
+    oi[ROW["next_row"][1], 0] = rows
+    rng = np.random.default_rng(0)
+    for trial in range(30):
+        s = rng.integers(0, s_n, n)
+        charge = head_e[rows, s]  # exactly some head's energy
+        if trial % 3 == 1:
+            charge = np.nextafter(charge, -np.inf)
+        elif trial % 3 == 2:
+            charge = np.zeros(n)
+        core.state.charge[0] = np.maximum(charge, 0.0)
+        mask = np.zeros((1, n, table.table.shape[1]), dtype=bool)
+        kmod.action_masks(oi, masking, core.state.charge, mask)
+        np.testing.assert_array_equal(mask[0], table.take(rows, core.affordable(0)))
+        np.testing.assert_array_equal(mask[0], core.masks(0))
