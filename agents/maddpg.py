@@ -214,6 +214,22 @@ class EstimateActor(nn.Module):
         b, n, _ = obs.shape
         return self.net.action_logits(obs.reshape(b, -1)).reshape(b, n, -1).clamp_min(-1e4)
 
+    def options(
+        self, obs: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The net's own distribution: logits of the joint ``(split, target)`` options
+        ``[B, N, S * J]`` (split-major) and of the two levels ``[B, N, 2L]``, what the net or
+        the environment's per-field ``mask [B, N, K]`` rules out at -1e4, and ``has_task``
+        ``[B, N]``."""
+        b = obs.shape[0]
+        net = self.net
+        opt, bw, cpu, _value, has = net(obs.reshape(b, -1))
+        s, j = net.s, net.j
+        keep = (mask[..., :s, None] & mask[..., s : s + j][..., None, :]).flatten(2)
+        opt = opt.masked_fill(~(keep | ~has[..., None]), float("-inf")).clamp_min(-1e4)
+        lv = torch.cat([bw, cpu], -1).masked_fill(~(mask[..., s + j :] | ~has[..., None]), -1e4)
+        return opt, lv.clamp_min(-1e4), has
+
 
 class SetCritic(nn.Module):
     """A centralised critic that scales with the number of devices: values ``[B, N]``
@@ -633,6 +649,71 @@ class MADDPG:
         return a.reshape(b, -1), None
 
     # -- learning ------------------------------------------------------------------------
+    def _option_actions(self, opt: torch.Tensor, lv: torch.Tensor, mode: str) -> torch.Tensor:
+        """Indices ``[..., 4]`` from the estimate actor's joint-option and level logits:
+        ``"greedy"`` (argmax) or ``"sample"`` (Gumbel-max)."""
+        j = self._heads[1]
+        parts = [opt, *torch.split(lv, self._heads[2:], -1)]
+        if mode == "sample":
+            parts = [x - torch.empty_like(x).exponential_().log() for x in parts]
+        o, *levels = (x.argmax(-1) for x in parts)
+        return torch.stack([o // j, o % j, *levels], -1)
+
+    def _option_loss(
+        self, o: torch.Tensor, m: torch.Tensor, bc_w: float, ex: torch.Tensor, cf: bool
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The estimate actor's loss on its own joint options: cloning by cross-entropy
+        over the ``(split, target)`` options and the levels (the max-marginal heads would
+        score a label's target among another split's targets), and the counterfactual
+        term over every option and level."""
+        assert isinstance(self.actor, EstimateActor)
+        opt, lv, has = self.actor.options(o, m)
+        s, j, nl = self._heads[0], self._heads[1], self._heads[2]
+        loss = 1e-3 * (opt.clamp_min(-30.0) ** 2).mean()
+        out: dict[str, float] = {}
+        labelled = (ex[..., 0] >= 0) & has
+        if bc_w > 0 and labelled.any():
+            lab = ex[labelled]
+            ol, ll = opt[labelled], lv[labelled]
+            ok = ol.gather(1, (lab[:, 0] * j + lab[:, 1])[:, None])[:, 0] > -1e3
+            ce = F.cross_entropy(ol[ok], (lab[ok, 0] * j + lab[ok, 1]))
+            for i in range(2):
+                ce = ce + F.cross_entropy(ll[ok][:, i * nl : (i + 1) * nl], lab[ok, 2 + i])
+            loss = loss + bc_w * ce
+            out["bc"] = float(ce.item())
+        if cf:
+            c = int(self.hparams.get("cf_batch", 128))
+            oc, opc, lvc, hc = o[:c], opt[:c], lv[:c], has[:c]
+            with torch.no_grad():
+                base = self._from_indices(self._option_actions(opc, lvc, "greedy"))
+                k = self.k
+                q = torch.arange(s * j)
+                tmpl = torch.zeros(s * j, k)
+                tmpl[q, q // j] = 1.0
+                tmpl[q, s + q % j] = 1.0
+                st = torch.zeros(k)
+                st[: s + j] = 1.0
+                alt_o = base[:, :, None, :] * (1.0 - st) + tmpl
+                seg = torch.zeros(2 * nl, k)
+                for i in range(2):
+                    seg[i * nl : (i + 1) * nl, s + j + i * nl : s + j + (i + 1) * nl] = 1.0
+                eye = torch.eye(k)[s + j :]
+                alt_l = base[:, :, None, :] * (1.0 - seg) + eye
+                alt = torch.cat([alt_o, alt_l], 2)  # [B, N, S*J + 2L, K]
+                adv = self.critic.counterfactual(oc, base, alt)
+                adv = adv - self.critic(oc, base).mean(1)[:, None, None]
+                allowed = torch.cat([opc, lvc], -1) > -1e3
+                valid = allowed & hc[..., None]
+                adv = adv.masked_fill(~valid, 0.0)
+                scale = adv[valid].std() + 1e-8 if valid.sum() > 1 else torch.tensor(1.0)
+            probs = torch.cat(
+                [torch.softmax(x, -1) for x in (opc, lvc[..., :nl], lvc[..., nl:])], -1
+            )
+            loss_q = -(probs * adv).sum(-1).mean() / scale
+            loss = loss + float(self.hparams.get("q_coef", 1.0)) * loss_q
+            out["actor_q"] = loss_q.item()
+        return loss, out
+
     def _counterfactual_loss(
         self, o: torch.Tensor, logits: torch.Tensor, m: torch.Tensor
     ) -> torch.Tensor:
@@ -679,7 +760,12 @@ class MADDPG:
             self.last_losses = losses
             return
         mode = hp.get("actor_loss", "st")
-        if not bc_only:
+        joint = hp["actor"] == "estimates" and (bc_only or mode == "cf")
+        if joint:  # the estimate actor learns on its own joint options
+            bc_w = 1.0 if bc_only else float(hp["bc_coef"]) * self._bc_decay(t)
+            loss_a, extra = self._option_loss(o, m, bc_w, bt["expert"].long(), not bc_only)
+            losses.update(extra)
+        elif not bc_only:
             if mode == "cf":
                 c = int(hp.get("cf_batch", 128))
                 loss_q = self._counterfactual_loss(o[:c], logits[:c], m[:c])
@@ -696,14 +782,10 @@ class MADDPG:
                 loss_q = -self.critic(o, own).mean()
             loss_a = loss_a + float(hp.get("q_coef", 1.0)) * loss_q
             losses["actor_q"] = loss_q.item()
-        bc_w = 1.0 if bc_only else float(hp["bc_coef"])
-        decay = int(hp.get("bc_decay", 0))
-        if not bc_only and decay > 0:
-            since = t - hp["bc_timesteps"] - hp.get("actor_delay", 0)
-            bc_w *= max(0.0, 1.0 - since / decay)
+        bc_w = 1.0 if bc_only else float(hp["bc_coef"]) * self._bc_decay(t)
         ex = bt["expert"].long()
         labelled = (ex[..., 0] >= 0) & (o[..., 0] > 0.5)  # a decision the expert made
-        if bc_w > 0 and labelled.any():
+        if not joint and bc_w > 0 and labelled.any():
             lg = logits.masked_fill(~m, -1e9)
             ce = sum(
                 F.cross_entropy(h[labelled], ex[labelled][:, j])
@@ -721,6 +803,14 @@ class MADDPG:
         self._soft_update()
         self.n_updates += 1
         self.last_losses = losses
+
+    def _bc_decay(self, t: int) -> float:
+        """The cloning term's weight factor at step ``t`` after cloning (``bc_decay``)."""
+        hp = self.hparams
+        decay = int(hp.get("bc_decay", 0))
+        if decay <= 0:
+            return 1.0
+        return max(0.0, 1.0 - (t - hp["bc_timesteps"] - hp.get("actor_delay", 0)) / decay)
 
     def _soft_update(self) -> None:
         tau = self.hparams["tau"]
@@ -749,10 +839,13 @@ class MADDPG:
         mt = torch.as_tensor(m)
         with torch.no_grad():
             if expert is None and t < hp["learning_starts"]:
-                lg = torch.zeros(mt.shape)
+                idx = self._indices(self._one_hot(torch.zeros(mt.shape), mt, "sample")).numpy()
+            elif isinstance(self.actor, EstimateActor):  # its own joint options
+                opt, lv, _has = self.actor.options(torch.as_tensor(o), mt)
+                idx = self._option_actions(opt, lv, "sample").numpy()
             else:
                 lg = self.actor(torch.as_tensor(o))
-            idx = self._indices(self._one_hot(lg, mt, "sample")).numpy()
+                idx = self._indices(self._one_hot(lg, mt, "sample")).numpy()
         if expert is not None and t < hp["bc_timesteps"]:
             half = (len(idx) + 1) // 2
             idx[:half] = expert[:half]
