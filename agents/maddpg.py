@@ -15,10 +15,16 @@ encodings are pooled by mean and max, and device ``i``'s value is a function of 
 encoding, the pool and its identity. It gives a value per device, trained on each device's
 own reward (``team_weight`` mixes in the team's mean, as the PettingZoo face does).
 
-**Actor update.** Every device's action comes from the actor at once (straight-through
-Gumbel-softmax, Jang et al., ICLR 2017) and the actor ascends the mean of the devices'
-values: a device is credited with what its action does to the others' costs too (the
-sum "mixer" of FACMAC, Peng et al., NeurIPS 2021). Infeasible choices (the environment's
+**Actor update.** With ``actor_loss="st"`` (MADDPG's own) every device's action comes
+from the actor at once (straight-through Gumbel-softmax, Jang et al., ICLR 2017) and the
+actor ascends the mean of the devices' values: a device is credited with what its action
+does to the others' costs too (the sum "mixer" of FACMAC, Peng et al., NeurIPS 2021).
+With ``actor_loss="cf"`` (the shipped config) the critic values every alternative of every
+device's choices, field by field, with the others at their most likely actions
+(:meth:`SetCritic.counterfactual`), and the actor ascends the expected advantage under its
+probabilities (COMA's counterfactual baseline, Foerster et al., AAAI 2018, over all
+alternatives rather than a sample): the gradient no longer depends on the critic's slope
+at one-hot actions. Infeasible choices (the environment's
 action masks) get no probability, in sampling, in the greedy (deployed) action and in the
 target actions.
 

@@ -85,3 +85,28 @@ def test_bad_actor_critic_options_are_named() -> None:
         MADDPG(_env(), actor_delay=-5)
     with pytest.raises(ValueError, match="cf_batch"):
         MADDPG(_env(), cf_batch=0)
+
+
+def test_the_estimate_actor_learns_on_its_own_joint_options() -> None:
+    """``actor="estimates"``: its joint options respect the environment's per-field masks,
+    greedy cloning labels are options it can take (a finite cloning loss), and the
+    counterfactual phase runs on options and levels."""
+    kw = {"n_envs": 4, "learning_starts": 8, "batch_size": 8, "train_freq": 4, "seed": 0}
+    algo = MADDPG(
+        _env(max_cycles=10), actor="estimates", rounds=2, hidden=[16], bc_timesteps=24,
+        bc_decay=8, actor_loss="cf", cf_batch=4, **kw,
+    )  # fmt: skip
+    algo.learn(24)
+    assert np.isfinite(algo.last_losses["bc"]) and algo.last_losses["bc"] < 50.0
+    b = algo.buffer
+    o, m = torch.as_tensor(b.obs[:24]), torch.as_tensor(b.mask[:24])
+    with torch.no_grad():
+        opt, _lv, has = algo.actor.options(o, m)
+    s, j = algo._heads[0], algo._heads[1]
+    allowed = (m[..., :s, None] & m[..., s : s + j][..., None, :]).flatten(2)
+    assert not ((opt > -1e3) & ~allowed & has[..., None]).any()
+    ex = torch.as_tensor(b.expert[:24]).long()
+    lab = opt.gather(-1, (ex[..., 0] * j + ex[..., 1])[..., None])[..., 0]
+    assert (lab[has] > -1e3).all()
+    algo.learn(24)
+    assert np.isfinite(algo.last_losses["actor_q"]) and "bc" not in algo.last_losses
