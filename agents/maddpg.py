@@ -15,10 +15,16 @@ encodings are pooled by mean and max, and device ``i``'s value is a function of 
 encoding, the pool and its identity. It gives a value per device, trained on each device's
 own reward (``team_weight`` mixes in the team's mean, as the PettingZoo face does).
 
-**Actor update.** Every device's action comes from the actor at once (straight-through
-Gumbel-softmax, Jang et al., ICLR 2017) and the actor ascends the mean of the devices'
-values: a device is credited with what its action does to the others' costs too (the
-sum "mixer" of FACMAC, Peng et al., NeurIPS 2021). Infeasible choices (the environment's
+**Actor update.** With ``actor_loss="st"`` (MADDPG's own) every device's action comes
+from the actor at once (straight-through Gumbel-softmax, Jang et al., ICLR 2017) and the
+actor ascends the mean of the devices' values: a device is credited with what its action
+does to the others' costs too (the sum "mixer" of FACMAC, Peng et al., NeurIPS 2021).
+With ``actor_loss="cf"`` (the shipped config) the critic values every alternative of every
+device's choices, field by field, with the others at their most likely actions
+(:meth:`SetCritic.counterfactual`), and the actor ascends the expected advantage under its
+probabilities (COMA's counterfactual baseline, Foerster et al., AAAI 2018, over all
+alternatives rather than a sample): the gradient no longer depends on the critic's slope
+at one-hot actions. Infeasible choices (the environment's
 action masks) get no probability, in sampling, in the greedy (deployed) action and in the
 target actions.
 
@@ -214,6 +220,22 @@ class EstimateActor(nn.Module):
         b, n, _ = obs.shape
         return self.net.action_logits(obs.reshape(b, -1)).reshape(b, n, -1).clamp_min(-1e4)
 
+    def options(
+        self, obs: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The net's own distribution: logits of the joint ``(split, target)`` options
+        ``[B, N, S * J]`` (split-major) and of the two levels ``[B, N, 2L]``, what the net or
+        the environment's per-field ``mask [B, N, K]`` rules out at -1e4, and ``has_task``
+        ``[B, N]``."""
+        b = obs.shape[0]
+        net = self.net
+        opt, bw, cpu, _value, has = net(obs.reshape(b, -1))
+        s, j = net.s, net.j
+        keep = (mask[..., :s, None] & mask[..., s : s + j][..., None, :]).flatten(2)
+        opt = opt.masked_fill(~(keep | ~has[..., None]), float("-inf")).clamp_min(-1e4)
+        lv = torch.cat([bw, cpu], -1).masked_fill(~(mask[..., s + j :] | ~has[..., None]), -1e4)
+        return opt, lv.clamp_min(-1e4), has
+
 
 class SetCritic(nn.Module):
     """A centralised critic that scales with the number of devices: values ``[B, N]``
@@ -222,18 +244,33 @@ class SetCritic(nn.Module):
     Every device's ``(observation, action, identity)`` is encoded by one network; device
     ``i``'s value is a function of its own encoding, the mean and the max of all the
     encodings, and its identity. The weights do not depend on ``N`` (but for the identity
-    table).
+    table). Given ``features`` (an :class:`OptionFeatures`), each device's encoding also
+    sees its options' estimated times and those of the option its action picks (the first
+    two heads of the action: split and target).
 
     >>> critic = SetCritic(n=3, d=5, k=4, hidden=(8,))
     >>> critic(torch.rand(2, 3, 5), torch.rand(2, 3, 4)).shape
     torch.Size([2, 3])
+    >>> alt = torch.rand(2, 3, 7, 4)  # seven alternatives for each device's action
+    >>> critic.counterfactual(torch.rand(2, 3, 5), torch.rand(2, 3, 4), alt).shape
+    torch.Size([2, 3, 7])
     """
 
-    def __init__(self, n: int, d: int, k: int, hidden: tuple[int, ...], id_dim: int = 8) -> None:
+    def __init__(
+        self,
+        n: int,
+        d: int,
+        k: int,
+        hidden: tuple[int, ...],
+        id_dim: int = 8,
+        features: OptionFeatures | None = None,
+    ) -> None:
         super().__init__()
         self.ident = nn.Embedding(n, id_dim)
+        self.features = features
         h = hidden[0]
-        self.encode = _mlp(d + k + id_dim, h, hidden[:1], last_relu=True)
+        extra = 0 if features is None else features.width + 4
+        self.encode = _mlp(d + k + id_dim + extra, h, hidden[:1], last_relu=True)
         # the head's first layer on [own encoding, mean, max, identity], in parts: the pooled
         # part is computed once per sample rather than once per device
         g = hidden[1] if len(hidden) > 1 else h
@@ -242,15 +279,63 @@ class SetCritic(nn.Module):
         self.who = nn.Linear(id_dim, g, bias=False)
         self.head = _mlp(g, 1, tuple(hidden[2:]))
 
+    def _inputs(
+        self, obs: torch.Tensor, act: torch.Tensor, emb: torch.Tensor, table: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Each device's encoder input; ``act`` may carry extra leading dimensions after
+        ``[B, N]`` (alternatives), to which the rest is broadcast."""
+        shape = act.shape[:-1]
+        parts = [obs.expand(*shape, -1), act, emb.expand(*shape, -1)]
+        if table is not None and self.features is not None:
+            f = self.features
+            grid = table.reshape(*table.shape[:-1], f.s, f.j, 4).expand(*shape, f.s, f.j, 4)
+            split, target = act[..., : f.s], act[..., f.s : f.s + f.j]
+            chosen = (grid * split[..., :, None, None] * target[..., None, :, None]).sum((-3, -2))
+            parts += [table.expand(*shape, -1), chosen]
+        return torch.cat(parts, -1)
+
     def forward(
         self, obs: torch.Tensor, act: torch.Tensor, ids: torch.Tensor | None = None
     ) -> torch.Tensor:
         b, n, _ = obs.shape
         emb = self.ident(_ids(n, ids))  # [N, id_dim]
-        e = self.encode(torch.cat([obs, act, emb.expand(b, n, -1)], -1))  # [B, N, H]
+        table = None if self.features is None else self.features(obs, ids)
+        e = self.encode(self._inputs(obs, act, emb.expand(b, n, -1), table))  # [B, N, H]
         pool = torch.cat([e.mean(1, keepdim=True), e.amax(1, keepdim=True)], -1)  # [B, 1, 2H]
         z = torch.relu(self.own(e) + self.pool(pool) + self.who(emb))
         return self.head(z).squeeze(-1)
+
+    def counterfactual(
+        self,
+        obs: torch.Tensor,
+        act: torch.Tensor,
+        alt: torch.Tensor,
+        ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The mean over devices of the values when device ``i`` alone takes action
+        ``alt[:, i, a]`` and the others keep ``act``: ``[B, N, A]`` from ``alt [B, N, A,
+        K]`` (every alternative of every device in one pass: one encoding per alternative,
+        the pools updated rather than recomputed)."""
+        b, n, _ = obs.shape
+        emb = self.ident(_ids(n, ids))
+        table = None if self.features is None else self.features(obs, ids)
+        e = self.encode(self._inputs(obs, act, emb.expand(b, n, -1), table))  # [B, N, H]
+        t3 = None if table is None else table[:, :, None]
+        ea = self.encode(self._inputs(obs[:, :, None], alt, emb[None, :, None], t3))  # [B,N,A,H]
+        mean = ((e.sum(1, keepdim=True) - e)[:, :, None] + ea) / n
+        if n > 1:
+            eye = torch.eye(n, dtype=torch.bool, device=obs.device)[None, :, :, None]
+            rest = e[:, None].expand(b, n, n, -1).masked_fill(eye, float("-inf")).amax(2)
+            top = torch.maximum(rest[:, :, None], ea)
+        else:
+            top = ea
+        pool = self.pool(torch.cat([mean, top], -1))  # [B, N(i), A, G]
+        who = self.who(emb)  # [N, G]
+        others = self.own(e) + who  # [B, N(j), G]
+        v = self.head(torch.relu(others[:, None, None] + pool[:, :, :, None])).squeeze(-1)
+        mine = self.head(torch.relu(self.own(ea) + who[None, :, None] + pool)).squeeze(-1)
+        diag = torch.diagonal(v, dim1=1, dim2=3).permute(0, 2, 1)  # [B, N, A]: j == i
+        return (v.sum(-1) - diag + mine) / n
 
 
 def masked_heads(
@@ -390,6 +475,30 @@ class MADDPG:
         baseline's decisions on every step: 0 skips them).
     lr_bc : float or None
         The actor's learning rate in the cloning phase (None: ``lr_actor``).
+    actor_loss : str
+        How the critic moves the actor after cloning: ``"st"``, the devices' mean value at
+        straight-through Gumbel-softmax samples of every device's action (MADDPG's own);
+        ``"soft"``, at the actor's probabilities (no sampling); ``"cf"``, counterfactual
+        advantages: with every other device at its most likely action, each of device
+        ``i``'s choices, head by head, is valued by the critic (the devices' mean value,
+        :meth:`SetCritic.counterfactual`) against its most likely one, and the actor
+        ascends the expected advantage under its probabilities (all choices at once, as
+        COMA's counterfactual baseline but without sampling; normalised by the batch's
+        spread of advantages and weighted by ``q_coef``; on the first ``cf_batch``
+        transitions of each batch: it values ``K`` alternatives per device).
+    q_coef : float
+        Weight of the critic's term in the actor's loss.
+    cf_batch : int
+        Transitions of each batch the ``"cf"`` loss values.
+    critic_features : bool
+        Whether the critic also sees each device's options' estimated times and those of
+        the option its action picks (:class:`OptionFeatures`).
+    actor_delay : int
+        Environment steps after cloning in which only the critic learns (on the clone's
+        own actions) before the actor moves.
+    bc_decay : int
+        Environment steps over which the cloning term's weight falls linearly from
+        ``bc_coef`` to 0 once the actor moves (0: it stays at ``bc_coef``).
     seed : int
     """
 
@@ -417,6 +526,12 @@ class MADDPG:
         bc_timesteps: int = 0,
         bc_coef: float = 0.0,
         lr_bc: float | None = None,
+        actor_loss: str = "st",
+        q_coef: float = 1.0,
+        cf_batch: int = 128,
+        critic_features: bool = False,
+        actor_delay: int = 0,
+        bc_decay: int = 0,
         seed: int = 0,
         tensorboard_log: str | None = None,
     ) -> None:
@@ -438,6 +553,9 @@ class MADDPG:
             ("gradient_steps", gradient_steps, 0),
             ("bc_timesteps", bc_timesteps, 0),
             ("learning_starts", learning_starts, 0),
+            ("actor_delay", actor_delay, 0),
+            ("bc_decay", bc_decay, 0),
+            ("cf_batch", cf_batch, 1),
         ):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
                 raise ValueError(f"{name}: expected an integer >= {lo}, got {v!r}")
@@ -447,6 +565,10 @@ class MADDPG:
             )
         if float(bc_coef) < 0:
             raise ValueError(f"bc_coef: expected a number >= 0, got {bc_coef!r}")
+        if actor_loss not in ("st", "soft", "cf"):
+            raise ValueError(f"actor_loss: expected 'st', 'soft' or 'cf', got {actor_loss!r}")
+        if float(q_coef) < 0:
+            raise ValueError(f"q_coef: expected a number >= 0, got {q_coef!r}")
         if actor not in ("mlp", "estimates"):
             raise ValueError(f"actor: expected 'mlp' or 'estimates', got {actor!r}")
         self.nvec = np.asarray(sp.nvec, dtype=np.int64)
@@ -460,7 +582,10 @@ class MADDPG:
             "hidden": list(hidden), "id_dim": id_dim, "context": bool(context),
             "option_features": bool(option_features), "actor": actor, "rounds": int(rounds),
             "team_weight": team_weight, "bc_timesteps": bc_timesteps, "bc_coef": bc_coef,
-            "lr_bc": lr_bc, "seed": seed,
+            "lr_bc": lr_bc, "actor_loss": actor_loss, "q_coef": float(q_coef),
+            "cf_batch": cf_batch,
+            "critic_features": bool(critic_features), "actor_delay": actor_delay,
+            "bc_decay": bc_decay, "seed": seed,
         }  # fmt: skip
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
@@ -471,7 +596,8 @@ class MADDPG:
         else:
             feats = OptionFeatures(env.core.tables) if option_features else None
             self.actor = SharedActor(n, d, k, h, int(id_dim), bool(context), feats)
-        self.critic = SetCritic(n, d, k, h, int(id_dim))
+        cf = OptionFeatures(env.core.tables) if critic_features else None
+        self.critic = SetCritic(n, d, k, h, int(id_dim), cf)
         self.actor_t = copy.deepcopy(self.actor)
         self.critic_t = copy.deepcopy(self.critic)
         self.opt_a = torch.optim.Adam(self.actor.parameters(), lr=lr_actor)
@@ -529,8 +655,96 @@ class MADDPG:
         return a.reshape(b, -1), None
 
     # -- learning ------------------------------------------------------------------------
-    def _update(self, bc_only: bool) -> None:
+    def _option_actions(self, opt: torch.Tensor, lv: torch.Tensor, mode: str) -> torch.Tensor:
+        """Indices ``[..., 4]`` from the estimate actor's joint-option and level logits:
+        ``"greedy"`` (argmax) or ``"sample"`` (Gumbel-max)."""
+        j = self._heads[1]
+        parts = [opt, *torch.split(lv, self._heads[2:], -1)]
+        if mode == "sample":
+            parts = [x - torch.empty_like(x).exponential_().log() for x in parts]
+        o, *levels = (x.argmax(-1) for x in parts)
+        return torch.stack([o // j, o % j, *levels], -1)
+
+    def _option_loss(
+        self, o: torch.Tensor, m: torch.Tensor, bc_w: float, ex: torch.Tensor, cf: bool
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The estimate actor's loss on its own joint options: cloning by cross-entropy
+        over the ``(split, target)`` options and the levels (the max-marginal heads would
+        score a label's target among another split's targets), and the counterfactual
+        term over every option and level."""
+        assert isinstance(self.actor, EstimateActor)
+        opt, lv, has = self.actor.options(o, m)
+        s, j, nl = self._heads[0], self._heads[1], self._heads[2]
+        loss = 1e-3 * (opt.clamp_min(-30.0) ** 2).mean()
+        out: dict[str, float] = {}
+        labelled = (ex[..., 0] >= 0) & has
+        if bc_w > 0 and labelled.any():
+            lab = ex[labelled]
+            ol, ll = opt[labelled], lv[labelled]
+            ok = ol.gather(1, (lab[:, 0] * j + lab[:, 1])[:, None])[:, 0] > -1e3
+            ce = F.cross_entropy(ol[ok], (lab[ok, 0] * j + lab[ok, 1]))
+            for i in range(2):
+                ce = ce + F.cross_entropy(ll[ok][:, i * nl : (i + 1) * nl], lab[ok, 2 + i])
+            loss = loss + bc_w * ce
+            out["bc"] = float(ce.item())
+        if cf:
+            c = int(self.hparams.get("cf_batch", 128))
+            oc, opc, lvc, hc = o[:c], opt[:c], lv[:c], has[:c]
+            with torch.no_grad():
+                base = self._from_indices(self._option_actions(opc, lvc, "greedy"))
+                k = self.k
+                q = torch.arange(s * j)
+                tmpl = torch.zeros(s * j, k)
+                tmpl[q, q // j] = 1.0
+                tmpl[q, s + q % j] = 1.0
+                st = torch.zeros(k)
+                st[: s + j] = 1.0
+                alt_o = base[:, :, None, :] * (1.0 - st) + tmpl
+                seg = torch.zeros(2 * nl, k)
+                for i in range(2):
+                    seg[i * nl : (i + 1) * nl, s + j + i * nl : s + j + (i + 1) * nl] = 1.0
+                eye = torch.eye(k)[s + j :]
+                alt_l = base[:, :, None, :] * (1.0 - seg) + eye
+                alt = torch.cat([alt_o, alt_l], 2)  # [B, N, S*J + 2L, K]
+                adv = self.critic.counterfactual(oc, base, alt)
+                adv = adv - self.critic(oc, base).mean(1)[:, None, None]
+                allowed = torch.cat([opc, lvc], -1) > -1e3
+                valid = allowed & hc[..., None]
+                adv = adv.masked_fill(~valid, 0.0)
+                scale = adv[valid].std() + 1e-8 if valid.sum() > 1 else torch.tensor(1.0)
+            probs = torch.cat(
+                [torch.softmax(x, -1) for x in (opc, lvc[..., :nl], lvc[..., nl:])], -1
+            )
+            loss_q = -(probs * adv).sum(-1).mean() / scale
+            loss = loss + float(self.hparams.get("q_coef", 1.0)) * loss_q
+            out["actor_q"] = loss_q.item()
+        return loss, out
+
+    def _counterfactual_loss(
+        self, o: torch.Tensor, logits: torch.Tensor, m: torch.Tensor
+    ) -> torch.Tensor:
+        """Minus the expected counterfactual advantage of every device's choices under
+        the actor's probabilities (``actor_loss="cf"``, see the class docstring)."""
+        lg = logits.masked_fill(~m, -1e9)
+        with torch.no_grad():
+            base = self._one_hot(lg, None, "greedy")  # [B, N, K]
+            k = self.k
+            seg = torch.zeros(k, k)  # seg[c]: the positions of choice c's head
+            for a, w in zip(self._offsets.tolist(), self._heads, strict=True):
+                seg[a : a + w, a : a + w] = 1.0
+            alt = base[:, :, None, :] * (1.0 - seg) + torch.eye(k)  # [B, N, K, K]
+            adv = self.critic.counterfactual(o, base, alt)  # [B, N, K]
+            adv = adv - self.critic(o, base).mean(1)[:, None, None]
+            valid = m & (o[..., :1] > 0.5)  # allowed choices of devices with a task
+            adv = adv.masked_fill(~valid, 0.0)
+            scale = adv[valid].std() + 1e-8 if valid.sum() > 1 else torch.tensor(1.0)
+        probs = torch.cat([torch.softmax(h, -1) for h in torch.split(lg, self._heads, -1)], -1)
+        return -(probs * adv).sum(-1).mean() / scale
+
+    def _update(self, bc_only: bool, t: int | None = None) -> None:
         hp = self.hparams
+        t = self.num_timesteps if t is None else t
+        moves = t > hp["bc_timesteps"] + hp.get("actor_delay", 0)
         bt = self.buffer.sample(self.rng, int(hp["batch_size"]))
         o, o2, m, m2 = bt["obs"], bt["obs2"], bt["mask"], bt["mask2"]
         a = self._from_indices(bt["act"])
@@ -546,16 +760,38 @@ class MADDPG:
         logits = self.actor(o)  # [B, N, K]
         loss_a = 1e-3 * (logits**2).mean()
         losses = {"critic": loss_c.item()}
-        if not bc_only:
-            # every device's action from the actor; the actor ascends the devices' mean value
-            own = self._one_hot(logits, m, "st")
-            loss_q = -self.critic(o, own).mean()
-            loss_a = loss_a + loss_q
+        if not bc_only and not moves:  # the critic learns the clone's values first
+            self._soft_update()
+            self.n_updates += 1
+            self.last_losses = losses
+            return
+        mode = hp.get("actor_loss", "st")
+        joint = hp["actor"] == "estimates" and (bc_only or mode == "cf")
+        if joint:  # the estimate actor learns on its own joint options
+            bc_w = 1.0 if bc_only else float(hp["bc_coef"]) * self._bc_decay(t)
+            loss_a, extra = self._option_loss(o, m, bc_w, bt["expert"].long(), not bc_only)
+            losses.update(extra)
+        elif not bc_only:
+            if mode == "cf":
+                c = int(hp.get("cf_batch", 128))
+                loss_q = self._counterfactual_loss(o[:c], logits[:c], m[:c])
+            else:
+                # every device's action from the actor; the actor ascends the devices' mean
+                # value (at a straight-through sample, or at the probabilities)
+                if mode == "soft":
+                    lg = logits.masked_fill(~m, -1e9)
+                    own = torch.cat(
+                        [torch.softmax(h, -1) for h in torch.split(lg, self._heads, -1)], -1
+                    )
+                else:
+                    own = self._one_hot(logits, m, "st")
+                loss_q = -self.critic(o, own).mean()
+            loss_a = loss_a + float(hp.get("q_coef", 1.0)) * loss_q
             losses["actor_q"] = loss_q.item()
-        bc_w = 1.0 if bc_only else float(hp["bc_coef"])
+        bc_w = 1.0 if bc_only else float(hp["bc_coef"]) * self._bc_decay(t)
         ex = bt["expert"].long()
         labelled = (ex[..., 0] >= 0) & (o[..., 0] > 0.5)  # a decision the expert made
-        if bc_w > 0 and labelled.any():
+        if not joint and bc_w > 0 and labelled.any():
             lg = logits.masked_fill(~m, -1e9)
             ce = sum(
                 F.cross_entropy(h[labelled], ex[labelled][:, j])
@@ -570,12 +806,24 @@ class MADDPG:
         loss_a.backward()
         nn.utils.clip_grad_norm_(self.actor.parameters(), 1.0)
         self.opt_a.step()
+        self._soft_update()
+        self.n_updates += 1
+        self.last_losses = losses
+
+    def _bc_decay(self, t: int) -> float:
+        """The cloning term's weight factor at step ``t`` after cloning (``bc_decay``)."""
+        hp = self.hparams
+        decay = int(hp.get("bc_decay", 0))
+        if decay <= 0:
+            return 1.0
+        return max(0.0, 1.0 - (t - hp["bc_timesteps"] - hp.get("actor_delay", 0)) / decay)
+
+    def _soft_update(self) -> None:
+        tau = self.hparams["tau"]
         with torch.no_grad():
             for net, tgt in ((self.actor, self.actor_t), (self.critic, self.critic_t)):
                 for p, pt in zip(net.parameters(), tgt.parameters(), strict=True):
-                    pt.mul_(1.0 - hp["tau"]).add_(p, alpha=hp["tau"])
-        self.n_updates += 1
-        self.last_losses = losses
+                    pt.mul_(1.0 - tau).add_(p, alpha=tau)
 
     def _vector_env(self) -> SplitOffloadVectorEnv:
         if self._venv is None:
@@ -597,10 +845,13 @@ class MADDPG:
         mt = torch.as_tensor(m)
         with torch.no_grad():
             if expert is None and t < hp["learning_starts"]:
-                lg = torch.zeros(mt.shape)
+                idx = self._indices(self._one_hot(torch.zeros(mt.shape), mt, "sample")).numpy()
+            elif isinstance(self.actor, EstimateActor):  # its own joint options
+                opt, lv, _has = self.actor.options(torch.as_tensor(o), mt)
+                idx = self._option_actions(opt, lv, "sample").numpy()
             else:
                 lg = self.actor(torch.as_tensor(o))
-            idx = self._indices(self._one_hot(lg, mt, "sample")).numpy()
+                idx = self._indices(self._one_hot(lg, mt, "sample")).numpy()
         if expert is not None and t < hp["bc_timesteps"]:
             half = (len(idx) + 1) // 2
             idx[:half] = expert[:half]
@@ -675,7 +926,7 @@ class MADDPG:
             if t >= hp["learning_starts"]:
                 due = (t // hp["train_freq"] - t0 // hp["train_freq"]) * hp["gradient_steps"]
                 for _ in range(int(due)):
-                    self._update(bc_only=t <= hp["bc_timesteps"])
+                    self._update(bc_only=t <= hp["bc_timesteps"], t=t)
                 if writer is not None and due and self.n_updates % 100 < due:
                     for key, v in self.last_losses.items():
                         writer.add_scalar(f"train/{key}_loss", v, t)
