@@ -681,12 +681,16 @@ class MADDPG:
         if bc_w > 0 and labelled.any():
             lab = ex[labelled]
             ol, ll = opt[labelled], lv[labelled]
+            # labels the net rules out (its charge gate is a hair stricter than the
+            # environment's) are left out; none left: no cloning term (the mean of nothing
+            # is NaN, which would poison the actor's weights)
             ok = ol.gather(1, (lab[:, 0] * j + lab[:, 1])[:, None])[:, 0] > -1e3
-            ce = F.cross_entropy(ol[ok], (lab[ok, 0] * j + lab[ok, 1]))
-            for i in range(2):
-                ce = ce + F.cross_entropy(ll[ok][:, i * nl : (i + 1) * nl], lab[ok, 2 + i])
-            loss = loss + bc_w * ce
-            out["bc"] = float(ce.item())
+            if ok.any():
+                ce = F.cross_entropy(ol[ok], (lab[ok, 0] * j + lab[ok, 1]))
+                for i in range(2):
+                    ce = ce + F.cross_entropy(ll[ok][:, i * nl : (i + 1) * nl], lab[ok, 2 + i])
+                loss = loss + bc_w * ce
+                out["bc"] = float(ce.item())
         if cf:
             c = int(self.hparams.get("cf_batch", 128))
             oc, opc, lvc, hc = o[:c], opt[:c], lv[:c], has[:c]

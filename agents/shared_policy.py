@@ -480,7 +480,7 @@ class SplitOffloadNet(nn.Module):
             v = self.v_head(torch.cat([hv, cv[:, None, :].expand_as(hv)], -1))
         else:  # the environment's half of the first layer once per environment
             env = torch.arange(b, device=x.device).repeat_interleave(n)
-            pre = _joint(self.v_head[0], hv.reshape(b * n, -1), cv, env)
+            pre = _joint(self.v_head[0], hv.reshape(b * n, hv.shape[-1]), cv, env)
             v = _after_first(self.v_head, pre).reshape(b, n, 1)
         return v[..., 0].mean(1)
 
@@ -534,7 +534,7 @@ class SplitOffloadNet(nn.Module):
         idx = feasible.reshape(-1).nonzero()[:, 0]
         k_of = idx // sj
         of = _take(of.reshape(-1, N_OPTION_FEATURES), idx)
-        hs = _take(h.reshape(b * n, -1), sel)  # [K, h]
+        hs = _take(h.reshape(b * n, h.shape[-1]), sel)  # [K, h] (explicit: b may be 0)
         z = torch.relu(self.opt_proj(of) + _take(_joint(self.dev_proj, hs, c, env), k_of))
         score = self.score(z)[:, 0] - self.log_beta.exp() * of[:, 1]
         none = torch.full((sel.shape[0] * sj,), float("-inf"), device=obs.device)

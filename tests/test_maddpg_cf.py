@@ -110,3 +110,20 @@ def test_the_estimate_actor_learns_on_its_own_joint_options() -> None:
     assert (lab[has] > -1e3).all()
     algo.learn(24)
     assert np.isfinite(algo.last_losses["actor_q"]) and "bc" not in algo.last_losses
+
+
+def test_the_cloning_term_skips_labels_the_estimate_actor_rules_out() -> None:
+    """Where the net rules out every label of a batch (its battery gate is a hair stricter
+    than the environment's), the estimate actor's loss stays finite, without a cloning
+    term (a cross-entropy over no labels is NaN)."""
+    kw = {"n_envs": 2, "learning_starts": 10**9, "batch_size": 8, "seed": 0}
+    algo = MADDPG(_env(max_cycles=10), actor="estimates", hidden=[8], bc_timesteps=8, **kw)
+    algo.learn(8)
+    b = algo.buffer
+    o, m = torch.as_tensor(b.obs[:8]), torch.as_tensor(b.mask[:8]).clone()
+    ex = torch.as_tensor(b.expert[:8]).long()
+    assert (ex[..., 0] >= 0).any()
+    # forbid each labelled device's own split: every label is ruled out
+    m.scatter_(-1, ex[..., :1].clamp_min(0), False)
+    loss, out = algo._option_loss(o, m, 1.0, ex, cf=False)
+    assert torch.isfinite(loss) and "bc" not in out

@@ -380,3 +380,17 @@ def test_sampling_follows_the_probabilities_and_never_takes_a_masked_option() ->
         se = (p[row] * (1 - p[row]) / draws).sqrt()
         assert (freq[p[row] == 0] == 0).all()
         assert ((freq - p[row]).abs() <= 4 * se + 1e-12).all(), (freq, p[row])
+
+
+def test_an_empty_batch_gives_empty_outputs() -> None:
+    """No observations (``B = 0``): empty outputs on both paths, as before the compact
+    forward (its ``reshape(b * n, -1)`` of nothing was ambiguous and raised)."""
+    net = SplitOffloadNet.from_core(Core(load_scenario("default"), 1), hidden=8)
+    obs = torch.zeros(0, net.n * net.d)
+    for compact in (True, False):
+        net.compact = compact
+        with torch.no_grad():
+            opt, bw, cpu, value, has = net(obs)
+        assert opt.shape == (0, net.n, net.sj) and bw.shape == cpu.shape == (0, net.n, net.levels)
+        assert value.shape == (0,) and has.shape == (0, net.n)
+    assert net.value(obs).shape == (0,)
