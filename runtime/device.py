@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import socket
 import threading
 import time
@@ -289,7 +290,8 @@ class Device:
         header = {"task": task, "app": self.app, "candidate": cand.name, "tensors": metas}
         frame = pack_frame(TASK, header, payload)
         weight = decision.get("bandwidth_weight", 1.0)
-        if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight > 0):
+        real = isinstance(weight, numbers.Real) and not isinstance(weight, bool)
+        if not (real and math.isfinite(weight) and weight > 0):
             raise ValueError(f"decision bandwidth_weight: {weight!r} is not a positive number")
         kind, reply, data = self._exchange(target, frame, paced=True, weight=float(weight))
         t3 = time.perf_counter()
@@ -297,7 +299,11 @@ class Device:
             raise RemoteError(reply)
         self.last_output = decode_tensors(reply["tensors"], data, "reply.tensors")[0]
         send_s = self._last_send_s
-        self._measured(target, len(frame), send_s)
+        # the link's own rate: through a shared access point the airtime served (the wall
+        # time also holds the waits for the other devices, which the scheduler's model
+        # of sharing adds by itself), else the wall time of the transfer
+        link_s = self.servers[target].link.last_link_s
+        self._measured(target, len(frame), send_s if link_s is None else link_s)
         self.server_backlog_s[target] = float(reply["backlog_s"])
         wait, tail = float(reply["server_wait_s"]), float(reply["tail_s"])
         return TaskRecord(

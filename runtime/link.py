@@ -23,8 +23,9 @@ at its own device's rate), and a :class:`SharedPacer` is one device's link into 
 transfer alone takes ``n * 8 / rate``; two of equal weight that overlap each go at half
 their rate while they overlap, and the one left alone then goes at its full rate again.
 The simulator's slot model assumes the tasks of a slot overlap for the whole of their
-transfers (``tx = bytes * 8 * sum(w) / (w * rate)``); here a finished transfer frees its
-share, which is what a real medium does.
+transfers (``tx = bytes * 8 * sum(w) / (w * rate)``) and with no other slot's; here a
+finished transfer frees its share and a long one shares with the next slot's transfers, as
+on a real medium, so the two can differ either way.
 
 **Kernel-level alternative** (root on Linux; ``tbf`` works on this project's kernel,
 ``netem`` does not): put the server in a network namespace behind a veth pair and shape
@@ -49,6 +50,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 import socket
 import threading
 import time
@@ -415,8 +417,8 @@ class SharedPacer(Pacer):
         with self._lock:  # one transfer at a time on a device's link
             start = self.clock()
             fid = ap.join(weight)
+            need = 0.0
             try:
-                need = 0.0
                 for offset in range(0, len(data), CHUNK):
                     size = min(CHUNK, len(data) - offset)
                     need += size / bps
@@ -424,7 +426,13 @@ class SharedPacer(Pacer):
                     sock.sendall(view[offset : offset + size])
             finally:
                 ap.leave(fid)
+            self.last_airtime_s = need
             return self.clock() - start
+
+    last_airtime_s: float | None = None
+    """Seconds of the medium the last transfer was served: its bytes over the device's own
+    rate, what the device's radio reports as its link rate (the wall time it took includes
+    the waits for the other devices' shares)."""
 
 
 class EmulatedLink:
@@ -462,6 +470,13 @@ class EmulatedLink:
             return time.perf_counter() - t
         return self.pacer.send(sock, data, weight)
 
+    @property
+    def last_link_s(self) -> float | None:
+        """Seconds the last transfer kept this device's own link busy: the airtime served
+        through a shared access point (:attr:`SharedPacer.last_airtime_s`), else ``None``
+        (the wall time of the transfer is then the measure)."""
+        return getattr(self.pacer, "last_airtime_s", None)
+
     def after_reply(self) -> None:
         """The answer's half of the round trip."""
         if self.rtt_s:
@@ -469,7 +484,8 @@ class EmulatedLink:
 
 
 def _check_weight(weight: float) -> None:
-    if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight > 0):
+    ok = isinstance(weight, numbers.Real) and not isinstance(weight, bool)
+    if not (ok and math.isfinite(weight) and weight > 0):
         raise ValueError(f"weight must be a positive number, got {weight!r}")
 
 

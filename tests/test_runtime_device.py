@@ -3,6 +3,10 @@ and over HTTP), every kept candidate completed against a server on loopback."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -131,8 +135,11 @@ def test_the_decisions_bandwidth_weight_reaches_the_shared_access_point(r18):
     dev = Device("device_0", parts, ep, decider(0.25))
     dev.run_task()
     assert seen == [0.25]
+    dev.decider = decider(np.float32(0.5))  # any real number will do
+    dev.run_task()
+    assert seen == [0.25, 0.5]
     # a weight that is not a positive number is refused, naming the field and the value
-    for bad in (0.0, -1.0, "half"):
+    for bad in (0.0, -1.0, "half", True):
         dev.decider = decider(bad)
         with pytest.raises(ValueError, match=f"bandwidth_weight: {bad!r}"):
             dev.run_task()
@@ -177,3 +184,41 @@ def test_idle_devices_get_the_access_points_they_reach_over_http(tmp_path):
         assert set(req["devices"][names[1]]["link_mbps"]) == {"edge1"}
         answer = sched.decide(req)  # valid: raises RequestError otherwise
         assert {d["device"] for d in answer["decisions"]} == set(names)
+
+
+def test_behind_a_shared_access_point_the_device_reports_its_own_link_rate(r18):
+    # another device keeps the access point busy with three times the weight: the transfer
+    # takes longer than its airtime, but the rate the device reports is its link's (what
+    # the simulator's devices observe; the scheduler adds the sharing by itself)
+    parts, srv, names = r18
+    first = next(n for n in names if parts.candidate(n).kind == "input")
+    ap = AccessPoint("edge0")
+    link = EmulatedLink(SharedPacer(ap, 40.0))
+    dev = Device("device_0", parts, {"edge0": ServerEndpoint(*srv.address, link)},
+                 FixedDecider(first, "edge0"))  # fmt: skip
+    other = socket.create_server(("127.0.0.1", 0))
+    cli = socket.create_connection(other.getsockname(), timeout=5)
+    conn, _ = other.accept()
+
+    def drain() -> None:
+        try:
+            while conn.recv(1 << 20):
+                pass
+        except OSError:
+            pass
+
+    threading.Thread(target=drain, daemon=True).start()
+    busy = threading.Thread(target=SharedPacer(ap, 40.0).send, args=(cli, b"\0" * 600_000, 3.0))
+    try:
+        busy.start()
+        time.sleep(0.01)  # the other transfer is under way
+        rec = dev.run_task()
+        busy.join(10)
+        airtime = rec.bytes_sent * 8 / 40e6
+        assert rec.send_s > 1.5 * airtime  # it waited for the other's share
+        assert dev.snapshot_entry()["link_mbps"]["edge0"] == pytest.approx(40.0)
+    finally:
+        dev.close()
+        cli.close()
+        conn.close()
+        other.close()
