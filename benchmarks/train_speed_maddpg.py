@@ -42,8 +42,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def shipped_kwargs() -> dict:
-    """The ``kwargs`` of ``configs/algo/maddpg.yaml``."""
-    return dict(yaml.safe_load((ROOT / "configs" / "algo" / "maddpg.yaml").read_text())["kwargs"])
+    """The ``kwargs`` of ``configs/algo/maddpg.yaml``, with the algorithm's ``n_envs`` (set
+    beside them since one ``n_envs`` serves every agent: ``agents/config.py``)."""
+    cfg = yaml.safe_load((ROOT / "configs" / "algo" / "maddpg.yaml").read_text())
+    return {**cfg["kwargs"], "n_envs": int(cfg["n_envs"])}
 
 
 def _timed(fn) -> tuple[float, float]:

@@ -34,3 +34,16 @@ def test_overrides_set_nested_keys_and_leave_the_config_alone() -> None:
 def test_an_unknown_key_is_an_error_naming_it(item: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         with_overrides({"n_envs": 64, "kwargs": {"n_epochs": 4}}, [item])
+
+
+def test_the_maddpg_benchmark_builds_the_shipped_agent() -> None:
+    # it read n_envs from the kwargs after n_envs moved beside them, and failed at its first
+    # line; the shipped kwargs must build the agent it times
+    from benchmarks.train_speed_maddpg import shipped_kwargs
+    from edgesplit.agents.maddpg import MADDPG
+    from edgesplit.envs.split_offload_v1 import parallel_env
+
+    kw = shipped_kwargs()
+    assert kw["n_envs"] == 64
+    model = MADDPG(parallel_env(scenario="single", action_type="multidiscrete"), **kw)
+    assert model.hparams["n_envs"] == kw["n_envs"]
