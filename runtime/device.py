@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 import socket
 import threading
 import time
@@ -40,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from .link import EmulatedLink
+from .link import EmulatedLink, check_weight
 from .parts import Partitions
 from .wire import (
     ERROR,
@@ -290,9 +289,7 @@ class Device:
         header = {"task": task, "app": self.app, "candidate": cand.name, "tensors": metas}
         frame = pack_frame(TASK, header, payload)
         weight = decision.get("bandwidth_weight", 1.0)
-        real = isinstance(weight, numbers.Real) and not isinstance(weight, bool)
-        if not (real and math.isfinite(weight) and weight > 0):
-            raise ValueError(f"decision bandwidth_weight: {weight!r} is not a positive number")
+        check_weight(weight, "decision bandwidth_weight")
         kind, reply, data = self._exchange(target, frame, paced=True, weight=float(weight))
         t3 = time.perf_counter()
         if kind != RESULT:

@@ -68,6 +68,7 @@ __all__ = [
     "SharedPacer",
     "TokenBucket",
     "TracePacer",
+    "check_weight",
     "gps_finish_times",
 ]
 
@@ -94,7 +95,7 @@ class Pacer:
         the moment the last chunk's serialisation time has passed). ``weight`` is the
         transfer's share of a shared medium (:class:`SharedPacer`); a link of its own has
         no one to share with, so it only checks it."""
-        _check_weight(weight)
+        check_weight(weight)
         view = memoryview(data)
         sizes = [min(CHUNK, len(data) - i) for i in range(0, len(data), CHUNK)] or [0]
         with self._lock:  # one transfer at a time on a link
@@ -273,7 +274,7 @@ class Airtime:
 
     def join(self, weight: float, now: float) -> int:
         """A transfer of ``weight`` starts at ``now``; returns its id."""
-        _check_weight(weight)
+        check_weight(weight)
         self.advance(now)
         fid = next(self._ids)
         self._flows[fid] = [float(weight), 0.0]
@@ -410,7 +411,7 @@ class SharedPacer(Pacer):
     def send(self, sock: socket.socket, data: bytes, weight: float = 1.0) -> float:
         """Send ``data`` with a ``weight`` share of the access point's airtime while other
         transfers are in flight; a chunk leaves when its last byte's airtime is served."""
-        _check_weight(weight)
+        check_weight(weight)
         bps = self.rate_mbps * 1e6 / 8
         view = memoryview(data)
         ap = self.access_point
@@ -461,7 +462,7 @@ class EmulatedLink:
     def send(self, sock: socket.socket, data: bytes, weight: float = 1.0) -> float:
         """Wait half the round trip, then send ``data`` paced (``weight``: its share of a
         shared access point, :class:`SharedPacer`); returns the pacing seconds."""
-        _check_weight(weight)
+        check_weight(weight)
         if self.rtt_s:
             time.sleep(self.rtt_s / 2)
         if self.pacer is None:
@@ -483,10 +484,12 @@ class EmulatedLink:
             time.sleep(self.rtt_s / 2)
 
 
-def _check_weight(weight: float) -> None:
+def check_weight(weight: float, name: str = "weight") -> None:
+    """Refuse a share ``weight`` that is not a positive finite real number (a bool is not),
+    naming the field ``name`` and the value."""
     ok = isinstance(weight, numbers.Real) and not isinstance(weight, bool)
     if not (ok and math.isfinite(weight) and weight > 0):
-        raise ValueError(f"weight must be a positive number, got {weight!r}")
+        raise ValueError(f"{name}: {weight!r} is not a positive number")
 
 
 def _sleep_until(t: float, clock: Callable[[], float]) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,3 +26,30 @@ def shared_traces() -> Path:
     if not SHARED_TRACES.is_dir():
         pytest.skip("../shared/data/traces is not present")
     return SHARED_TRACES
+
+
+@pytest.fixture
+def drained_socket() -> Iterator[Callable[[], socket.socket]]:
+    """A factory of client sockets connected on 127.0.0.1 to a peer that a thread drains
+    (a link's receiving end); every socket it made is closed at the end of the test."""
+    opened: list[socket.socket] = []
+
+    def make() -> socket.socket:
+        srv = socket.create_server(("127.0.0.1", 0))
+        cli = socket.create_connection(srv.getsockname(), timeout=5)
+        conn, _ = srv.accept()
+        opened.extend((cli, conn, srv))
+
+        def drain() -> None:
+            try:
+                while conn.recv(1 << 20):
+                    pass
+            except OSError:  # closed under it at the end of the test
+                pass
+
+        threading.Thread(target=drain, daemon=True).start()
+        return cli
+
+    yield make
+    for s in opened:
+        s.close()

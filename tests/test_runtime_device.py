@@ -3,7 +3,6 @@ and over HTTP), every kept candidate completed against a server on loopback."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
@@ -186,7 +185,7 @@ def test_idle_devices_get_the_access_points_they_reach_over_http(tmp_path):
         assert {d["device"] for d in answer["decisions"]} == set(names)
 
 
-def test_behind_a_shared_access_point_the_device_reports_its_own_link_rate(r18):
+def test_behind_a_shared_access_point_the_device_reports_its_own_link_rate(r18, drained_socket):
     # another device keeps the access point busy with three times the weight: the transfer
     # takes longer than its airtime, but the rate the device reports is its link's (what
     # the simulator's devices observe; the scheduler adds the sharing by itself)
@@ -196,18 +195,7 @@ def test_behind_a_shared_access_point_the_device_reports_its_own_link_rate(r18):
     link = EmulatedLink(SharedPacer(ap, 40.0))
     dev = Device("device_0", parts, {"edge0": ServerEndpoint(*srv.address, link)},
                  FixedDecider(first, "edge0"))  # fmt: skip
-    other = socket.create_server(("127.0.0.1", 0))
-    cli = socket.create_connection(other.getsockname(), timeout=5)
-    conn, _ = other.accept()
-
-    def drain() -> None:
-        try:
-            while conn.recv(1 << 20):
-                pass
-        except OSError:
-            pass
-
-    threading.Thread(target=drain, daemon=True).start()
+    cli = drained_socket()
     busy = threading.Thread(target=SharedPacer(ap, 40.0).send, args=(cli, b"\0" * 600_000, 3.0))
     try:
         busy.start()
@@ -219,6 +207,3 @@ def test_behind_a_shared_access_point_the_device_reports_its_own_link_rate(r18):
         assert dev.snapshot_entry()["link_mbps"]["edge0"] == pytest.approx(40.0)
     finally:
         dev.close()
-        cli.close()
-        conn.close()
-        other.close()

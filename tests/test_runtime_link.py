@@ -122,54 +122,31 @@ def test_gps_refuses_bad_schedules():
         gps_finish_times([0.0, 1.0], [1.0], [1.0])
 
 
-def _drained_pair() -> tuple[socket.socket, socket.socket, socket.socket]:
-    """Server, client and accepted sockets on 127.0.0.1; a thread drains the accepted one."""
-    srv = socket.create_server(("127.0.0.1", 0))
-    cli = socket.create_connection(srv.getsockname(), timeout=5)
-    conn, _ = srv.accept()
-
-    def drain() -> None:
-        try:
-            while conn.recv(1 << 20):
-                pass
-        except OSError:  # closed under it at the end of the test
-            pass
-
-    threading.Thread(target=drain, daemon=True).start()
-    return srv, cli, conn
-
-
-def test_devices_behind_one_access_point_share_it_by_weight():
+def test_devices_behind_one_access_point_share_it_by_weight(drained_socket):
     # two devices at 20 Mbps through one access point, 100 kB each, weights 1 and 3
     # (40 ms of airtime each): live, the heavy one should end near 53 ms, the light near 80
     ap = AccessPoint("edge0")
-    socks = [_drained_pair() for _ in range(2)]
+    socks = [drained_socket() for _ in range(2)]
     pacers = [SharedPacer(ap, 20.0), SharedPacer(ap, 20.0)]
     spent = [0.0, 0.0]
     go = threading.Barrier(2)
 
     def run(k: int, w: float) -> None:
         go.wait()
-        spent[k] = pacers[k].send(socks[k][1], b"\0" * 100_000, weight=w)
+        spent[k] = pacers[k].send(socks[k], b"\0" * 100_000, weight=w)
 
-    try:
-        ths = [threading.Thread(target=run, args=(k, w)) for k, w in ((0, 1.0), (1, 3.0))]
-        for th in ths:
-            th.start()
-        for th in ths:
-            th.join(10)
-        expected = gps_finish_times([0.0, 0.0], [0.04, 0.04], [1.0, 3.0])
-        assert spent == pytest.approx(list(expected), rel=0.2)
-        assert spent[1] < spent[0]  # the heavier weight finished first
-        assert ap.in_flight == 0
-        # alone, a device has the whole medium: its own rate
-        alone = pacers[0].send(socks[0][1], b"\0" * 100_000)
-        assert alone == pytest.approx(0.04, rel=0.2)
-    finally:
-        for srv, cli, conn in socks:
-            cli.close()
-            conn.close()
-            srv.close()
+    ths = [threading.Thread(target=run, args=(k, w)) for k, w in ((0, 1.0), (1, 3.0))]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join(10)
+    expected = gps_finish_times([0.0, 0.0], [0.04, 0.04], [1.0, 3.0])
+    assert spent == pytest.approx(list(expected), rel=0.2)
+    assert spent[1] < spent[0]  # the heavier weight finished first
+    assert ap.in_flight == 0
+    # alone, a device has the whole medium: its own rate
+    alone = pacers[0].send(socks[0], b"\0" * 100_000)
+    assert alone == pytest.approx(0.04, rel=0.2)
 
 
 def test_shared_pacer_refuses_bad_weights_and_rates(loopback):
