@@ -22,7 +22,9 @@ algo.kwargs.gamma=0.0 --label gamma0``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
 import shutil
@@ -132,6 +134,19 @@ def _row(summaries: list[dict[str, Any]], name: str) -> dict[str, float]:
         next(r["cost_per_slot"] for r in s["eval"] if r["policy"] == name) for s in summaries
     ]
     return out
+
+
+@contextlib.contextmanager
+def _store_lock() -> Any:
+    """Hold an exclusive lock on the results store while it is read, changed and written,
+    so that two quality runs finishing together do not lose one another's rows."""
+    STORE.parent.mkdir(parents=True, exist_ok=True)
+    with open(STORE.with_suffix(".lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def record(
@@ -252,8 +267,9 @@ def main(argv: list[str] | None = None) -> None:
                 run_one(algo, sc, s, a.episodes, a.extra, a.fresh, a.label, s == a.seeds[0])
                 for s in a.seeds
             ]
-            record(algo, sc, runs, a.extra, a.label)
-            PAGE.write_text(page())
+            with _store_lock():  # several quality runs may finish side by side
+                record(algo, sc, runs, a.extra, a.label)
+                PAGE.write_text(page())
             name = f"{algo} ({a.label})" if a.label else algo
             r = json.loads(STORE.read_text())[sc]["agents"][name]
             print(f"{name} on {sc}: {r['cost_per_slot']:.4f} ± {r['cost_per_slot_ci']:.4f}")
