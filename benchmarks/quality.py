@@ -137,7 +137,7 @@ def _row(summaries: list[dict[str, Any]], name: str) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def _store_lock() -> Any:
+def store_lock() -> Any:
     """Hold an exclusive lock on the results store while it is read, changed and written,
     so that two quality runs finishing together do not lose one another's rows."""
     STORE.parent.mkdir(parents=True, exist_ok=True)
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> None:
                 run_one(algo, sc, s, a.episodes, a.extra, a.fresh, a.label, s == a.seeds[0])
                 for s in a.seeds
             ]
-            with _store_lock():  # several quality runs may finish side by side
+            with store_lock():  # several quality runs may finish side by side
                 record(algo, sc, runs, a.extra, a.label)
                 PAGE.write_text(page())
             name = f"{algo} ({a.label})" if a.label else algo
