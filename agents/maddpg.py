@@ -807,8 +807,6 @@ class MADDPG:
         loss_c.backward()
         nn.utils.clip_grad_norm_(self.critic.parameters(), 1.0)
         self.opt_c.step()
-        logits = self.actor(o)  # [B, N, K]
-        loss_a = 1e-3 * (logits**2).mean()
         losses = {"critic": loss_c.item()}
         if not bc_only and not moves:  # the critic learns the clone's values first
             self._soft_update()
@@ -817,6 +815,9 @@ class MADDPG:
             return
         mode = hp.get("actor_loss", "st")
         joint = hp["actor"] == "estimates" and (bc_only or mode == "cf")
+        if not joint:  # (the joint loss runs the actor itself)
+            logits = self.actor(o)  # [B, N, K]
+            loss_a = 1e-3 * (logits**2).mean()
         if joint:  # the estimate actor learns on its own joint options
             bc_w = 1.0 if bc_only else float(hp["bc_coef"]) * self._bc_decay(t)
             loss_a, extra = self._option_loss(o, m, bc_w, bt["expert"].long(), not bc_only)
