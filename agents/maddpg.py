@@ -210,7 +210,7 @@ class EstimateActor(nn.Module):
     first choices; logits ``[B, N, K]`` per decision field (each split's best option, the
     best split's targets: the net's max-marginals), options the net rules out at -1e4
     (finite, for the Gumbel-softmax and the cloning loss). The device's identity is in its
-    static tables, so ``ids`` is not used. Its critic half is unused here."""
+    static tables, so ``ids`` is not used. Its critic half is unused here (and not run)."""
 
     def __init__(self, core: Any, hidden: int, rounds: int = 1) -> None:
         super().__init__()
@@ -229,7 +229,7 @@ class EstimateActor(nn.Module):
         ``[B, N]``."""
         b = obs.shape[0]
         net = self.net
-        opt, bw, cpu, _value, has = net(obs.reshape(b, -1))
+        opt, bw, cpu, _value, has = net(obs.reshape(b, -1), value=False)
         s, j = net.s, net.j
         keep = (mask[..., :s, None] & mask[..., s : s + j][..., None, :]).flatten(2)
         opt = opt.masked_fill(~(keep | ~has[..., None]), float("-inf")).clamp_min(-1e4)
