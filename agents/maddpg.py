@@ -869,6 +869,18 @@ class MADDPG:
             return 1.0
         return max(0.0, 1.0 - (t - hp["bc_timesteps"] - hp.get("actor_delay", 0)) / decay)
 
+    def _labels_until(self) -> float:
+        """The step from which the ``greedy`` baseline's labels are no longer needed:
+        the end of cloning, or where the cloning term's weight reaches 0 (never with
+        ``bc_coef`` > 0 and no ``bc_decay``); later labels would never be read."""
+        hp = self.hparams
+        end = int(hp["bc_timesteps"])
+        if float(hp["bc_coef"]) <= 0:
+            return end
+        if int(hp.get("bc_decay", 0)) <= 0:
+            return float("inf")
+        return max(end, end + int(hp.get("actor_delay", 0)) + int(hp["bc_decay"]))
+
     def _soft_update(self) -> None:
         tau = self.hparams["tau"]
         with torch.no_grad():
@@ -940,11 +952,11 @@ class MADDPG:
         m = info["action_mask"].reshape(e, n, -1)
         ep_ret = np.zeros(e)
         end = self.num_timesteps + int(total_timesteps)
-        label_always = float(hp["bc_coef"]) > 0
+        label_until = self._labels_until()
         while self.num_timesteps < end:
             t0 = self.num_timesteps
             expert = None
-            if t0 < hp["bc_timesteps"] or label_always:
+            if t0 < label_until:
                 dec = self._expert.decide(venv.core)
                 expert = decisions_to_action(ta, dec, "multidiscrete").reshape(e, n, -1)
                 if hp["actor"] == "estimates":  # all-local: the home target stands for all

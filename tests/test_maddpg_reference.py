@@ -201,3 +201,31 @@ def test_a_seeded_run_ends_where_the_reference_loss_takes_it(actor) -> None:
         states.append(_state(algo))
     for key, v in states[0].items():
         torch.testing.assert_close(v, states[1][key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_labels_stop_once_the_cloning_term_is_gone_and_nothing_else_changes() -> None:
+    """The ``greedy`` labels are computed only while cloning or while the cloning term
+    still weighs in (``bc_decay``); a run that labels every step ends with the same weights,
+    bit for bit."""
+    kw = {
+        "n_envs": 8, "learning_starts": 32, "batch_size": 32, "train_freq": 8, "seed": 4,
+        "bc_timesteps": 64, "bc_coef": 1.0, "bc_decay": 32, "actor_delay": 16,
+        "actor_loss": "cf", "cf_batch": 8, "hidden": [16, 16],
+    }  # fmt: skip
+    states = []
+    for always in (False, True):
+        algo = MADDPG(_env(max_cycles=10), **kw)
+        if always:
+            algo._labels_until = lambda: float("inf")
+        else:
+            assert algo._labels_until() == 64 + 16 + 32
+        algo.learn(256)
+        ex = algo.buffer.expert[: algo.buffer.size]
+        labelled = (ex >= 0).any(axis=(1, 2))
+        assert labelled[:112].all()
+        assert labelled[112:].all() == always and labelled[112:].any() == always
+        states.append(_state(algo))
+    for key, v in states[0].items():
+        assert torch.equal(v, states[1][key]), key
+    assert MADDPG(_env(), bc_coef=1.0, bc_timesteps=8)._labels_until() == float("inf")
+    assert MADDPG(_env(), bc_coef=0.0, bc_timesteps=8, bc_decay=4)._labels_until() == 8
