@@ -364,7 +364,8 @@ class SetCritic(nn.Module):
             top = ea
         pool = self.pool(torch.cat([mean, top], -1))  # [P, G]
         others = own + who  # [B, N(j), G]
-        v = self.head(torch.relu(others.index_select(0, bb) + pool[:, None])).squeeze(-1)
+        # the largest tensor here, [P, N, G]: built in place (gather, add, relu)
+        v = self.head(others.index_select(0, bb).add_(pool[:, None]).relu_()).squeeze(-1)
         mine = self.head(torch.relu(self.own(ea) + who[ii] + pool)).squeeze(-1)  # [P]
         diag = v.gather(1, ii[:, None])[:, 0]  # j == i
         cf = (v.sum(-1) - diag + mine) / n
