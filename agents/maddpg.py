@@ -40,6 +40,14 @@ MADDPG).
 actor call and one simulator call per ``n_envs`` environment steps; ``gradient_steps``
 updates of ``batch_size`` transitions every ``train_freq`` environment steps.
 
+**Speed** (issue 9). The "cf" loss encodes and values only the alternatives it uses (the
+allowed choices of devices with a task: about a fifth of them on ``default``) and takes
+its baseline values from the same encoding (:meth:`SetCritic.counterfactual_values`); the
+``greedy`` labels stop once the cloning term's weight is 0; the estimate actor runs no
+forward it does not use (no per-field logits in its own loss, no critic half).
+``tests/test_maddpg_reference.py`` holds the losses, their gradients and a seeded run to
+the plain definitions.
+
 Checkpoints are plain ``torch.save`` dictionaries of tensors and numbers, loaded with
 ``weights_only=True``; the replay buffer is an ``.npz`` file. Deployment goes through ONNX
 (:mod:`edgesplit.agents.export`): :attr:`MADDPG.policy` is the joint policy over the joint
