@@ -40,6 +40,14 @@ MADDPG).
 actor call and one simulator call per ``n_envs`` environment steps; ``gradient_steps``
 updates of ``batch_size`` transitions every ``train_freq`` environment steps.
 
+**Speed** (issue 9). The "cf" loss encodes and values only the alternatives it uses (the
+allowed choices of devices with a task: about a fifth of them on ``default``) and takes
+its baseline values from the same encoding (:meth:`SetCritic.counterfactual_values`); the
+``greedy`` labels stop once the cloning term's weight is 0; the estimate actor runs no
+forward it does not use (no per-field logits in its own loss, no critic half).
+``tests/test_maddpg_reference.py`` holds the losses, their gradients and a seeded run to
+the plain definitions.
+
 Checkpoints are plain ``torch.save`` dictionaries of tensors and numbers, loaded with
 ``weights_only=True``; the replay buffer is an ``.npz`` file. Deployment goes through ONNX
 (:mod:`edgesplit.agents.export`): :attr:`MADDPG.policy` is the joint policy over the joint
@@ -210,7 +218,7 @@ class EstimateActor(nn.Module):
     first choices; logits ``[B, N, K]`` per decision field (each split's best option, the
     best split's targets: the net's max-marginals), options the net rules out at -1e4
     (finite, for the Gumbel-softmax and the cloning loss). The device's identity is in its
-    static tables, so ``ids`` is not used. Its critic half is unused here."""
+    static tables, so ``ids`` is not used. Its critic half is unused here (and not run)."""
 
     def __init__(self, core: Any, hidden: int, rounds: int = 1) -> None:
         super().__init__()
@@ -229,7 +237,7 @@ class EstimateActor(nn.Module):
         ``[B, N]``."""
         b = obs.shape[0]
         net = self.net
-        opt, bw, cpu, _value, has = net(obs.reshape(b, -1))
+        opt, bw, cpu, _value, has = net(obs.reshape(b, -1), value=False)
         s, j = net.s, net.j
         keep = (mask[..., :s, None] & mask[..., s : s + j][..., None, :]).flatten(2)
         opt = opt.masked_fill(~(keep | ~has[..., None]), float("-inf")).clamp_min(-1e4)
@@ -311,31 +319,68 @@ class SetCritic(nn.Module):
         act: torch.Tensor,
         alt: torch.Tensor,
         ids: torch.Tensor | None = None,
+        where: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The mean over devices of the values when device ``i`` alone takes action
         ``alt[:, i, a]`` and the others keep ``act``: ``[B, N, A]`` from ``alt [B, N, A,
         K]`` (every alternative of every device in one pass: one encoding per alternative,
-        the pools updated rather than recomputed)."""
+        the pools updated rather than recomputed). Given ``where [B, N, A]`` (bool), only
+        those alternatives are valued and the others are 0."""
+        return self.counterfactual_values(obs, act, alt, ids, where)[0]
+
+    def counterfactual_values(
+        self,
+        obs: torch.Tensor,
+        act: torch.Tensor,
+        alt: torch.Tensor,
+        ids: torch.Tensor | None = None,
+        where: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`counterfactual` and the values at ``act`` (what :meth:`forward` gives,
+        ``[B, N]``) from one encoding of the devices' actions.
+
+        Only the alternatives in ``where`` are encoded and valued (rows picked out of the
+        batch: on ``default`` about a tenth of them are a task's allowed choice), each as
+        the full pass would; the rest of the result is 0."""
         b, n, _ = obs.shape
+        na, k = alt.shape[2], alt.shape[3]
         emb = self.ident(_ids(n, ids))
         table = None if self.features is None else self.features(obs, ids)
         e = self.encode(self._inputs(obs, act, emb.expand(b, n, -1), table))  # [B, N, H]
-        t3 = None if table is None else table[:, :, None]
-        ea = self.encode(self._inputs(obs[:, :, None], alt, emb[None, :, None], t3))  # [B,N,A,H]
-        mean = ((e.sum(1, keepdim=True) - e)[:, :, None] + ea) / n
+        h = e.shape[-1]
+        pooled = torch.cat([e.mean(1, keepdim=True), e.amax(1, keepdim=True)], -1)
+        who = self.who(emb)  # [N, G]
+        own = self.own(e)
+        values = self.head(torch.relu(own + self.pool(pooled) + who)).squeeze(-1)  # forward's
+        # the alternatives valued: P rows of (sample, device, alternative)
+        if where is None:
+            sel = torch.arange(b * n * na, device=obs.device)
+        else:
+            sel = where.reshape(-1).nonzero()[:, 0]
+        bi = sel // na  # sample * n + device
+        bb, ii = bi // n, bi % n
+        alt_p = alt.reshape(-1, k).index_select(0, sel)
+        t_p = None if table is None else table.reshape(b * n, -1).index_select(0, bi)
+        x = self._inputs(obs.reshape(b * n, -1).index_select(0, bi), alt_p, emb[ii], t_p)
+        ea = self.encode(x)  # [P, H]
+        mean = ((e.sum(1, keepdim=True) - e).reshape(b * n, h).index_select(0, bi) + ea) / n
         if n > 1:
             eye = torch.eye(n, dtype=torch.bool, device=obs.device)[None, :, :, None]
             rest = e[:, None].expand(b, n, n, -1).masked_fill(eye, float("-inf")).amax(2)
-            top = torch.maximum(rest[:, :, None], ea)
+            top = torch.maximum(rest.reshape(b * n, h).index_select(0, bi), ea)
         else:
             top = ea
-        pool = self.pool(torch.cat([mean, top], -1))  # [B, N(i), A, G]
-        who = self.who(emb)  # [N, G]
-        others = self.own(e) + who  # [B, N(j), G]
-        v = self.head(torch.relu(others[:, None, None] + pool[:, :, :, None])).squeeze(-1)
-        mine = self.head(torch.relu(self.own(ea) + who[None, :, None] + pool)).squeeze(-1)
-        diag = torch.diagonal(v, dim1=1, dim2=3).permute(0, 2, 1)  # [B, N, A]: j == i
-        return (v.sum(-1) - diag + mine) / n
+        pool = self.pool(torch.cat([mean, top], -1))  # [P, G]
+        others = own + who  # [B, N(j), G]
+        # the largest tensor here, [P, N, G]: built in place (gather, add, relu)
+        v = self.head(others.index_select(0, bb).add_(pool[:, None]).relu_()).squeeze(-1)
+        mine = self.head(torch.relu(self.own(ea) + who[ii] + pool)).squeeze(-1)  # [P]
+        diag = v.gather(1, ii[:, None])[:, 0]  # j == i
+        cf = (v.sum(-1) - diag + mine) / n
+        if where is None:
+            return cf.reshape(b, n, na), values
+        out = cf.new_zeros(b * n * na).index_copy(0, sel, cf)
+        return out.reshape(b, n, na), values
 
 
 def masked_heads(
@@ -615,7 +660,33 @@ class MADDPG:
         tw = env.scenario.reward.team_weight if team_weight is None else team_weight
         self._tw = float(tw)
         self._venv: SplitOffloadVectorEnv | None = None
+        self._alternatives = self._alternative_rows()
         self._expert = make_baseline("greedy")
+
+    def _alternative_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(keep, put)`` ``[A, K]``: alternative ``a`` of a one-hot action ``x`` is ``x *
+        keep[a] + put[a]`` (the "cf" loss's choices, built once). The MLP actor's: every
+        choice ``c`` of every head (that head's positions cleared, ``c`` set); the estimate
+        actor's: every joint ``(split, target)`` option, then every level of each level
+        head."""
+        k, heads = self.k, self._heads
+        if self.hparams["actor"] != "estimates":
+            seg = torch.zeros(k, k)  # seg[c]: the positions of choice c's head
+            for a, w in zip(self._offsets.tolist(), heads, strict=True):
+                seg[a : a + w, a : a + w] = 1.0
+            return 1.0 - seg, torch.eye(k)
+        s, j, nl = heads[0], heads[1], heads[2]
+        q = torch.arange(s * j)
+        tmpl = torch.zeros(s * j, k)
+        tmpl[q, q // j] = 1.0
+        tmpl[q, s + q % j] = 1.0
+        st = torch.zeros(k)
+        st[: s + j] = 1.0
+        seg = torch.zeros(2 * nl, k)
+        for i in range(2):
+            seg[i * nl : (i + 1) * nl, s + j + i * nl : s + j + (i + 1) * nl] = 1.0
+        keep = torch.cat([(1.0 - st).expand(s * j, k), 1.0 - seg])
+        return keep, torch.cat([tmpl, torch.eye(k)[s + j :]])
 
     # -- acting --------------------------------------------------------------------------
     def _one_hot(self, logits: torch.Tensor, mask: torch.Tensor | None, mode: str) -> torch.Tensor:
@@ -674,7 +745,7 @@ class MADDPG:
         term over every option and level."""
         assert isinstance(self.actor, EstimateActor)
         opt, lv, has = self.actor.options(o, m)
-        s, j, nl = self._heads[0], self._heads[1], self._heads[2]
+        j, nl = self._heads[1], self._heads[2]
         loss = 1e-3 * (opt.clamp_min(-30.0) ** 2).mean()
         out: dict[str, float] = {}
         labelled = (ex[..., 0] >= 0) & has
@@ -696,24 +767,11 @@ class MADDPG:
             oc, opc, lvc, hc = o[:c], opt[:c], lv[:c], has[:c]
             with torch.no_grad():
                 base = self._from_indices(self._option_actions(opc, lvc, "greedy"))
-                k = self.k
-                q = torch.arange(s * j)
-                tmpl = torch.zeros(s * j, k)
-                tmpl[q, q // j] = 1.0
-                tmpl[q, s + q % j] = 1.0
-                st = torch.zeros(k)
-                st[: s + j] = 1.0
-                alt_o = base[:, :, None, :] * (1.0 - st) + tmpl
-                seg = torch.zeros(2 * nl, k)
-                for i in range(2):
-                    seg[i * nl : (i + 1) * nl, s + j + i * nl : s + j + (i + 1) * nl] = 1.0
-                eye = torch.eye(k)[s + j :]
-                alt_l = base[:, :, None, :] * (1.0 - seg) + eye
-                alt = torch.cat([alt_o, alt_l], 2)  # [B, N, S*J + 2L, K]
-                adv = self.critic.counterfactual(oc, base, alt)
-                adv = adv - self.critic(oc, base).mean(1)[:, None, None]
-                allowed = torch.cat([opc, lvc], -1) > -1e3
-                valid = allowed & hc[..., None]
+                keep, put = self._alternatives
+                alt = base[:, :, None, :] * keep + put  # [B, N, S*J + 2L, K]
+                valid = (torch.cat([opc, lvc], -1) > -1e3) & hc[..., None]
+                adv, values = self.critic.counterfactual_values(oc, base, alt, where=valid)
+                adv = adv - values.mean(1)[:, None, None]
                 adv = adv.masked_fill(~valid, 0.0)
                 scale = adv[valid].std() + 1e-8 if valid.sum() > 1 else torch.tensor(1.0)
             probs = torch.cat(
@@ -732,14 +790,11 @@ class MADDPG:
         lg = logits.masked_fill(~m, -1e9)
         with torch.no_grad():
             base = self._one_hot(lg, None, "greedy")  # [B, N, K]
-            k = self.k
-            seg = torch.zeros(k, k)  # seg[c]: the positions of choice c's head
-            for a, w in zip(self._offsets.tolist(), self._heads, strict=True):
-                seg[a : a + w, a : a + w] = 1.0
-            alt = base[:, :, None, :] * (1.0 - seg) + torch.eye(k)  # [B, N, K, K]
-            adv = self.critic.counterfactual(o, base, alt)  # [B, N, K]
-            adv = adv - self.critic(o, base).mean(1)[:, None, None]
+            keep, put = self._alternatives
+            alt = base[:, :, None, :] * keep + put  # [B, N, K, K]
             valid = m & (o[..., :1] > 0.5)  # allowed choices of devices with a task
+            adv, values = self.critic.counterfactual_values(o, base, alt, where=valid)
+            adv = adv - values.mean(1)[:, None, None]  # [B, N, K]
             adv = adv.masked_fill(~valid, 0.0)
             scale = adv[valid].std() + 1e-8 if valid.sum() > 1 else torch.tensor(1.0)
         probs = torch.cat([torch.softmax(h, -1) for h in torch.split(lg, self._heads, -1)], -1)
@@ -761,8 +816,6 @@ class MADDPG:
         loss_c.backward()
         nn.utils.clip_grad_norm_(self.critic.parameters(), 1.0)
         self.opt_c.step()
-        logits = self.actor(o)  # [B, N, K]
-        loss_a = 1e-3 * (logits**2).mean()
         losses = {"critic": loss_c.item()}
         if not bc_only and not moves:  # the critic learns the clone's values first
             self._soft_update()
@@ -771,6 +824,9 @@ class MADDPG:
             return
         mode = hp.get("actor_loss", "st")
         joint = hp["actor"] == "estimates" and (bc_only or mode == "cf")
+        if not joint:  # (the joint loss runs the actor itself)
+            logits = self.actor(o)  # [B, N, K]
+            loss_a = 1e-3 * (logits**2).mean()
         if joint:  # the estimate actor learns on its own joint options
             bc_w = 1.0 if bc_only else float(hp["bc_coef"]) * self._bc_decay(t)
             loss_a, extra = self._option_loss(o, m, bc_w, bt["expert"].long(), not bc_only)
@@ -821,6 +877,18 @@ class MADDPG:
         if decay <= 0:
             return 1.0
         return max(0.0, 1.0 - (t - hp["bc_timesteps"] - hp.get("actor_delay", 0)) / decay)
+
+    def _labels_until(self) -> float:
+        """The step from which the ``greedy`` baseline's labels are no longer needed:
+        the end of cloning, or where the cloning term's weight reaches 0 (never with
+        ``bc_coef`` > 0 and no ``bc_decay``); later labels would never be read."""
+        hp = self.hparams
+        end = int(hp["bc_timesteps"])
+        if float(hp["bc_coef"]) <= 0:
+            return end
+        if int(hp.get("bc_decay", 0)) <= 0:
+            return float("inf")
+        return max(end, end + int(hp.get("actor_delay", 0)) + int(hp["bc_decay"]))
 
     def _soft_update(self) -> None:
         tau = self.hparams["tau"]
@@ -893,11 +961,11 @@ class MADDPG:
         m = info["action_mask"].reshape(e, n, -1)
         ep_ret = np.zeros(e)
         end = self.num_timesteps + int(total_timesteps)
-        label_always = float(hp["bc_coef"]) > 0
+        label_until = self._labels_until()
         while self.num_timesteps < end:
             t0 = self.num_timesteps
             expert = None
-            if t0 < hp["bc_timesteps"] or label_always:
+            if t0 < label_until:
                 dec = self._expert.decide(venv.core)
                 expert = decisions_to_action(ta, dec, "multidiscrete").reshape(e, n, -1)
                 if hp["actor"] == "estimates":  # all-local: the home target stands for all

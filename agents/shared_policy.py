@@ -450,10 +450,11 @@ class SplitOffloadNet(nn.Module):
         return torch.cat([h.mean(1), h.amax(1)], -1)
 
     def forward(
-        self, obs: torch.Tensor
+        self, obs: torch.Tensor, value: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Option logits ``[B, N, SJ]``, bandwidth and compute level logits ``[B, N, L]``,
-        the value ``[B]`` and ``has_task [B, N]``.
+        the value ``[B]`` (zeros with ``value=False``: the critic's half is not run) and
+        ``has_task [B, N]``.
 
         Two equivalent paths: the *compact* one (the default) estimates and scores only the
         devices with a task, and runs the option scorer only over their feasible options
@@ -462,14 +463,16 @@ class SplitOffloadNet(nn.Module):
         ``compact = False``). They give the same distributions; only where a device has
         no task do the logits of its one action differ (0 on the compact path)."""
         if self.compact and not torch.jit.is_tracing():
-            return self._forward_compact(obs)
-        return self._forward_dense(obs)
+            return self._forward_compact(obs, value)
+        return self._forward_dense(obs, value)
 
-    def _heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _heads(
+        self, x: torch.Tensor, value: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The device encodings ``[B, N, h]``, their pooled context ``[B, h]`` and the
-        value ``[B]``."""
+        value ``[B]`` (zeros without ``value``)."""
         h = self.enc(x)
-        return h, self.ctx(self._pool(h)), self._value(x)
+        return h, self.ctx(self._pool(h)), self._value(x) if value else x.new_zeros(x.shape[0])
 
     def _value(self, x: torch.Tensor) -> torch.Tensor:
         """The value ``[B]`` of per-device observations ``x [B, N, D]``."""
@@ -489,10 +492,10 @@ class SplitOffloadNet(nn.Module):
         return self._value(obs.float().reshape(obs.shape[0], self.n, self.d))
 
     def _forward_dense(
-        self, obs: torch.Tensor
+        self, obs: torch.Tensor, value: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         x, has, est, feasible = self.parse(obs)
-        h, c, value = self._heads(x)
+        h, c, value = self._heads(x, value)
         hc = torch.cat([h, c[:, None, :].expand_as(h)], -1)
         of = self.option_features(est, feasible)
         z = torch.relu(self.opt_proj(of) + self.dev_proj(hc)[:, :, None, :])
@@ -512,12 +515,12 @@ class SplitOffloadNet(nn.Module):
         return opt, bw, cpu, value, has
 
     def _forward_compact(
-        self, obs: torch.Tensor
+        self, obs: torch.Tensor, value: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         b, n, sj = obs.shape[0], self.n, self.sj
         x = obs.float().reshape(b, n, self.d)
         has = self._block(x, "has_task")[..., 0] > 0.5
-        h, c, value = self._heads(x)
+        h, c, value = self._heads(x, value)
         sel = has.reshape(-1).nonzero()[:, 0]  # the K devices with a task
         env, dev = sel // n, sel % n
         xs = _take(x.reshape(b * n, self.d), sel)  # [K, D]
@@ -559,8 +562,8 @@ class SplitOffloadNet(nn.Module):
         """Per-dimension logits ``[B, N * (S + J + 2L)]`` whose argmax per dimension is the
         policy's most likely action: the split dimension carries each split's best option
         and the target dimension the targets of the best split (what the exporter's
-        per-dimension argmax reads)."""
-        opt, bw, cpu, _v, _has = self.forward(obs)
+        per-dimension argmax reads; the value is not computed)."""
+        opt, bw, cpu, _v, _has = self.forward(obs, value=False)
         b = opt.shape[0]
         grid = opt.reshape(b, self.n, self.s, self.j)
         split_logits = grid.amax(-1)

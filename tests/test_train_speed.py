@@ -47,3 +47,14 @@ def test_the_maddpg_benchmark_builds_the_shipped_agent() -> None:
     assert kw["n_envs"] == 64
     model = MADDPG(parallel_env(scenario="single", action_type="multidiscrete"), **kw)
     assert model.hparams["n_envs"] == kw["n_envs"]
+
+
+def test_the_maddpg_benchmark_reads_the_tuned_scenario_and_names_a_bad_override() -> None:
+    from benchmarks.train_speed_maddpg import shipped_kwargs
+    from benchmarks.train_speed_maddpg import with_overrides as maddpg_overrides
+
+    dense = shipped_kwargs("dense")  # configs/tuned/maddpg_dense.yaml
+    assert dense["cf_batch"] < shipped_kwargs()["cf_batch"]
+    assert maddpg_overrides(dense, ["actor=estimates", "rounds=2"])["rounds"] == 2
+    with pytest.raises(ValueError, match="'round' is not an argument of MADDPG"):
+        maddpg_overrides(dense, ["round=2"])
