@@ -49,7 +49,7 @@ import torch
 from torch import fx, nn
 
 from edgesplit.cost_models.graph import TracedNetwork, trace_network
-from edgesplit.cost_models.network import SCHEMA, SCHEMA_VERSION, parse_profile
+from edgesplit.cost_models.network import SCHEMA, parse_profile, schema_version_for
 
 __all__ = [
     "RATIO_WARNING",
@@ -387,7 +387,7 @@ def profile_module(
         )
     doc: dict[str, Any] = {
         "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": 1,  # node measurements only (schema_version_for)
         "name": name,
         "source": source,
         "input_shape": list(shape),
@@ -427,6 +427,12 @@ def merge_measurement(existing: dict[str, Any], new: dict[str, Any], file: str) 
             )
     merged = dict(existing)
     merged["measurements"] = {**existing.get("measurements", {}), **new["measurements"]}
+    if "candidate_measurements" in new:
+        merged["candidate_measurements"] = {
+            **existing.get("candidate_measurements", {}),
+            **new["candidate_measurements"],
+        }
+    merged["schema_version"] = schema_version_for(merged)
     parse_profile(merged, file)
     return merged
 
