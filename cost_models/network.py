@@ -236,6 +236,10 @@ class CandidateMeasurement:
         which has no tail).
     provenance
         How, where and when it was measured (read-only mapping; see ``docs/profiles.md``).
+    head_cpu_median_s, tail_cpu_median_s
+        Optional: median thread CPU time of the same heads and tails (what they cost
+        without the time a shared machine's other work held the core), seconds, or
+        ``None``.
     """
 
     device_class: str
@@ -248,6 +252,8 @@ class CandidateMeasurement:
     tail_p10_s: NDArray[np.float64]
     tail_p90_s: NDArray[np.float64]
     provenance: Mapping[str, Any]
+    head_cpu_median_s: NDArray[np.float64] | None = None
+    tail_cpu_median_s: NDArray[np.float64] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -544,6 +550,7 @@ _CANDIDATE_MEASUREMENT_KEYS = (
     "engine", "candidates", "head_median_s", "head_p10_s", "head_p90_s", "tail_median_s",
     "tail_p10_s", "tail_p90_s", "provenance",
 )  # fmt: skip
+_CANDIDATE_MEASUREMENT_OPTIONAL = ("head_cpu_median_s", "tail_cpu_median_s")
 _CANDIDATE_PROVENANCE_KEYS = (
     "tool", "model", "hardware", "software", "date", "threads", "warmup", "rounds",
 )  # fmt: skip
@@ -826,7 +833,10 @@ def _parse_candidate_measurements(
             raise ck.fail(
                 p, cls, "is also measured per node (measurements): a class is one or the other"
             )
-        d = ck.obj(item, p, _CANDIDATE_MEASUREMENT_KEYS)
+        d = ck.obj(item, p, _CANDIDATE_MEASUREMENT_KEYS, _CANDIDATE_MEASUREMENT_OPTIONAL)
+        if ("head_cpu_median_s" in d) != ("tail_cpu_median_s" in d):
+            key = "tail_cpu_median_s" if "head_cpu_median_s" in d else "head_cpu_median_s"
+            raise ck.fail(f"{p}.{key}", _MISSING, "head and tail CPU medians come together")
         engine = d["engine"]
         if engine not in CANDIDATE_ENGINES:
             raise ck.fail(f"{p}.engine", engine, f"must be one of {list(CANDIDATE_ENGINES)}")
@@ -842,7 +852,9 @@ def _parse_candidate_measurements(
                 raise ck.fail(f"{p}.candidates[{j}]", k, "indices must increase strictly")
             previous = k
         arrays = {}
-        for key in _CANDIDATE_MEASUREMENT_KEYS[2:8]:
+        for key in (*_CANDIDATE_MEASUREMENT_KEYS[2:8], *_CANDIDATE_MEASUREMENT_OPTIONAL):
+            if key not in d:
+                continue
             raw_arr = d[key]
             if not isinstance(raw_arr, list):
                 raise ck.fail(f"{p}.{key}", raw_arr, "must be a list of numbers")
@@ -894,6 +906,7 @@ def _parse_candidate_measurements(
         out[cls] = CandidateMeasurement(
             cls, engine, tuple(int(k) for k in idx),
             *(arrays[key] for key in _CANDIDATE_MEASUREMENT_KEYS[2:8]), _freeze(prov),
+            arrays.get("head_cpu_median_s"), arrays.get("tail_cpu_median_s"),
         )  # fmt: skip
     return FrozenMap(out)
 

@@ -29,7 +29,9 @@ here. Method: after ``warmup`` unmeasured rounds, each of ``rounds`` rounds time
 candidate's head then its tail, the candidates in an order rotated by one each round, so
 that a busy spell of a shared machine, or the cache state a candidate leaves to the next,
 falls on all of them alike; the garbage collector is paused; percentiles are over the
-measured rounds.
+measured rounds. The calling thread's CPU time is recorded beside the wall clock
+(``head_cpu_median_s``, ``tail_cpu_median_s``): on a shared machine it says what the
+computation cost without the time other work held the core.
 
 The result goes into the profile under ``candidate_measurements[CLASS]`` (schema version 2,
 ``docs/profiles.md``), with the network's graph, candidates and node measurements copied
@@ -90,7 +92,7 @@ def measure_candidates(
     rounds: int = 20,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Time head and tail of each candidate of a loaded partition, whole, on ``engine``.
 
     Parameters
@@ -110,9 +112,11 @@ def measure_candidates(
 
     Returns
     -------
-    head_s, tail_s
+    head_s, tail_s, head_cpu_s, tail_cpu_s
         Arrays of shape ``(rounds, len(indices))``, seconds (0 where a candidate has no
-        head, candidate 0, or no tail, the last).
+        head, candidate 0, or no tail, the last): wall-clock time, and the calling thread's
+        CPU time (``time.thread_time``; both engines compute in the calling thread at one
+        intra-op thread).
     """
     if engine not in CANDIDATE_ENGINES:
         raise ValueError(f"engine must be one of {list(CANDIDATE_ENGINES)}, got {engine!r}")
@@ -126,7 +130,9 @@ def measure_candidates(
     n = len(cands)
     head = np.zeros((warmup + rounds, n))
     tail = np.zeros((warmup + rounds, n))
-    clock = time.perf_counter
+    head_cpu = np.zeros((warmup + rounds, n))
+    tail_cpu = np.zeros((warmup + rounds, n))
+    clock, cpu = time.perf_counter, time.thread_time
     gc.collect()
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -134,15 +140,16 @@ def measure_candidates(
         for r in range(warmup + rounds):
             for j in np.roll(np.arange(n), -r):
                 c = cands[j]
-                t0 = clock()
+                c0, t0 = cpu(), clock()
                 cut = eng.head(c.name, image)
-                t1 = clock()
+                t1, c1 = clock(), cpu()
                 if c.kind != "input":
-                    head[r, j] = t1 - t0
+                    head[r, j], head_cpu[r, j] = t1 - t0, c1 - c0
                 if c.kind != "output":
-                    t0 = clock()
+                    c0, t0 = cpu(), clock()
                     out = eng.tail(c.name, cut)
-                    tail[r, j] = clock() - t0
+                    t1, c1 = clock(), cpu()
+                    tail[r, j], tail_cpu[r, j] = t1 - t0, c1 - c0
                     del out
                 del cut
             if progress is not None and (r + 1) % max(1, (warmup + rounds) // 5) == 0:
@@ -150,7 +157,7 @@ def measure_candidates(
     finally:
         if gc_was_enabled:
             gc.enable()
-    return head[warmup:], tail[warmup:]
+    return head[warmup:], tail[warmup:], head_cpu[warmup:], tail_cpu[warmup:]
 
 
 def _engine_options(engine: str) -> dict[str, Any]:
@@ -251,7 +258,7 @@ def profile_candidates(
             warnings.simplefilter("ignore")  # the exporter's notes
             partition(model, tmp, profile=prof, candidates=indices, onnx=engine == "onnxruntime")
         parts = load_parts(tmp)
-        head, tail = measure_candidates(
+        head, tail, head_cpu, tail_cpu = measure_candidates(
             parts, engine, indices, warmup=warmup, rounds=rounds, seed=seed, progress=progress
         )
         options = _engine_options(engine)
@@ -282,6 +289,8 @@ def profile_candidates(
         "tail_p10_s": pct(tail, 10),
         "tail_p90_s": pct(tail, 90),
         "provenance": provenance,
+        "head_cpu_median_s": pct(head_cpu, 50),
+        "tail_cpu_median_s": pct(tail_cpu, 50),
     }
     doc["candidate_measurements"] = {**doc.get("candidate_measurements", {}), cls: measurement}
     doc["schema_version"] = schema_version_for(doc)

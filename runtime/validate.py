@@ -28,7 +28,10 @@ split (how the work divides between head and tail), the transfer and the framing
 profile's absolute speed; the headline ``median_abs_rel_error`` is the raw one. A third
 view, ``median_abs_rel_error_cpu_time``, counts head and tail in CPU time (the thread's
 ``time.thread_time``: what the computation cost, without the time other processes held
-the core) and the transfer in wall-clock time.
+the core) and the transfer in wall-clock time, against the wall-clock prediction. A fourth,
+``median_abs_rel_error_cpu_vs_cpu`` (per-candidate classes that recorded CPU time), sets
+that measured CPU time against the profile's own CPU-time medians: on a machine whose load
+changes between the profile and the run, it checks the model without the load.
 
 ``--profile FILE`` predicts from a profile measured elsewhere (e.g. on this machine with
 ``python -m edgesplit.cost_models.profile``); the JSON states the profile's hardware
@@ -207,6 +210,16 @@ def validate(
             f"profile {prof.name!r} has no measurement of {device_class!r} (per node: "
             f"{sorted(prof.measurements)}; per candidate: {sorted(prof.candidate_measurements)})"
         )
+    cpu_pred = None
+    pcm = prof.candidate_measurements.get(device_class)
+    if pcm is not None and pcm.head_cpu_median_s is not None:
+        last = len(prof.candidates) - 1
+        cpu_pred = {
+            k: (float(h), 0.0 if k == last else float(t))
+            for k, h, t in zip(
+                pcm.indices, pcm.head_cpu_median_s, pcm.tail_cpu_median_s, strict=True
+            )
+        }
     with tempfile.TemporaryDirectory(prefix="edgesplit-validate-") as tmp:
         if parts_dir is None:
             parts_dir = tmp
@@ -275,6 +288,21 @@ def validate(
                         ),
                     },
                 }
+                if cpu_pred is not None:
+                    # CPU time against the profile's CPU time: the model's own check on a
+                    # machine whose other work slows the wall clock of both alike
+                    hc, tc = cpu_pred[k]
+                    row["predicted_cpu"] = {"head_s": hc, "tail_s": tc}
+                    row["rel_error_cpu_vs_cpu"] = {
+                        "head_s": _rel(meas["head_cpu_s"], hc),
+                        "tail_s": _rel(meas["tail_cpu_s"], tc),
+                        "end_to_end_s": _rel(
+                            meas["head_cpu_s"] + meas["transfer_s"] + meas["tail_cpu_s"],
+                            hc + pred["transfer_s"] + tc,
+                        ),
+                    }
+                else:
+                    row["rel_error_cpu_vs_cpu"] = {}
                 rows.append(row)
                 if progress:
                     progress(_line(row))
@@ -333,6 +361,11 @@ def validate(
         "median_abs_rel_error_cpu_time": {
             key: med(key, "rel_error_cpu_time") for key in ("head_s", "tail_s", "end_to_end_s")
         },
+        "median_abs_rel_error_cpu_vs_cpu": (
+            {key: med(key, "rel_error_cpu_vs_cpu") for key in ("head_s", "tail_s", "end_to_end_s")}
+            if cpu_pred is not None
+            else None
+        ),
         "speed_factor": speed,
         "median_abs_rel_error_speed_normalised": {
             key: med(key, "rel_error_speed_normalised")
@@ -370,9 +403,13 @@ def format_report(rep: dict[str, Any]) -> str:
     lines += ["  " + _line(r) for r in rep["candidates"]]
     for label, key in (("", "median_abs_rel_error_components"),
                        (" (compute in CPU time)", "median_abs_rel_error_cpu_time"),
+                       (" (CPU time against the profile's CPU time)",
+                        "median_abs_rel_error_cpu_vs_cpu"),
                        (f" at speed x{rep['speed_factor'] or math.nan:.2f}",
                         "median_abs_rel_error_speed_normalised")):  # fmt: skip
         comp = rep[key]
+        if comp is None:
+            continue
         lines.append(
             f"median |rel error|{label}: "
             + ", ".join(f"{k.removesuffix('_s')} {v:.1%}" for k, v in comp.items() if v is not None)

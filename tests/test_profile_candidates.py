@@ -78,6 +78,8 @@ def test_per_candidate_profile_round_trips(node_profile, both):
         assert np.all(m.head_median_s[1:] > 0) and np.all(m.tail_median_s[:-1] > 0)
         assert np.all(m.head_p10_s <= m.head_median_s) and np.all(m.tail_median_s <= m.tail_p90_s)
         assert m.provenance["rounds"] == 3 and m.provenance["hardware"]["cpu"]
+        assert m.head_cpu_median_s is not None and m.tail_cpu_median_s is not None
+        assert m.head_cpu_median_s[0] == 0 and np.all(m.head_cpu_median_s[1:] > 0)
         opts = m.provenance["engine_options"]
         assert (opts["intra_op_num_threads"] if engine == "onnxruntime" else opts["threads"]) == 1
     if len(kept) > 2:  # the tiny network keeps an intermediate candidate too
@@ -152,6 +154,10 @@ def test_validate_predicts_from_the_matching_class(both, engine, cls):
         assert r["measured"]["head_s"] > 0 or r["kind"] == "input"
     assert rep["profile_date"] == m.provenance["date"]
     assert rep["speed_factor"] > 0 and np.isfinite(rep["median_abs_rel_error"])
+    # CPU time against the profile's CPU time, candidate by candidate
+    assert rep["median_abs_rel_error_cpu_vs_cpu"]["end_to_end_s"] is not None
+    for j, r in enumerate(rep["candidates"]):
+        assert r["predicted_cpu"]["head_s"] == pytest.approx(m.head_cpu_median_s[j])
 
 
 def test_cli_writes_a_loadable_profile(node_profile, tmp_path, pythonpath):
@@ -205,6 +211,10 @@ def _short(doc: dict[str, Any]) -> None:
     doc["candidate_measurements"]["x86_cpu_1t_ort"]["tail_p90_s"].pop()
 
 
+def _cpu_head_only(doc: dict[str, Any]) -> None:
+    del doc["candidate_measurements"]["x86_cpu_1t_ort"]["tail_cpu_median_s"]
+
+
 def _no_provenance_date(doc: dict[str, Any]) -> None:
     del doc["candidate_measurements"]["x86_cpu_1t_ort"]["provenance"]["date"]
 
@@ -222,6 +232,8 @@ BROKEN = [
     ("p90 below", _set(f"{C}.tail_p90_s[0]", 0.0), f"{C}.tail_median_s[0]"),
     ("class in both", _both_maps, "candidate_measurements.x86_cpu_1t"),
     ("provenance", _no_provenance_date, f"{C}.provenance.date"),
+    ("cpu pair", _cpu_head_only, f"{C}.tail_cpu_median_s"),
+    ("cpu value", _set(f"{C}.head_cpu_median_s[1]", "slow"), f"{C}.head_cpu_median_s[1]"),
     ("options", _set(f"{C}.provenance.engine_options", {"x": [1]}),
      f"{C}.provenance.engine_options"),
 ]  # fmt: skip
