@@ -25,6 +25,11 @@ Method (what a trial on a shared 2-core x86 machine taught):
 * p10/p50/p90 are reported per node and for the whole network, with the ratio of summed
   node medians to the whole-network median (within about 10% at one thread) and a warning
   when the whole network's ``(p90 - p10) / p50`` exceeds 0.3.
+
+This profiler runs torch eager node by node. To time each kept candidate's head and tail
+as whole graphs on a runtime engine (onnxruntime or torch), which is what predicts that
+engine, use :mod:`edgesplit.cost_models.profile_candidates` (``python -m
+edgesplit.cost_models.profile_candidates NET --engine onnxruntime --out FILE``).
 """
 
 from __future__ import annotations
