@@ -623,11 +623,21 @@ def node_latency(profile: _ProfileLike, device: DeviceClass) -> NDArray[np.float
     Raises
     ------
     DeviceError
-        If ``device`` is a measured class and the profile has no measurement for it.
+        If ``device`` is a measured class and the profile has no measurement for it, or
+        measures it per candidate (no per-node latencies exist then).
     """
     measured = profile.measurements.get(device.name)
     if measured is not None:
         return np.array(measured.median_s, dtype=np.float64)
+    if device.name in getattr(profile, "candidate_measurements", {}):
+        raise DeviceError(
+            getattr(profile, "path", None) or profile.name,
+            f"candidate_measurements.{device.name}",
+            device.name,
+            f"class {device.name!r} is measured per candidate (heads and tails as whole "
+            "graphs): per-node latencies do not exist for it; read its heads and tails with "
+            "NetworkProfile.candidate_latency",
+        )
     if device.kind == "measured":
         raise DeviceError(
             getattr(profile, "path", None) or profile.name,

@@ -1,11 +1,14 @@
 """Network profiles: nodes, split candidates and measured latencies of one network.
 
-A profile is a JSON file (schema ``edgesplit.network-profile``, version 1; documented field
-by field in ``docs/profiles.md``) written by the profiler
+A profile is a JSON file (schema ``edgesplit.network-profile``, version 1 or 2; documented
+field by field in ``docs/profiles.md``) written by the profiler
 (:mod:`edgesplit.cost_models.profile`). It holds the nodes of the network's ``torch.fx``
 graph in topological order, every topological-prefix split candidate with the values that
 cross its cut, and, per measured device class, each node's latency percentiles with the
-provenance of the measurement.
+provenance of the measurement. Version 2 adds ``candidate_measurements``: classes measured
+per candidate, each kept candidate's head and tail timed as whole graphs on a named engine
+(:mod:`edgesplit.cost_models.profile_candidates`), read directly by
+:meth:`NetworkProfile.candidate_latency` instead of summed node times.
 
 Everything is validated on load; a bad file raises :class:`ProfileError`, whose message
 names the file, the field (a JSON path such as ``nodes[3].flops``) and the value.
@@ -41,12 +44,16 @@ from edgesplit.cost_models.errors import FieldError
 from edgesplit.cost_models.frozen import FrozenMap
 
 __all__ = [
+    "CANDIDATE_ENGINES",
     "CANDIDATE_KINDS",
     "INPUT",
     "PROFILES_PACKAGE",
     "SCHEMA",
     "SCHEMA_VERSION",
+    "SCHEMA_VERSIONS",
     "Candidate",
+    "CandidateLatency",
+    "CandidateMeasurement",
     "Measurement",
     "NetworkProfile",
     "Node",
@@ -55,12 +62,18 @@ __all__ = [
     "crossing_values",
     "load_network",
     "parse_profile",
+    "schema_version_for",
 ]
 
 SCHEMA = "edgesplit.network-profile"
 """Value of a profile's top-level ``schema`` field."""
-SCHEMA_VERSION = 1
-"""The schema version this module reads and the profiler writes."""
+SCHEMA_VERSION = 2
+"""The newest schema version this module reads (it reads :data:`SCHEMA_VERSIONS`)."""
+SCHEMA_VERSIONS = (1, 2)
+"""Versions read: 1 (node measurements only) and 2 (adds ``candidate_measurements``). A
+writer writes the lowest version that holds its content (:func:`schema_version_for`)."""
+CANDIDATE_ENGINES = ("onnxruntime", "torch")
+"""Engines a per-candidate measurement may name (the runtime's engines)."""
 INPUT = "input"
 """Name of the network input wherever a node or cut refers to it."""
 CANDIDATE_KINDS = ("input", "intermediate", "output")
@@ -200,6 +213,91 @@ class Measurement:
 
 
 @dataclass(frozen=True, eq=False)
+class CandidateMeasurement:
+    """Head and tail of some candidates timed as whole graphs on one engine (schema 2).
+
+    A per-candidate class has no per-node latencies: an engine such as onnxruntime fuses
+    nodes (convolution, batch norm and ReLU become one kernel), and a head run as one graph
+    costs what it costs, not the sum of its nodes run alone.
+
+    Attributes
+    ----------
+    device_class
+        Name of the class, e.g. ``x86_cpu_1t_ort``.
+    engine
+        The engine that ran them (one of :data:`CANDIDATE_ENGINES`).
+    indices
+        Profile candidate indices measured, strictly increasing.
+    head_median_s, head_p10_s, head_p90_s
+        Head latency percentiles per listed candidate, seconds (0 for candidate 0, which
+        has no head).
+    tail_median_s, tail_p10_s, tail_p90_s
+        Tail latency percentiles per listed candidate, seconds (0 for the last candidate,
+        which has no tail).
+    provenance
+        How, where and when it was measured (read-only mapping; see ``docs/profiles.md``).
+    head_cpu_median_s, tail_cpu_median_s
+        Optional: median thread CPU time of the same heads and tails (what they cost
+        without the time a shared machine's other work held the core), seconds, or
+        ``None``.
+    """
+
+    device_class: str
+    engine: str
+    indices: tuple[int, ...]
+    head_median_s: NDArray[np.float64]
+    head_p10_s: NDArray[np.float64]
+    head_p90_s: NDArray[np.float64]
+    tail_median_s: NDArray[np.float64]
+    tail_p10_s: NDArray[np.float64]
+    tail_p90_s: NDArray[np.float64]
+    provenance: Mapping[str, Any]
+    head_cpu_median_s: NDArray[np.float64] | None = None
+    tail_cpu_median_s: NDArray[np.float64] | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class CandidateLatency:
+    """Head and tail seconds of the candidates one class covers
+    (:meth:`NetworkProfile.candidate_latency`).
+
+    Attributes
+    ----------
+    device_class
+        The class.
+    indices
+        Candidate indices covered: every candidate for a per-node class, the measured ones
+        for a per-candidate class.
+    head_s, tail_s
+        Seconds, one entry per index.
+    per_candidate
+        ``True`` when read directly from a per-candidate measurement, ``False`` when summed
+        from per-node medians.
+    engine
+        The engine the class measured (``"torch"`` for per-node classes: the profiler runs
+        torch eager).
+    """
+
+    device_class: str
+    indices: tuple[int, ...]
+    head_s: NDArray[np.float64]
+    tail_s: NDArray[np.float64]
+    per_candidate: bool
+    engine: str
+
+    def at(self, index: int) -> tuple[float, float]:
+        """``(head_s, tail_s)`` of candidate ``index``; ``KeyError`` naming it if uncovered."""
+        try:
+            j = self.indices.index(index)
+        except ValueError:
+            raise KeyError(
+                f"candidate {index} is not measured in class {self.device_class!r} "
+                f"(measured: {list(self.indices)})"
+            ) from None
+        return float(self.head_s[j]), float(self.tail_s[j])
+
+
+@dataclass(frozen=True, eq=False)
 class NetworkProfile:
     """A network's graph, split candidates and measurements (see the module docstring).
 
@@ -222,6 +320,9 @@ class NetworkProfile:
         result.
     measurements
         Device class name -> :class:`Measurement` (read-only mapping).
+    candidate_measurements
+        Device class name -> :class:`CandidateMeasurement` (read-only mapping; empty in a
+        version 1 file). A class is in at most one of the two mappings.
     source
         Where the network came from (e.g. ``edgesplit.cost_models.zoo:resnet18``).
     path
@@ -239,6 +340,46 @@ class NetworkProfile:
     measurements: Mapping[str, Measurement]
     source: str = ""
     path: Path | None = field(default=None, repr=False)
+    candidate_measurements: Mapping[str, CandidateMeasurement] = field(
+        default_factory=lambda: FrozenMap({})
+    )
+
+    def candidate_latency(self, device_class: str) -> CandidateLatency:
+        """Head and tail seconds of every candidate ``device_class`` covers.
+
+        A per-candidate class (``candidate_measurements``) gives its measured candidates'
+        heads and tails as they were timed, whole; a per-node class (``measurements``) gives
+        every candidate, head and tail summed from node medians (:meth:`split_latency`).
+
+        Raises
+        ------
+        ProfileError
+            If the profile has no measurement of that class (naming the classes it has).
+
+        >>> p = load_network("resnet18")
+        >>> lat = p.candidate_latency("x86_cpu_1t")
+        >>> lat.per_candidate, len(lat.indices) == len(p.candidates), lat.at(0)[0]
+        (False, True, 0.0)
+        """
+        pc = self.candidate_measurements.get(device_class)
+        if pc is not None:
+            return CandidateLatency(device_class, pc.indices, pc.head_median_s,
+                                    pc.tail_median_s, True, pc.engine)  # fmt: skip
+        m = self.measurements.get(device_class)
+        if m is None:
+            raise ProfileError(
+                self.path or self.name,
+                f"measurements.{device_class}",
+                _MISSING,
+                f"profile {self.name!r} has no measurement of class {device_class!r} (per "
+                f"node: {sorted(self.measurements)}; per candidate: "
+                f"{sorted(self.candidate_measurements)})",
+            )
+        head, tail = self.split_latency(m.median_s)
+        for a in (head, tail):
+            a.setflags(write=False)
+        return CandidateLatency(device_class, tuple(range(len(self.candidates))), head, tail,
+                                False, "torch")  # fmt: skip
 
     def split_latency(
         self, node_latency_s: ArrayLike
@@ -404,6 +545,16 @@ _TOP_KEYS = (
     "schema", "schema_version", "name", "source", "input_shape", "macs", "params", "nodes",
     "candidates", "measurements",
 )  # fmt: skip
+_TOP_OPTIONAL = ("candidate_measurements",)  # schema 2
+_CANDIDATE_MEASUREMENT_KEYS = (
+    "engine", "candidates", "head_median_s", "head_p10_s", "head_p90_s", "tail_median_s",
+    "tail_p10_s", "tail_p90_s", "provenance",
+)  # fmt: skip
+_CANDIDATE_MEASUREMENT_OPTIONAL = ("head_cpu_median_s", "tail_cpu_median_s")
+_CANDIDATE_PROVENANCE_KEYS = (
+    "tool", "model", "hardware", "software", "date", "threads", "warmup", "rounds",
+)  # fmt: skip
+_CANDIDATE_PROVENANCE_OPTIONAL = ("load_average_1m", "notes", "engine_options")
 _NODE_KEYS = (
     "name", "op", "inputs", "flops", "param_bytes", "input_bytes", "output_bytes",
     "output_numel",
@@ -441,13 +592,23 @@ def parse_profile(doc: Any, file: str | Path = "<profile>") -> NetworkProfile:
         On the first field that breaks the schema, naming the file, field and value.
     """
     ck = _Checker(str(file))
-    top = ck.obj(doc, "", _TOP_KEYS)
+    top = ck.obj(doc, "", _TOP_KEYS, _TOP_OPTIONAL)
     if top["schema"] != SCHEMA:
         raise ck.fail("schema", top["schema"], f"must be {SCHEMA!r}")
     version = top["schema_version"]
-    if version != SCHEMA_VERSION or isinstance(version, bool):
+    if isinstance(version, bool) or version not in SCHEMA_VERSIONS:
         raise ck.fail(
-            "schema_version", version, f"unsupported version (this reader reads {SCHEMA_VERSION})"
+            "schema_version",
+            version,
+            f"unsupported version (this reader reads {', '.join(map(str, SCHEMA_VERSIONS))})",
+        )
+    if "candidate_measurements" in top and version < 2:
+        raise ck.fail(
+            "candidate_measurements",
+            sorted(top["candidate_measurements"])
+            if isinstance(top["candidate_measurements"], dict)
+            else top["candidate_measurements"],
+            "needs schema_version 2 (this file says 1)",
         )
     name = ck.string(top["name"], "name")
     source = ck.string(top["source"], "source")
@@ -466,6 +627,9 @@ def parse_profile(doc: Any, file: str | Path = "<profile>") -> NetworkProfile:
     params = ck.integer(top["params"], "params")
     candidates = _parse_candidates(ck, top["candidates"], nodes, input_numel)
     measurements = _parse_measurements(ck, top["measurements"], len(nodes))
+    per_candidate = _parse_candidate_measurements(
+        ck, top.get("candidate_measurements", {}), candidates, measurements
+    )
     return NetworkProfile(
         name=name,
         input_shape=input_shape,
@@ -478,7 +642,19 @@ def parse_profile(doc: Any, file: str | Path = "<profile>") -> NetworkProfile:
         measurements=measurements,
         source=source,
         path=Path(file) if isinstance(file, Path) else None,
+        candidate_measurements=per_candidate,
     )
+
+
+def schema_version_for(doc: Mapping[str, Any]) -> int:
+    """The lowest schema version that holds ``doc``'s content: 2 with
+    ``candidate_measurements``, else 1 (so node-only profiles stay readable by version-1
+    readers).
+
+    >>> schema_version_for({"measurements": {}}), schema_version_for({"candidate_measurements": {}})
+    (1, 2)
+    """
+    return 2 if "candidate_measurements" in doc else 1
 
 
 def _parse_nodes(ck: _Checker, raw: Any, input_numel: int) -> tuple[Node, ...]:
@@ -637,8 +813,113 @@ def _parse_measurements(ck: _Checker, raw: Any, n_nodes: int) -> Mapping[str, Me
     return FrozenMap(out)
 
 
+def _parse_candidate_measurements(
+    ck: _Checker,
+    raw: Any,
+    candidates: tuple[Candidate, ...],
+    node_classes: Mapping[str, Measurement],
+) -> Mapping[str, CandidateMeasurement]:
+    if not isinstance(raw, dict):
+        raise ck.fail(
+            "candidate_measurements", raw, "must be an object: device class -> measurement"
+        )
+    last = len(candidates) - 1
+    out: dict[str, CandidateMeasurement] = {}
+    for cls, item in raw.items():
+        p = f"candidate_measurements.{cls}"
+        if not _CLASS_NAME.match(cls):
+            raise ck.fail(p, cls, "device class names use letters, digits, '_', '.', '-'")
+        if cls in node_classes:
+            raise ck.fail(
+                p, cls, "is also measured per node (measurements): a class is one or the other"
+            )
+        d = ck.obj(item, p, _CANDIDATE_MEASUREMENT_KEYS, _CANDIDATE_MEASUREMENT_OPTIONAL)
+        if ("head_cpu_median_s" in d) != ("tail_cpu_median_s" in d):
+            key = "tail_cpu_median_s" if "head_cpu_median_s" in d else "head_cpu_median_s"
+            raise ck.fail(f"{p}.{key}", _MISSING, "head and tail CPU medians come together")
+        engine = d["engine"]
+        if engine not in CANDIDATE_ENGINES:
+            raise ck.fail(f"{p}.engine", engine, f"must be one of {list(CANDIDATE_ENGINES)}")
+        idx = d["candidates"]
+        if not isinstance(idx, list) or not idx:
+            raise ck.fail(f"{p}.candidates", idx, "must be a non-empty list of candidate indices")
+        previous = -1
+        for j, k in enumerate(idx):
+            ck.integer(k, f"{p}.candidates[{j}]")
+            if k > last:
+                raise ck.fail(f"{p}.candidates[{j}]", k, f"no such candidate (0..{last})")
+            if k <= previous:
+                raise ck.fail(f"{p}.candidates[{j}]", k, "indices must increase strictly")
+            previous = k
+        arrays = {}
+        for key in (*_CANDIDATE_MEASUREMENT_KEYS[2:8], *_CANDIDATE_MEASUREMENT_OPTIONAL):
+            if key not in d:
+                continue
+            raw_arr = d[key]
+            if not isinstance(raw_arr, list):
+                raise ck.fail(f"{p}.{key}", raw_arr, "must be a list of numbers")
+            if len(raw_arr) != len(idx):
+                raise ck.fail(
+                    f"{p}.{key}",
+                    f"{len(raw_arr)} entries",
+                    f"must have one entry per listed candidate ({len(idx)})",
+                )
+            arr = np.array([ck.number(v, f"{p}.{key}[{j}]") for j, v in enumerate(raw_arr)])
+            arr.setflags(write=False)
+            arrays[key] = arr
+        for part in ("head", "tail"):
+            lo, mid, hi = (arrays[f"{part}_{q}_s"] for q in ("p10", "median", "p90"))
+            pairs = (
+                (f"{part}_p10_s", lo, f"{part}_median_s", mid),
+                (f"{part}_median_s", mid, f"{part}_p90_s", hi),
+            )
+            for lo_name, a, hi_name, b in pairs:
+                bad = np.flatnonzero(a > b)
+                if bad.size:
+                    j = int(bad[0])
+                    raise ck.fail(
+                        f"{p}.{lo_name}[{j}]",
+                        float(a[j]),
+                        f"must not exceed {hi_name}[{j}] ({b[j]})",
+                    )
+        for j, k in enumerate(idx):
+            for part, has_none in (("head", k == 0), ("tail", k == last)):
+                med = float(arrays[f"{part}_median_s"][j])
+                if has_none and med != 0:
+                    raise ck.fail(
+                        f"{p}.{part}_median_s[{j}]",
+                        med,
+                        f"candidate {k} has no {part}: must be 0",
+                    )
+                if not has_none and med <= 0:
+                    raise ck.fail(f"{p}.{part}_median_s[{j}]", med, "must be > 0")
+        prov = ck.obj(d["provenance"], f"{p}.provenance", _CANDIDATE_PROVENANCE_KEYS,
+                      _CANDIDATE_PROVENANCE_OPTIONAL)  # fmt: skip
+        _check_provenance_common(ck, prov, f"{p}.provenance")
+        opts = prov.get("engine_options", {})
+        if not isinstance(opts, dict) or not all(
+            isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in opts.values()
+        ):
+            raise ck.fail(
+                f"{p}.provenance.engine_options", opts, "must be an object of name -> str or number"
+            )
+        out[cls] = CandidateMeasurement(
+            cls, engine, tuple(int(k) for k in idx),
+            *(arrays[key] for key in _CANDIDATE_MEASUREMENT_KEYS[2:8]), _freeze(prov),
+            arrays.get("head_cpu_median_s"), arrays.get("tail_cpu_median_s"),
+        )  # fmt: skip
+    return FrozenMap(out)
+
+
 def _parse_provenance(ck: _Checker, raw: Any, p: str) -> dict[str, Any]:
     d = ck.obj(raw, p, _PROVENANCE_KEYS, _PROVENANCE_OPTIONAL)
+    _check_provenance_common(ck, d, p)
+    ck.number(d["sum_over_whole"], f"{p}.sum_over_whole", positive=True)
+    ck.number(d["whole_spread"], f"{p}.whole_spread")
+    return d
+
+
+def _check_provenance_common(ck: _Checker, d: dict[str, Any], p: str) -> None:
     ck.string(d["tool"], f"{p}.tool")
     ck.string(d["model"], f"{p}.model")
     hw = ck.obj(d["hardware"], f"{p}.hardware", _HARDWARE_KEYS, _HARDWARE_OPTIONAL)
@@ -663,13 +944,10 @@ def _parse_provenance(ck: _Checker, raw: Any, p: str) -> dict[str, Any]:
     ck.integer(d["threads"], f"{p}.threads", 1)
     ck.integer(d["warmup"], f"{p}.warmup", 0)
     ck.integer(d["rounds"], f"{p}.rounds", 1)
-    ck.number(d["sum_over_whole"], f"{p}.sum_over_whole", positive=True)
-    ck.number(d["whole_spread"], f"{p}.whole_spread")
     if "load_average_1m" in d:
         ck.number(d["load_average_1m"], f"{p}.load_average_1m")
     if "notes" in d and not isinstance(d["notes"], str):
         raise ck.fail(f"{p}.notes", d["notes"], "must be a string")
-    return d
 
 
 # ----------------------------------------------------------------------------- loading

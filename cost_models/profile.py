@@ -25,6 +25,11 @@ Method (what a trial on a shared 2-core x86 machine taught):
 * p10/p50/p90 are reported per node and for the whole network, with the ratio of summed
   node medians to the whole-network median (within about 10% at one thread) and a warning
   when the whole network's ``(p90 - p10) / p50`` exceeds 0.3.
+
+This profiler runs torch eager node by node. To time each kept candidate's head and tail
+as whole graphs on a runtime engine (onnxruntime or torch), which is what predicts that
+engine, use :mod:`edgesplit.cost_models.profile_candidates` (``python -m
+edgesplit.cost_models.profile_candidates NET --engine onnxruntime --out FILE``).
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ import torch
 from torch import fx, nn
 
 from edgesplit.cost_models.graph import TracedNetwork, trace_network
-from edgesplit.cost_models.network import SCHEMA, SCHEMA_VERSION, parse_profile
+from edgesplit.cost_models.network import SCHEMA, parse_profile, schema_version_for
 
 __all__ = [
     "RATIO_WARNING",
@@ -387,7 +392,7 @@ def profile_module(
         )
     doc: dict[str, Any] = {
         "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": 1,  # node measurements only (schema_version_for)
         "name": name,
         "source": source,
         "input_shape": list(shape),
@@ -427,6 +432,12 @@ def merge_measurement(existing: dict[str, Any], new: dict[str, Any], file: str) 
             )
     merged = dict(existing)
     merged["measurements"] = {**existing.get("measurements", {}), **new["measurements"]}
+    if "candidate_measurements" in new:
+        merged["candidate_measurements"] = {
+            **existing.get("candidate_measurements", {}),
+            **new["candidate_measurements"],
+        }
+    merged["schema_version"] = schema_version_for(merged)
     parse_profile(merged, file)
     return merged
 

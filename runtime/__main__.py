@@ -183,14 +183,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.set_defaults(func=_device)
 
     p = sub.add_parser("validate", help="measured vs simulated latency of every kept candidate")
-    p.add_argument("--network", required=True, help="shipped network name")
+    p.add_argument("--network", required=True,
+                   help="shipped name (or package.module:factory with --profile)")  # fmt: skip
     p.add_argument("--rate-mbps", type=float, required=True)
     p.add_argument("--rtt-ms", type=float, default=10.0)
     p.add_argument("--reps", type=int, default=7, help="measured tasks per candidate")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--wire-dtype", choices=("float32", "float16", "int8"), default="float32")
     p.add_argument("--engine", choices=ENGINES, default="torch")
-    p.add_argument("--device-class", default="x86_cpu_1t", help="the profile's measured class")
+    p.add_argument("--device-class", default=None,
+                   help="the profile's measured class (default: x86_cpu_1t for torch, the "
+                   "profile's per-candidate onnxruntime class for onnxruntime); its engine "
+                   "must be the run's")  # fmt: skip
     p.add_argument("--profile", help="profile file to predict from (default: the shipped one)")
     p.add_argument("--parts", help="existing partition directory (default: made on the fly)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -28,11 +28,23 @@ split (how the work divides between head and tail), the transfer and the framing
 profile's absolute speed; the headline ``median_abs_rel_error`` is the raw one. A third
 view, ``median_abs_rel_error_cpu_time``, counts head and tail in CPU time (the thread's
 ``time.thread_time``: what the computation cost, without the time other processes held
-the core) and the transfer in wall-clock time.
+the core) and the transfer in wall-clock time, against the wall-clock prediction. A fourth,
+``median_abs_rel_error_cpu_vs_cpu`` (per-candidate classes that recorded CPU time), sets
+that measured CPU time against the profile's own CPU-time medians: on a machine whose load
+changes between the profile and the run, it checks the model without the load.
 
 ``--profile FILE`` predicts from a profile measured elsewhere (e.g. on this machine with
 ``python -m edgesplit.cost_models.profile``); the JSON states the profile's hardware
 and this machine's, because a profile predicts only the machine it was measured on.
+
+**The prediction and the run use the same engine.** A class measured per node
+(``measurements``, e.g. ``x86_cpu_1t``) was timed on torch eager, so it predicts the torch
+engine only; a class measured per candidate (``candidate_measurements``, written by
+``python -m edgesplit.cost_models.profile_candidates NET --engine E``) names its engine,
+and its heads and tails, timed as whole graphs, are read directly. Without
+``--device-class``, ``--engine torch`` predicts from ``x86_cpu_1t`` and ``--engine
+onnxruntime`` from the profile's one per-candidate class of that engine; a class whose
+engine is not the run's is refused. A per-candidate class runs the candidates it measured.
 """
 
 from __future__ import annotations
@@ -43,7 +55,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +66,7 @@ from .device import Device, FixedDecider, ServerEndpoint
 from .link import EmulatedLink
 from .parts import WIRE_BYTES, load_parts
 
-__all__ = ["predict", "validate"]
+__all__ = ["engine_class", "predict", "validate"]
 
 
 def predict(
@@ -69,17 +80,17 @@ def predict(
 ) -> dict[str, float]:
     """The simulator's head, transfer, tail and end-to-end seconds for candidate ``index``.
 
+    Head and tail come from the class's measurement: read directly for a per-candidate
+    class, summed node medians for a per-node class, the roofline for a modelled class of
+    the device catalogue.
+
     >>> p = load_network("resnet18")
     >>> d = predict(p, 0, rate_mbps=20.0, rtt_s=0.01)
     >>> d["head_s"], round(d["transfer_s"], 5)   # 150528 bytes of uint8 image at 20 Mbps
     (0.0, 0.07021)
     """
-    from edgesplit.cost_models.devices import load_devices, node_latency
-
-    cat = load_devices()
-    head = profile.split_latency(node_latency(profile, cat[device_class]))[0][index]
-    tail = profile.split_latency(node_latency(profile, cat[server_class or device_class]))[1]
-    tail = tail[index]
+    head = _head_tail(profile, device_class, index)[0]
+    tail = _head_tail(profile, server_class or device_class, index)[1]
     local = index == len(profile.candidates) - 1
     sent = profile.candidate_bytes(wire_bytes_per_element=WIRE_BYTES[wire_dtype])[index]
     tx = 0.0 if local else sent * 8 / (rate_mbps * 1e6) + rtt_s
@@ -91,6 +102,48 @@ def predict(
         "end_to_end_s": float(head) + tx + tail,
         "bytes": 0.0 if local else float(sent),
     }
+
+
+def _head_tail(profile: NetworkProfile, device_class: str, index: int) -> tuple[float, float]:
+    if device_class in profile.candidate_measurements or device_class in profile.measurements:
+        return profile.candidate_latency(device_class).at(index)
+    from edgesplit.cost_models.devices import load_devices, node_latency
+
+    head, tail = profile.split_latency(node_latency(profile, load_devices()[device_class]))
+    return float(head[index]), float(tail[index])
+
+
+def engine_class(profile: NetworkProfile, engine: str, device_class: str | None = None) -> str:
+    """The class that predicts ``engine``: ``device_class`` if given (refused when measured
+    with another engine), else ``x86_cpu_1t`` for torch, the profile's one per-candidate
+    class of that engine otherwise.
+
+    >>> engine_class(load_network("resnet18"), "torch")
+    'x86_cpu_1t'
+    """
+    if device_class is None:
+        if engine == "torch":
+            return "x86_cpu_1t"
+        found = sorted(c for c, m in profile.candidate_measurements.items() if m.engine == engine)
+        if len(found) != 1:
+            raise ValueError(
+                f"profile {profile.name!r} has {len(found)} per-candidate classes measured with "
+                f"{engine} ({found}): "
+                + ("name one with --device-class" if found else
+                   f"measure one with `python -m edgesplit.cost_models.profile_candidates "
+                   f"{profile.name} --engine {engine} --out FILE`, then pass --profile FILE")
+            )  # fmt: skip
+        return found[0]
+    pc = profile.candidate_measurements.get(device_class)
+    measured = pc.engine if pc is not None else "torch"  # the node profiler runs torch eager
+    if measured != engine:
+        raise ValueError(
+            f"device_class {device_class!r} of profile {profile.name!r} was measured with "
+            f"{measured}, the run uses {engine}: predict a run from a class measured with its "
+            "engine (python -m edgesplit.cost_models.profile_candidates ... --engine "
+            f"{engine})"
+        )
+    return device_class
 
 
 def _rel(measured: float, predicted: float) -> float | None:
@@ -123,13 +176,16 @@ def validate(
     warmup: int = 2,
     wire_dtype: str = "float32",
     engine: str = "torch",
-    device_class: str = "x86_cpu_1t",
+    device_class: str | None = None,
     profile: str | None = None,
     parts_dir: str | None = None,
     cap: int = 8,
     progress: Any = None,
 ) -> dict[str, Any]:
-    """Run the check (see the module docstring) and return its JSON-ready report."""
+    """Run the check (see the module docstring) and return its JSON-ready report.
+
+    ``device_class`` None picks the class of ``engine`` (:func:`engine_class`).
+    """
     import torch
 
     from edgesplit.cost_models.profile import hardware_description
@@ -143,16 +199,27 @@ def validate(
         raise ValueError(f"reps must be >= 1, got {reps!r}")
     prof = load_network(profile or network)
     note = None
-    if engine != "torch":
-        note = (
-            f"the profile's {device_class!r} measured torch eager; the {engine} engine runs "
-            "other kernels (about twice as fast here), so these predictions are not its own"
+    device_class = engine_class(prof, engine, device_class)
+    per_candidate = device_class in prof.candidate_measurements
+    if per_candidate:
+        keep = list(prof.candidate_measurements[device_class].indices)
+    elif device_class in prof.measurements:
+        keep = kept_candidates(prof, [device_class], wire_dtype, cap)
+    else:
+        raise ValueError(
+            f"profile {prof.name!r} has no measurement of {device_class!r} (per node: "
+            f"{sorted(prof.measurements)}; per candidate: {sorted(prof.candidate_measurements)})"
         )
-        warnings.warn(note, stacklevel=2)
-    if device_class not in prof.measurements:
-        raise ValueError(f"profile {prof.name!r} has no measurement of {device_class!r} "
-                         f"(has: {sorted(prof.measurements)})")  # fmt: skip
-    keep = kept_candidates(prof, [device_class], wire_dtype, cap)
+    cpu_pred = None
+    pcm = prof.candidate_measurements.get(device_class)
+    if pcm is not None and pcm.head_cpu_median_s is not None:
+        last = len(prof.candidates) - 1
+        cpu_pred = {
+            k: (float(h), 0.0 if k == last else float(t))
+            for k, h, t in zip(
+                pcm.indices, pcm.head_cpu_median_s, pcm.tail_cpu_median_s, strict=True
+            )
+        }
     with tempfile.TemporaryDirectory(prefix="edgesplit-validate-") as tmp:
         if parts_dir is None:
             parts_dir = tmp
@@ -221,6 +288,21 @@ def validate(
                         ),
                     },
                 }
+                if cpu_pred is not None:
+                    # CPU time against the profile's CPU time: the model's own check on a
+                    # machine whose other work slows the wall clock of both alike
+                    hc, tc = cpu_pred[k]
+                    row["predicted_cpu"] = {"head_s": hc, "tail_s": tc}
+                    row["rel_error_cpu_vs_cpu"] = {
+                        "head_s": _rel(meas["head_cpu_s"], hc),
+                        "tail_s": _rel(meas["tail_cpu_s"], tc),
+                        "end_to_end_s": _rel(
+                            meas["head_cpu_s"] + meas["transfer_s"] + meas["tail_cpu_s"],
+                            hc + pred["transfer_s"] + tc,
+                        ),
+                    }
+                else:
+                    row["rel_error_cpu_vs_cpu"] = {}
                 rows.append(row)
                 if progress:
                     progress(_line(row))
@@ -235,9 +317,13 @@ def validate(
     # the yardstick: the all-local candidate runs the whole network on the device in this
     # same run; its measured/predicted ratio is how fast this machine computes right now
     # against the profile (a shared machine's speed drifts with its load)
+    # (a per-candidate class measured without the all-local candidate has none)
     local = rows[-1]
-    speed = local["measured"]["head_s"] / local["predicted"]["head_s"]
-    for r in rows[:-1]:
+    has_local = local["kind"] == "output"
+    speed = local["measured"]["head_s"] / local["predicted"]["head_s"] if has_local else None
+    for r in rows:
+        r["rel_error_speed_normalised"] = {}
+    for r in rows[:-1] if speed is not None else []:
         p = r["predicted"]
         scaled = {
             "head_s": p["head_s"] * speed,
@@ -248,9 +334,8 @@ def validate(
         r["rel_error_speed_normalised"] = {
             key: _rel(r["measured"][key], scaled[key]) for key in scaled
         }
-    local["rel_error_speed_normalised"] = {}
 
-    m = prof.measurements[device_class]
+    m = (prof.candidate_measurements if per_candidate else prof.measurements)[device_class]
     return {
         "network": prof.name,
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -259,6 +344,7 @@ def validate(
         "wire_dtype": wire_dtype,
         "engine": engine,
         "device_class": device_class,
+        "class_measured": "per candidate" if per_candidate else "per node",
         "reps": reps,
         "note": note,
         "warmup": warmup,
@@ -275,6 +361,11 @@ def validate(
         "median_abs_rel_error_cpu_time": {
             key: med(key, "rel_error_cpu_time") for key in ("head_s", "tail_s", "end_to_end_s")
         },
+        "median_abs_rel_error_cpu_vs_cpu": (
+            {key: med(key, "rel_error_cpu_vs_cpu") for key in ("head_s", "tail_s", "end_to_end_s")}
+            if cpu_pred is not None
+            else None
+        ),
         "speed_factor": speed,
         "median_abs_rel_error_speed_normalised": {
             key: med(key, "rel_error_speed_normalised")
@@ -304,16 +395,21 @@ def format_report(rep: dict[str, Any]) -> str:
     lines = [
         f"{rep['network']} at {rep['rate_mbps']} Mbps, rtt {rep['rtt_ms']} ms, "
         f"{rep['wire_dtype']} on the wire, engine {rep['engine']}, class "
-        f"{rep['device_class']} (profile measured on {hw}; this machine: "
+        f"{rep['device_class']} ({rep.get('class_measured', 'per node')}; profile measured "
+        f"on {hw}; this machine: "
         f"{rep['this_hardware'].get('cpu', '?')}); medians of {rep['reps']} tasks",
         "  k candidate          measured/predicted, ms",
     ]
     lines += ["  " + _line(r) for r in rep["candidates"]]
     for label, key in (("", "median_abs_rel_error_components"),
                        (" (compute in CPU time)", "median_abs_rel_error_cpu_time"),
-                       (f" at speed x{rep['speed_factor']:.2f}",
+                       (" (CPU time against the profile's CPU time)",
+                        "median_abs_rel_error_cpu_vs_cpu"),
+                       (f" at speed x{rep['speed_factor'] or math.nan:.2f}",
                         "median_abs_rel_error_speed_normalised")):  # fmt: skip
         comp = rep[key]
+        if comp is None:
+            continue
         lines.append(
             f"median |rel error|{label}: "
             + ", ".join(f"{k.removesuffix('_s')} {v:.1%}" for k, v in comp.items() if v is not None)

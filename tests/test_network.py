@@ -274,7 +274,7 @@ M = "measurements.x86_cpu_1t"
 BROKEN: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     # (case id, mutation, field named in the error, value shown in the error)
     ("schema", _set("schema", "other-schema"), "schema", "'other-schema'"),
-    ("version", _set("schema_version", 2), "schema_version", "2"),
+    ("version", _set("schema_version", 3), "schema_version", "3"),
     ("unknown top key", _set("colour", "blue"), "colour", "'blue'"),
     ("missing key", _delete("macs"), "macs", "missing"),
     ("negative flops", _set("nodes[3].flops", -5), "nodes[3].flops", "-5"),
