@@ -62,6 +62,8 @@ __all__ = [
 #: squashed observation entries are inverted below this bound (x / (x + s) < 1)
 _Y_MAX = 1.0 - 1e-6
 N_OPTION_FEATURES = 17
+#: the critics :class:`SplitOffloadNet` can have (its ``critic`` argument)
+CRITICS = ("own", "shared")
 
 
 def _unsquash(y: torch.Tensor, scale: Any) -> torch.Tensor:
@@ -101,6 +103,38 @@ class Tanh(nn.Tanh):
         if torch.jit.is_tracing() or torch.jit.is_scripting():
             return torch.tanh(x)
         return _TanhBySigmoid.apply(x)
+
+
+class _AmaxOverDevices(torch.autograd.Function):
+    """``x.amax(1)`` with aten's own gradient (split evenly among ties), computed from a
+    float mask: aten's backward sums a bool mask as int64 and converts twice, which took
+    about 1 ms of each 1024-environment minibatch on ``default``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        y = x.amax(1)
+        ctx.save_for_backward(x, y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        x, y = ctx.saved_tensors
+        mask = (x == y[:, None]).to(grad.dtype)
+        return mask * (grad / mask.sum(1))[:, None]
+
+
+def amax_over_devices(x: torch.Tensor) -> torch.Tensor:
+    """``x.amax(1)`` for ``x [B, N, H]``, with a faster backward (the same gradient: split
+    evenly among ties); traced for export it is plain ``amax``.
+
+    >>> x = torch.tensor([[[1.0, 2.0], [1.0, 0.0]]], requires_grad=True)
+    >>> amax_over_devices(x).sum().backward()
+    >>> x.grad.tolist()
+    [[[0.5, 1.0], [0.5, 0.0]]]
+    """
+    if torch.jit.is_tracing() or torch.jit.is_scripting():
+        return x.amax(1)
+    return _AmaxOverDevices.apply(x)
 
 
 def _mlp(sizes: list[int], last_act: bool = True) -> nn.Sequential:
@@ -160,6 +194,7 @@ class SplitOffloadNet(nn.Module):
         home: np.ndarray,
         hidden: int = 64,
         rounds: int = 1,
+        critic: str = "own",
         capacity_j: np.ndarray | None = None,
         budget_j: np.ndarray | None = None,
         budget_weight: float = 0.0,
@@ -237,15 +272,24 @@ class SplitOffloadNet(nn.Module):
         self.level_head = _mlp([2 * h, h, 2 * n_levels], last_act=False)
         # how strongly the estimated cost alone steers the first policy (learned)
         self.log_beta = nn.Parameter(torch.tensor(float(np.log(30.0))))
-        # critic: its own encoder, a per-device value
-        self.v_enc = _mlp([self.d, h, h])
-        self.v_ctx = _mlp([2 * h, h])
-        self.v_head = _mlp([2 * h, h, 1], last_act=False)
+        # critic: its own encoder and a per-device value ("own"), or a value read from the
+        # actor's pooled context ("shared": no second encoder over every device)
+        if critic not in CRITICS:
+            raise ValueError(f"critic: expected one of {CRITICS}, got {critic!r}")
+        self.critic = critic
+        if critic == "own":
+            self.v_enc = _mlp([self.d, h, h])
+            self.v_ctx = _mlp([2 * h, h])
+            self.v_head = _mlp([2 * h, h, 1], last_act=False)
+        else:
+            self.v_head = _mlp([h, h, 1], last_act=False)
         #: score only the devices with a task and their feasible options (see forward)
         self.compact = True
 
     @classmethod
-    def from_core(cls, core: Core, hidden: int = 64, rounds: int = 1) -> SplitOffloadNet:
+    def from_core(
+        cls, core: Core, hidden: int = 64, rounds: int = 1, critic: str = "own"
+    ) -> SplitOffloadNet:
         """The network for ``core``'s scenario (its static tables only)."""
         ta = core.tables
         st = core.kernel_statics()
@@ -266,6 +310,7 @@ class SplitOffloadNet(nn.Module):
             home=np.asarray(ta.home),
             hidden=hidden,
             rounds=rounds,
+            critic=critic,
             capacity_j=core.physics.capacity_j,
             budget_j=np.asarray(st["budget_j"]),
             budget_weight=float(st["budget_weight"]),  # type: ignore[arg-type]
@@ -447,7 +492,7 @@ class SplitOffloadNet(nn.Module):
 
     @staticmethod
     def _pool(h: torch.Tensor) -> torch.Tensor:
-        return torch.cat([h.mean(1), h.amax(1)], -1)
+        return torch.cat([h.mean(1), amax_over_devices(h)], -1)
 
     def forward(
         self, obs: torch.Tensor, value: bool = True
@@ -472,10 +517,15 @@ class SplitOffloadNet(nn.Module):
         """The device encodings ``[B, N, h]``, their pooled context ``[B, h]`` and the
         value ``[B]`` (zeros without ``value``)."""
         h = self.enc(x)
-        return h, self.ctx(self._pool(h)), self._value(x) if value else x.new_zeros(x.shape[0])
+        c = self.ctx(self._pool(h))
+        if not value:
+            return h, c, x.new_zeros(x.shape[0])
+        return h, c, self.v_head(c)[:, 0] if self.critic == "shared" else self._value(x)
 
     def _value(self, x: torch.Tensor) -> torch.Tensor:
         """The value ``[B]`` of per-device observations ``x [B, N, D]``."""
+        if self.critic == "shared":
+            return self._heads(x)[2]
         hv = self.v_enc(x)
         cv = self.v_ctx(self._pool(hv))
         b, n = x.shape[:2]
@@ -634,16 +684,20 @@ class _SharedSplit:
         scenario: Any = "default",
         hidden: int = 64,
         rounds: int = 1,
+        critic: str = "own",
         **kwargs: Any,
     ) -> None:
         # _build (called by the parent's __init__) needs these
         self._scenario, self._hidden, self._rounds = scenario, int(hidden), int(rounds)
+        self._critic = critic
         kwargs.pop("net_arch", None)
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)  # type: ignore[call-arg]
 
     def _build(self, lr_schedule: Any) -> None:
         core = Core(load_scenario(self._scenario), 1, backend="numpy")
-        self.net = SplitOffloadNet.from_core(core, hidden=self._hidden, rounds=self._rounds)
+        self.net = SplitOffloadNet.from_core(
+            core, hidden=self._hidden, rounds=self._rounds, critic=self._critic
+        )
         n_obs = int(np.prod(self.observation_space.shape))  # type: ignore[attr-defined]
         if n_obs != self.net.n * self.net.d:
             raise ValueError(
@@ -659,6 +713,7 @@ class _SharedSplit:
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()  # type: ignore[misc]
         data.update(scenario=self._scenario, hidden=self._hidden, rounds=self._rounds)
+        data.update(critic=self._critic)
         return data
 
     def _dist(
