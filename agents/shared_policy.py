@@ -152,6 +152,16 @@ def _take(t: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
     return t.index_select(0, i.reshape(-1)).reshape(*i.shape, *t.shape[1:])
 
 
+def _features(feats: list[torch.Tensor], idx: torch.Tensor | None) -> torch.Tensor:
+    """``torch.stack(feats, -1)`` (``[*L, F]``), or with ``idx`` its rows ``idx`` of the
+    flattened leading dimensions (``[P, F]``, a transposed view): stacked along a new first
+    dimension and indexed there, as stacking along the last one interleaves ``F`` tensors
+    value by value (1.7 ms of a 1024-environment minibatch on ``default``)."""
+    if idx is None:
+        return torch.stack(feats, -1)
+    return torch.stack(feats, 0).reshape(len(feats), -1).index_select(1, idx).t()
+
+
 def _after_first(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """``seq[1:](x)`` without building that slice (a new ``Sequential`` on every call)."""
     for layer in list(seq)[1:]:
@@ -433,11 +443,13 @@ class SplitOffloadNet(nn.Module):
         has: torch.Tensor | None,
         feasible: torch.Tensor,
         basis: tuple,
+        idx: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``[*L, SJ, 4]`` features of each option under the load the *policy's own*
         choice probabilities put on each target and access point (the other devices'
         expected counts there, and the estimate with them): a second look, as a best
-        response to the first."""
+        response to the first. With ``idx``: only the options ``idx`` of the flattened
+        ``[*L, SJ]``, as ``[P, 4]``."""
         row, others = basis[1], basis[-1]
         p = torch.softmax(logits, -1)  # [*L, SJ]
         if has is not None:
@@ -450,10 +462,13 @@ class SplitOffloadNet(nn.Module):
         c = torch.nan_to_num(crowd.cost, nan=1e3, posinf=1e3).clamp(0.0, 1e3)
         best = torch.where(feasible, c, torch.full_like(c, 1e3)).amin(-1, keepdim=True)
         feats = [torch.log1p(c), torch.log1p((c - best).clamp_min(0.0)), n_t / self.n]
-        return torch.stack([*feats, n_ap / self.n], -1)
+        return _features([*feats, n_ap / self.n], idx)
 
-    def option_features(self, estimates: Any, feasible: torch.Tensor) -> torch.Tensor:
-        """``[*L, S * J, N_OPTION_FEATURES]`` bounded features of each option."""
+    def option_features(
+        self, estimates: Any, feasible: torch.Tensor, idx: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``[*L, S * J, N_OPTION_FEATURES]`` bounded features of each option; with ``idx``
+        only the options ``idx`` of the flattened ``[*L, S * J]``, as ``[P, F]``."""
         est, crowd, n_t, n_ap, _basis = estimates
         dl = est.deadline_s
 
@@ -488,7 +503,7 @@ class SplitOffloadNet(nn.Module):
             n_t / self.n,
             n_ap / self.n,
         ]
-        return torch.stack(feats, -1)
+        return _features(feats, idx)
 
     @staticmethod
     def _pool(h: torch.Tensor) -> torch.Tensor:
@@ -582,18 +597,17 @@ class SplitOffloadNet(nn.Module):
 
         statics = (_take(self.p_tx, dev), _take(self.cap_j, dev), _take(self.budget_j, dev))
         est, feasible = self._options(xs, None, row, statics, others)
-        of = self.option_features(est, feasible)  # [K, SJ, F]
         # the scorer over the feasible options only ([P] of them, each of device k_of)
         idx = feasible.reshape(-1).nonzero()[:, 0]
         k_of = idx // sj
-        of = _take(of.reshape(-1, N_OPTION_FEATURES), idx)
+        of = self.option_features(est, feasible, idx)  # [P, F]
         hs = _take(h.reshape(b * n, h.shape[-1]), sel)  # [K, h] (explicit: b may be 0)
         z = torch.relu(self.opt_proj(of) + _take(_joint(self.dev_proj, hs, c, env), k_of))
         score = self.score(z)[:, 0] - self.log_beta.exp() * of[:, 1]
         none = torch.full((sel.shape[0] * sj,), float("-inf"), device=obs.device)
         opt = none.index_copy(0, idx, score).reshape(-1, sj)
         for r in range(self.rounds - 1):  # best responses to the policy's own first look
-            nf = _take(self._next_round(opt, None, feasible, est[-1]).reshape(-1, 4), idx)
+            nf = self._next_round(opt, None, feasible, est[-1], idx)  # [P, 4]
             dev_r = _joint(self.round_dev[r], hs, c, env)
             z2 = torch.relu(self.round_proj[r](nf) + _take(dev_r, k_of))
             score = score + self.round_score[r](z2)[:, 0]
@@ -704,10 +718,15 @@ class _SharedSplit:
                 f"scenario: {self._scenario!r} has observations of {self.net.n * self.net.d} "
                 f"values, the environment {n_obs}"
             )
+        kw = dict(self.optimizer_kwargs)  # type: ignore[attr-defined]
+        if self.optimizer_class is torch.optim.Adam and not {"fused", "foreach"} & set(kw):  # type: ignore[attr-defined]
+            # the fused kernel: one call for every tensor (0.15 ms a step on default
+            # against 0.68 ms for the per-tensor loop; the same update to float rounding)
+            kw["fused"] = True
         self.optimizer = self.optimizer_class(  # type: ignore[attr-defined]
             self.parameters(),  # type: ignore[attr-defined]
             lr=lr_schedule(1),
-            **self.optimizer_kwargs,  # type: ignore[attr-defined]
+            **kw,
         )
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
