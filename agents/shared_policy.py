@@ -583,6 +583,24 @@ class SplitOffloadNet(nn.Module):
         self, obs: torch.Tensor, value: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         b, n, sj = obs.shape[0], self.n, self.sj
+        opt, lv, value, has, sel = self.task_heads(obs, value)
+        # every device: a device with no task has its fixed first option and the top levels
+        idle = torch.full((b * n, sj), float("-inf"), device=obs.device)
+        idle[:, 0] = 0.0
+        opt = idle.index_copy(0, sel, opt).reshape(b, n, sj)
+        top = torch.full((b * n, 2 * self.levels), float("-inf"), device=obs.device)
+        top[:, self.levels - 1 :: self.levels] = 0.0
+        lv = top.index_copy(0, sel, lv).reshape(b, n, 2 * self.levels)
+        return opt, lv[..., : self.levels], lv[..., self.levels :], value, has
+
+    def task_heads(
+        self, obs: torch.Tensor, value: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The compact forward's outputs for the ``K`` devices with a task only: option
+        logits ``[K, SJ]``, level logits ``[K, 2L]`` (bandwidth, then compute), the value
+        ``[B]``, ``has_task [B, N]`` and the devices' flat indices ``sel [K]`` into
+        ``B * N`` (ascending). A device with no task has one action, of probability 1."""
+        b, n, sj = obs.shape[0], self.n, self.sj
         x = obs.float().reshape(b, n, self.d)
         has = self._block(x, "has_task")[..., 0] > 0.5
         h, c, value = self._heads(x, value)
@@ -612,15 +630,8 @@ class SplitOffloadNet(nn.Module):
             z2 = torch.relu(self.round_proj[r](nf) + _take(dev_r, k_of))
             score = score + self.round_score[r](z2)[:, 0]
             opt = none.index_copy(0, idx, score).reshape(-1, sj)
-        # every device: a device with no task has its fixed first option and the top levels
-        idle = torch.full((b * n, sj), float("-inf"), device=obs.device)
-        idle[:, 0] = 0.0
-        opt = idle.index_copy(0, sel, opt).reshape(b, n, sj)
         lv = _after_first(self.level_head, _joint(self.level_head[0], hs, c, env))  # [K, 2L]
-        top = torch.full((b * n, 2 * self.levels), float("-inf"), device=obs.device)
-        top[:, self.levels - 1 :: self.levels] = 0.0
-        lv = top.index_copy(0, sel, lv).reshape(b, n, 2 * self.levels)
-        return opt, lv[..., : self.levels], lv[..., self.levels :], value, has
+        return opt, lv, value, has, sel
 
     def action_logits(self, obs: torch.Tensor) -> torch.Tensor:
         """Per-dimension logits ``[B, N * (S + J + 2L)]`` whose argmax per dimension is the
@@ -758,8 +769,30 @@ class _SharedSplit:
         return actions, value[:, None], dist.log_prob(actions)
 
     def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor, action_masks: Any = None):
+        if action_masks is None and self.net.compact:  # only the devices with a task
+            return self._evaluate_tasks(obs, actions)
         dist, value = self._dist(obs, action_masks)
         return value[:, None], dist.log_prob(actions), dist.entropy()
+
+    def _evaluate_tasks(
+        self, obs: torch.Tensor, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`evaluate_actions` from the distributions of the devices with a task alone
+        (:meth:`SplitOffloadNet.task_heads`): a device with no task has one action, of
+        log-probability and entropy 0, so the sums are the same numbers (the one action is
+        what the policy and the warm start's teacher give such a device; any other would
+        be impossible, -inf, on the full distribution). Saves the log-softmax over every
+        device and the scatter into the full logits (the update's minibatches)."""
+        net = self.net
+        opt, lv, value, _has, sel = net.task_heads(obs)
+        b = obs.shape[0]
+        env = sel // net.n
+        a = actions.reshape(b * net.n, -1).index_select(0, sel)  # [K, 4]
+        levels = lv.reshape(-1, 1, 2, net.levels)
+        dist = SplitDistribution(opt[:, None], levels[..., 0, :], levels[..., 1, :], net.j)
+        logp = value.new_zeros(b).index_add(0, env, dist.log_prob(a))
+        entropy = value.new_zeros(b).index_add(0, env, dist.entropy())
+        return value[:, None], logp, entropy
 
     def get_distribution(self, obs: torch.Tensor, action_masks: Any = None) -> SplitDistribution:
         return self._dist(obs, action_masks)[0]
