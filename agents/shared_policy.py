@@ -17,13 +17,17 @@ counts) and scores every option of a device with one shared scorer, from
 Options that are not feasible (a candidate the task's network lacks, an unreachable target)
 get no probability, in training and when deployed; a device with no task has one fixed
 action. :class:`SharedSplitPolicy` wraps the network as a stable-baselines3 actor-critic
-policy (PPO): the value is the mean of a per-device value head, as the team reward is the
-mean of the devices' costs.
+policy (PPO). Its critic (``critic``) is either its own encoder with a per-device value
+head whose mean is the value, as the team reward is the mean of the devices' costs
+(``"own"``), or a value head on the actor's pooled context (``"shared"``, what
+``configs/algo/ppo.yaml`` ships: a quarter less work per update).
 
 Speed (issue 9): the forward runs the estimates and the option scorer only for devices
 with a task and only over their feasible options (on ``default`` 23% of the devices and
 14% of all options), computes ``tanh`` through ``sigmoid`` and samples by inverting the
 cumulative distribution; the plain forward over every option stays for the ONNX exporter.
+The update's ``evaluate_actions`` takes the distributions of the devices with a task alone
+(:meth:`SplitOffloadNet.task_heads`), and the optimiser is the fused Adam.
 ``tests/test_shared_policy_reference.py`` holds both to the forward as it was before.
 
 >>> import torch
