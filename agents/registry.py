@@ -121,7 +121,7 @@ class AgentSpec:
 AGENTS: dict[str, AgentSpec] = {
     "ppo": AgentSpec(
         "ppo",
-        "stable_baselines3:PPO",
+        "edgesplit.agents.sb3_agent:InferencePPO",
         "joint",
         "multidiscrete",
         True,
@@ -129,7 +129,7 @@ AGENTS: dict[str, AgentSpec] = {
     ),
     "maskable_ppo": AgentSpec(
         "maskable_ppo",
-        "sb3_contrib:MaskablePPO",
+        "edgesplit.agents.sb3_agent:InferenceMaskablePPO",
         "joint",
         "multidiscrete",
         True,

@@ -30,6 +30,9 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
+from sb3_contrib import MaskablePPO
+from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
@@ -47,7 +50,7 @@ from .sb3_vec import NativeVecEnv
 from .shared_policy import MaskableSharedSplitPolicy, SharedSplitPolicy
 from .warm_start import behaviour_clone
 
-__all__ = ["SB3Agent"]
+__all__ = ["InferenceMaskablePPO", "InferencePPO", "SB3Agent"]
 
 MODEL_FILE = "model.zip"
 REPLAY_FILE = "replay_buffer.pkl"
@@ -106,6 +109,27 @@ class _EveryN(BaseCallback):
                     fmt.flush()
             self.checkpoint()
             self._next = (self.model.num_timesteps // self.every + 1) * self.every
+
+
+class _InferenceRollouts:
+    """Collects rollouts under :func:`torch.inference_mode` instead of SB3's ``no_grad``:
+    the same numbers (nothing collected is differentiated), without autograd's version
+    counters and view tracking on every tensor (the shared policy's forward on 64 copies of
+    ``default``: 1.7 ms against 2.0 ms, 2026-11-26)."""
+
+    def collect_rollouts(self, *args: Any, **kwargs: Any) -> bool:
+        with torch.inference_mode():
+            return super().collect_rollouts(*args, **kwargs)  # type: ignore[misc]
+
+
+class InferencePPO(_InferenceRollouts, PPO):  # type: ignore[misc]
+    """SB3's :class:`~stable_baselines3.PPO`, collecting under ``inference_mode`` (the
+    registry's ``ppo``)."""
+
+
+class InferenceMaskablePPO(_InferenceRollouts, MaskablePPO):  # type: ignore[misc]
+    """sb3-contrib's :class:`~sb3_contrib.MaskablePPO`, collecting under ``inference_mode``
+    (the registry's ``maskable_ppo``)."""
 
 
 class _ActorLogits(nn.Module):

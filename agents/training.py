@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 
 from edgesplit.envs import ENV_ID
 
+from .allocator import keep_freed_memory
 from .checkpoint import CheckpointStore, crash_point
 from .config import check_train_config
 from .evaluate_run import MODEL_DIR
@@ -185,6 +186,7 @@ def train(cfg: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(int(cfg.get("threads", 1)))
+    keep_freed_memory()  # glibc: reuse freed large tensors instead of faulting in new pages
     spec = get_agent(cfg["algo"]["name"])
     kw = env_kwargs(cfg)
     wandb_run = None

@@ -75,7 +75,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--write", action="store_true")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
+    from edgesplit.agents.allocator import keep_freed_memory
     from edgesplit.agents.registry import get_agent
+
+    keep_freed_memory()  # as training does (edgesplit.agents.training.train)
     from edgesplit.envs.vector_env import SplitOffloadVectorEnv
 
     cfg = yaml.safe_load((REPO / "configs" / "algo" / "ppo.yaml").read_text())
