@@ -893,6 +893,13 @@ def _parse_candidate_measurements(
                     )
                 if not has_none and med <= 0:
                     raise ck.fail(f"{p}.{part}_median_s[{j}]", med, "must be > 0")
+                cpu = arrays.get(f"{part}_cpu_median_s")
+                if has_none and cpu is not None and cpu[j] != 0:
+                    raise ck.fail(
+                        f"{p}.{part}_cpu_median_s[{j}]",
+                        float(cpu[j]),
+                        f"candidate {k} has no {part}: must be 0",
+                    )
         prov = ck.obj(d["provenance"], f"{p}.provenance", _CANDIDATE_PROVENANCE_KEYS,
                       _CANDIDATE_PROVENANCE_OPTIONAL)  # fmt: skip
         _check_provenance_common(ck, prov, f"{p}.provenance")

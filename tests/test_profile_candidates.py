@@ -234,6 +234,7 @@ BROKEN = [
     ("provenance", _no_provenance_date, f"{C}.provenance.date"),
     ("cpu pair", _cpu_head_only, f"{C}.tail_cpu_median_s"),
     ("cpu value", _set(f"{C}.head_cpu_median_s[1]", "slow"), f"{C}.head_cpu_median_s[1]"),
+    ("cpu head of 0", _set(f"{C}.head_cpu_median_s[0]", 1e-3), f"{C}.head_cpu_median_s[0]"),
     ("options", _set(f"{C}.provenance.engine_options", {"x": [1]}),
      f"{C}.provenance.engine_options"),
 ]  # fmt: skip
