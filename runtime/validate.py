@@ -135,6 +135,12 @@ def engine_class(profile: NetworkProfile, engine: str, device_class: str | None 
             )  # fmt: skip
         return found[0]
     pc = profile.candidate_measurements.get(device_class)
+    if pc is None and device_class not in profile.measurements:
+        raise ValueError(
+            f"device_class: profile {profile.name!r} has no measurement of {device_class!r} "
+            f"(per node: {sorted(profile.measurements)}; per candidate: "
+            f"{sorted(profile.candidate_measurements)})"
+        )
     measured = pc.engine if pc is not None else "torch"  # the node profiler runs torch eager
     if measured != engine:
         raise ValueError(

@@ -129,6 +129,9 @@ def test_validate_picks_the_class_of_its_engine(both):
             engine_class(p, engine, cls)
     with pytest.raises(ValueError, match="profile_candidates tiny --engine onnxruntime"):
         engine_class(_node_only(p), "onnxruntime")
+    for engine in ("onnxruntime", "torch"):  # a class the profile lacks is named as such
+        with pytest.raises(ValueError, match="no measurement of 'x86_cpu_1t_typo'"):
+            engine_class(p, engine, "x86_cpu_1t_typo")
 
 
 def _node_only(p: Any) -> Any:
