@@ -270,8 +270,9 @@ def main(argv: list[str] | None = None) -> None:
             with store_lock():  # several quality runs may finish side by side
                 record(algo, sc, runs, a.extra, a.label)
                 PAGE.write_text(page())
-            name = f"{algo} ({a.label})" if a.label else algo
-            r = json.loads(STORE.read_text())[sc]["agents"][name]
+                name = f"{algo} ({a.label})" if a.label else algo
+                # read back under the lock: another run's write_text truncates first
+                r = json.loads(STORE.read_text())[sc]["agents"][name]
             print(f"{name} on {sc}: {r['cost_per_slot']:.4f} ± {r['cost_per_slot_ci']:.4f}")
 
 

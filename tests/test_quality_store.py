@@ -3,7 +3,9 @@ that quality runs finishing side by side keep one another's rows."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +51,39 @@ def teststore_lock_is_released_when_the_body_raises(
         raise RuntimeError("a failed record")
     with open(tmp_path / "quality.lock", "w") as f:  # would block forever if still held
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_the_printed_row_is_read_under_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``main`` reads its row back for the summary line while it holds the lock: another
+    run's ``write_text`` (truncate, then write) cannot hand it half a file."""
+    held = [False]
+
+    class Store(type(Path())):  # type: ignore[misc]
+        def read_text(self, *args, **kwargs):  # type: ignore[override]
+            assert held[0], "the results store was read without its lock"
+            return super().read_text(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def lock():
+        held[0] = True
+        try:
+            yield
+        finally:
+            held[0] = False
+
+    store = Store(tmp_path / "quality.json")
+    row = {"cost_per_slot": 0.1, "cost_per_slot_ci": 0.01}
+    monkeypatch.setattr(quality, "STORE", store)
+    monkeypatch.setattr(quality, "PAGE", tmp_path / "RESULTS.md")
+    monkeypatch.setattr(quality, "store_lock", lock)
+    monkeypatch.setattr(quality, "run_one", lambda *a, **k: {})
+    monkeypatch.setattr(quality, "page", lambda: "")
+    monkeypatch.setattr(
+        quality,
+        "record",
+        lambda algo, sc, *a, **k: Path(store).write_text(json.dumps({sc: {"agents": {algo: row}}})),
+    )
+    quality.main(["--algos", "ppo", "--scenarios", "default", "--seeds", "0"])
+    assert "ppo on default: 0.1000" in capsys.readouterr().out
