@@ -258,3 +258,18 @@ def test_a_bad_per_candidate_measurement_names_the_field(both, tmp_path, mutate,
 def test_old_profiles_still_load():
     p = load_network("mobilenet_v2")  # a shipped schema-1 file
     assert len(p.candidate_measurements) == 0 and "x86_cpu_1t" in p.measurements
+
+
+def test_cli_names_bad_candidates_and_labels_only_what_it_measured(
+    node_profile, tmp_path, pythonpath, capsys
+):
+    from edgesplit.cost_models.profile_candidates import main
+
+    out = tmp_path / "cli.json"
+    common = [MODEL, "--profile", str(node_profile), "--engine", "torch", "--out", str(out)]
+    assert main([*common, "--candidates", "1,x"]) == 2
+    assert "--candidates" in capsys.readouterr().err and not out.exists()
+    # without candidate 0, the summary line does not call candidate 2's tail the network's
+    assert main([*common, "--warmup", "0", "--rounds", "1", "--candidates", "2"]) == 0
+    line = capsys.readouterr().out
+    assert "1 candidates" in line and "whole network" not in line
