@@ -60,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from edgesplit.cost_models.network import NetworkProfile, load_network
+from edgesplit.cost_models.network import CANDIDATE_ENGINES, NetworkProfile, load_network
 
 from .device import Device, FixedDecider, ServerEndpoint
 from .link import EmulatedLink
@@ -121,9 +121,11 @@ def engine_class(profile: NetworkProfile, engine: str, device_class: str | None 
     >>> engine_class(load_network("resnet18"), "torch")
     'x86_cpu_1t'
     """
+    if engine not in CANDIDATE_ENGINES:
+        raise ValueError(f"engine: expected one of {list(CANDIDATE_ENGINES)}, got {engine!r}")
+    if device_class is None and engine == "torch":
+        device_class = "x86_cpu_1t"  # checked below like a named class
     if device_class is None:
-        if engine == "torch":
-            return "x86_cpu_1t"
         found = sorted(c for c, m in profile.candidate_measurements.items() if m.engine == engine)
         if len(found) != 1:
             raise ValueError(
@@ -209,13 +211,8 @@ def validate(
     per_candidate = device_class in prof.candidate_measurements
     if per_candidate:
         keep = list(prof.candidate_measurements[device_class].indices)
-    elif device_class in prof.measurements:
+    else:  # engine_class checked that the profile measures it
         keep = kept_candidates(prof, [device_class], wire_dtype, cap)
-    else:
-        raise ValueError(
-            f"profile {prof.name!r} has no measurement of {device_class!r} (per node: "
-            f"{sorted(prof.measurements)}; per candidate: {sorted(prof.candidate_measurements)})"
-        )
     cpu_pred = None
     pcm = prof.candidate_measurements.get(device_class)
     if pcm is not None and pcm.head_cpu_median_s is not None:

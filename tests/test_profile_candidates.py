@@ -132,6 +132,12 @@ def test_validate_picks_the_class_of_its_engine(both):
     for engine in ("onnxruntime", "torch"):  # a class the profile lacks is named as such
         with pytest.raises(ValueError, match="no measurement of 'x86_cpu_1t_typo'"):
             engine_class(p, engine, "x86_cpu_1t_typo")
+    with pytest.raises(ValueError, match=r"engine: expected one of .*'tensorrt'"):
+        engine_class(p, "tensorrt")
+    doc = json.loads(Path(p.path).read_text())  # no x86_cpu_1t, the torch default
+    doc["measurements"] = {"arm_cpu_1t": doc["measurements"]["x86_cpu_1t"]}
+    with pytest.raises(ValueError, match="no measurement of 'x86_cpu_1t'"):
+        engine_class(parse_profile(doc, "other-class"), "torch")
 
 
 def _node_only(p: Any) -> Any:
