@@ -340,8 +340,9 @@ class SetCritic(nn.Module):
         ``[B, N]``) from one encoding of the devices' actions.
 
         Only the alternatives in ``where`` are encoded and valued (rows picked out of the
-        batch: on ``default`` about a tenth of them are a task's allowed choice), each as
-        the full pass would; the rest of the result is 0."""
+        batch: on ``default`` about a fifth of them, 19% of a sampled batch in BENCHMARKS.md,
+        are a task's allowed choice), each as the full pass would; the rest of the result
+        is 0."""
         b, n, _ = obs.shape
         na, k = alt.shape[2], alt.shape[3]
         emb = self.ident(_ids(n, ids))
