@@ -28,7 +28,9 @@ with a task and only over their feasible options (on ``default`` 23% of the devi
 cumulative distribution; the plain forward over every option stays for the ONNX exporter.
 The update's ``evaluate_actions`` takes the distributions of the devices with a task alone
 (:meth:`SplitOffloadNet.task_heads`), and the optimiser is the fused Adam.
-``tests/test_shared_policy_reference.py`` holds both to the forward as it was before.
+``tests/test_shared_policy_reference.py`` holds the two forwards to the forward as it was
+before; ``tests/test_ppo_fast_paths.py`` holds the update's faster paths (the task-only
+``evaluate_actions``, the max pooling's backward) to the plain ones.
 
 >>> import torch
 >>> from edgesplit.sim.core import Core
