@@ -31,7 +31,7 @@ def _try_lock(path: Path) -> str:
     ).stdout.strip()
 
 
-def teststore_lock_excludes_other_processes(
+def test_store_lock_excludes_other_processes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = tmp_path / "results" / "quality.json"
@@ -43,7 +43,7 @@ def teststore_lock_excludes_other_processes(
     assert _try_lock(lock) == "free"
 
 
-def teststore_lock_is_released_when_the_body_raises(
+def test_store_lock_is_released_when_the_body_raises(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(quality, "STORE", tmp_path / "quality.json")
