@@ -69,7 +69,10 @@ def test_the_trace_catches_an_address_off_the_machine(tmp_path) -> None:
 
 def test_rllib_ppo_remote_env_runners_on_the_loopback_only(tmp_path) -> None:
     out = run_on_the_loopback("rllib_ppo.py", tmp_path, "--iterations", "2", "--batch", "200")
-    assert re.search(r"trained 2 iterations, 400(\.0)? env steps", out), out
+    # RLlib gathers the remote runner's metrics with a time-out: on a loaded machine the
+    # last iteration's steps can arrive with the next one (CI with two training runs beside
+    # it, 2026-11-26, printed 200), so the count may lag by one batch, never more
+    assert re.search(r"trained 2 iterations, (200|400)(\.0)? env steps", out), out
 
 
 def test_rllib_ppo_with_the_env_class_and_a_config_mapping(tmp_path) -> None:
