@@ -1,0 +1,143 @@
+"""Markdown tables from the runtime's JSON reports (issue 10), as docs/runtime.md prints them.
+
+``validate`` reports (``benchmarks/runtime_validate.sh`` writes ``ENGINE_NETWORK_RATE.json``)
+become one row per run; ``demo`` reports (``benchmarks/runtime_demo.sh`` writes
+``demo_*.json``) one row per rule and run, with the rankings compared::
+
+    python -m benchmarks.runtime_tables validate DIR [--bar 0.10]
+    python -m benchmarks.runtime_tables demo DIR [--bar 0.15]
+
+Every figure is read from the reports; nothing is recomputed except the summary counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+NETWORK_ORDER = ("resnet18", "mobilenet_v2", "alexnet", "resnet50", "vgg16")
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * abs(x):.1f}%"
+
+
+def _load(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    out = []
+    for p in paths:
+        if p.stat().st_size == 0:  # a run still writing, or one that failed: said, not hidden
+            print(f"{p}: empty, left out", file=sys.stderr)
+            continue
+        try:
+            out.append(json.loads(p.read_text()) | {"_file": p.name})
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{p}: not a JSON report ({e})") from e
+    return out
+
+
+def validate_table(reports: Sequence[dict[str, Any]], bar: float = 0.10) -> str:
+    """One row per ``validate`` run, then how many runs meet ``bar`` per engine."""
+
+    def key(r: dict[str, Any]) -> tuple:
+        n = r["network"]
+        return (NETWORK_ORDER.index(n) if n in NETWORK_ORDER else 99, n, r["engine"],
+                r["rate_mbps"])  # fmt: skip
+
+    rows = [
+        "| network | engine (class) | Mbps | e2e (headline) | head | transfer | tail "
+        "| e2e, CPU against the profile's CPU | load (1 min) | time (UTC) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    per_engine: dict[str, list[float]] = {}
+    for r in sorted(reports, key=key):
+        c = r["median_abs_rel_error_components"]
+        cpu = r.get("median_abs_rel_error_cpu_vs_cpu") or {}
+        per_engine.setdefault(r["engine"], []).append(r["median_abs_rel_error"])
+        rows.append(
+            f"| {r['network']} | {r['engine']} (`{r['device_class']}`) | {r['rate_mbps']:g} "
+            f"| {_pct(r['median_abs_rel_error'])} | {_pct(c.get('head_s'))} "
+            f"| {_pct(c.get('transfer_s'))} | {_pct(c.get('tail_s'))} "
+            f"| {_pct(cpu.get('end_to_end_s'))} | {r['load_average_1m']:.1f} "
+            f"| {r['date'][11:16]} |"
+        )
+    rows.append("")
+    for e, errs in per_engine.items():
+        ok = sum(x <= bar for x in errs)
+        rows.append(
+            f"* {e}: end-to-end within {bar:.0%} in {ok} of {len(errs)} runs; median "
+            f"{100 * statistics.median(errs):.1f}%, worst {100 * max(errs):.1f}%"
+        )
+    return "\n".join(rows)
+
+
+def demo_table(reports: Sequence[dict[str, Any]], bar: float = 0.15) -> str:
+    """Per rule and run: measured / slotted simulator / cost-model replay, then the rankings."""
+    rows = [
+        "| policy | seed | tasks | rule | p50 ms | sim p50 error | mean ms | p90 ms "
+        "| deadline misses | offloaded p50 ms | task by task, sim / replay |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    within = agree_mean = agree_p50 = n_rules = 0
+
+    def trio(r: dict[str, Any], stat: str, scale: float = 1e3, fmt: str = ".0f") -> str:
+        vals = (r[s][stat] for s in ("measured", "slotted_sim", "cost_model_replay"))
+        return " / ".join(f"{v * scale:{fmt}}" for v in vals)
+
+    for rep in reports:
+        pol = Path(rep.get("policy", rep["_file"])).parent.parent.name or rep["_file"]
+        for rule, r in rep["rules"].items():
+            err = r["slotted_sim"]["p50_s"] / r["measured"]["p50_s"] - 1
+            within += abs(err) <= bar
+            n_rules += 1
+            off = r["offloaded"]["p50_s"]
+            off_s = " / ".join("-" if off[s] is None else f"{off[s] * 1e3:.0f}"
+                               for s in ("measured", "slotted_sim", "cost_model_replay"))  # fmt: skip
+            mare = r["median_abs_rel_error"]
+            rows.append(
+                f"| {pol} | {rep['seed']} | {rep['tasks']} | {rule} | {trio(r, 'p50_s')} "
+                f"| {err:+.0%} | {trio(r, 'mean_s')} | {trio(r, 'p90_s')} "
+                f"| {trio(r, 'deadline_miss_rate', 100, '.1f')} % | {off_s} "
+                f"| {_pct(mare.get('slotted_sim'))} / {_pct(mare.get('cost_model_replay'))} |"
+            )
+        rk = rep["ranking_by_mean_latency"]
+        agree_mean += rk["measured"] == rk["slotted_sim"]
+        rk = rep["ranking_by_p50"]
+        agree_p50 += rk["measured"] == rk["slotted_sim"]
+    rows += [
+        "",
+        f"* slotted simulator's p50 within {bar:.0%} of the measured one: {within} of "
+        f"{n_rules} rule-runs",
+        f"* ranking of the rules by mean latency, simulator against measured: the same in "
+        f"{agree_mean} of {len(reports)} runs; by p50: {agree_p50} of {len(reports)}",
+    ]
+    return "\n".join(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.runtime_tables", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap.add_argument("kind", choices=("validate", "demo"))
+    ap.add_argument("dir", type=Path)
+    ap.add_argument("--bar", type=float, help="the issue's bar (default 0.10 / 0.15)")
+    args = ap.parse_args(argv)
+    if args.kind == "validate":
+        files = [p for p in sorted(args.dir.glob("*_*_*.json")) if not p.name.startswith("demo")]
+        table = validate_table(_load(files), args.bar or 0.10)
+    else:
+        files = sorted(args.dir.glob("demo_*.json"))
+        table = demo_table(_load(files), args.bar or 0.15)
+    if not files:
+        print(f"dir: no {args.kind} reports in {args.dir}", file=sys.stderr)
+        return 2
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Sim-to-real on this machine (issue 10): for each network, measure its per-candidate
+# profile with each engine (`profile_candidates`, one thread), then run `validate` at each
+# rate against that profile, writing one JSON report per run and a log with the load.
+# docs/runtime.md ("Sim-to-real: validate") has the tables made with it.
+#
+#   benchmarks/runtime_validate.sh OUT_DIR
+#
+# Environment: PYTHON (default python3), NETWORKS (default: the five shipped networks),
+# RATES (default "5 20 100" Mbps), ENGINES (default "onnxruntime torch"), ROUNDS (default
+# 20), REPS (default 9), PARALLEL (run the networks side by side, each pinned to its own
+# pair of cores; default 1 where the machine has at least 12 cores, else 0). Each profile
+# starts from the shipped one (its graph and kept candidates) and gains the measured classes
+# x86_cpu_1t_ort and x86_cpu_1t_torch.
+set -euo pipefail
+if [ $# -ne 1 ]; then
+    echo "usage: $0 OUT_DIR" >&2
+    exit 2
+fi
+out=$1
+PY=${PYTHON:-python3}
+NETWORKS=${NETWORKS:-"resnet18 mobilenet_v2 alexnet resnet50 vgg16"}
+RATES=${RATES:-"5 20 100"}
+ENGINES=${ENGINES:-"onnxruntime torch"}
+ROUNDS=${ROUNDS:-20}
+REPS=${REPS:-9}
+ncpu=$(getconf _NPROCESSORS_ONLN)  # not nproc: it obeys OMP_NUM_THREADS
+if [ -z "${PARALLEL:-}" ]; then
+    PARALLEL=$([ "$ncpu" -ge 12 ] && command -v taskset >/dev/null && echo 1 || echo 0)
+fi
+export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
+mkdir -p "$out"
+log=$out/log.txt
+say() { echo "$(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg) | $*" | tee -a "$log"; }
+say "machine: $ncpu cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+
+one_network() {  # NETWORK [CORES]
+    local n=$1 pin=()
+    [ -n "${2:-}" ] && pin=(taskset -c "$2")
+    local prof=$out/$n.json
+    "$PY" -c "import shutil, sys; from importlib import resources; shutil.copy(\
+resources.files('edgesplit.cost_models.profiles') / (sys.argv[1] + '.json'), sys.argv[2])" \
+        "$n" "$prof"
+    for e in $ENGINES; do
+        local cls=x86_cpu_1t_ort
+        [ "$e" = torch ] && cls=x86_cpu_1t_torch
+        say "profile $n $e ${2:+on cores $2}"
+        "${pin[@]}" "$PY" -m edgesplit.cost_models.profile_candidates "$n" --engine "$e" \
+            --out "$prof" --merge --rounds "$ROUNDS" --warmup 3 >>"$out/profile_log.txt" 2>&1
+        for r in $RATES; do
+            say "validate $n $e $r Mbps"
+            "${pin[@]}" "$PY" -m edgesplit.runtime validate --network "$n" --rate-mbps "$r" \
+                --profile "$prof" --engine "$e" --device-class "$cls" --reps "$REPS" --json \
+                >"$out/${e}_${n}_${r}.json" 2>>"$out/validate_err.txt"
+        done
+    done
+}
+
+if [ "$PARALLEL" = 1 ]; then
+    i=0
+    pids=()
+    for n in $NETWORKS; do
+        one_network "$n" "$((2 * i + 2)),$((2 * i + 3))" &
+        pids+=($!)
+        i=$((i + 1))
+    done
+    for pid in "${pids[@]}"; do wait "$pid"; done
+else
+    for n in $NETWORKS; do one_network "$n"; done
+fi
+say "all done"
