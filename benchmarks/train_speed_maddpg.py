@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import inspect
+import math
 import os
 import platform
 import time
@@ -118,6 +119,17 @@ def random_masked_rate(
     return done / wall, done / cpu
 
 
+def decayed_phase_start(model: MADDPG) -> int | None:
+    """The step from which ``model`` trains with the cloning term gone and no ``greedy``
+    labels (:meth:`MADDPG.labels_until`), or None where its config has no such phase
+    after the actor-critic phase starts (no ``bc_decay``: the term stays; ``bc_coef`` 0:
+    that phase is already label-free)."""
+    until = model.labels_until()
+    if math.isinf(until) or until <= int(model.hparams["bc_timesteps"]):
+        return None
+    return int(until)
+
+
 def maddpg_rates(scenario: str, steps: int, kwargs: dict) -> dict[str, tuple[float, float]]:
     """Environment steps per wall second and per CPU second of :meth:`MADDPG.learn` in the
     cloning phase (if the config has one) and in the MADDPG phase."""
@@ -133,10 +145,9 @@ def maddpg_rates(scenario: str, steps: int, kwargs: dict) -> dict[str, tuple[flo
     model.learn(model.hparams["n_envs"])  # warm-up of the MADDPG update
     wall, cpu = _timed(lambda: model.learn(steps))
     out["MADDPG phase"] = (steps / wall, steps / cpu)
-    hp = model.hparams
-    if float(hp["bc_coef"]) > 0 and int(hp["bc_decay"]) > 0:
+    gone = decayed_phase_start(model)
+    if gone is not None:
         # past the cloning term's decay: no more labels from the greedy baseline
-        gone = int(hp["bc_timesteps"]) + int(hp["actor_delay"]) + int(hp["bc_decay"])
         model.num_timesteps = max(model.num_timesteps, gone)
         model.learn(model.hparams["n_envs"])
         wall, cpu = _timed(lambda: model.learn(steps))
