@@ -16,6 +16,12 @@ to MADDPG's arguments on top of that, e.g. ``--set actor=estimates rounds=2``):
   ``greedy`` labels: most of the shipped actor-critic phase): environment steps/s of each,
   after a warm-up past ``learning_starts``.
 
+As in a training run, torch uses one thread and glibc's allocator keeps freed large tensors
+for reuse (:func:`edgesplit.agents.allocator.keep_freed_memory`, which
+:func:`edgesplit.agents.training.train` sets before it builds anything); the table says
+whether the setting was taken (sections of BENCHMARKS.md whose header does not say so ran
+without it).
+
 Target (issue 9): MADDPG >= 2,000 environment steps/s on this 2-core machine. The machine is
 shared, so the yardstick is printed beside it; ``--write`` appends the table to
 BENCHMARKS.md.
@@ -40,6 +46,7 @@ import numpy as np
 import torch
 import yaml
 
+from edgesplit.agents.allocator import keep_freed_memory
 from edgesplit.agents.maddpg import MADDPG
 from edgesplit.envs.split_offload_v1 import parallel_env
 from edgesplit.envs.vector_env import SplitOffloadVectorEnv
@@ -155,7 +162,7 @@ def maddpg_rates(scenario: str, steps: int, kwargs: dict) -> dict[str, tuple[flo
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scenario", default="default")
     p.add_argument("--steps", type=int, default=40_000, help="environment steps per measure")
@@ -164,8 +171,9 @@ def main() -> None:
         help="change MADDPG's arguments (e.g. actor=estimates rounds=2)",
     )  # fmt: skip
     p.add_argument("--write", action="store_true", help="append to BENCHMARKS.md")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     torch.set_num_threads(1)
+    allocator = keep_freed_memory()  # as train() does, before anything is built
     kw = with_overrides(shipped_kwargs(a.scenario), a.overrides)
     env_rate, env_cpu = random_masked_rate(a.scenario, int(kw["n_envs"]), 20 * a.steps)
     rates = maddpg_rates(a.scenario, a.steps, kw)
@@ -175,7 +183,8 @@ def main() -> None:
     head = (
         f"### {when}: MADDPG training speed (`python -m benchmarks.train_speed_maddpg`)\n\n"
         f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"torch {torch.__version__}, one thread; scenario `{a.scenario}`, the shipped "
+        f"torch {torch.__version__}, one thread, glibc allocator setting of `train()` "
+        f"{'taken' if allocator else 'not available here'}; scenario `{a.scenario}`, the shipped "
         f"config{changed} (`n_envs` {kw['n_envs']}, `batch_size` {kw['batch_size']}, "
         f"`train_freq` {kw['train_freq']}, `hidden` {kw['hidden']}, `cf_batch` "
         f"{kw.get('cf_batch')}); {a.steps:,} env steps per "
