@@ -28,7 +28,9 @@ with a task and only over their feasible options (on ``default`` 23% of the devi
 14% of all options), computes ``tanh`` through ``sigmoid`` and samples by inverting the
 cumulative distribution; the plain forward over every option stays for the ONNX exporter.
 The update's ``evaluate_actions`` takes the distributions of the devices with a task alone
-(:meth:`SplitOffloadNet.task_heads`), and the optimiser is the fused Adam.
+(:meth:`SplitOffloadNet.task_heads`), and the optimiser is the fused Adam (also in a run
+resumed from a checkpoint saved before it was the default, unless the optimiser kwargs
+chose).
 ``tests/test_shared_policy_reference.py`` holds the two forwards to the forward as it was
 before; ``tests/test_ppo_fast_paths.py`` holds the update's faster paths (the task-only
 ``evaluate_actions``, the max pooling's backward) to the plain ones.
@@ -706,6 +708,25 @@ class SplitDistribution:
         return a.reshape(a.shape[0], -1)
 
 
+def _fused_again(optimizer: torch.optim.Optimizer) -> None:
+    """Put a loaded Adam back on the fused kernel (a ``load_state_dict`` post-hook).
+
+    ``Optimizer.load_state_dict`` restores the saved groups' flags, so a checkpoint saved
+    before the fused Adam was the default (``fused: None``) would resume on the per-tensor
+    loop. Only registered where the policy chose the kernel itself (its
+    ``optimizer_kwargs`` name neither ``fused`` nor ``foreach``). Each ``step`` count moves
+    to its parameter's device as float32, as ``load_state_dict`` does for a fused group.
+    """
+    for group in optimizer.param_groups:
+        if group.get("fused"):
+            continue
+        group["fused"], group["foreach"] = True, None  # as Adam(fused=True) makes a group
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            if torch.is_tensor(state.get("step")):
+                state["step"] = state["step"].to(device=p.device, dtype=torch.float32)
+
+
 class _SharedSplit:
     """What :class:`SharedSplitPolicy` and :class:`MaskableSharedSplitPolicy` share: the
     network, its distribution and SB3's policy methods (``action_masks``, where given,
@@ -742,7 +763,8 @@ class _SharedSplit:
                 f"values, the environment {n_obs}"
             )
         kw = dict(self.optimizer_kwargs)  # type: ignore[attr-defined]
-        if self.optimizer_class is torch.optim.Adam and not {"fused", "foreach"} & set(kw):  # type: ignore[attr-defined]
+        fused = self.optimizer_class is torch.optim.Adam and not {"fused", "foreach"} & set(kw)  # type: ignore[attr-defined]
+        if fused:
             # the fused kernel: one call for every tensor (0.15 ms a step on default
             # against 0.68 ms for the per-tensor loop; the same update to float rounding)
             kw["fused"] = True
@@ -751,6 +773,8 @@ class _SharedSplit:
             lr=lr_schedule(1),
             **kw,
         )
+        if fused:  # and still after a resume from a checkpoint saved without it
+            self.optimizer.register_load_state_dict_post_hook(_fused_again)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()  # type: ignore[misc]
