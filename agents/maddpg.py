@@ -879,10 +879,21 @@ class MADDPG:
             return 1.0
         return max(0.0, 1.0 - (t - hp["bc_timesteps"] - hp.get("actor_delay", 0)) / decay)
 
-    def _labels_until(self) -> float:
-        """The step from which the ``greedy`` baseline's labels are no longer needed:
-        the end of cloning, or where the cloning term's weight reaches 0 (never with
-        ``bc_coef`` > 0 and no ``bc_decay``); later labels would never be read."""
+    def labels_until(self) -> float:
+        """The environment step from which :meth:`learn` stops asking the ``greedy``
+        baseline for labels, since no loss would read them: ``bc_timesteps`` (the end of
+        cloning) when ``bc_coef`` is 0; with ``bc_coef`` > 0,
+        ``bc_timesteps + actor_delay + bc_decay``, where the cloning term's weight reaches
+        0, or ``inf`` without ``bc_decay`` (the term never goes). Benchmarks ask this for
+        the start of the label-free phase (``benchmarks/train_speed_maddpg.py``).
+
+        >>> from edgesplit.envs.split_offload_v1 import parallel_env
+        >>> env = parallel_env(scenario="single", action_type="multidiscrete")
+        >>> MADDPG(env, bc_coef=1.0, bc_timesteps=64, actor_delay=16, bc_decay=32).labels_until()
+        112
+        >>> MADDPG(env, bc_coef=1.0, bc_timesteps=64, bc_decay=0).labels_until()
+        inf
+        """
         hp = self.hparams
         end = int(hp["bc_timesteps"])
         if float(hp["bc_coef"]) <= 0:
@@ -962,7 +973,7 @@ class MADDPG:
         m = info["action_mask"].reshape(e, n, -1)
         ep_ret = np.zeros(e)
         end = self.num_timesteps + int(total_timesteps)
-        label_until = self._labels_until()
+        label_until = self.labels_until()
         while self.num_timesteps < end:
             t0 = self.num_timesteps
             expert = None

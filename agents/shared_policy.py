@@ -16,18 +16,21 @@ counts) and scores every option of a device with one shared scorer, from
 
 Options that are not feasible (a candidate the task's network lacks, an unreachable target)
 get no probability, in training and when deployed; a device with no task has one fixed
-action. :class:`SharedSplitPolicy` wraps the network as a stable-baselines3 actor-critic
-policy (PPO). Its critic (``critic``) is either its own encoder with a per-device value
-head whose mean is the value, as the team reward is the mean of the devices' costs
-(``"own"``), or a value head on the actor's pooled context (``"shared"``, what
-``configs/algo/ppo.yaml`` ships: a quarter less work per update).
+action (:func:`edgesplit.sim.encoding.idle_action`). :class:`SharedSplitPolicy` wraps the
+network as a stable-baselines3 actor-critic policy (PPO). Its critic (``critic``) is
+either its own encoder with a per-device value head whose mean is the value, as the team
+reward is the mean of the devices' costs (``"own"``), or a value head on the actor's
+pooled context (``"shared"``, what ``configs/algo/ppo.yaml`` ships: a quarter less work per
+update).
 
 Speed (issue 9): the forward runs the estimates and the option scorer only for devices
 with a task and only over their feasible options (on ``default`` 23% of the devices and
 14% of all options), computes ``tanh`` through ``sigmoid`` and samples by inverting the
 cumulative distribution; the plain forward over every option stays for the ONNX exporter.
 The update's ``evaluate_actions`` takes the distributions of the devices with a task alone
-(:meth:`SplitOffloadNet.task_heads`), and the optimiser is the fused Adam.
+(:meth:`SplitOffloadNet.task_heads`), and the optimiser is the fused Adam (also in a run
+resumed from a checkpoint saved before it was the default, unless the optimiser kwargs
+chose).
 ``tests/test_shared_policy_reference.py`` holds the two forwards to the forward as it was
 before; ``tests/test_ppo_fast_paths.py`` holds the update's faster paths (the task-only
 ``evaluate_actions``, the max pooling's backward) to the plain ones.
@@ -54,6 +57,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
 from edgesplit.sim.core import Core
+from edgesplit.sim.encoding import idle_action
 from edgesplit.sim.estimates import alone_outcome
 from edgesplit.sim.scenario import load_scenario
 from edgesplit.sim.schema import CF, CI
@@ -299,6 +303,10 @@ class SplitOffloadNet(nn.Module):
             self.v_head = _mlp([2 * h, h, 1], last_act=False)
         else:
             self.v_head = _mlp([h, h, 1], last_act=False)
+        # a device with no task: one fixed action, of probability 1 (option o = split * J
+        # + target, and a level per weight)
+        split, target, bw, cpu = (int(v) for v in idle_action(n_levels))
+        self.idle_option, self.idle_bw, self.idle_cpu = split * n_targets + target, bw, cpu
         #: score only the devices with a task and their feasible options (see forward)
         self.compact = True
 
@@ -396,10 +404,10 @@ class SplitOffloadNet(nn.Module):
         else:
             debt = torch.zeros_like(wait_q)
         est = self._budgeted(est, debt, budget_j)
-        if has is not None:  # a device with no task: one fixed option (the first)
-            first = torch.zeros_like(feasible)
-            first[..., 0] = True
-            feasible = feasible | (first & ~has[..., None])  # (onnxruntime: no bool Where)
+        if has is not None:  # a device with no task: its one fixed option
+            idle = torch.zeros_like(feasible)
+            idle[..., self.idle_option] = True
+            feasible = feasible | (idle & ~has[..., None])  # (onnxruntime: no bool Where)
         # contention: how many other devices' cheapest-alone options use this option's
         # target (with tail work) and access point (sending), and the estimate with them
         cost = torch.nan_to_num(est.cost, nan=1e3, posinf=1e3)
@@ -578,11 +586,11 @@ class SplitOffloadNet(nn.Module):
             z2 = torch.relu(self.round_proj[r](nf) + self.round_dev[r](hc)[:, :, None, :])
             opt = opt + self.round_score[r](z2)[..., 0]
         lv = self.level_head(hc)
-        top = torch.zeros(self.levels, dtype=torch.bool, device=obs.device)
-        top[-1] = True
-        lmask = has[..., None] | top  # no task: the top level only
-        bw = lv[..., : self.levels].masked_fill(~lmask, float("-inf"))
-        cpu = lv[..., self.levels :].masked_fill(~lmask, float("-inf"))
+        idle = torch.zeros(2, self.levels, dtype=torch.bool, device=obs.device)
+        idle[0, self.idle_bw] = idle[1, self.idle_cpu] = True
+        # no task: the idle action's levels only
+        bw = lv[..., : self.levels].masked_fill(~(has[..., None] | idle[0]), float("-inf"))
+        cpu = lv[..., self.levels :].masked_fill(~(has[..., None] | idle[1]), float("-inf"))
         return opt, bw, cpu, value, has
 
     def _forward_compact(
@@ -590,13 +598,13 @@ class SplitOffloadNet(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         b, n, sj = obs.shape[0], self.n, self.sj
         opt, lv, value, has, sel = self.task_heads(obs, value)
-        # every device: a device with no task has its fixed first option and the top levels
+        # every device: a device with no task has the idle action's option and levels
         idle = torch.full((b * n, sj), float("-inf"), device=obs.device)
-        idle[:, 0] = 0.0
+        idle[:, self.idle_option] = 0.0
         opt = idle.index_copy(0, sel, opt).reshape(b, n, sj)
-        top = torch.full((b * n, 2 * self.levels), float("-inf"), device=obs.device)
-        top[:, self.levels - 1 :: self.levels] = 0.0
-        lv = top.index_copy(0, sel, lv).reshape(b, n, 2 * self.levels)
+        idle_lv = torch.full((b * n, 2 * self.levels), float("-inf"), device=obs.device)
+        idle_lv[:, self.idle_bw] = idle_lv[:, self.levels + self.idle_cpu] = 0.0
+        lv = idle_lv.index_copy(0, sel, lv).reshape(b, n, 2 * self.levels)
         return opt, lv[..., : self.levels], lv[..., self.levels :], value, has
 
     def task_heads(
@@ -700,6 +708,25 @@ class SplitDistribution:
         return a.reshape(a.shape[0], -1)
 
 
+def _fused_again(optimizer: torch.optim.Optimizer) -> None:
+    """Put a loaded Adam back on the fused kernel (a ``load_state_dict`` post-hook).
+
+    ``Optimizer.load_state_dict`` restores the saved groups' flags, so a checkpoint saved
+    before the fused Adam was the default (``fused: None``) would resume on the per-tensor
+    loop. Only registered where the policy chose the kernel itself (its
+    ``optimizer_kwargs`` name neither ``fused`` nor ``foreach``). Each ``step`` count moves
+    to its parameter's device as float32, as ``load_state_dict`` does for a fused group.
+    """
+    for group in optimizer.param_groups:
+        if group.get("fused"):
+            continue
+        group["fused"], group["foreach"] = True, None  # as Adam(fused=True) makes a group
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            if torch.is_tensor(state.get("step")):
+                state["step"] = state["step"].to(device=p.device, dtype=torch.float32)
+
+
 class _SharedSplit:
     """What :class:`SharedSplitPolicy` and :class:`MaskableSharedSplitPolicy` share: the
     network, its distribution and SB3's policy methods (``action_masks``, where given,
@@ -736,7 +763,8 @@ class _SharedSplit:
                 f"values, the environment {n_obs}"
             )
         kw = dict(self.optimizer_kwargs)  # type: ignore[attr-defined]
-        if self.optimizer_class is torch.optim.Adam and not {"fused", "foreach"} & set(kw):  # type: ignore[attr-defined]
+        fused = self.optimizer_class is torch.optim.Adam and not {"fused", "foreach"} & set(kw)  # type: ignore[attr-defined]
+        if fused:
             # the fused kernel: one call for every tensor (0.15 ms a step on default
             # against 0.68 ms for the per-tensor loop; the same update to float rounding)
             kw["fused"] = True
@@ -745,6 +773,8 @@ class _SharedSplit:
             lr=lr_schedule(1),
             **kw,
         )
+        if fused:  # and still after a resume from a checkpoint saved without it
+            self.optimizer.register_load_state_dict_post_hook(_fused_again)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()  # type: ignore[misc]

@@ -28,7 +28,7 @@ import torch
 
 from edgesplit.envs.common import resolve_options
 from edgesplit.sim.core import Core
-from edgesplit.sim.encoding import encode_actions
+from edgesplit.sim.encoding import encode_actions, idle_action
 
 from .baselines import make_baseline
 
@@ -40,8 +40,8 @@ def teacher_rollouts(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``slots`` slots of ``n_envs`` episodes driven by the baseline ``teacher``: joint
     observations ``[T, E, N * D]``, the teacher's MultiDiscrete actions ``[T, E, N * 4]``
-    (a device with no task: the fixed first option at the top levels, as the shared policy
-    acts) and team rewards ``[T, E]``. Episodes that end are restarted with new keys."""
+    (a device with no task: :func:`~edgesplit.sim.encoding.idle_action`, as the shared
+    policy acts) and team rewards ``[T, E]``. Episodes that end are restarted with new keys."""
     sc, _ = resolve_options(
         env_kwargs["scenario"],
         "joint",
@@ -54,7 +54,7 @@ def teacher_rollouts(
     rng = np.random.default_rng([int(seed), 0x7EAC4E5])
     core.reset(rng.integers(0, 2**63, size=n_envs, dtype=np.int64).astype(np.uint64))
     rule = make_baseline(teacher)
-    top = ta.n_levels - 1
+    idle = idle_action(ta.n_levels)
     obs, acts, rews = [], [], []
     for _ in range(int(slots)):
         obs.append(core.observe().reshape(n_envs, -1).copy())
@@ -64,7 +64,7 @@ def teacher_rollouts(
         # all-local runs nothing on the target: the home target stands for every one
         local = a[..., 0] >= ta.n_valid[app] - 1
         a[..., 1] = np.where(local, ta.home[None, :], a[..., 1])
-        a = np.where(has[..., None], a, np.array([0, 0, top, top]))
+        a = np.where(has[..., None], a, idle)
         acts.append(a.reshape(n_envs, -1))
         res = core.step(dec)
         rews.append(np.asarray(res.team_reward, dtype=np.float64))

@@ -16,6 +16,12 @@ to MADDPG's arguments on top of that, e.g. ``--set actor=estimates rounds=2``):
   ``greedy`` labels: most of the shipped actor-critic phase): environment steps/s of each,
   after a warm-up past ``learning_starts``.
 
+As in a training run, torch uses one thread and glibc's allocator keeps freed large tensors
+for reuse (:func:`edgesplit.agents.allocator.keep_freed_memory`, which
+:func:`edgesplit.agents.training.train` sets before it builds anything); the table says
+whether the setting was taken (sections of BENCHMARKS.md whose header does not say so ran
+without it).
+
 Target (issue 9): MADDPG >= 2,000 environment steps/s on this 2-core machine. The machine is
 shared, so the yardstick is printed beside it; ``--write`` appends the table to
 BENCHMARKS.md.
@@ -26,6 +32,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import inspect
+import math
 import os
 import platform
 import time
@@ -39,6 +46,7 @@ import numpy as np
 import torch
 import yaml
 
+from edgesplit.agents.allocator import keep_freed_memory
 from edgesplit.agents.maddpg import MADDPG
 from edgesplit.envs.split_offload_v1 import parallel_env
 from edgesplit.envs.vector_env import SplitOffloadVectorEnv
@@ -118,6 +126,17 @@ def random_masked_rate(
     return done / wall, done / cpu
 
 
+def decayed_phase_start(model: MADDPG) -> int | None:
+    """The step from which ``model`` trains with the cloning term gone and no ``greedy``
+    labels (:meth:`MADDPG.labels_until`), or None where its config has no such phase
+    after the actor-critic phase starts (no ``bc_decay``: the term stays; ``bc_coef`` 0:
+    that phase is already label-free)."""
+    until = model.labels_until()
+    if math.isinf(until) or until <= int(model.hparams["bc_timesteps"]):
+        return None
+    return int(until)
+
+
 def maddpg_rates(scenario: str, steps: int, kwargs: dict) -> dict[str, tuple[float, float]]:
     """Environment steps per wall second and per CPU second of :meth:`MADDPG.learn` in the
     cloning phase (if the config has one) and in the MADDPG phase."""
@@ -133,10 +152,9 @@ def maddpg_rates(scenario: str, steps: int, kwargs: dict) -> dict[str, tuple[flo
     model.learn(model.hparams["n_envs"])  # warm-up of the MADDPG update
     wall, cpu = _timed(lambda: model.learn(steps))
     out["MADDPG phase"] = (steps / wall, steps / cpu)
-    hp = model.hparams
-    if float(hp["bc_coef"]) > 0 and int(hp["bc_decay"]) > 0:
+    gone = decayed_phase_start(model)
+    if gone is not None:
         # past the cloning term's decay: no more labels from the greedy baseline
-        gone = int(hp["bc_timesteps"]) + int(hp["actor_delay"]) + int(hp["bc_decay"])
         model.num_timesteps = max(model.num_timesteps, gone)
         model.learn(model.hparams["n_envs"])
         wall, cpu = _timed(lambda: model.learn(steps))
@@ -144,7 +162,7 @@ def maddpg_rates(scenario: str, steps: int, kwargs: dict) -> dict[str, tuple[flo
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scenario", default="default")
     p.add_argument("--steps", type=int, default=40_000, help="environment steps per measure")
@@ -153,8 +171,9 @@ def main() -> None:
         help="change MADDPG's arguments (e.g. actor=estimates rounds=2)",
     )  # fmt: skip
     p.add_argument("--write", action="store_true", help="append to BENCHMARKS.md")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     torch.set_num_threads(1)
+    allocator = keep_freed_memory()  # as train() does, before anything is built
     kw = with_overrides(shipped_kwargs(a.scenario), a.overrides)
     env_rate, env_cpu = random_masked_rate(a.scenario, int(kw["n_envs"]), 20 * a.steps)
     rates = maddpg_rates(a.scenario, a.steps, kw)
@@ -164,7 +183,8 @@ def main() -> None:
     head = (
         f"### {when}: MADDPG training speed (`python -m benchmarks.train_speed_maddpg`)\n\n"
         f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"torch {torch.__version__}, one thread; scenario `{a.scenario}`, the shipped "
+        f"torch {torch.__version__}, one thread, glibc allocator setting of `train()` "
+        f"{'taken' if allocator else 'not available here'}; scenario `{a.scenario}`, the shipped "
         f"config{changed} (`n_envs` {kw['n_envs']}, `batch_size` {kw['batch_size']}, "
         f"`train_freq` {kw['train_freq']}, `hidden` {kw['hidden']}, `cf_batch` "
         f"{kw.get('cf_batch')}); {a.steps:,} env steps per "

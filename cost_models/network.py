@@ -82,7 +82,7 @@ PROFILES_PACKAGE = "edgesplit.cost_models.profiles"
 """Package holding the shipped profiles, one ``NAME.json`` per network."""
 
 _FLOAT32_BYTES = 4
-_CLASS_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_CLASS_NAME = re.compile(r"[A-Za-z0-9_.\-]+")  # with fullmatch: "x86\n" is refused
 
 
 class _Missing:
@@ -777,7 +777,7 @@ def _parse_measurements(ck: _Checker, raw: Any, n_nodes: int) -> Mapping[str, Me
     out: dict[str, Measurement] = {}
     for cls, item in raw.items():
         p = f"measurements.{cls}"
-        if not _CLASS_NAME.match(cls):
+        if not _CLASS_NAME.fullmatch(cls):
             raise ck.fail(p, cls, "device class names use letters, digits, '_', '.', '-'")
         d = ck.obj(item, p, _MEASUREMENT_KEYS)
         median = ck.array(d["median_s"], f"{p}.median_s", n_nodes)
@@ -827,7 +827,7 @@ def _parse_candidate_measurements(
     out: dict[str, CandidateMeasurement] = {}
     for cls, item in raw.items():
         p = f"candidate_measurements.{cls}"
-        if not _CLASS_NAME.match(cls):
+        if not _CLASS_NAME.fullmatch(cls):
             raise ck.fail(p, cls, "device class names use letters, digits, '_', '.', '-'")
         if cls in node_classes:
             raise ck.fail(

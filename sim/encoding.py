@@ -63,6 +63,7 @@ __all__ = [
     "decode_device",
     "encode_actions",
     "encode_devices",
+    "idle_action",
     "sequential_observation",
 ]
 
@@ -523,6 +524,23 @@ def encode_actions(tables: Tables, dec: Decisions, action_type: str) -> np.ndarr
             out = out * size + i
         return out
     raise ValueError(f"action_type: {action_type!r} cannot be encoded (discrete views only)")
+
+
+def idle_action(n_levels: int) -> np.ndarray:
+    """The ``multidiscrete`` action (one index per decision field) of a device with no
+    pending task: split 0, target 0, both weights at the top of the ``n_levels`` levels.
+
+    The core ignores such a device's decision and the masks allow it anything, so the
+    agents give it this one fixed action, of probability 1 (log-probability and entropy 0):
+    the shared policy's logits on every path and in the exported ONNX
+    (``agents/shared_policy.py``) and the warm start's teacher actions
+    (``agents/warm_start.py``).
+
+    >>> idle_action(3).tolist()
+    [0, 0, 2, 2]
+    """
+    by_kind = {"candidate": 0, "target": 0, "level": int(n_levels) - 1}
+    return np.array([by_kind[f.kind] for f in schema.DECISION_FIELDS], dtype=np.int64)
 
 
 def affordable_splits(

@@ -216,9 +216,9 @@ def test_labels_stop_once_the_cloning_term_is_gone_and_nothing_else_changes() ->
     for always in (False, True):
         algo = MADDPG(_env(max_cycles=10), **kw)
         if always:
-            algo._labels_until = lambda: float("inf")
+            algo.labels_until = lambda: float("inf")
         else:
-            assert algo._labels_until() == 64 + 16 + 32
+            assert algo.labels_until() == 64 + 16 + 32
         algo.learn(256)
         ex = algo.buffer.expert[: algo.buffer.size]
         labelled = (ex >= 0).any(axis=(1, 2))
@@ -227,5 +227,5 @@ def test_labels_stop_once_the_cloning_term_is_gone_and_nothing_else_changes() ->
         states.append(_state(algo))
     for key, v in states[0].items():
         assert torch.equal(v, states[1][key]), key
-    assert MADDPG(_env(), bc_coef=1.0, bc_timesteps=8)._labels_until() == float("inf")
-    assert MADDPG(_env(), bc_coef=0.0, bc_timesteps=8, bc_decay=4)._labels_until() == 8
+    assert MADDPG(_env(), bc_coef=1.0, bc_timesteps=8).labels_until() == float("inf")
+    assert MADDPG(_env(), bc_coef=0.0, bc_timesteps=8, bc_decay=4).labels_until() == 8

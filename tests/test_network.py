@@ -270,6 +270,11 @@ def _rename_class(doc: dict[str, Any]) -> None:
     m["bad class!"] = m.pop("x86_cpu_1t")
 
 
+def _class_with_newline(doc: dict[str, Any]) -> None:
+    m = doc["measurements"]
+    m["x86\n"] = m.pop("x86_cpu_1t")
+
+
 M = "measurements.x86_cpu_1t"
 BROKEN: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     # (case id, mutation, field named in the error, value shown in the error)
@@ -312,6 +317,7 @@ BROKEN: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("whole p50 zero", _set(f"{M}.whole_p50_s", 0), f"{M}.whole_p50_s", "0"),
     ("whole order", _set(f"{M}.whole_p90_s", 1e-9), f"{M}.whole_p90_s", "1e-09"),
     ("class name", _rename_class, "measurements.bad class!", "'bad class!'"),
+    ("class name newline", _class_with_newline, "measurements.x86\n", "'x86\\n'"),
     ("threads", _set(f"{M}.provenance.threads", 0), f"{M}.provenance.threads", "0"),
     ("hostname", _set(f"{M}.provenance.hostname", "box1"), f"{M}.provenance.hostname",
      "'box1'"),

@@ -224,6 +224,11 @@ def _cpu_head_only(doc: dict[str, Any]) -> None:
     del doc["candidate_measurements"]["x86_cpu_1t_ort"]["tail_cpu_median_s"]
 
 
+def _class_with_newline(doc: dict[str, Any]) -> None:
+    m = doc["candidate_measurements"]
+    m["x86_ort\n"] = m.pop("x86_cpu_1t_ort")
+
+
 def _no_provenance_date(doc: dict[str, Any]) -> None:
     del doc["candidate_measurements"]["x86_cpu_1t_ort"]["provenance"]["date"]
 
@@ -240,6 +245,7 @@ BROKEN = [
     ("negative", _set(f"{C}.tail_p10_s[0]", -1.0), f"{C}.tail_p10_s[0]"),
     ("p90 below", _set(f"{C}.tail_p90_s[0]", 0.0), f"{C}.tail_median_s[0]"),
     ("class in both", _both_maps, "candidate_measurements.x86_cpu_1t"),
+    ("class name newline", _class_with_newline, "candidate_measurements.x86_ort\n"),
     ("provenance", _no_provenance_date, f"{C}.provenance.date"),
     ("cpu pair", _cpu_head_only, f"{C}.tail_cpu_median_s"),
     ("cpu value", _set(f"{C}.head_cpu_median_s[1]", "slow"), f"{C}.head_cpu_median_s[1]"),
