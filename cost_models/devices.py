@@ -74,6 +74,7 @@ __all__ = [
     "DeviceCatalogue",
     "DeviceClass",
     "DeviceError",
+    "candidate_rule_class",
     "default_catalogue_path",
     "load_devices",
     "node_arrays",
@@ -593,6 +594,22 @@ def _load_cached(file: str, mtime_ns: int, size: int) -> DeviceCatalogue:
     except ValueError as e:
         raise DeviceError(file, "(document)", str(e).split()[0], "not valid JSON") from e
     return parse_devices(doc, Path(file))
+
+
+def candidate_rule_class(catalogue: DeviceCatalogue, name: str) -> DeviceClass:
+    """The class that stands for ``name`` when a network's candidates are kept.
+
+    A per-candidate class has no per-node latencies to compress candidates with; it stands
+    as its ``base``, the rule ``profile_candidates`` chose its measured candidates by. Any
+    other class stands as itself. The simulator's tables and the runtime's partitioner both
+    apply it, so they keep the same candidates.
+
+    >>> cat = load_devices()
+    >>> candidate_rule_class(cat, "x86_cpu_1t_ort").name, candidate_rule_class(cat, "rpi4").name
+    ('x86_cpu_1t', 'rpi4')
+    """
+    device = catalogue[name]
+    return catalogue[device.base] if device.kind == "per_candidate" else device
 
 
 # ----------------------------------------------------------------------------- latency

@@ -29,6 +29,7 @@ from edgesplit.cost_models.devices import (
     DeviceCatalogue,
     DeviceClass,
     DeviceError,
+    candidate_rule_class,
     load_devices,
     node_latency,
 )
@@ -196,7 +197,7 @@ def build(
             ) from e
         per_cand = _per_candidate(sc, a, prof, devices, [*dclasses, *tclasses])
         # a per-candidate class keeps the candidates its base class keeps
-        rule = sorted({devices[c].base if c in per_cand else c for c in uniq_dev})
+        rule = sorted({candidate_rule_class(devices, c).name for c in uniq_dev})
         try:
             kept = keep_candidates(
                 prof, [devices[c] for c in rule], wire, sc.costs.input_compression, cap

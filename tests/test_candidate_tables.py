@@ -192,6 +192,17 @@ def test_candidates_kept_at_another_wire_precision_are_refused(tmp_path: Path) -
     assert "application 'alexnet' keeps candidate 3" in msg and f"class '{ORT}'" in msg
 
 
+def test_the_runtime_partitions_the_candidates_the_tables_keep() -> None:
+    """runtime.partition keeps, for a per-candidate class, what the simulator keeps."""
+    from edgesplit.runtime.partition import kept_candidates, scenario_candidates
+
+    for net in ("alexnet", "resnet18"):
+        prof = load_network(DATA / f"{net}.json")
+        measured = list(prof.candidate_measurements[ORT].indices)
+        assert kept_candidates(prof, [ORT]) == measured == kept_candidates(prof, ["x86_cpu_1t"])
+        assert scenario_candidates(prof, [str(SCENARIO)]) == set(measured)
+
+
 # ----------------------------------------------------------------------------- simulator
 
 
