@@ -138,7 +138,10 @@ def build(
     """Cost tables and physical constants for ``scenario``.
 
     Raises :class:`~edgesplit.sim.scenario.ScenarioError` when the scenario names a network,
-    device class or link class that the catalogues do not have.
+    device class or link class that the catalogues do not have, or when an application's
+    profile cannot serve a class it runs on: a measured class it lacks, a per-candidate class
+    it does not measure, or a kept candidate that class did not measure (the message names
+    the application, the class and the candidate; see the module docstring).
     """
     sc = scenario
     devices = devices or load_devices(sc.device_catalogue)
