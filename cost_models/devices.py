@@ -21,12 +21,24 @@ class a source for every number. There are two kinds:
   and ``s`` the class's bytes per element over 4 (profiles count float32; a float16 stack
   moves half the bytes). ``eta_c`` and ``o`` are calibrated so that whole-network latencies
   meet published figures (:mod:`edgesplit.cost_models.calibrate`).
+* **per-candidate** classes (``x86_cpu_1t_ort``, ``x86_cpu_1t_torch``, and whatever a user
+  measures with ``python -m edgesplit.cost_models.profile_candidates``): each kept
+  candidate's head and tail timed as whole graphs on the runtime's engine, stored in a
+  profile's ``candidate_measurements`` and read with
+  :meth:`~edgesplit.cost_models.network.NetworkProfile.candidate_latency`. They have no
+  per-node latencies (:func:`node_latency` refuses them). The catalogue entry names the
+  ``base`` class the engine ran on and inherits every other field from it (tier,
+  precision, peak, bandwidth, powers), each with the base's source; the base also chooses
+  which candidates are kept where the class runs heads (``edgesplit.sim.tables``).
 
 >>> cat = load_devices()
 >>> "rpi4" in cat and cat["x86_cpu_1t"].kind
 'measured'
 >>> cat["edge_t4"].tier, cat["jetson_nano"].precision
 ('edge', 'fp16')
+>>> ort = cat["x86_cpu_1t_ort"]
+>>> ort.kind, ort.base, ort.p_active_w == cat["x86_cpu_1t"].p_active_w
+('per_candidate', 'x86_cpu_1t', True)
 """
 
 from __future__ import annotations
@@ -37,7 +49,7 @@ import math
 import re
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -62,6 +74,7 @@ __all__ = [
     "DeviceCatalogue",
     "DeviceClass",
     "DeviceError",
+    "candidate_rule_class",
     "default_catalogue_path",
     "load_devices",
     "node_arrays",
@@ -76,7 +89,7 @@ SCHEMA = "edgesplit.device-catalogue"
 SCHEMA_VERSION = 1
 """The catalogue schema version this module reads."""
 
-KINDS = ("measured", "modelled")
+KINDS = ("measured", "modelled", "per_candidate")
 TIERS = ("device", "edge", "cloud")
 BYTES_PER_ELEMENT: Mapping[str, float] = MappingProxyType(
     {"fp32": 4.0, "tf32": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0}
@@ -103,6 +116,7 @@ NUMERIC_FIELDS = (
 
 _CLASS_KEYS = ("kind", "tier", "precision", "description", *NUMERIC_FIELDS, "sources")
 _CLASS_OPTIONAL = ("calibration",)
+_PER_CANDIDATE_KEYS = ("kind", "base", "description", "sources")  # the rest is the base's
 _TOP_KEYS = ("schema", "schema_version", "description", "classes")
 _POINT_KEYS = ("network", "batch", "metric", "value", "framework", "precision", "role", "source")
 _POINT_OPTIONAL = ("note",)
@@ -183,7 +197,9 @@ class DeviceClass:
     name
         Catalogue key, e.g. ``rpi4``.
     kind
-        ``"measured"`` (node latencies from profiles) or ``"modelled"`` (roofline).
+        ``"measured"`` (node latencies from profiles), ``"modelled"`` (roofline) or
+        ``"per_candidate"`` (heads and tails timed whole, from profiles'
+        ``candidate_measurements``; no node latencies).
     tier
         ``"device"``, ``"edge"`` or ``"cloud"``: where such hardware sits.
     peak_flops
@@ -212,6 +228,11 @@ class DeviceClass:
     calibration
         Published whole-network figures behind :attr:`compute_eff` and
         :attr:`node_overhead_s`.
+    base
+        For a per-candidate class, the measured or modelled class whose hardware its engine
+        ran on: every field above but ``kind`` and ``description`` is the base's (its
+        sources say so), and the simulator keeps the candidates the base keeps. ``""``
+        for the other kinds.
     """
 
     name: str
@@ -229,6 +250,7 @@ class DeviceClass:
     precision: str = "fp32"
     description: str = ""
     calibration: tuple[CalibrationPoint, ...] = field(default=(), repr=False)
+    base: str = ""
 
     @property
     def bytes_scale(self) -> float:
@@ -380,7 +402,15 @@ def parse_devices(doc: Any, file: str | Path = "<catalogue>") -> DeviceCatalogue
     raw = doc["classes"]
     if not isinstance(raw, Mapping) or not raw:
         raise ck.fail("classes", raw, "expected a non-empty JSON object of device classes")
-    classes = [_parse_class(ck, name, spec) for name, spec in raw.items()]
+    own = {
+        name: _parse_class(ck, name, spec)
+        for name, spec in raw.items()
+        if not (isinstance(spec, Mapping) and spec.get("kind") == "per_candidate")
+    }
+    classes = [
+        own[name] if name in own else _parse_per_candidate(ck, name, spec, own)
+        for name, spec in raw.items()
+    ]
     path = Path(file) if not str(file).startswith("<") else None
     return DeviceCatalogue(classes, path=path, description=description)
 
@@ -446,6 +476,49 @@ def _parse_class(ck: _Checker, name: Any, spec: Any) -> DeviceClass:
         description=description,
         calibration=points,
         **num,
+    )
+
+
+def _parse_per_candidate(
+    ck: _Checker, name: Any, spec: Any, own: Mapping[str, DeviceClass]
+) -> DeviceClass:
+    """A per-candidate class: its own kind, base, description and source of the kind; every
+    other field, with its source, from the base (a measured or modelled class)."""
+    p = f"classes.{name}"
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ck.fail(p, name, "class names are lower-case letters, digits and underscores")
+    ck.obj(spec, p, _PER_CANDIDATE_KEYS)
+    base_name = ck.string(spec["base"], f"{p}.base")
+    if base_name not in own:
+        raise ck.fail(
+            f"{p}.base", base_name,
+            "not a measured or modelled class of this catalogue (a per-candidate class "
+            f"inherits its powers and speed fields from it; classes: {', '.join(own)})",
+        )  # fmt: skip
+    description = ck.string(spec["description"], f"{p}.description")
+    sources = spec["sources"]
+    if not isinstance(sources, Mapping):
+        raise ck.fail(f"{p}.sources", sources, "expected a JSON object: field -> citation")
+    for key, text in sources.items():
+        if key != "kind":
+            raise ck.fail(
+                f"{p}.sources.{key}", text,
+                f"a per-candidate class sources only its 'kind' (how it was measured); "
+                f"{key!r} is inherited from its base {base_name!r} with the base's source",
+            )  # fmt: skip
+        ck.string(text, f"{p}.sources.{key}")
+    if "kind" not in sources:
+        raise ck.fail(f"{p}.sources", sorted(sources), "no source for 'kind' (how measured)")
+    base = own[base_name]
+    inherited = {k: f"inherited from {base_name}: {v}" for k, v in base.sources.items()}
+    return replace(
+        base,
+        name=name,
+        kind="per_candidate",
+        description=description,
+        sources=FrozenMap({**inherited, "kind": sources["kind"]}),
+        calibration=(),
+        base=base_name,
     )
 
 
@@ -521,6 +594,22 @@ def _load_cached(file: str, mtime_ns: int, size: int) -> DeviceCatalogue:
     except ValueError as e:
         raise DeviceError(file, "(document)", str(e).split()[0], "not valid JSON") from e
     return parse_devices(doc, Path(file))
+
+
+def candidate_rule_class(catalogue: DeviceCatalogue, name: str) -> DeviceClass:
+    """The class that stands for ``name`` when a network's candidates are kept.
+
+    A per-candidate class has no per-node latencies to compress candidates with; it stands
+    as its ``base``, the rule ``profile_candidates`` chose its measured candidates by. Any
+    other class stands as itself. The simulator's tables and the runtime's partitioner both
+    apply it, so they keep the same candidates.
+
+    >>> cat = load_devices()
+    >>> candidate_rule_class(cat, "x86_cpu_1t_ort").name, candidate_rule_class(cat, "rpi4").name
+    ('x86_cpu_1t', 'rpi4')
+    """
+    device = catalogue[name]
+    return catalogue[device.base] if device.kind == "per_candidate" else device
 
 
 # ----------------------------------------------------------------------------- latency
@@ -624,7 +713,9 @@ def node_latency(profile: _ProfileLike, device: DeviceClass) -> NDArray[np.float
     ------
     DeviceError
         If ``device`` is a measured class and the profile has no measurement for it, or
-        measures it per candidate (no per-node latencies exist then).
+        ``device`` is measured per candidate (no per-node latencies exist then), whether
+        or not the profile holds its measurement (the field names
+        ``candidate_measurements.CLASS``).
     """
     measured = profile.measurements.get(device.name)
     if measured is not None:
@@ -637,6 +728,16 @@ def node_latency(profile: _ProfileLike, device: DeviceClass) -> NDArray[np.float
             f"class {device.name!r} is measured per candidate (heads and tails as whole "
             "graphs): per-node latencies do not exist for it; read its heads and tails with "
             "NetworkProfile.candidate_latency",
+        )
+    if device.kind == "per_candidate":
+        raise DeviceError(
+            getattr(profile, "path", None) or profile.name,
+            f"candidate_measurements.{device.name}",
+            sorted(getattr(profile, "candidate_measurements", {})),
+            f"class {device.name!r} is measured per candidate and profile {profile.name!r} "
+            "has no measurement of it (nor are there per-node latencies of such a class); "
+            "measure it with `python -m edgesplit.cost_models.profile_candidates "
+            f"{profile.name} --engine ENGINE --device-class {device.name} --out FILE`",
         )
     if device.kind == "measured":
         raise DeviceError(

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from edgesplit.cost_models.candidates import keep_candidates
-from edgesplit.cost_models.devices import load_devices
+from edgesplit.cost_models.devices import candidate_rule_class, load_devices
 from edgesplit.cost_models.network import NetworkProfile
 from edgesplit.scheduler.policy import file_sha256
 
@@ -72,7 +72,7 @@ def kept_candidates(
             raise ValueError(f"device class {c!r} is not in the catalogue ({catalogue.names()})")
     kept = keep_candidates(
         profile,
-        [catalogue[c] for c in set(device_classes)],
+        [candidate_rule_class(catalogue, c) for c in set(device_classes)],  # as sim.tables
         WIRE_BYTES[wire_dtype],
         input_compression,
         cap,

@@ -5,6 +5,17 @@ profiles give per-node latency (measured, or roofline-modelled for catalogue cla
 bytes crossing each split; the candidates are compressed per network against the device
 classes that run its head in the scenario; the result is a :class:`~edgesplit.sim.encoding.Tables`
 of plain arrays, plus the physical constants the simulator needs (power, links, arrivals).
+
+**Per-candidate classes.** A device or server whose class an application's profile measures
+per candidate (``candidate_measurements``, e.g. ``x86_cpu_1t_ort``: heads and tails timed
+whole on the runtime's engine) takes that application's head ``H[k]`` and tail ``T[k]``
+straight from the class's medians
+(:meth:`~edgesplit.cost_models.network.NetworkProfile.candidate_latency`); nothing is summed
+or derived. Which candidates are kept is still the compression rule, with such a class
+standing as its catalogue ``base`` class (``x86_cpu_1t``: the rule ``profile_candidates``
+chose its candidates by), and every kept candidate must be one the class measured, or
+:func:`build` fails naming the application, the class and the candidate. Bytes, energy and
+deadlines do not depend on it.
 """
 
 from __future__ import annotations
@@ -14,9 +25,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgesplit.cost_models.candidates import keep_candidates
-from edgesplit.cost_models.devices import DeviceCatalogue, load_devices, node_latency
+from edgesplit.cost_models.devices import (
+    DeviceCatalogue,
+    DeviceClass,
+    DeviceError,
+    candidate_rule_class,
+    load_devices,
+    node_latency,
+)
 from edgesplit.cost_models.links import LinkCatalogue, LinkClass, load_links
-from edgesplit.cost_models.network import load_network
+from edgesplit.cost_models.network import NetworkProfile, load_network
 
 from .encoding import Tables
 from .scenario import WIRE_BYTES, BurstSpec, Scenario, ScenarioError
@@ -52,6 +70,66 @@ def _stationary_on(b: BurstSpec, slot_s: float) -> float:
     return float(p_on / (p_on + p_off))
 
 
+def _per_candidate(
+    sc: Scenario,
+    a: int,
+    prof: NetworkProfile,
+    devices: DeviceCatalogue,
+    used: list[DeviceClass],
+) -> dict[str, DeviceClass]:
+    """The classes among ``used`` that application ``a``'s profile measures per candidate,
+    checked: each must be a catalogue class of kind ``per_candidate`` (it names the base class
+    that chooses the kept candidates), and a ``per_candidate`` class must be measured."""
+    app = sc.applications[a]
+    where = f"scenario '{sc.name}': field 'applications[{a}].network' = {app.network!r}"
+    out: dict[str, DeviceClass] = {}
+    for dc in used:
+        if dc.name in prof.candidate_measurements:
+            if dc.kind != "per_candidate":
+                raise ScenarioError(
+                    f"{where}: profile {prof.name!r} measures class {dc.name!r} per candidate, "
+                    f"but the device catalogue ({devices.path}) has it as kind {dc.kind!r}: "
+                    "give it a catalogue entry of kind 'per_candidate' naming its 'base' "
+                    "class (docs/devices.md)"
+                )
+            out[dc.name] = dc
+        elif dc.kind == "per_candidate":
+            raise ScenarioError(
+                f"{where}: application {app.name!r} runs on class {dc.name!r}, measured per "
+                f"candidate, but profile {prof.name!r} has no 'candidate_measurements."
+                f"{dc.name}' (it has {sorted(prof.candidate_measurements)}); measure it with "
+                f"`python -m edgesplit.cost_models.profile_candidates {prof.name} --engine "
+                f"ENGINE --device-class {dc.name} --out FILE` and name FILE as the network"
+            )
+    return out
+
+
+def _measured_rows(
+    sc: Scenario, a: int, prof: NetworkProfile, dc: DeviceClass, keep: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Head and tail seconds of the kept candidates ``keep`` as per-candidate class ``dc``
+    measured them; a kept candidate it did not measure is an error naming the application,
+    the class and the candidate."""
+    lat = prof.candidate_latency(dc.name)
+    pos = {k: j for j, k in enumerate(lat.indices)}
+    missing = [int(k) for k in keep if int(k) not in pos]
+    if missing:
+        app, k = sc.applications[a], missing[0]
+        raise ScenarioError(
+            f"scenario '{sc.name}': field 'applications[{a}].network' = {app.network!r}: "
+            f"application {app.name!r} keeps candidate {k} ({prof.candidates[k].name!r}) "
+            f"but class {dc.name!r} did not measure it (profile field 'candidate_measurements."
+            f"{dc.name}.candidates' = {list(lat.indices)}; the scenario keeps "
+            f"{[int(i) for i in keep]}, missing {missing}); measure those with "
+            f"`python -m edgesplit.cost_models.profile_candidates {prof.name} --engine "
+            f"{lat.engine} --device-class {dc.name} --candidates "
+            f"{','.join(str(int(i)) for i in keep)} --profile {prof.path or prof.name} "
+            "--out FILE`"
+        )
+    rows = np.array([pos[int(k)] for k in keep], dtype=np.intp)
+    return np.asarray(lat.head_s)[rows], np.asarray(lat.tail_s)[rows]
+
+
 def build(
     scenario: Scenario,
     devices: DeviceCatalogue | None = None,
@@ -60,7 +138,10 @@ def build(
     """Cost tables and physical constants for ``scenario``.
 
     Raises :class:`~edgesplit.sim.scenario.ScenarioError` when the scenario names a network,
-    device class or link class that the catalogues do not have.
+    device class or link class that the catalogues do not have, or when an application's
+    profile cannot serve a class it runs on: a measured class it lacks, a per-candidate class
+    it does not measure, or a kept candidate that class did not measure (the message names
+    the application, the class and the candidate; see the module docstring).
     """
     sc = scenario
     devices = devices or load_devices(sc.device_catalogue)
@@ -117,18 +198,37 @@ def build(
             raise ScenarioError(
                 f"scenario '{sc.name}': field 'applications[{a}].network' = {app.network!r}: {e}"
             ) from e
-        kept = keep_candidates(
-            prof, [devices[c] for c in uniq_dev], wire, sc.costs.input_compression, cap
-        )
+        per_cand = _per_candidate(sc, a, prof, devices, [*dclasses, *tclasses])
+        # a per-candidate class keeps the candidates its base class keeps
+        rule = sorted({candidate_rule_class(devices, c).name for c in uniq_dev})
+        try:
+            kept = keep_candidates(
+                prof, [devices[c] for c in rule], wire, sc.costs.input_compression, cap
+            )
+        except DeviceError as e:
+            raise ScenarioError(
+                f"scenario '{sc.name}': field 'applications[{a}].network' = "
+                f"{app.network!r}: candidates are kept against classes {rule}: {e}"
+            ) from e
         keep, heads, b_all = kept.indices, kept.head_s, kept.bytes_
         k = len(keep)
         n_valid[a] = k
         valid[a, :k] = True
         cand_names.append([prof.candidates[i].name for i in keep])
+        measured = {c: _measured_rows(sc, a, prof, dc, keep) for c, dc in per_cand.items()}
         for n, dc in enumerate(dclasses):
-            head[n, a, :k] = heads[dc.name][keep]
+            head[n, a, :k] = measured[dc.name][0] if dc.name in measured else heads[dc.name][keep]
         for jt, tc in enumerate(tclasses):
-            tail[a, :k, jt] = prof.split_latency(node_latency(prof, tc))[1][keep]
+            if tc.name in measured:
+                tail[a, :k, jt] = measured[tc.name][1]
+            else:
+                try:
+                    tail[a, :k, jt] = prof.split_latency(node_latency(prof, tc))[1][keep]
+                except DeviceError as e:
+                    raise ScenarioError(
+                        f"scenario '{sc.name}': field 'applications[{a}].network' = "
+                        f"{app.network!r}: tails on class {tc.name!r}: {e}"
+                    ) from e
         b = b_all[keep].copy()
         b[k - 1] = 0.0  # all-local: nothing travels (the application runs on the device)
         byt[a, :k] = b

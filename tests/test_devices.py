@@ -27,6 +27,7 @@ from edgesplit.cost_models.devices import (
 )
 
 MODELLED = ("rpi4", "jetson_nano", "jetson_orin_nano", "edge_t4", "cloud_a100")
+PER_CANDIDATE = ("x86_cpu_1t_ort", "x86_cpu_1t_torch")
 TOLERANCE = 0.25
 """Largest |modelled / published - 1| allowed on a modelled class's 'fit' points."""
 MEASURED_TOLERANCE = 0.35
@@ -89,9 +90,10 @@ def _shipped_profiles() -> dict[str, Any]:
 def test_shipped_catalogue_loads_with_every_class_and_source() -> None:
     cat = load_devices()
     assert cat.names()[0] == "x86_cpu_1t"
-    assert set(cat.names()) == {"x86_cpu_1t", *MODELLED}
-    assert "rpi4" in cat and "nope" not in cat and len(cat) == 6
+    assert set(cat.names()) == {"x86_cpu_1t", *MODELLED, *PER_CANDIDATE}
+    assert "rpi4" in cat and "nope" not in cat and len(cat) == 8
     assert cat["x86_cpu_1t"].kind == "measured"
+    assert {(cat[n].kind, cat[n].base) for n in PER_CANDIDATE} == {("per_candidate", "x86_cpu_1t")}
     assert {cat[n].kind for n in MODELLED} == {"modelled"}
     assert [cat[n].tier for n in ("rpi4", "jetson_nano", "jetson_orin_nano")] == ["device"] * 3
     assert (cat["edge_t4"].tier, cat["cloud_a100"].tier) == ("edge", "cloud")
@@ -346,6 +348,8 @@ def test_node_latency_on_shipped_profiles_splits_consistently() -> None:
     cat = load_devices()
     for prof in profiles.values():
         for dev in cat.values():
+            if dev.kind == "per_candidate":  # no node latencies (test_candidate_tables.py)
+                continue
             t = node_latency(prof, dev)
             assert t.shape == (len(prof.nodes),) and np.all(t > 0), (prof.name, dev.name)
             head, tail = prof.split_latency(t)
