@@ -416,7 +416,10 @@ class SchedulerDecider:
         device's link rates (their mean where this device has no link to an access point)
         for the access points they reach (the policy description's ``device_links``, in
         process and over HTTP alike). The scheduler needs every device of its policy in
-        each request.
+        each request. A device's entry carries its battery's ``charge_j`` and
+        ``energy_debt_j`` as it last reported them; one not heard of that has a battery in
+        the policy (``device_batteries_j``) is sent empty (``charge_j`` 0: nothing is known
+        of its charge, and 0 claims none).
     """
 
     def __init__(self, scheduler: Any, board: dict[str, dict[str, Any]] | None = None) -> None:
@@ -439,6 +442,8 @@ class SchedulerDecider:
                 if e is None:  # a device not heard of: idle
                     e = {"task": None, "queue_length": 0, "backlog_s": 0.0,
                          "link_mbps": self._idle_links(name, entry)}  # fmt: skip
+                    if name in self.policy.get("device_batteries_j", {}):
+                        e["charge_j"] = 0.0
                 devices[name] = e
             self.board[device.name] = {**entry, "task": None, "queue_length": 0}
         return {"devices": devices, "server_backlog_s": dict(device.server_backlog_s)}
