@@ -116,6 +116,8 @@ class Battery:
         Seconds, monotonic (default ``time.perf_counter``).
     start
         The clock's reading at which slot 0 starts (default: now).
+    energy_debt_j
+        The energy-budget deficit at ``start`` (J, >= 0; default 0, as at a reset).
     """
 
     def __init__(
@@ -130,6 +132,7 @@ class Battery:
         head_energy_j: Mapping[str, Mapping[str, float]] | None = None,
         clock: Callable[[], float] = time.perf_counter,
         start: float | None = None,
+        energy_debt_j: float = 0.0,
     ) -> None:
         self.capacity_j = _param(capacity_j, "capacity_j", low_open=True)
         charge = _param(charge_j, "charge_j", high=self.capacity_j)
@@ -151,7 +154,8 @@ class Battery:
         if not math.isfinite(self.start):
             raise ValueError(f"battery.start = {start!r}: expected a finite time")
         self._c = charge  # charge at the start of the current slot
-        self._z = 0.0  # energy-budget deficit at the start of the current slot
+        # energy-budget deficit at the start of the current slot
+        self._z = _param(energy_debt_j, "energy_debt_j")
         self._e = 0.0  # energy spent in the current slot
         self._slot = 0  # the current slot
         self.spent_j = {"compute": 0.0, "radio": 0.0}  # totals, by kind
@@ -173,8 +177,9 @@ class Battery:
 
     # -- the clock ---------------------------------------------------------------------
     def slot_of(self, now: float) -> int:
-        """The slot the clock reading ``now`` falls in."""
-        return math.floor((now - self.start) / self.slot_s)
+        """The slot the clock reading ``now`` falls in (to a nanosecond: ``start + k x
+        slot_s`` is in slot ``k`` whatever the rounding of the sum)."""
+        return math.floor(round((now - self.start) / self.slot_s, 9))
 
     def advance(self, now: float | None = None) -> None:
         """Run the slot update for every boundary passed up to ``now`` (default: the

@@ -195,14 +195,16 @@ def _arrivals(sc: Any, duration_s: float, seed: int, scale: float = 1.0) -> list
 
 
 def device_battery(
-    sc: Any, ta: Any, ph: Any, i: int, charge_j: float, start: float | None = None
-) -> Battery | None:
+    sc: Any, ta: Any, ph: Any, i: int, charge_j: float, start: float | None = None,
+    energy_debt_j: float = 0.0,
+) -> Battery | None:  # fmt: skip
     """The :class:`~edgesplit.runtime.battery.Battery` of device ``i`` of scenario ``sc``
     (None where it has none), with the simulator's numbers: ``sc``'s battery section
     (capacity, harvest, budget) and slot, the device class's powers from the physics ``ph``
     (``sim.tables.build``: the device catalogue's ``p_active_w`` and ``p_tx_w``), and each
     head's modelled energy from the tables ``ta`` (``Tables.head_energy_j``, what the
-    scheduler's masks compare), starting at ``charge_j`` at clock reading ``start``.
+    scheduler's masks compare), starting at ``charge_j`` (and a deficit ``energy_debt_j``)
+    at clock reading ``start``.
 
     >>> from edgesplit.sim.scenario import load_scenario
     >>> from edgesplit.sim.tables import build
@@ -224,7 +226,7 @@ def device_battery(
     return Battery(
         capacity_j=spec.capacity_j, charge_j=charge_j, p_active_w=float(ph.p_active_w[i]),
         p_tx_w=float(ph.p_tx_w[i]), slot_s=sc.slot_s, harvest_w=spec.harvest_w,
-        budget_w=spec.budget_w, head_energy_j=heads, start=start,
+        budget_w=spec.budget_w, head_energy_j=heads, start=start, energy_debt_j=energy_debt_j,
     )  # fmt: skip
 
 
