@@ -357,3 +357,34 @@ def test_bad_head_energies_and_unknown_heads_are_named() -> None:
         b.affordable("net", "y")
     with pytest.raises(ValueError, match=r"battery\.energy_j = -2"):
         b.spend(-2.0)
+
+
+# -- the demo on a policy trained on battery ------------------------------------------------
+@pytest.mark.slow
+def test_the_demo_reports_the_batteries_beside_the_replays(tmp_path) -> None:
+    from edgesplit.runtime.demo import format_report, run_demo
+
+    spec = get_agent("ppo")
+    env = gym.make(ENV_ID, scenario="battery", decision_mode=spec.decision_mode,
+                   action_type=spec.action_type)  # fmt: skip
+    model = spec.load_class()("MlpPolicy", env, seed=0, device="cpu", n_steps=64, batch_size=64)
+    model.learn(64)
+    pol = export_policy(model, "ppo", {"scenario": "battery"}, tmp_path / "policy")
+    rep = run_demo(str(pol), duration_s=1.5, seed=3)
+    cams = [f"cam_{i}" for i in range(6)]
+    assert sorted(rep["initial_charge_j"]) == cams
+    assert all(5.0 <= c <= 40.0 for c in rep["initial_charge_j"].values())
+    for r in rep["rules"].values():
+        assert sorted(r["batteries"]) == cams
+        for b in r["batteries"].values():
+            m, s = b["measured"], b["slotted_sim"]
+            assert m["slot"] == s["slot"] == r["batteries_summary"]["slots"]  # the same time
+            for x in (m, s):
+                assert 0.0 <= x["charge_j"] <= 266.4 and x["energy_debt_j"] >= 0.0
+            assert m["spent_j"] == pytest.approx(m["compute_j"] + m["radio_j"])
+            assert m["tasks"] == s["tasks"]  # nothing dropped in 1.5 s at 4 tasks/s
+        tot = r["batteries_summary"]
+        assert tot["measured"]["spent_j"] > 0
+        # the same decisions: the measured energy is the simulator's, bar measurement
+        assert tot["measured"]["spent_j"] == pytest.approx(tot["slotted_sim"]["spent_j"], rel=0.1)
+    assert "batteries (measured, after" in format_report(rep)
