@@ -8,6 +8,7 @@
 * :mod:`~edgesplit.runtime.link`: an emulated link (sender-side pacer plus round-trip delay);
 * :mod:`~edgesplit.runtime.server`: hosts tails over TCP, ``python -m edgesplit.runtime serve``;
 * :mod:`~edgesplit.runtime.device`: runs heads, asks the scheduler, sends cut tensors;
+* :mod:`~edgesplit.runtime.battery`: a device's battery with the simulator's accounting;
 * :mod:`~edgesplit.runtime.validate`: measured latencies against the simulator's;
 * :mod:`~edgesplit.runtime.demo`: devices with Poisson arrivals against real servers.
 

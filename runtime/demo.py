@@ -41,6 +41,18 @@ decisions:
   first-served queues on each device and server in continuous time: no slots and no
   sharing, the runtime's own order of events. It says how far the cost tables are from
   what happened; the slotted simulator says how far the simulator's dynamics are.
+
+**Batteries** (a policy trained on a scenario whose devices have a ``battery``, such as
+``battery``): each such device gets a :class:`~edgesplit.runtime.battery.Battery`
+(:func:`device_battery`: the scenario's capacity, harvest and budget, the device catalogue's
+powers, the policy's tables' head energies for the gate) on the replay's slot clock, its
+initial charge drawn uniformly in the scenario's ``initial_charge_j`` range (seeded: the
+same for both rules). Its requests carry ``charge_j`` and ``energy_debt_j``, a head it
+cannot pay for runs as full offload (under either rule), and its measured heads and sends
+pay. Per rule the report gives, per battery device, the charge, deficit and energy spent at
+the end, measured and as the slotted simulator predicts for the same decisions (the
+replay's batteries, from the same initial charges, with the simulator's energies: table head
+times and modelled air times), both after the same number of slots.
 """
 
 from __future__ import annotations
@@ -60,13 +72,20 @@ from typing import Any
 
 import numpy as np
 
+from .battery import Battery
 from .device import Device, SchedulerDecider, ServerEndpoint
 from .link import AccessPoint, EmulatedLink, SharedPacer
 from .parts import Partitions, load_parts
 
-__all__ = ["format_report", "run_demo"]
+__all__ = ["device_battery", "format_report", "run_demo"]
 
 MEASURED_CLASS = "x86_cpu_1t"
+BATTERY_NOTE = (
+    "batteries: each battery device's charge, deficit and energy spent at the end, measured "
+    "(measured head and send times at the catalogue's powers) beside the slotted simulator's "
+    "(its own energies) for the same decisions, after the same number of slots; a head the "
+    "charge cannot pay for runs as full offload (the raw input to the chosen target or home)"
+)
 
 
 class WaitingHead:
@@ -175,6 +194,54 @@ def _arrivals(sc: Any, duration_s: float, seed: int, scale: float = 1.0) -> list
     return sorted(out, key=lambda x: x.arrival)
 
 
+def device_battery(
+    sc: Any, ta: Any, ph: Any, i: int, charge_j: float, start: float | None = None,
+    energy_debt_j: float = 0.0,
+) -> Battery | None:  # fmt: skip
+    """The :class:`~edgesplit.runtime.battery.Battery` of device ``i`` of scenario ``sc``
+    (None where it has none), with the simulator's numbers: ``sc``'s battery section
+    (capacity, harvest, budget) and slot, the device class's powers from the physics ``ph``
+    (``sim.tables.build``: the device catalogue's ``p_active_w`` and ``p_tx_w``), and each
+    head's modelled energy from the tables ``ta`` (``Tables.head_energy_j``, what the
+    scheduler's masks compare), starting at ``charge_j`` (and a deficit ``energy_debt_j``)
+    at clock reading ``start``.
+
+    >>> from edgesplit.sim.scenario import load_scenario
+    >>> from edgesplit.sim.tables import build
+    >>> sc = load_scenario("battery")
+    >>> ta, ph = build(sc)
+    >>> b = device_battery(sc, ta, ph, 0, 20.0, start=0.0)
+    >>> b.capacity_j, b.harvest_w, b.budget_w, bool(b.p_active_w == ph.p_active_w[0])
+    (266.4, 2.0, 2.0, True)
+    >>> device_battery(load_scenario("single"), *build(load_scenario("single")), 0, 0.0) is None
+    True
+    """
+    spec = sc.devices[i].battery
+    if spec is None:
+        return None
+    heads = {
+        app: {c: float(ta.head_energy_j[i, a, s]) for s, c in enumerate(ta.candidate_names[a])}
+        for a, app in enumerate(ta.app_names)
+    }
+    return Battery(
+        capacity_j=spec.capacity_j, charge_j=charge_j, p_active_w=float(ph.p_active_w[i]),
+        p_tx_w=float(ph.p_tx_w[i]), slot_s=sc.slot_s, harvest_w=spec.harvest_w,
+        budget_w=spec.budget_w, head_energy_j=heads, start=start, energy_debt_j=energy_debt_j,
+    )  # fmt: skip
+
+
+def _initial_charges(sc: Any, seed: int) -> np.ndarray:
+    """``[N]`` each battery's initial charge, uniform in its ``initial_charge_j`` range (0
+    without a battery); seeded, the same for every rule."""
+    u = np.random.default_rng([seed, 8]).uniform(size=len(sc.devices))
+    out = np.zeros(len(sc.devices))
+    for i, d in enumerate(sc.devices):
+        if d.battery is not None:
+            lo, hi = d.battery.initial_charge_j
+            out[i] = lo + u[i] * (hi - lo)
+    return out
+
+
 def run_demo(
     policy: str,
     duration_s: float = 20.0,
@@ -221,6 +288,7 @@ def run_demo(
         )
     cat = load_devices()
     tasks = _arrivals(sc, duration_s, seed, arrival_scale)
+    charge0 = _initial_charges(sc, seed)
     real_head = [d.device_class == MEASURED_CLASS for d in sc.devices]
     emulated = sorted({d.device_class for d in sc.devices if d.device_class != MEASURED_CLASS})
     report: dict[str, Any] = {
@@ -232,6 +300,9 @@ def run_demo(
         "tail_profiles": profile_dir or "shipped",
         "shared_access_points": shared_access_points,
         "tasks": len(tasks),
+        "initial_charge_j": {
+            d: float(charge0[i]) for i, d in enumerate(ta.device_names) if ph.capacity_j[i] > 0
+        },
         "notes": [
             "servers compute their tails for real on this CPU (class x86_cpu_1t), whatever "
             "their class in the scenario",
@@ -250,6 +321,7 @@ def run_demo(
             "latency from the start of a task's first slot, drops counted as misses",
             "cost_model_replay: the cost tables with FIFO queues in continuous time (no "
             "slots, no sharing)",
+            *([BATTERY_NOTE] if (ph.capacity_j > 0).any() else []),
         ],
         "rules": {},
     }
@@ -279,7 +351,7 @@ def run_demo(
             for rule in rules:
                 report["rules"][rule] = _run_rule(
                     rule, sched, ta, ph, parts, ports, tasks, tail_x86, prof_index, real_head,
-                    sims, per_task, shared_access_points,
+                    sims, per_task, shared_access_points, sc, charge0,
                 )  # fmt: skip
                 if progress:
                     progress(f"{rule}: {report['rules'][rule]['measured']}")
@@ -320,9 +392,18 @@ def _run_rule(
     rule: str, sched: Any, ta: Any, ph: Any, parts: dict[str, Partitions],
     ports: dict[str, int], tasks: list[_Task], tail_x86: dict[str, np.ndarray],
     prof_index: dict[str, dict[str, int]], real_head: list[bool], sims: dict[str, Any],
-    per_task: bool = False, shared_access_points: bool = True,
+    per_task: bool = False, shared_access_points: bool = True, sc: Any = None,
+    charge0: np.ndarray | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     board: dict[str, dict[str, Any]] = {}
+    # each battery device's own battery, shared by its devices (one per application); its
+    # slot clock starts with the arrivals' (set below), so its slots are the replay's
+    bats: dict[int, Battery] = {}
+    if sc is not None and charge0 is not None:
+        for i in range(len(ta.device_names)):
+            b = device_battery(sc, ta, ph, i, float(charge0[i]), start=0.0)
+            if b is not None:
+                bats[i] = b
     # one medium per access point and rule, fresh so that no rule inherits another's state
     media = ({name: AccessPoint(name) for name in ta.access_point_names}
              if shared_access_points else None)  # fmt: skip
@@ -351,15 +432,20 @@ def _run_rule(
             # a device of this CPU's class runs its heads for real; the others wait theirs
             engine = "torch" if real_head[i] else WaitingHead(parts[app], head)
             devices[(i, app)] = Device(dname, parts[app], eps, decider, engine=engine,
-                                       app=app)  # fmt: skip
+                                       app=app, battery=bats.get(i),
+                                       home=ta.target_names[int(ta.home[i])])  # fmt: skip
         board[dname] = {"task": None, "queue_length": 0, "backlog_s": 0.0,
                         "link_mbps": dict(devices[(i, ta.app_names[0])].rates_mbps)}  # fmt: skip
+        if i in bats:
+            board[dname].update(charge_j=float(charge0[i]), energy_debt_j=0.0)
     per_device: dict[int, list[_Task]] = {}
     for t in tasks:
         per_device.setdefault(t.device, []).append(t)
     results: list[dict[str, Any]] = []
     lock = threading.Lock()
     t0 = time.perf_counter() + 0.5
+    for b in bats.values():  # nothing spent yet: slot 0 starts with the arrivals' clock
+        b.start = t0
 
     def worker(i: int, mine: list[_Task]) -> None:
         for n, task in enumerate(mine):
@@ -394,7 +480,12 @@ def _run_rule(
     lat = np.array([r["done"] - r["arrival"] for r in results])
     deadline = np.array([ta.deadline_s[r["app"]] for r in results])
     pred = _replay(results, ta, ph, tail_x86, prof_index)
-    slotted = {k: _slotted(core, results, ta) for k, core in sims.items()}
+    slot_s = float(sims["x86"].slot_s)
+    # the batteries are compared after the same number of slots: at least until the last
+    # result (the runtime) and the last decision (the replay)
+    end_slot = int(max(r["done"] for r in results) // slot_s) + 1 if results else 0
+    c0 = charge0 if bats else None
+    slotted = {k: _slotted(core, results, ta, c0, end_slot) for k, core in sims.items()}
     out = {
         "tasks": len(results),
         "measured": _stats(lat, deadline),
@@ -415,11 +506,20 @@ def _run_rule(
             "cost_model_replay": float(np.median(pred[off])) if off.any() else None,
         },
     }
+    if bats:
+        n_slots = max(end_slot, rp.n_slots)
+        out["batteries"] = _batteries(bats, t0 + n_slots * slot_s, rp, results, ta)
+        out["batteries_summary"] = _battery_summary(out["batteries"], n_slots)
     if per_task:
         out["tasks_detail"] = [
             {"device": ta.device_names[r["device"]], "app": ta.app_names[r["app"]],
              "arrival_s": r["arrival"], "candidate": r["rec"].candidate,
              "target": r["rec"].target, "weights": list(r["weights"]),
+             "requested_candidate": r["rec"].requested_candidate,
+             "forced_offload": r["rec"].forced_offload, "charge_j": r["rec"].charge_j,
+             "energy_j": r["rec"].energy_j,
+             "slotted_sim_charge_j": None if rp.dropped[k] else float(rp.charge_j[k]),
+             "slotted_sim_energy_j": None if rp.dropped[k] else float(rp.energy_j[k]),
              "measured_s": float(lat[k]), "cost_model_replay_s": float(pred[k]),
              "slotted_sim_s": None if rp.dropped[k] else float(rp.latency_s[k]),
              "slotted_sim_slot_wait_s": None if rp.dropped[k] else float(rp.slot_wait_s[k]),
@@ -450,22 +550,28 @@ def _run_rule(
     }
 
 
-def _slotted(core: Any, results: list[dict[str, Any]], ta: Any) -> tuple[dict[str, float], Any]:
-    """The slotted simulator's figures for the recorded arrivals and decisions, and its
-    :class:`~edgesplit.sim.replay.Replay`."""
+def _slotted(
+    core: Any, results: list[dict[str, Any]], ta: Any, charge0: np.ndarray | None = None,
+    min_slots: int = 0,
+) -> tuple[dict[str, float], Any]:  # fmt: skip
+    """The slotted simulator's figures for the recorded arrivals and decisions (each task's
+    requested split: the simulator gates a head its own battery cannot pay for), and its
+    :class:`~edgesplit.sim.replay.Replay` (batteries from ``charge0``, at least
+    ``min_slots`` slots)."""
     from edgesplit.sim.replay import replay
     from edgesplit.sim.schema import Decisions
 
     split, target = [], []
     for r in results:
         rec, i, a = r["rec"], r["device"], r["app"]
-        split.append(ta.candidate_names[a].index(rec.candidate))
+        split.append(ta.candidate_names[a].index(rec.requested_candidate or rec.candidate))
         # all-local: the simulator ignores the target; the home edge is always reachable
         target.append(int(ta.home[i]) if rec.target is None else ta.target_names.index(rec.target))
     w = np.array([r["weights"] for r in results], dtype=float).reshape(-1, 2)
     dec = Decisions(np.array(split), np.array(target), w[:, 0], w[:, 1])
     rp = replay(core, [r["device"] for r in results], [r["app"] for r in results],
-                [r["arrival"] for r in results], dec)  # fmt: skip
+                [r["arrival"] for r in results], dec, charge_j=charge0,
+                min_slots=min_slots)  # fmt: skip
     ok = ~rp.dropped
     deadline = np.array([ta.deadline_s[r["app"]] for r in results])
     out = _stats(rp.latency_s[ok], deadline[ok])
@@ -474,6 +580,47 @@ def _slotted(core: Any, results: list[dict[str, Any]], ta: Any) -> tuple[dict[st
     out["p50_from_arrival_s"] = float(np.percentile(rp.from_arrival_s[ok], 50))
     out["mean_from_arrival_s"] = float(rp.from_arrival_s[ok].mean())
     return out, rp
+
+
+def _batteries(
+    bats: dict[int, Battery], end: float, rp: Any, results: list[dict[str, Any]], ta: Any
+) -> dict[str, dict[str, Any]]:
+    """Per battery device: its state at clock reading ``end`` (measured) beside the slotted
+    replay's after its last slot (the same slot when ``end`` is that slot's end)."""
+    out = {}
+    for i, b in bats.items():
+        mine = [k for k, r in enumerate(results) if r["device"] == i]
+        ok = [k for k in mine if not rp.dropped[k]]
+        out[ta.device_names[i]] = {
+            "measured": {
+                **b.state(end),
+                "tasks": len(mine),
+            },
+            "slotted_sim": {
+                "charge_j": float(rp.final_charge_j[i]),
+                "energy_debt_j": float(rp.final_debt_j[i]),
+                "slot": int(rp.n_slots),
+                "spent_j": float(np.sum(rp.energy_j[ok])),
+                "forced_offloads": int(np.sum(rp.infeasible[ok])),
+                "tasks": len(ok),
+            },
+        }
+    return out
+
+
+def _battery_summary(bats: dict[str, dict[str, Any]], n_slots: int) -> dict[str, Any]:
+    """The battery devices together, per side: mean final charge, total energy spent, forced
+    offloads."""
+    out: dict[str, Any] = {"slots": n_slots}
+    for side in ("measured", "slotted_sim"):
+        xs = [d[side] for d in bats.values()]
+        out[side] = {
+            "mean_charge_j": float(np.mean([x["charge_j"] for x in xs])),
+            "mean_energy_debt_j": float(np.mean([x["energy_debt_j"] for x in xs])),
+            "spent_j": float(sum(x["spent_j"] for x in xs)),
+            "forced_offloads": int(sum(x["forced_offloads"] for x in xs)),
+        }
+    return out
 
 
 def _link_rate(ph: Any, i: int, ap: int) -> float:
@@ -573,6 +720,15 @@ def format_report(rep: dict[str, Any]) -> str:
         p50 = ", ".join(f"{k} {'-' if v is None else f'{v * 1e3:.0f}'}"
                         for k, v in o["p50_s"].items())  # fmt: skip
         lines.append(f"{'':>13} the {o['tasks']} offloaded tasks' p50 ms: {p50}")
+        bs = r.get("batteries_summary")
+        if bs:
+            for side in ("measured", "slotted_sim"):
+                x = bs[side]
+                lines.append(
+                    f"{'':>13} batteries ({side}, after {bs['slots']} slots): mean charge "
+                    f"{x['mean_charge_j']:.1f} J, mean deficit {x['mean_energy_debt_j']:.1f} J, "
+                    f"spent {x['spent_j']:.1f} J, forced offloads {x['forced_offloads']}"
+                )
     for key in ("ranking_by_mean_latency", "ranking_by_p50"):
         rank = ", ".join(f"{side} {order}" for side, order in rep[key].items())
         lines.append(f"{key.replace('_', ' ')}: {rank}")

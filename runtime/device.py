@@ -13,7 +13,13 @@ access point whose rate the scheduler is told). For each task it
 3. runs the head, encodes the cut tensors at the wire precision, sends them through the
    link to the chosen server, waits for the result,
 
-and returns a :class:`TaskRecord` of head, transfer, server wait, tail and end-to-end
+With a :class:`~edgesplit.runtime.battery.Battery` (a device of a scenario with batteries),
+every snapshot entry carries the battery's ``charge_j`` and ``energy_debt_j``; a head the
+charge cannot pay for (the simulator's mask) is replaced by full offload of the raw input
+(candidate 0) to the decision's target or the device's home, as the simulator replaces it
+(:attr:`TaskRecord.forced_offload`); the measured head and send pay their energy.
+
+It returns a :class:`TaskRecord` of head, transfer, server wait, tail and end-to-end
 seconds (wall clock), with the CPU time of the head and of the tail beside them (on a
 shared machine the wall clock also counts the time other processes held the core).
 *Transfer* is everything between the head's end and the result's arrival that the server
@@ -39,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from .battery import Battery
 from .link import EmulatedLink, check_weight
 from .parts import Partitions
 from .wire import (
@@ -119,6 +126,10 @@ class TaskRecord:
     server_backlog_s: float
     head_cpu_s: float = math.nan
     tail_cpu_s: float = math.nan
+    requested_candidate: str = ""  # the decision's candidate (candidate unless forced)
+    forced_offload: bool = False  # the battery could not pay for the requested head
+    charge_j: float = math.nan  # the battery's charge reported for the decision (J)
+    energy_j: float = 0.0  # the battery energy the task spent (J; 0 without a battery)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -175,6 +186,12 @@ class Device:
         scenario ``information.ewma_weight`` (default 1: the last transfer's rate, what
         environment v1 observes by default), so that the deployed policy sees the rate
         process it was trained on.
+    battery
+        The device's :class:`~edgesplit.runtime.battery.Battery` (None: mains-powered).
+        Devices of one physical device (one per application) share one.
+    home
+        The target of a forced full offload when the decision runs locally (the scenario's
+        ``home``; default: the first server).
     """
 
     def __init__(
@@ -188,6 +205,8 @@ class Device:
         app: str | None = None,
         timeout_s: float = 30.0,
         rate_ewma_weight: float = 1.0,
+        battery: Battery | None = None,
+        home: str | None = None,
     ) -> None:
         if not 0.0 < rate_ewma_weight <= 1.0:
             raise ValueError(f"rate_ewma_weight must be in (0, 1], got {rate_ewma_weight!r}")
@@ -207,6 +226,12 @@ class Device:
             ap = s.access_point or t
             self.rates_mbps[ap] = float(s.initial_mbps or pacer_rate or 10.0)
         self.server_backlog_s: dict[str, float] = dict.fromkeys(self.servers, 0.0)
+        self.battery = battery
+        if home is not None and home not in self.servers:
+            raise ValueError(
+                f"home = {home!r}: no server of that name (known: {sorted(self.servers)})"
+            )
+        self.home = home if home is not None else next(iter(self.servers), None)
         self._count = 0
         self._lock = threading.Lock()
 
@@ -214,13 +239,17 @@ class Device:
     def snapshot_entry(
         self, waited_s: float = 0.0, queue_length: int = 1, backlog_s: float = 0.0
     ) -> dict[str, Any]:
-        """This device's entry of a scheduler request, with a pending task."""
-        return {
+        """This device's entry of a scheduler request, with a pending task (and, with a
+        battery, its ``charge_j`` and ``energy_debt_j`` now)."""
+        entry = {
             "task": {"app": self.app, "waited_s": float(waited_s)},
             "queue_length": int(queue_length),
             "backlog_s": float(backlog_s),
             "link_mbps": dict(self.rates_mbps),
         }
+        if self.battery is not None:
+            entry.update(self.battery.report())
+        return entry
 
     def _measured(self, target: str, n_bytes: int, send_s: float) -> None:
         """Fold one transfer into the measured rate of the target's access point."""
@@ -262,21 +291,32 @@ class Device:
                 0, 256, self.parts.input_shape, dtype=np.uint8
             )
         t0 = time.perf_counter()
-        decision = self.decider(self, self.snapshot_entry(waited_s, queue_length, backlog_s))
+        entry = self.snapshot_entry(waited_s, queue_length, backlog_s)
+        decision = self.decider(self, entry)
         t1 = time.perf_counter()
         cand = self.parts.candidate(decision["split"])
+        target = decision.get("target")
+        bat = self.battery
+        requested, forced = cand.name, False
+        if bat is not None and not bat.affordable(self.app, cand.name):
+            # the simulator's empty battery: full offload of the raw input, to the chosen
+            # target (the home edge where the decision runs locally)
+            cand, forced = self.parts.by_index(0), True
+            target = target if target is not None else self.home
+            bat.note_forced_offload()
         cpu = time.thread_time()
         cut = self.engine.head(cand.name, image)
         t2 = time.perf_counter()
         head_cpu = time.thread_time() - cpu
-        target = decision.get("target")
+        energy = 0.0 if bat is None else bat.spend_head(t2 - t1)
         nan = math.nan
+        extra = (requested, forced, float(entry.get("charge_j", nan)))
         if cand.kind == "output" or target is None:  # runs whole on the device
             self.last_output = np.asarray(cut[0]) if cand.kind == "output" else None
             return TaskRecord(task, self.app, cand.name, cand.index, None,
                               decision.get("source", "?"), self.wire_dtype, 0, t1 - t0,
                               t2 - t1, 0.0, 0.0, nan, 0.0, t2 - t1, nan, head_cpu,
-                              0.0)  # fmt: skip
+                              0.0, *extra, energy)  # fmt: skip
         if target not in self.servers:
             raise ValueError(f"decision target {target!r}: no server of that name "
                              f"(known: {sorted(self.servers)})")  # fmt: skip
@@ -301,13 +341,16 @@ class Device:
         # of sharing adds by itself), else the wall time of the transfer
         link_s = self.servers[target].link.last_link_s
         self._measured(target, len(frame), send_s if link_s is None else link_s)
+        # the radio is on for the paced send (at the device's share of the access point:
+        # the simulator's air time), spent when the send ended
+        radio = 0.0 if bat is None else bat.spend_radio(send_s, now=self._last_send_end)
         self.server_backlog_s[target] = float(reply["backlog_s"])
         wait, tail = float(reply["server_wait_s"]), float(reply["tail_s"])
         return TaskRecord(
             task, self.app, cand.name, cand.index, target, decision.get("source", "?"),
             self.wire_dtype, len(frame), t1 - t0, t2 - t1, (t3 - t2) - wait - tail, send_s,
             wait, tail, t3 - t1, float(reply["backlog_s"]), head_cpu,
-            float(reply.get("tail_cpu_s", nan)),
+            float(reply.get("tail_cpu_s", nan)), *extra, energy + radio,
         )  # fmt: skip
 
     def _exchange(
@@ -321,6 +364,8 @@ class Device:
             try:
                 if paced:
                     self._last_send_s = ep.link.send(sock, frame, weight)
+                    if self.battery is not None:  # when the radio stopped, on its clock
+                        self._last_send_end = self.battery.clock()
                 else:
                     sock.sendall(frame)
                 kind, header, payload = read_frame(sock)
@@ -336,6 +381,7 @@ class Device:
         raise AssertionError("unreachable")  # pragma: no cover
 
     _last_send_s = 0.0
+    _last_send_end: float | None = None
     last_output: np.ndarray | None = None
     """The network's output for the last task (float32)."""
 
@@ -370,7 +416,10 @@ class SchedulerDecider:
         device's link rates (their mean where this device has no link to an access point)
         for the access points they reach (the policy description's ``device_links``, in
         process and over HTTP alike). The scheduler needs every device of its policy in
-        each request.
+        each request. A device's entry carries its battery's ``charge_j`` and
+        ``energy_debt_j`` as it last reported them; one not heard of that has a battery in
+        the policy (``device_batteries_j``) is sent empty (``charge_j`` 0: nothing is known
+        of its charge, and 0 claims none).
     """
 
     def __init__(self, scheduler: Any, board: dict[str, dict[str, Any]] | None = None) -> None:
@@ -393,6 +442,8 @@ class SchedulerDecider:
                 if e is None:  # a device not heard of: idle
                     e = {"task": None, "queue_length": 0, "backlog_s": 0.0,
                          "link_mbps": self._idle_links(name, entry)}  # fmt: skip
+                    if name in self.policy.get("device_batteries_j", {}):
+                        e["charge_j"] = 0.0
                 devices[name] = e
             self.board[device.name] = {**entry, "task": None, "queue_length": 0}
         return {"devices": devices, "server_backlog_s": dict(device.server_backlog_s)}

@@ -1076,13 +1076,20 @@ class Core:
         np.maximum(srv_backlog + load.reshape(b_n, j_n) - self.slot_s, 0.0, out=srv_backlog)
 
     def _drain(self, energy: np.ndarray) -> None:
-        """The batteries pay for the slot's energy (never below 0) and harvest (never above
-        capacity); the energy budget's deficit queue moves."""
-        st, ph = self.state, self.physics
+        """The batteries pay for the slot's energy; see :meth:`drain_batteries`."""
+        self.drain_batteries(energy, self.state.charge, self.state.energy_debt)
+
+    def drain_batteries(self, energy: np.ndarray, charge: np.ndarray, debt: np.ndarray) -> None:
+        """Move the battery charges and the energy-budget deficits ``[B, N]`` over one slot
+        whose tasks spent ``energy`` ``[B, N]`` (joules), in place: ``C <- min(cap, max(0, C
+        - energy) + harvest_w * slot_s)`` (0 without a battery), ``Z <- max(0, Z + energy -
+        budget_w * slot_s)``. :meth:`step` (numpy) moves its state with it;
+        :func:`edgesplit.sim.replay.replay` moves its own arrays."""
+        ph = self.physics
         if self._kalt:
-            left = np.maximum(st.charge - energy, 0.0) + ph.harvest_j
-            st.charge[...] = np.where(self._bat, np.minimum(left, ph.capacity_j), 0.0)
-        np.maximum(st.energy_debt + energy - self._budget_j, 0.0, out=st.energy_debt)
+            left = np.maximum(charge - energy, 0.0) + ph.harvest_j
+            charge[...] = np.where(self._bat, np.minimum(left, ph.capacity_j), 0.0)
+        np.maximum(debt + energy - self._budget_j, 0.0, out=debt)
 
     def kernel_statics(self) -> dict[str, object]:
         """What the compiled step needs to know about this core besides its state: the

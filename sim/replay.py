@@ -32,8 +32,14 @@ What the slotted model makes of a recorded run (approximations, by design of the
 * **Link rates** are given: one rate per (device, access point), constant or per slot
   (``rates_mbps``); by default each link class's mean rate, the emulated links of the
   runtime's demo. The core's Markov-modulated links are not drawn.
-* The replay runs until every task is decided, past the scenario's horizon if need be.
-  Batteries are not modelled (a scenario with batteries is refused).
+* The replay runs until every task is decided, past the scenario's horizon if need be
+  (and at least ``min_slots`` slots).
+* **Batteries** (a scenario with ``battery`` devices) start from the charges given
+  (``charge_j``, required there) and no energy-budget deficit; each slot's outcome is
+  judged on them as the core judges its own (a head the charge cannot pay for runs as full
+  offload and is flagged ``infeasible``; the deficit costs), and they move after the slot
+  with :meth:`Core.drain_batteries <edgesplit.sim.core.Core.drain_batteries>`, the core's
+  own update. ``final_charge_j`` and ``final_debt_j`` are the batteries after the last slot.
 
 >>> import numpy as np
 >>> from edgesplit.sim.core import Core
@@ -86,6 +92,11 @@ class Replay:
     target: np.ndarray  # int, applied
     slot_cost: np.ndarray  # [T, N] each device's cost per slot, drop penalties included
     slot_s: float
+    infeasible: np.ndarray  # bool, a masked choice was replaced (e.g. a head the charge
+    # could not pay for ran as full offload)
+    charge_j: np.ndarray  # the device's charge when the task was decided (NaN: no battery)
+    final_charge_j: np.ndarray  # [N] each battery's charge after the last slot (0: none)
+    final_debt_j: np.ndarray  # [N] each device's energy-budget deficit after the last slot
 
     @property
     def n_slots(self) -> int:
@@ -184,6 +195,8 @@ def replay(
     arrival_s: Sequence[float] | np.ndarray,
     decisions: Decisions,
     rates_mbps: np.ndarray | None = None,
+    charge_j: Sequence[float] | np.ndarray | None = None,
+    min_slots: int = 0,
 ) -> Replay:
     """Run recorded tasks and their decisions through the slotted simulator.
 
@@ -204,19 +217,44 @@ def replay(
         each device's link rate to each access point (Mbps): ``[N, M]`` for every slot, or
         ``[T, N, M]`` slot by slot (T at least the slots the replay runs). Default:
         :func:`default_rates`.
+    charge_j:
+        ``[N]`` each device's battery charge at the start (J, in ``[0, capacity]``; ignored
+        for a device without a battery): required for a scenario with batteries.
+    min_slots:
+        run at least this many slots (>= 0), idle ones after the last task if need be (so
+        that the batteries are compared at a given time).
 
     Returns the :class:`Replay`. Raises ``ValueError`` naming the field and the value for
     an unknown device or application, a negative or non-finite time, a decision out of
-    range, or rates of the wrong shape or not positive; for a scenario with batteries.
+    range, rates of the wrong shape or not positive, or charges missing (a scenario with
+    batteries) or out of range.
     """
     core = sim if isinstance(sim, Core) else Core(sim, 1, backend="numpy")
     ta, sc = core.tables, core.scenario
-    if (core.physics.capacity_j > 0).any():
-        i = int(np.argmax(core.physics.capacity_j > 0))
-        raise ValueError(
-            f"scenario '{sc.name}': field 'devices' ({ta.device_names[i]!r} has a battery): "
-            "batteries are not replayed"
-        )
+    cap = core.physics.capacity_j
+    bat = cap > 0
+    charge = debt = None
+    if bat.any():
+        if charge_j is None:
+            i = int(np.argmax(bat))
+            raise ValueError(
+                f"charge_j: None, but scenario '{sc.name}' has batteries ({ta.device_names[i]!r} "
+                "has a battery): give each device's initial charge"
+            )
+        c0 = np.asarray(charge_j, dtype=float)
+        if c0.shape != (core.n_devices,):
+            raise ValueError(f"charge_j: expected shape ({core.n_devices},), got {c0.shape}")
+        bad = bat & ~((c0 >= 0) & (c0 <= cap))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(
+                f"charge_j[{i}] = {float(c0[i])!r}: expected a charge in [0, {cap[i]:g}] J "
+                f"(the capacity of {ta.device_names[i]!r})"
+            )
+        charge = np.where(bat, c0, 0.0)[None]
+        debt = np.zeros((1, core.n_devices))
+    if isinstance(min_slots, bool) or not isinstance(min_slots, (int, np.integer)) or min_slots < 0:
+        raise ValueError(f"min_slots = {min_slots!r}: expected an integer >= 0")
     dev = _indices(device, ta.device_names, "device")
     apps = _indices(app, ta.app_names, "app")
     t_arr = np.asarray(arrival_s, dtype=float).reshape(-1)
@@ -245,6 +283,8 @@ def replay(
     out = {f: nan.copy() for f in ("latency_s", "head_s", "transfer_s", "rtt_s", "tail_s",
                                    "wait_s", "energy_j")}  # fmt: skip
     miss = np.zeros(k_n, dtype=bool)
+    infeasible = np.zeros(k_n, dtype=bool)
+    charge_at = nan.copy()
     dropped = np.zeros(k_n, dtype=bool)
     slot = np.full(k_n, -1, dtype=np.int64)
     s_app, t_app = np.full(k_n, -1, dtype=np.int64), np.full(k_n, -1, dtype=np.int64)
@@ -253,7 +293,7 @@ def replay(
     drop_w = sc.reward.drop_penalty
     costs: list[np.ndarray] = []
     t, p = 0, 0
-    while p < k_n or any(queues):
+    while p < k_n or any(queues) or t < min_slots:
         if per_slot and t >= rates.shape[0]:
             raise ValueError(
                 f"rates_mbps: {rates.shape[0]} slots given, the replay needs more (slot {t})"
@@ -270,7 +310,9 @@ def replay(
                 wait[0, i] = (t - pend[k]) * slot_s
                 dec.split[0, i], dec.target[0, i] = split[k], target[k]
                 dec.bw_weight[0, i], dec.cpu_weight[0, i] = bw[k], cpu[k]
-        res = core.resolve_snapshot(dec, has, app_t, wait, dev_b, srv_b, rate_t[None])
+        res = core.resolve_snapshot(
+            dec, has, app_t, wait, dev_b, srv_b, rate_t[None], charge_j=charge, debt_j=debt
+        )
         for i, k in enumerate(head):
             if k >= 0:
                 queues[i].popleft()
@@ -278,8 +320,13 @@ def replay(
                 for f in out:
                     out[f][k] = getattr(res, f)[0, i]
                 miss[k] = res.deadline_miss[0, i]
+                infeasible[k] = res.infeasible[0, i]
                 s_app[k], t_app[k] = res.split[0, i], res.target[0, i]
+                if charge is not None and bat[i]:
+                    charge_at[k] = charge[0, i]
         core.carry_backlogs(res, dev_b, srv_b)
+        if charge is not None:  # the batteries pay for the slot and harvest
+            core.drain_batteries(res.energy_j, charge, debt)
         # this slot's arrivals join the queues (after the decided tasks left), or drop
         n_drop = np.zeros(n, dtype=np.int64)
         while p < k_n and arr_slot[order[p]] == t:
@@ -304,4 +351,8 @@ def replay(
         target=t_app,
         slot_cost=np.array(costs).reshape(-1, n),
         slot_s=slot_s,
+        infeasible=infeasible,
+        charge_j=charge_at,
+        final_charge_j=np.zeros(n) if charge is None else charge[0].copy(),
+        final_debt_j=np.zeros(n) if debt is None else debt[0].copy(),
     )

@@ -164,19 +164,25 @@ for m in {blocked!r}:
     sys.modules[m] = None  # importing them fails
 sys.path.insert(0, {tests!r})
 import numpy as np
+from edgesplit.runtime.battery import Battery
 from edgesplit.runtime.device import Device, FixedDecider, ServerEndpoint
 from edgesplit.runtime.parts import load_parts
 from edgesplit.runtime.server import TailServer
 parts = load_parts({parts!r})
+heads = {{"tiny": dict.fromkeys(parts.candidates, 0.0)}}
 with TailServer({{"tiny": parts}}, engine={engine!r}) as srv:
     for name, c in parts.candidates.items():
         t = None if c.kind == "output" else "edge0"
+        bat = Battery(10.0, 5.0, 10.0, 4.0, 0.1, harvest_w=1.0, budget_w=1.0, head_energy_j=heads)
         d = Device("d0", parts, {{"edge0": ServerEndpoint(*srv.address)}}, FixedDecider(name, t),
-                   engine={engine!r}, app="tiny")
-        d.run_task()
+                   engine={engine!r}, app="tiny", battery=bat)
+        assert "charge_j" in d.snapshot_entry()
+        assert d.run_task().energy_j > 0
         d.close()
 loaded = [m for m in {forbidden!r} if sys.modules.get(m) is not None]
 assert not loaded, loaded
+# the battery is the simulator's accounting without the simulator
+assert sys.modules.get("edgesplit.sim") is None, "the device imported the simulator"
 print("ok")
 """
 
