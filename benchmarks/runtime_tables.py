@@ -95,8 +95,8 @@ def demo_table(reports: Sequence[dict[str, Any]], bar: float = 0.15) -> str:
             within += abs(err) <= bar
             n_rules += 1
             off = r["offloaded"]["p50_s"]
-            off_s = " / ".join("-" if off[s] is None else f"{off[s] * 1e3:.0f}"
-                               for s in ("measured", "slotted_sim", "cost_model_replay"))  # fmt: skip
+            sides = ("measured", "slotted_sim", "cost_model_replay")
+            off_s = " / ".join("-" if off[s] is None else f"{off[s] * 1e3:.0f}" for s in sides)
             mare = r["median_abs_rel_error"]
             rows.append(
                 f"| {pol} | {rep['seed']} | {rep['tasks']} | {rule} | {trio(r, 'p50_s')} "
