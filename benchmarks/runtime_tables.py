@@ -89,7 +89,7 @@ def demo_table(reports: Sequence[dict[str, Any]], bar: float = 0.15) -> str:
         return " / ".join(f"{v * scale:{fmt}}" for v in vals)
 
     for rep in reports:
-        pol = Path(rep.get("policy", rep["_file"])).parent.parent.name or rep["_file"]
+        pol = Path(rep.get("policy", rep["_file"])).parent.name or rep["_file"]
         for rule, r in rep["rules"].items():
             err = r["slotted_sim"]["p50_s"] / r["measured"]["p50_s"] - 1
             within += abs(err) <= bar
