@@ -145,14 +145,21 @@ class Battery:
         self.harvest_j = self.harvest_w * self.slot_s
         self.budget_j = math.inf if self.budget_w is None else self.budget_w * self.slot_s
         self.head_energy_j: dict[str, dict[str, float]] = {}
+        if not isinstance(head_energy_j, (Mapping, type(None))):
+            raise ValueError(
+                f"battery.head_energy_j = {head_energy_j!r}: expected "
+                "{application: {candidate: J}}"
+            )
         for app, heads in (head_energy_j or {}).items():
+            if not isinstance(heads, Mapping):
+                raise ValueError(
+                    f"battery.head_energy_j[{app!r}] = {heads!r}: expected {{candidate: J}}"
+                )
             self.head_energy_j[app] = {
                 c: _param(e, f"head_energy_j[{app!r}][{c!r}]") for c, e in heads.items()
             }
         self.clock = clock
-        self.start = float(clock() if start is None else start)
-        if not math.isfinite(self.start):
-            raise ValueError(f"battery.start = {start!r}: expected a finite time")
+        self.start = _param(clock() if start is None else start, "start", low=-math.inf)
         self._c = charge  # charge at the start of the current slot
         # energy-budget deficit at the start of the current slot
         self._z = _param(energy_debt_j, "energy_debt_j")

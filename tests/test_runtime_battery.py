@@ -349,6 +349,22 @@ def test_bad_battery_parameters_name_the_field_and_the_value(field, value) -> No
         Battery(**{**GOOD, field: value})
 
 
+@pytest.mark.parametrize("start", ["soon", "1.5", True, float("nan"), float("inf")])
+def test_a_bad_start_names_the_field_and_the_value(start) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"battery.start = {start!r}")):
+        Battery(**GOOD, start=start)
+
+
+@pytest.mark.parametrize(
+    ("heads", "field"),
+    [({"net": 3.0}, "battery.head_energy_j['net'] = 3.0"),
+     ([1.0], "battery.head_energy_j = [1.0]")],
+)  # fmt: skip
+def test_head_energies_of_the_wrong_shape_are_named(heads, field) -> None:
+    with pytest.raises(ValueError, match=re.escape(field)):
+        Battery(**GOOD, head_energy_j=heads)
+
+
 def test_bad_head_energies_and_unknown_heads_are_named() -> None:
     with pytest.raises(ValueError, match=r"battery\.head_energy_j\['net'\]\['x'\] = -1"):
         Battery(**GOOD, head_energy_j={"net": {"x": -1.0}})
