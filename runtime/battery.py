@@ -215,8 +215,10 @@ class Battery:
             return self._z
 
     def report(self, now: float | None = None) -> dict[str, float]:
-        """The fields of a scheduler request: ``{"charge_j", "energy_debt_j"}``."""
+        """The fields of a scheduler request: ``{"charge_j", "energy_debt_j"}``, both at one
+        reading of the clock (so of one slot)."""
         with self._lock:
+            now = self.clock() if now is None else now
             return {"charge_j": self.charge_j(now), "energy_debt_j": self.debt_j(now)}
 
     # -- spending ----------------------------------------------------------------------
@@ -265,6 +267,7 @@ class Battery:
         """A JSON-ready summary: charge, deficit, slot, energy spent (by kind), forced
         offloads."""
         with self._lock:
+            now = self.clock() if now is None else now
             return {
                 **self.report(now),
                 "slot": self._slot,
