@@ -9,9 +9,9 @@
 #
 # Environment: PYTHON (default python3), DURATION_S (default 20), SEEDS (default "0 1 2"),
 # NETWORKS (default: the five shipped networks), ROUNDS (profile rounds, default 20),
-# PARALLEL_PROFILES (profile the networks side by side, one core each; default 1 where the
-# machine has at least 8 cores and taskset, else 0), PAIRED (1: the i-th policy runs on the
-# i-th seed alone instead of every seed). A network already profiled in OUT_DIR/profiles is
+# PARALLEL_PROFILES (profile the networks side by side, one core each: cores 1, 3, 5, ...;
+# default 1 where the machine has those cores, twice as many as networks, and taskset, else
+# 0), PAIRED (1: the i-th policy runs on the i-th seed alone instead of every seed). A network already profiled in OUT_DIR/profiles is
 # not profiled again, so a second call adds runs against the same profiles.
 set -euo pipefail
 if [ $# -lt 2 ]; then
@@ -26,10 +26,20 @@ SEEDS=${SEEDS:-"0 1 2"}
 NETWORKS=${NETWORKS:-"resnet18 mobilenet_v2 alexnet resnet50 vgg16"}
 ROUNDS=${ROUNDS:-20}
 ncpu=$(getconf _NPROCESSORS_ONLN)  # not nproc: it obeys OMP_NUM_THREADS
+nets=($NETWORKS)
+need=$((2 * ${#nets[@]}))  # network i profiles on core 2 i + 1
 if [ -z "${PARALLEL_PROFILES:-}" ]; then
-    PARALLEL_PROFILES=$([ "$ncpu" -ge 8 ] && command -v taskset >/dev/null && echo 1 || echo 0)
+    PARALLEL_PROFILES=$([ "$ncpu" -ge "$need" ] && command -v taskset >/dev/null && echo 1 || echo 0)
+elif [ "$PARALLEL_PROFILES" = 1 ] && [ "$ncpu" -lt "$need" ]; then
+    echo "PARALLEL_PROFILES=1: ${#nets[@]} networks on cores 1, 3, ..., $((need - 1)) need $need cores; this machine has $ncpu" >&2
+    exit 2
 fi
 PAIRED=${PAIRED:-0}
+seeds=($SEEDS)
+if [ "$PAIRED" = 1 ] && [ "${#seeds[@]}" -lt $# ]; then  # before any profiling
+    echo "SEEDS: PAIRED=1 needs a seed per policy; got ${#seeds[@]} for $# policies" >&2
+    exit 2
+fi
 export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
 mkdir -p "$out/profiles"
 log=$out/log.txt
@@ -64,22 +74,22 @@ for n in $NETWORKS; do
         "${cmd[@]}" >>"$out/profiles/log.txt" 2>&1
     fi
 done
-for pid in "${pids[@]}"; do wait "$pid"; done
+failed=0
+for pid in ${pids[@]+"${pids[@]}"}; do wait "$pid" || failed=$((failed + 1)); done
+if [ "$failed" -gt 0 ]; then  # after every one ended: none is left running
+    say "$failed profile(s) failed: see $out/profiles/log.txt"
+    exit 1
+fi
 say "profiles done"
 
 # 2. the demo: each policy on each seed's arrivals, the policy and Neurosurgeon in turn
 k=0
-seeds=($SEEDS)
 for p in "$@"; do
-    mine=("${seeds[@]}")
+    mine=(${seeds[@]+"${seeds[@]}"})
     if [ "$PAIRED" = 1 ]; then
-        if [ "$k" -ge "${#seeds[@]}" ]; then
-            echo "SEEDS: PAIRED=1 needs a seed per policy; got ${#seeds[@]} for $# policies" >&2
-            exit 2
-        fi
         mine=("${seeds[$k]}")
     fi
-    for s in "${mine[@]}"; do
+    for s in ${mine[@]+"${mine[@]}"}; do
         say "demo policy $p seed $s"
         "$PY" -m edgesplit.runtime demo --policy "$p" --duration-s "$DURATION_S" --seed "$s" \
             --profile-dir "$out/profiles" --per-task --json >"$out/demo_p${k}_s${s}.json" \

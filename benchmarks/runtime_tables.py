@@ -126,15 +126,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("dir", type=Path)
     ap.add_argument("--bar", type=float, help="the issue's bar (default 0.10 / 0.15)")
     args = ap.parse_args(argv)
+    if args.bar is not None and not 0.0 <= args.bar < float("inf"):  # NaN fails too
+        ap.error(f"--bar = {args.bar!r}: expected a fraction >= 0 (0.10 is 10%)")
     if args.kind == "validate":
         files = [p for p in sorted(args.dir.glob("*_*_*.json")) if not p.name.startswith("demo")]
-        table = validate_table(_load(files), args.bar or 0.10)
     else:
         files = sorted(args.dir.glob("demo_*.json"))
-        table = demo_table(_load(files), args.bar or 0.15)
-    if not files:
+    reports = _load(files)
+    if not reports:  # none, or every one empty (said above)
         print(f"dir: no {args.kind} reports in {args.dir}", file=sys.stderr)
         return 2
+    if args.kind == "validate":  # --bar 0 is a bar: only None takes the default
+        table = validate_table(reports, 0.10 if args.bar is None else args.bar)
+    else:
+        table = demo_table(reports, 0.15 if args.bar is None else args.bar)
     print(table)
     return 0
 

@@ -9,7 +9,8 @@
 # Environment: PYTHON (default python3), NETWORKS (default: the five shipped networks),
 # RATES (default "5 20 100" Mbps), ENGINES (default "onnxruntime torch"), ROUNDS (default
 # 20), REPS (default 9), PARALLEL (run the networks side by side, each pinned to its own
-# pair of cores; default 1 where the machine has at least 12 cores, else 0). Each profile
+# pair of cores: 2 and 3, 4 and 5, ...; default 1 where the machine has those cores, two per
+# network and two more, and taskset, else 0). Each profile
 # starts from the shipped one (its graph and kept candidates) and gains the measured classes
 # x86_cpu_1t_ort and x86_cpu_1t_torch.
 set -euo pipefail
@@ -25,8 +26,13 @@ ENGINES=${ENGINES:-"onnxruntime torch"}
 ROUNDS=${ROUNDS:-20}
 REPS=${REPS:-9}
 ncpu=$(getconf _NPROCESSORS_ONLN)  # not nproc: it obeys OMP_NUM_THREADS
+nets=($NETWORKS)
+need=$((2 * ${#nets[@]} + 2))  # network i runs on cores 2 i + 2 and 2 i + 3
 if [ -z "${PARALLEL:-}" ]; then
-    PARALLEL=$([ "$ncpu" -ge 12 ] && command -v taskset >/dev/null && echo 1 || echo 0)
+    PARALLEL=$([ "$ncpu" -ge "$need" ] && command -v taskset >/dev/null && echo 1 || echo 0)
+elif [ "$PARALLEL" = 1 ] && [ "$ncpu" -lt "$need" ]; then
+    echo "PARALLEL=1: ${#nets[@]} networks on cores 2 to $((need - 1)) need $need cores; this machine has $ncpu" >&2
+    exit 2
 fi
 export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
 mkdir -p "$out"
@@ -45,11 +51,11 @@ resources.files('edgesplit.cost_models.profiles') / (sys.argv[1] + '.json'), sys
         local cls=x86_cpu_1t_ort
         [ "$e" = torch ] && cls=x86_cpu_1t_torch
         say "profile $n $e ${2:+on cores $2}"
-        "${pin[@]}" "$PY" -m edgesplit.cost_models.profile_candidates "$n" --engine "$e" \
+        ${pin[@]+"${pin[@]}"} "$PY" -m edgesplit.cost_models.profile_candidates "$n" --engine "$e" \
             --out "$prof" --merge --rounds "$ROUNDS" --warmup 3 >>"$out/profile_log.txt" 2>&1
         for r in $RATES; do
             say "validate $n $e $r Mbps"
-            "${pin[@]}" "$PY" -m edgesplit.runtime validate --network "$n" --rate-mbps "$r" \
+            ${pin[@]+"${pin[@]}"} "$PY" -m edgesplit.runtime validate --network "$n" --rate-mbps "$r" \
                 --profile "$prof" --engine "$e" --device-class "$cls" --reps "$REPS" --json \
                 >"$out/${e}_${n}_${r}.json" 2>>"$out/validate_err.txt"
         done
@@ -64,7 +70,12 @@ if [ "$PARALLEL" = 1 ]; then
         pids+=($!)
         i=$((i + 1))
     done
-    for pid in "${pids[@]}"; do wait "$pid"; done
+    failed=0
+    for pid in ${pids[@]+"${pids[@]}"}; do wait "$pid" || failed=$((failed + 1)); done
+    if [ "$failed" -gt 0 ]; then  # after every one ended: none is left running
+        say "$failed network(s) failed: see $out/profile_log.txt and $out/validate_err.txt"
+        exit 1
+    fi
 else
     for n in $NETWORKS; do one_network "$n"; done
 fi

@@ -121,7 +121,7 @@ _TOP_KEYS = ("schema", "schema_version", "description", "classes")
 _POINT_KEYS = ("network", "batch", "metric", "value", "framework", "precision", "role", "source")
 _POINT_OPTIONAL = ("note",)
 _SOURCE_KEYS = frozenset((*NUMERIC_FIELDS, "kind", "tier", "precision"))
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_NAME = re.compile(r"[a-z][a-z0-9_]*")  # with fullmatch: "rpi4\n" is refused
 
 
 class DeviceError(FieldError):
@@ -417,7 +417,7 @@ def parse_devices(doc: Any, file: str | Path = "<catalogue>") -> DeviceCatalogue
 
 def _parse_class(ck: _Checker, name: Any, spec: Any) -> DeviceClass:
     p = f"classes.{name}"
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ck.fail(p, name, "class names are lower-case letters, digits and underscores")
     ck.obj(spec, p, _CLASS_KEYS, _CLASS_OPTIONAL)
     kind = ck.string(spec["kind"], f"{p}.kind", KINDS)
@@ -485,7 +485,7 @@ def _parse_per_candidate(
     """A per-candidate class: its own kind, base, description and source of the kind; every
     other field, with its source, from the base (a measured or modelled class)."""
     p = f"classes.{name}"
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ck.fail(p, name, "class names are lower-case letters, digits and underscores")
     ck.obj(spec, p, _PER_CANDIDATE_KEYS)
     base_name = ck.string(spec["base"], f"{p}.base")

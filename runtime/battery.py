@@ -145,14 +145,21 @@ class Battery:
         self.harvest_j = self.harvest_w * self.slot_s
         self.budget_j = math.inf if self.budget_w is None else self.budget_w * self.slot_s
         self.head_energy_j: dict[str, dict[str, float]] = {}
+        if not isinstance(head_energy_j, (Mapping, type(None))):
+            raise ValueError(
+                f"battery.head_energy_j = {head_energy_j!r}: expected "
+                "{application: {candidate: J}}"
+            )
         for app, heads in (head_energy_j or {}).items():
+            if not isinstance(heads, Mapping):
+                raise ValueError(
+                    f"battery.head_energy_j[{app!r}] = {heads!r}: expected {{candidate: J}}"
+                )
             self.head_energy_j[app] = {
                 c: _param(e, f"head_energy_j[{app!r}][{c!r}]") for c, e in heads.items()
             }
         self.clock = clock
-        self.start = float(clock() if start is None else start)
-        if not math.isfinite(self.start):
-            raise ValueError(f"battery.start = {start!r}: expected a finite time")
+        self.start = _param(clock() if start is None else start, "start", low=-math.inf)
         self._c = charge  # charge at the start of the current slot
         # energy-budget deficit at the start of the current slot
         self._z = _param(energy_debt_j, "energy_debt_j")
@@ -208,8 +215,10 @@ class Battery:
             return self._z
 
     def report(self, now: float | None = None) -> dict[str, float]:
-        """The fields of a scheduler request: ``{"charge_j", "energy_debt_j"}``."""
+        """The fields of a scheduler request: ``{"charge_j", "energy_debt_j"}``, both at one
+        reading of the clock (so of one slot)."""
         with self._lock:
+            now = self.clock() if now is None else now
             return {"charge_j": self.charge_j(now), "energy_debt_j": self.debt_j(now)}
 
     # -- spending ----------------------------------------------------------------------
@@ -258,6 +267,7 @@ class Battery:
         """A JSON-ready summary: charge, deficit, slot, energy spent (by kind), forced
         offloads."""
         with self._lock:
+            now = self.clock() if now is None else now
             return {
                 **self.report(now),
                 "slot": self._slot,

@@ -14,8 +14,9 @@ straight from the class's medians
 or derived. Which candidates are kept is still the compression rule, with such a class
 standing as its catalogue ``base`` class (``x86_cpu_1t``: the rule ``profile_candidates``
 chose its candidates by), and every kept candidate must be one the class measured, or
-:func:`build` fails naming the application, the class and the candidate. Bytes, energy and
-deadlines do not depend on it.
+:func:`build` fails naming the application, the class and the candidate. Bytes, deadlines
+and the powers (the ``base`` class's) do not depend on it; a head's modelled energy, ``p_active_w
+x H[k]``, follows the measured ``H[k]``.
 """
 
 from __future__ import annotations

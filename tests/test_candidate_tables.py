@@ -139,6 +139,10 @@ def test_tables_take_heads_and_tails_from_the_measured_medians() -> None:
         assert keep == list(lat.indices), app.name  # the base class keeps what was measured
         np.testing.assert_array_equal(ta.tail_s[a, :k, 0], lat.tail_s)  # T[k]: the medians
         np.testing.assert_array_equal(ta.head_s[1, a, :k], lat.head_s)  # device_1 on ort
+        # its heads' energy: the base's power x the measured medians (not the per-node heads)
+        np.testing.assert_array_equal(ta.head_energy_j[1, a, :k],
+                                      ph.p_active_w[1] * np.asarray(lat.head_s))  # fmt: skip
+        assert ph.p_active_w[1] == load_devices()["x86_cpu_1t"].p_active_w
         np.testing.assert_array_equal(ta.head_s[0, a, :k], node.head_s[keep])  # per node
         np.testing.assert_array_equal(tb.tail_s[a, :k, 0], node.tail_s[keep])
         assert not np.array_equal(ta.tail_s[a, :k, 0], tb.tail_s[a, :k, 0])

@@ -110,23 +110,74 @@ def test_the_resumed_update_is_the_per_tensor_one_to_rounding(
         model.learn(64)  # Adam's moments and step counts exist
     assert {g["fused"] for g in model.policy.optimizer.param_groups} == {None}
     model.save(tmp_path / "old.zip")
+    saved = copy.deepcopy(model.policy.optimizer.state_dict())
     back = PPO.load(tmp_path / "old.zip", device="cpu")
     opt = back.policy.optimizer
     assert all(g["fused"] is True and g["foreach"] is None for g in opt.param_groups)
-    # the loaded moments, and one step from them, as the per-tensor Adam takes it
-    loop_policy = copy.deepcopy(back.policy)
-    loop = loop_policy.optimizer
-    for g in loop.param_groups:
-        g["fused"], g["foreach"] = False, False
-    for k, v in opt.state_dict()["state"].items():
+    # the loaded moments and step counts are the saved ones, each step count a float32
+    # tensor on its parameter's device (as torch loads it into a fused group)
+    params = list(back.policy.parameters())
+    state = opt.state_dict()["state"]
+    assert sorted(state) == sorted(saved["state"]) == list(range(len(params)))
+    for k, p in enumerate(params):
+        step = opt.state[p]["step"]
+        assert (step.dtype, step.device) == (torch.float32, p.device)
         for name in ("exp_avg", "exp_avg_sq", "step"):
-            torch.testing.assert_close(v[name], loop.state_dict()["state"][k][name])
+            torch.testing.assert_close(state[k][name], saved["state"][k][name],
+                                       rtol=0, atol=0, check_dtype=False)  # fmt: skip
+    # one step from there, against the saved run's own per-tensor Adam (not a copy of the
+    # loaded optimiser) given the same gradients
+    loop_policy = model.policy
+    assert all(not g["fused"] for g in loop_policy.optimizer.param_groups)
+    before = [p.detach().clone() for p in back.policy.parameters()]
     for policy in (back.policy, loop_policy):
         for p in policy.parameters():
             p.grad = torch.full_like(p, 0.01) * torch.arange(p.numel()).reshape(p.shape).sin()
         policy.optimizer.step()
     for (name, p), q in zip(back.policy.named_parameters(), loop_policy.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7, msg=name)
+    # the step moved them (the comparison is not of two no-ops)
+    moved = [not torch.equal(p, b) for p, b in zip(back.policy.parameters(), before, strict=True)]
+    assert any(moved)
+
+
+def test_step_counts_saved_as_float64_resume_as_torch_loads_a_fused_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A per-tensor Adam keeps its step counts in the default dtype (float64 in a run under
+    ``torch.set_default_dtype(torch.float64)``); the fused kernel wants float32 on the
+    parameter's device. The resumed state and its next step equal those of a fused Adam
+    into which torch itself loads the same state."""
+    torch.set_num_threads(1)
+    with monkeypatch.context() as old:
+        _old_style(old)
+        model = _ppo()
+        model.learn(32)
+    saved = copy.deepcopy(model.policy.optimizer.state_dict())
+    for s in saved["state"].values():
+        s["step"] = s["step"].to(torch.float64)
+    back = _ppo()
+    back.policy.load_state_dict(model.policy.state_dict())
+    back.policy.optimizer.load_state_dict(copy.deepcopy(saved))
+    # torch's own: a fused Adam over a copy of the parameters, the groups marked fused
+    ref_params = [p.detach().clone().requires_grad_(True) for p in back.policy.parameters()]
+    ref = torch.optim.Adam(ref_params, lr=1.0, fused=True)
+    ref_sd = copy.deepcopy(saved)
+    for g in ref_sd["param_groups"]:
+        g["fused"], g["foreach"] = True, None
+    ref.load_state_dict(ref_sd)
+    for p, r in zip(back.policy.parameters(), ref_params, strict=True):
+        got, want = back.policy.optimizer.state[p], ref.state[r]
+        assert sorted(got) == sorted(want)
+        for name in want:
+            assert (got[name].dtype, got[name].device) == (want[name].dtype, want[name].device)
+            assert torch.equal(got[name], want[name]), name
+        g = torch.full_like(p, 0.01) * torch.arange(p.numel()).reshape(p.shape).cos()
+        p.grad, r.grad = g, g.clone()
+    back.policy.optimizer.step()
+    ref.step()
+    for p, r in zip(back.policy.parameters(), ref_params, strict=True):
+        assert torch.equal(p.detach(), r.detach())
 
 
 @pytest.mark.parametrize("kwargs", [{"fused": False}, {"foreach": False}, {"foreach": True}])

@@ -225,6 +225,22 @@ BROKEN = [
 ]
 
 
+def _rename(old: str, new: str):
+    def f(doc: dict[str, Any]) -> dict[str, Any]:
+        doc["classes"] = {new if k == old else k: v for k, v in doc["classes"].items()}
+        return doc
+
+    return f
+
+
+# "$" matches before a trailing newline: a class name is checked whole (fullmatch)
+BROKEN += [
+    ("name newline", _rename("rpi4", "rpi4\n"), "classes.rpi4\n", "'rpi4\\n'"),
+    ("per-candidate name newline", _rename("x86_cpu_1t_ort", "x86_cpu_1t_ort\n"),
+     "classes.x86_cpu_1t_ort\n", "'x86_cpu_1t_ort\\n'"),
+]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("mutation", "field", "value"),
     [b[1:] for b in BROKEN],

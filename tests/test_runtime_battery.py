@@ -158,6 +158,25 @@ def test_a_slot_with_two_tasks_cannot_spend_the_same_joules_twice() -> None:
     assert b.charge_j() == 0.0 and b.debt_j() == 0.0 and b.state()["slot"] == 10000
 
 
+def test_a_report_reads_the_clock_once() -> None:
+    # a clock that moves on every reading: charge and deficit must be of one slot, not the
+    # charge before a boundary and the deficit after it
+    class Ticking(_Clock):
+        def __call__(self) -> float:
+            self.t += 0.1
+            return self.t - 0.1
+
+    clock = Ticking()
+    b = Battery(10.0, 1.0, p_active_w=10.0, p_tx_w=4.0, slot_s=0.1, harvest_w=1.0, budget_w=1.0,
+                clock=clock, start=0.0)  # fmt: skip
+    b.spend(0.5, now=0.01)
+    clock.t = 0.05  # slot 0: 0.5 J left, no deficit yet; slot 1: 0.6 J and 0.4 J
+    assert b.report() == pytest.approx({"charge_j": 0.5, "energy_debt_j": 0.0})
+    clock.t = 0.05
+    st = b.state()
+    assert (st["slot"], st["charge_j"], st["energy_debt_j"]) == (0, pytest.approx(0.5), 0.0)
+
+
 # -- a device driven by a policy trained on battery -----------------------------------------
 @pytest.fixture(scope="module")
 def battery_policy(tmp_path_factory):
@@ -347,6 +366,22 @@ GOOD = {"capacity_j": 10.0, "charge_j": 5.0, "p_active_w": 10.0, "p_tx_w": 4.0, 
 def test_bad_battery_parameters_name_the_field_and_the_value(field, value) -> None:
     with pytest.raises(ValueError, match=re.escape(f"battery.{field} = {value!r}")):
         Battery(**{**GOOD, field: value})
+
+
+@pytest.mark.parametrize("start", ["soon", "1.5", True, float("nan"), float("inf")])
+def test_a_bad_start_names_the_field_and_the_value(start) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"battery.start = {start!r}")):
+        Battery(**GOOD, start=start)
+
+
+@pytest.mark.parametrize(
+    ("heads", "field"),
+    [({"net": 3.0}, "battery.head_energy_j['net'] = 3.0"),
+     ([1.0], "battery.head_energy_j = [1.0]")],
+)  # fmt: skip
+def test_head_energies_of_the_wrong_shape_are_named(heads, field) -> None:
+    with pytest.raises(ValueError, match=re.escape(field)):
+        Battery(**GOOD, head_energy_j=heads)
 
 
 def test_bad_head_energies_and_unknown_heads_are_named() -> None:
