@@ -10,24 +10,16 @@ step, the Gymnasium, SB3 and PettingZoo checkers, and a short PPO run.
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
-import types
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import yaml
+from conformance import pettingzoo_suites  # tests/conformance.py
 from gymnasium.utils.env_checker import check_env as gym_check_env
-from pettingzoo.test import (
-    api_test,
-    max_cycles_test,
-    parallel_api_test,
-    parallel_seed_test,
-    state_test,
-)
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from edgesplit.cost_models.devices import (
@@ -255,16 +247,7 @@ def test_gymnasium_sb3_and_pettingzoo_checkers_pass() -> None:
     kw = {"scenario": str(SCENARIO)}
     gym_check_env(gym.make(ENV_ID, **kw).unwrapped, skip_render_check=False)
     sb3_check_env(SplitOffloadEnv(**kw))
-    pz = split_offload_v1
-    parallel_api_test(pz.parallel_env(**kw), num_cycles=50)
-    parallel_seed_test(functools.partial(pz.parallel_env, **kw), num_cycles=50)
-    api_test(pz.env(**kw), num_cycles=20)
-    mod = types.SimpleNamespace(
-        parallel_env=functools.partial(pz.parallel_env, **kw),
-        env=functools.partial(pz.env, **kw),
-    )
-    max_cycles_test(mod)
-    state_test(pz.env(**kw), pz.parallel_env(**kw))
+    pettingzoo_suites(split_offload_v1, **kw)
 
 
 def test_ppo_trains_on_the_measured_class(tmp_path: Path) -> None:

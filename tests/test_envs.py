@@ -8,15 +8,9 @@ import types
 import gymnasium as gym
 import numpy as np
 import pytest
+from conformance import pettingzoo_suites  # tests/conformance.py
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from gymnasium.vector import AutoresetMode
-from pettingzoo.test import (
-    api_test,
-    max_cycles_test,
-    parallel_api_test,
-    parallel_seed_test,
-    state_test,
-)
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from edgesplit.envs import ENV_ID, ENV_ID_V0, split_offload_v0, split_offload_v1
@@ -120,15 +114,7 @@ def test_make_vec_native(env_id: str, scenario: str) -> None:
 @pytest.mark.parametrize("action_type", PZ_ACTIONS)
 def test_pettingzoo_suites(pz: types.ModuleType, scenario: str, action_type: str) -> None:
     kw = {"scenario": scenario, "action_type": action_type}
-    parallel_api_test(pz.parallel_env(**kw), num_cycles=50)
-    parallel_seed_test(functools.partial(pz.parallel_env, **kw), num_cycles=50)
-    api_test(pz.env(**kw), num_cycles=20)
-    mod = types.SimpleNamespace(
-        parallel_env=functools.partial(pz.parallel_env, **kw),
-        env=functools.partial(pz.env, **kw),
-    )
-    max_cycles_test(mod)
-    state_test(pz.env(**kw), pz.parallel_env(**kw))
+    pettingzoo_suites(pz, **kw)
 
 
 def _rollout(env: gym.Env, seed: int, steps: int) -> list:
