@@ -25,15 +25,11 @@ DURATION_S=${DURATION_S:-20}
 SEEDS=${SEEDS:-"0 1 2"}
 NETWORKS=${NETWORKS:-"resnet18 mobilenet_v2 alexnet resnet50 vgg16"}
 ROUNDS=${ROUNDS:-20}
-ncpu=$(getconf _NPROCESSORS_ONLN)  # not nproc: it obeys OMP_NUM_THREADS
+source "$(dirname "$0")/runtime_common.sh"
 nets=($NETWORKS)
 need=$((2 * ${#nets[@]}))  # network i profiles on core 2 i + 1
-if [ -z "${PARALLEL_PROFILES:-}" ]; then
-    PARALLEL_PROFILES=$([ "$ncpu" -ge "$need" ] && command -v taskset >/dev/null && echo 1 || echo 0)
-elif [ "$PARALLEL_PROFILES" = 1 ] && [ "$ncpu" -lt "$need" ]; then
-    echo "PARALLEL_PROFILES=1: ${#nets[@]} networks on cores 1, 3, ..., $((need - 1)) need $need cores; this machine has $ncpu" >&2
-    exit 2
-fi
+PARALLEL_PROFILES=$(pinned_parallel PARALLEL_PROFILES "${PARALLEL_PROFILES:-}" "$need" \
+    "${#nets[@]} networks on cores 1, 3, ..., $((need - 1))") || exit 2
 PAIRED=${PAIRED:-0}
 seeds=($SEEDS)
 if [ "$PAIRED" = 1 ] && [ "${#seeds[@]}" -lt $# ]; then  # before any profiling
@@ -43,7 +39,6 @@ fi
 export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
 mkdir -p "$out/profiles"
 log=$out/log.txt
-say() { echo "$(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg) | $*" | tee -a "$log"; }
 
 for p in "$@"; do
     if [ ! -f "$p/policy.json" ]; then
@@ -51,7 +46,7 @@ for p in "$@"; do
         exit 2
     fi
 done
-say "machine: $ncpu cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+say_machine
 say "python: $($PY -c 'import sys, numpy, torch, onnxruntime as o; print(sys.version.split()[0], "numpy", numpy.__version__, "torch", torch.__version__, "onnxruntime", o.__version__)')"
 
 # 1. this CPU's per-node profile of every network (the demo's servers compute the tails here)

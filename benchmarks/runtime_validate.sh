@@ -25,20 +25,15 @@ RATES=${RATES:-"5 20 100"}
 ENGINES=${ENGINES:-"onnxruntime torch"}
 ROUNDS=${ROUNDS:-20}
 REPS=${REPS:-9}
-ncpu=$(getconf _NPROCESSORS_ONLN)  # not nproc: it obeys OMP_NUM_THREADS
+source "$(dirname "$0")/runtime_common.sh"
 nets=($NETWORKS)
 need=$((2 * ${#nets[@]} + 2))  # network i runs on cores 2 i + 2 and 2 i + 3
-if [ -z "${PARALLEL:-}" ]; then
-    PARALLEL=$([ "$ncpu" -ge "$need" ] && command -v taskset >/dev/null && echo 1 || echo 0)
-elif [ "$PARALLEL" = 1 ] && [ "$ncpu" -lt "$need" ]; then
-    echo "PARALLEL=1: ${#nets[@]} networks on cores 2 to $((need - 1)) need $need cores; this machine has $ncpu" >&2
-    exit 2
-fi
+PARALLEL=$(pinned_parallel PARALLEL "${PARALLEL:-}" "$need" \
+    "${#nets[@]} networks on cores 2 to $((need - 1))") || exit 2
 export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
 mkdir -p "$out"
 log=$out/log.txt
-say() { echo "$(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg) | $*" | tee -a "$log"; }
-say "machine: $ncpu cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+say_machine
 
 one_network() {  # NETWORK [CORES]
     local n=$1 pin=()
