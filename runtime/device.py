@@ -63,6 +63,7 @@ from .wire import (
 __all__ = [
     "Device",
     "FixedDecider",
+    "PendingTask",
     "RemoteError",
     "SchedulerDecider",
     "ServerEndpoint",
@@ -156,6 +157,55 @@ class _Connection:
             self.sock = None
 
 
+class _Pool:
+    """Connections to one server, one per task in flight: a device whose tasks overlap
+    (the next head runs while an earlier task's cut is on its way) never interleaves two
+    frames on one socket."""
+
+    def __init__(self, host: str, port: int, timeout_s: float) -> None:
+        self.host, self.port, self.timeout_s = host, port, timeout_s
+        self._free: list[_Connection] = []
+        self._all: list[_Connection] = []
+        self._lock = threading.Lock()
+
+    def acquire(self) -> _Connection:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+            c = _Connection(self.host, self.port, self.timeout_s)
+            self._all.append(c)
+            return c
+
+    def release(self, c: _Connection) -> None:
+        with self._lock:
+            self._free.append(c)
+
+    def close(self) -> None:
+        with self._lock:
+            for c in self._all:
+                c.drop()
+
+
+@dataclass
+class PendingTask:
+    """A task whose head has run (:meth:`Device.start_task`) and whose cut, if it is
+    offloaded, is still to be sent (:meth:`Device.finish_task`)."""
+
+    task: int
+    entry: dict[str, Any]
+    decision: dict[str, Any]
+    candidate: Any  # the partitions' candidate that ran (candidate 0 when forced)
+    target: str | None
+    requested: str
+    forced: bool
+    decide_s: float
+    t1: float  # perf_counter when the decision was known (the head's start)
+    t2: float  # perf_counter when the head ended
+    head_cpu_s: float
+    energy_j: float
+    cut: list[np.ndarray]
+
+
 class Device:
     """A device running heads and sending cut tensors (see the module docstring).
 
@@ -218,7 +268,7 @@ class Device:
         self.servers = dict(servers)
         self.engine = parts.engine(engine) if isinstance(engine, str) else engine
         self.wire_dtype = wire_dtype
-        self._conn = {t: _Connection(s.host, s.port, timeout_s) for t, s in self.servers.items()}
+        self._conn = {t: _Pool(s.host, s.port, timeout_s) for t, s in self.servers.items()}
         self.rates_mbps: dict[str, float] = {}
         for t, s in self.servers.items():
             pacer = s.link.pacer
@@ -263,7 +313,7 @@ class Device:
     def poll_backlogs(self) -> dict[str, float]:
         """Ask every server for its backlog (STATUS frames; no pacing, no delay)."""
         for t in self.servers:
-            kind, header, _ = self._exchange(t, pack_frame(STATUS, {}), paced=False)
+            kind, header, _, _ = self._exchange(t, pack_frame(STATUS, {}), paced=False)
             if kind == STATUS_REPLY:
                 self.server_backlog_s[t] = float(header["backlog_s"])
         return dict(self.server_backlog_s)
@@ -276,13 +326,31 @@ class Device:
         queue_length: int = 1,
         backlog_s: float = 0.0,
     ) -> TaskRecord:
-        """Decide, run the head, offload, and time it all (see the module docstring).
+        """Decide, run the head, offload, and time it all (see the module docstring):
+        :meth:`start_task` then :meth:`finish_task`.
 
         Raises
         ------
         RemoteError
             If the server answers with an ERROR frame.
         """
+        return self.finish_task(self.start_task(image, waited_s, queue_length, backlog_s))
+
+    def start_task(
+        self,
+        image: np.ndarray | None = None,
+        waited_s: float = 0.0,
+        queue_length: int = 1,
+        backlog_s: float = 0.0,
+        *,
+        decision: dict[str, Any] | None = None,
+        entry: dict[str, Any] | None = None,
+        decide_s: float = 0.0,
+    ) -> PendingTask:
+        """Decide (unless ``decision`` is given: then ``entry`` is the snapshot it was made
+        on and ``decide_s`` what it took, e.g. one joint request for a slot's tasks) and run
+        the head; the battery gates the head and pays for it. Thread-safe: a device may
+        run the next task's head while an earlier task is still being offloaded."""
         with self._lock:
             self._count += 1
             task = self._count
@@ -290,10 +358,17 @@ class Device:
             image = np.random.default_rng(task).integers(
                 0, 256, self.parts.input_shape, dtype=np.uint8
             )
-        t0 = time.perf_counter()
-        entry = self.snapshot_entry(waited_s, queue_length, backlog_s)
-        decision = self.decider(self, entry)
-        t1 = time.perf_counter()
+        if decision is None:
+            t0 = time.perf_counter()
+            entry = self.snapshot_entry(waited_s, queue_length, backlog_s)
+            decision = self.decider(self, entry)
+            t1 = time.perf_counter()
+            decide_s = t1 - t0
+        else:
+            entry = entry if entry is not None else self.snapshot_entry(
+                waited_s, queue_length, backlog_s
+            )
+            t1 = time.perf_counter()
         cand = self.parts.candidate(decision["split"])
         target = decision.get("target")
         bat = self.battery
@@ -304,91 +379,110 @@ class Device:
             cand, forced = self.parts.by_index(0), True
             target = target if target is not None else self.home
             bat.note_forced_offload()
+        if cand.kind != "output" and target is not None and target not in self.servers:
+            raise ValueError(f"decision target {target!r}: no server of that name "
+                             f"(known: {sorted(self.servers)})")  # fmt: skip
         cpu = time.thread_time()
         cut = self.engine.head(cand.name, image)
         t2 = time.perf_counter()
         head_cpu = time.thread_time() - cpu
         energy = 0.0 if bat is None else bat.spend_head(t2 - t1)
-        nan = math.nan
-        extra = (requested, forced, float(entry.get("charge_j", nan)))
+        return PendingTask(task, entry, decision, cand, target, requested, forced, decide_s,
+                           t1, t2, head_cpu, energy, list(cut))  # fmt: skip
+
+    def finish_task(self, p: PendingTask) -> TaskRecord:
+        """Offload a task whose head has run (nothing to do for one that runs whole on the
+        device) and return its record.
+
+        Raises
+        ------
+        RemoteError
+            If the server answers with an ERROR frame.
+        """
+        cand, target, bat, nan = p.candidate, p.target, self.battery, math.nan
+        extra = (p.requested, p.forced, float(p.entry.get("charge_j", nan)))
+        head_s = p.t2 - p.t1
         if cand.kind == "output" or target is None:  # runs whole on the device
-            self.last_output = np.asarray(cut[0]) if cand.kind == "output" else None
-            return TaskRecord(task, self.app, cand.name, cand.index, None,
-                              decision.get("source", "?"), self.wire_dtype, 0, t1 - t0,
-                              t2 - t1, 0.0, 0.0, nan, 0.0, t2 - t1, nan, head_cpu,
-                              0.0, *extra, energy)  # fmt: skip
-        if target not in self.servers:
-            raise ValueError(f"decision target {target!r}: no server of that name "
-                             f"(known: {sorted(self.servers)})")  # fmt: skip
+            self.last_output = np.asarray(p.cut[0]) if cand.kind == "output" else None
+            return TaskRecord(p.task, self.app, cand.name, cand.index, None,
+                              p.decision.get("source", "?"), self.wire_dtype, 0, p.decide_s,
+                              head_s, 0.0, 0.0, nan, 0.0, head_s, nan, p.head_cpu_s,
+                              0.0, *extra, p.energy_j)  # fmt: skip
         metas, chunks = [], []
-        for t, x in zip(cand.cut, cut, strict=True):
+        for t, x in zip(cand.cut, p.cut, strict=True):
             meta, data = encode_tensor(t.name, np.asarray(x), self.wire_dtype)
             metas.append(meta)
             chunks.append(data)
         payload = b"".join(chunks)
-        header = {"task": task, "app": self.app, "candidate": cand.name, "tensors": metas}
+        header = {"task": p.task, "app": self.app, "candidate": cand.name, "tensors": metas}
         frame = pack_frame(TASK, header, payload)
-        weight = decision.get("bandwidth_weight", 1.0)
+        weight = p.decision.get("bandwidth_weight", 1.0)
         check_weight(weight, "decision bandwidth_weight")
-        kind, reply, data = self._exchange(target, frame, paced=True, weight=float(weight))
+        kind, reply, data, sent = self._exchange(target, frame, paced=True, weight=float(weight))
         t3 = time.perf_counter()
         if kind != RESULT:
             raise RemoteError(reply)
         self.last_output = decode_tensors(reply["tensors"], data, "reply.tensors")[0]
-        send_s = self._last_send_s
+        send_s, link_s, send_end = sent
         # the link's own rate: through a shared access point the airtime served (the wall
         # time also holds the waits for the other devices, which the scheduler's model
         # of sharing adds by itself), else the wall time of the transfer
-        link_s = self.servers[target].link.last_link_s
         self._measured(target, len(frame), send_s if link_s is None else link_s)
         # the radio is on for the paced send (at the device's share of the access point:
         # the simulator's air time), spent when the send ended
-        radio = 0.0 if bat is None else bat.spend_radio(send_s, now=self._last_send_end)
+        radio = 0.0 if bat is None else bat.spend_radio(send_s, now=send_end)
         self.server_backlog_s[target] = float(reply["backlog_s"])
         wait, tail = float(reply["server_wait_s"]), float(reply["tail_s"])
         return TaskRecord(
-            task, self.app, cand.name, cand.index, target, decision.get("source", "?"),
-            self.wire_dtype, len(frame), t1 - t0, t2 - t1, (t3 - t2) - wait - tail, send_s,
-            wait, tail, t3 - t1, float(reply["backlog_s"]), head_cpu,
-            float(reply.get("tail_cpu_s", nan)), *extra, energy + radio,
+            p.task, self.app, cand.name, cand.index, target, p.decision.get("source", "?"),
+            self.wire_dtype, len(frame), p.decide_s, head_s, (t3 - p.t2) - wait - tail,
+            send_s, wait, tail, t3 - p.t1, float(reply["backlog_s"]), p.head_cpu_s,
+            float(reply.get("tail_cpu_s", nan)), *extra, p.energy_j + radio,
         )  # fmt: skip
 
     def _exchange(
         self, target: str, frame: bytes, paced: bool, weight: float = 1.0
-    ) -> tuple[int, dict, bytearray]:
-        """Send one frame and read the answer, reconnecting once if the connection dropped
-        (``weight``: the transfer's share of a shared access point)."""
+    ) -> tuple[int, dict, bytearray, tuple[float, float | None, float | None]]:
+        """Send one frame and read the answer on a connection of its own, reconnecting once
+        if the connection dropped (``weight``: the transfer's share of a shared access
+        point); the last item is the paced send's seconds, the link's own seconds
+        (:attr:`EmulatedLink.last_link_s`) and the battery clock's reading when it ended."""
         ep = self.servers[target]
-        for attempt in (0, 1):
-            sock = self._conn[target].get()
-            try:
-                if paced:
-                    self._last_send_s = ep.link.send(sock, frame, weight)
-                    if self.battery is not None:  # when the radio stopped, on its clock
-                        self._last_send_end = self.battery.clock()
-                else:
-                    sock.sendall(frame)
-                kind, header, payload = read_frame(sock)
-                if paced:
-                    ep.link.after_reply()
-                if kind == ERROR and header.get("field") in ("frame", "magic"):
-                    self._conn[target].drop()
-                return kind, header, payload
-            except (ConnectionError, OSError):
-                self._conn[target].drop()
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        pool = self._conn[target]
+        conn = pool.acquire()
+        try:
+            for attempt in (0, 1):
+                sock = conn.get()
+                try:
+                    sent: tuple[float, float | None, float | None] = (0.0, None, None)
+                    if paced:
+                        send_s = ep.link.send(sock, frame, weight)
+                        # when the radio stopped, on the battery's clock
+                        end = self.battery.clock() if self.battery is not None else None
+                        sent = (send_s, ep.link.last_link_s, end)
+                    else:
+                        sock.sendall(frame)
+                    kind, header, payload = read_frame(sock)
+                    if paced:
+                        ep.link.after_reply()
+                    if kind == ERROR and header.get("field") in ("frame", "magic"):
+                        conn.drop()
+                    return kind, header, payload, sent
+                except (ConnectionError, OSError):
+                    conn.drop()
+                    if attempt:
+                        raise
+            raise AssertionError("unreachable")  # pragma: no cover
+        finally:
+            pool.release(conn)
 
-    _last_send_s = 0.0
-    _last_send_end: float | None = None
     last_output: np.ndarray | None = None
     """The network's output for the last task (float32)."""
 
     def close(self) -> None:
         """Close the connections."""
         for c in self._conn.values():
-            c.drop()
+            c.close()
 
 
 class FixedDecider:

@@ -403,6 +403,7 @@ class SharedPacer(Pacer):
             raise ValueError(f"rate_mbps must be a positive number, got {rate_mbps!r}")
         self.access_point = access_point
         self.rate_mbps = float(rate_mbps)
+        self._mine = threading.local()  # each sending thread's own last airtime
 
     def schedule(self, n_bytes: int) -> float:
         """Seconds to send ``n_bytes`` with the access point to itself."""
@@ -427,13 +428,16 @@ class SharedPacer(Pacer):
                     sock.sendall(view[offset : offset + size])
             finally:
                 ap.leave(fid)
-            self.last_airtime_s = need
+            self._mine.airtime_s = need
             return self.clock() - start
 
-    last_airtime_s: float | None = None
-    """Seconds of the medium the last transfer was served: its bytes over the device's own
-    rate, what the device's radio reports as its link rate (the wall time it took includes
-    the waits for the other devices' shares)."""
+    @property
+    def last_airtime_s(self) -> float | None:
+        """Seconds of the medium the calling thread's last transfer was served: its bytes
+        over the device's own rate, what the device's radio reports as its link rate (the
+        wall time it took includes the waits for the other devices' shares). Per thread, so
+        that a device's overlapping tasks each read their own."""
+        return getattr(self._mine, "airtime_s", None)
 
 
 class EmulatedLink:
