@@ -365,8 +365,10 @@ class Device:
             t1 = time.perf_counter()
             decide_s = t1 - t0
         else:
-            entry = entry if entry is not None else self.snapshot_entry(
-                waited_s, queue_length, backlog_s
+            entry = (
+                entry
+                if entry is not None
+                else self.snapshot_entry(waited_s, queue_length, backlog_s)
             )
             t1 = time.perf_counter()
         cand = self.parts.candidate(decision["split"])
