@@ -204,6 +204,7 @@ class PendingTask:
     head_cpu_s: float
     energy_j: float
     cut: list[np.ndarray]
+    output: np.ndarray | None = None  # the network's output, once finished (float32)
 
 
 class Device:
@@ -405,7 +406,8 @@ class Device:
         extra = (p.requested, p.forced, float(p.entry.get("charge_j", nan)))
         head_s = p.t2 - p.t1
         if cand.kind == "output" or target is None:  # runs whole on the device
-            self.last_output = np.asarray(p.cut[0]) if cand.kind == "output" else None
+            p.output = np.asarray(p.cut[0]) if cand.kind == "output" else None
+            self.last_output = p.output
             return TaskRecord(p.task, self.app, cand.name, cand.index, None,
                               p.decision.get("source", "?"), self.wire_dtype, 0, p.decide_s,
                               head_s, 0.0, 0.0, nan, 0.0, head_s, nan, p.head_cpu_s,
@@ -424,7 +426,8 @@ class Device:
         t3 = time.perf_counter()
         if kind != RESULT:
             raise RemoteError(reply)
-        self.last_output = decode_tensors(reply["tensors"], data, "reply.tensors")[0]
+        p.output = decode_tensors(reply["tensors"], data, "reply.tensors")[0]
+        self.last_output = p.output
         send_s, link_s, send_end = sent
         # the link's own rate: through a shared access point the airtime served (the wall
         # time also holds the waits for the other devices, which the scheduler's model
@@ -530,29 +533,65 @@ class SchedulerDecider:
 
     def request(self, device: Device, entry: dict[str, Any]) -> dict[str, Any]:
         """The snapshot sent to the scheduler for ``device``'s pending task."""
+        return self.joint_request({device.name: entry}, device.server_backlog_s)
+
+    def joint_request(
+        self,
+        entries: Mapping[str, dict[str, Any]],
+        server_backlog_s: Mapping[str, float],
+        slot: int | None = None,
+    ) -> dict[str, Any]:
+        """One snapshot for several devices' pending tasks (device name -> entry), the
+        others from the board: what a slotted deployment sends once per slot, as the
+        policy was trained (one joint decision for the slot's tasks; ``slot``, the slot's
+        index in the policy's episode, is its time feature)."""
         with self._lock:
-            self.board[device.name] = entry
+            self.board.update(entries)
             devices = {}
+            mine = next(iter(entries.values()))["link_mbps"] if entries else {}
             for name in self.policy["devices"]:
                 e = self.board.get(name)
                 if e is None:  # a device not heard of: idle
                     e = {"task": None, "queue_length": 0, "backlog_s": 0.0,
-                         "link_mbps": self._idle_links(name, entry)}  # fmt: skip
+                         "link_mbps": self._idle_links(name, mine)}  # fmt: skip
                     if name in self.policy.get("device_batteries_j", {}):
                         e["charge_j"] = 0.0
                 devices[name] = e
-            self.board[device.name] = {**entry, "task": None, "queue_length": 0}
-        return {"devices": devices, "server_backlog_s": dict(device.server_backlog_s)}
+            for name, entry in entries.items():
+                self.board[name] = {**entry, "task": None, "queue_length": 0}
+        req = {"devices": devices, "server_backlog_s": dict(server_backlog_s)}
+        if slot is not None:
+            req["slot"] = int(slot)
+        return req
 
-    def _idle_links(self, name: str, entry: dict[str, Any]) -> dict[str, float]:
+    def _idle_links(self, name: str, mine: Mapping[str, float]) -> dict[str, float]:
         aps = self.policy["device_links"][name]
-        mine = entry["link_mbps"]
         default = float(np.mean(list(mine.values()))) if mine else 10.0
         return {ap: float(mine.get(ap, default)) for ap in aps}
 
     def __call__(self, device: Device, entry: dict[str, Any]) -> dict[str, Any]:
         """Ask the scheduler; returns this device's decision."""
-        req = self.request(device, entry)
+        decisions = self._ask(self.request(device, entry))
+        if device.name not in decisions:
+            raise RuntimeError(f"the scheduler's answer has no decision for {device.name!r}")
+        return decisions[device.name]
+
+    def decide_joint(
+        self,
+        entries: Mapping[str, dict[str, Any]],
+        server_backlog_s: Mapping[str, float],
+        slot: int | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """One request for several devices' pending tasks (:meth:`joint_request`); returns
+        each of those devices' decisions, with the scheduler's ``bandwidth_weight`` and
+        ``compute_weight``."""
+        decisions = self._ask(self.joint_request(entries, server_backlog_s, slot))
+        missing = sorted(set(entries) - set(decisions))
+        if missing:
+            raise RuntimeError(f"the scheduler's answer has no decision for {missing}")
+        return {name: decisions[name] for name in entries}
+
+    def _ask(self, req: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if isinstance(self.scheduler, str):
             body = json.dumps(req).encode()
             http = urllib.request.Request(
@@ -563,8 +602,9 @@ class SchedulerDecider:
                 answer = json.load(r)
         else:
             answer = self.scheduler.decide(req)
-        for d in answer["decisions"]:
-            if d["device"] == device.name:
-                return {"split": d["split"], "target": d["target"], "source": d["source"],
-                        "bandwidth_weight": d.get("bandwidth_weight", 1.0)}  # fmt: skip
-        raise RuntimeError(f"the scheduler's answer has no decision for {device.name!r}")
+        return {
+            d["device"]: {"split": d["split"], "target": d["target"], "source": d["source"],
+                          "bandwidth_weight": d.get("bandwidth_weight", 1.0),
+                          "compute_weight": d.get("compute_weight", 1.0)}
+            for d in answer["decisions"] if d.get("split") is not None
+        }  # fmt: skip
