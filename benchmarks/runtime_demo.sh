@@ -11,8 +11,10 @@
 # NETWORKS (default: the five shipped networks), ROUNDS (profile rounds, default 20),
 # PARALLEL_PROFILES (profile the networks side by side, one core each: cores 1, 3, 5, ...;
 # default 1 where the machine has those cores, twice as many as networks, and taskset, else
-# 0), PAIRED (1: the i-th policy runs on the i-th seed alone instead of every seed). A network already profiled in OUT_DIR/profiles is
-# not profiled again, so a second call adds runs against the same profiles.
+# 0), PAIRED (1: the i-th policy runs on the i-th seed alone instead of every seed), CLOCK
+# (the demo's --clock: slot, the default, or arrival). A network already profiled in
+# OUT_DIR/profiles is not profiled again, so a second call adds runs against the same
+# profiles.
 set -euo pipefail
 if [ $# -lt 2 ]; then
     echo "usage: $0 OUT_DIR POLICY_DIR [POLICY_DIR ...]" >&2
@@ -31,6 +33,8 @@ need=$((2 * ${#nets[@]}))  # network i profiles on core 2 i + 1
 PARALLEL_PROFILES=$(pinned_parallel PARALLEL_PROFILES "${PARALLEL_PROFILES:-}" "$need" \
     "${#nets[@]} networks on cores 1, 3, ..., $((need - 1))") || exit 2
 PAIRED=${PAIRED:-0}
+CLOCK=${CLOCK:-slot}
+case $CLOCK in slot|arrival) ;; *) echo "CLOCK: '$CLOCK': expected slot or arrival" >&2; exit 2;; esac
 seeds=($SEEDS)
 if [ "$PAIRED" = 1 ] && [ "${#seeds[@]}" -lt $# ]; then  # before any profiling
     echo "SEEDS: PAIRED=1 needs a seed per policy; got ${#seeds[@]} for $# policies" >&2
@@ -85,9 +89,9 @@ for p in "$@"; do
         mine=("${seeds[$k]}")
     fi
     for s in ${mine[@]+"${mine[@]}"}; do
-        say "demo policy $p seed $s"
+        say "demo policy $p seed $s clock $CLOCK"
         "$PY" -m edgesplit.runtime demo --policy "$p" --duration-s "$DURATION_S" --seed "$s" \
-            --profile-dir "$out/profiles" --per-task --json >"$out/demo_p${k}_s${s}.json" \
+            --profile-dir "$out/profiles" --clock "$CLOCK" --per-task --json >"$out/demo_p${k}_s${s}.json" \
             2>>"$out/demo_err.txt"
         say "demo done ($(wc -c <"$out/demo_p${k}_s${s}.json") bytes)"
     done

@@ -137,7 +137,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     rep = run_demo(args.policy, args.duration_s, args.seed, tuple(args.rules.split(",")),
                    args.arrival_scale, args.profile_dir, per_task=args.per_task,
-                   shared_access_points=not args.dedicated_links)  # fmt: skip
+                   shared_access_points=not args.dedicated_links,
+                   clock=args.clock)  # fmt: skip
     print(json.dumps(rep, indent=1) if args.json else format_report(rep))
     return 0
 
@@ -208,6 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--arrival-scale", type=float, default=1.0, help="multiplies arrival rates")
     p.add_argument("--profile-dir", help="NETWORK.json profiles of this machine (replay tails)")
     p.add_argument("--per-task", action="store_true", help="each task's figures in the JSON")
+    p.add_argument("--clock", choices=("slot", "arrival"), default="slot",
+                   help="when devices ask for decisions: at slot boundaries, one joint "
+                   "decision per slot, as the policy was trained (default), or on each "
+                   "task's arrival, one request per task")  # fmt: skip
     p.add_argument("--dedicated-links", action="store_true",
                    help="a link of its own per device and access point (default: the devices "
                    "behind an access point share its airtime, as in the simulator)")  # fmt: skip

@@ -11,7 +11,7 @@ import pytest
 from edgesplit.agents.export import export_policy
 from edgesplit.agents.registry import get_agent
 from edgesplit.envs import ENV_ID
-from edgesplit.runtime.demo import SIDES, format_report, run_demo
+from edgesplit.runtime.demo import CLOCKS, SIDES, format_report, run_demo
 
 SCENARIO = {
     "name": "demo_small",
@@ -36,16 +36,23 @@ SCENARIO = {
 }  # fmt: skip
 
 
-@pytest.mark.slow
-def test_demo_runs_both_rules_on_the_same_arrivals(tmp_path):
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory):
     spec = get_agent("ppo")
     env = gym.make(ENV_ID, scenario=SCENARIO, decision_mode=spec.decision_mode,
                    action_type=spec.action_type)  # fmt: skip
     model = spec.load_class()("MlpPolicy", env, seed=0, device="cpu", n_steps=64, batch_size=64)
     model.learn(64)
-    pol = export_policy(model, "ppo", {"scenario": SCENARIO}, tmp_path / "policy")
-    rep = run_demo(str(pol), duration_s=2.0, seed=1, per_task=True)
+    out = tmp_path_factory.mktemp("demo") / "policy"
+    return str(export_policy(model, "ppo", {"scenario": SCENARIO}, out))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("clock", CLOCKS)
+def test_demo_runs_both_rules_on_the_same_arrivals(policy, clock):
+    rep = run_demo(policy, duration_s=2.0, seed=1, per_task=True, clock=clock)
     assert rep["tasks"] > 0 and set(rep["rules"]) == {"policy", "neurosurgeon"}
+    assert rep["clock"] == clock
     # as in the simulator, the devices behind an access point share its airtime
     assert rep["shared_access_points"] is True
     assert any("share its airtime" in n for n in rep["notes"])
@@ -58,8 +65,21 @@ def test_demo_runs_both_rules_on_the_same_arrivals(tmp_path):
         assert 0 < p["p50_s"] <= p["p90_s"]
         assert 0 < s["p50_s"] <= s["p90_s"] <= s["p99_s"]
         assert 0 <= s["dropped"] < r["tasks"] and 0 <= s["deadline_miss_rate"] <= 1
-        # the slot model counts latency from the slot after the arrival: at most one slot
-        assert 0 < s["p50_from_arrival_s"] - s["p50_s"] <= SCENARIO["slot_s"]
+        if clock == "arrival":
+            # the slot model counts latency from the slot after the arrival: at most one slot
+            assert 0 < s["p50_from_arrival_s"] - s["p50_s"] <= SCENARIO["slot_s"]
+            assert "from_decision" not in r and "decision_slots_agree" not in r
+        else:
+            # measured from the arrival, and so is the simulator's figure beside it
+            assert s["p50_s"] == s["p50_from_arrival_s"]
+            # the runtime decided every task in the slot the simulator does, dropped the same
+            assert r["decision_slots_agree"] is True
+            assert r["measured"]["dropped"] == s["dropped"]
+            fd = r["from_decision"]
+            # the wait for the deciding slot is common to both sides: taken out, less is left
+            assert 0 < fd["p50_s"]["measured"] < m["p50_s"]
+            assert 0 < fd["p50_s"]["slotted_sim"] < s["p50_s"]
+            assert 0 <= fd["median_abs_rel_error"] < 10
         # nothing finishes sooner than the cost model's unloaded figure allows, bar noise
         assert m["p50_s"] > 0.5 * p["p50_s"]
         assert r["p50_rel_error"]["slotted_sim"] == s["p50_s"] / m["p50_s"] - 1
@@ -74,15 +94,20 @@ def test_demo_runs_both_rules_on_the_same_arrivals(tmp_path):
         # the per-task detail is what the figures summarise
         detail = r["tasks_detail"]
         assert len(detail) == r["tasks"]
-        sim = [x["slotted_sim_s"] for x in detail if x["slotted_sim_s"] is not None]
+        sim = [x["slotted_sim_s"] for x in detail if x.get("slotted_sim_s") is not None]
         assert len(sim) == r["tasks"] - s["dropped"]
         assert np.median(sim) == pytest.approx(s["p50_s"])
-        assert np.median([x["measured_s"] for x in detail]) == pytest.approx(m["p50_s"])
+        ran = [x["measured_s"] for x in detail if not x["dropped"]]
+        assert len(ran) == r["tasks"] - r["measured"].get("dropped", 0)
+        assert np.median(ran) == pytest.approx(m["p50_s"])
     for key in ("ranking_by_mean_latency", "ranking_by_p50"):
         assert set(rep[key]) == set(SIDES)
         for order in rep[key].values():
             assert sorted(order) == ["neurosurgeon", "policy"]
     text = format_report(rep)
     assert all(side in text for side in SIDES) and "ranking by p50" in text
+    assert f"decisions on the {clock} clock" in text
     with pytest.raises(ValueError, match="rules"):
-        run_demo(str(pol), duration_s=1.0, rules=("oracle",))
+        run_demo(policy, duration_s=1.0, rules=("oracle",))
+    with pytest.raises(ValueError, match="clock = 'tick'"):
+        run_demo(policy, duration_s=1.0, clock="tick")

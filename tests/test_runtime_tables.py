@@ -134,6 +134,30 @@ def test_demo_table_counts_the_bars_and_the_rankings() -> None:
     assert "within 15% of the measured one: 3 of 4 rule-runs" in out
     ranks = "by mean latency, simulator against measured: the same in 1 of 2 runs; by p50: 2 of 2"
     assert ranks in out
+    # reports from before the decision clock are the arrival clock's
+    assert "* arrival clock: slotted simulator's p50 within 15%" in out
+    assert "| arrival | - |" in out
+
+
+def test_demo_table_counts_each_clock_apart_and_shows_the_from_decision_figures() -> None:
+    a = _demo(0, {"policy": (0.076, 0.1), "neurosurgeon": (0.040, 0.2)},
+              {"policy": (0.076, 0.1), "neurosurgeon": (0.076, 0.2)},
+              ["policy", "neurosurgeon"], ["policy", "neurosurgeon"])  # fmt: skip
+    b = _demo(1, {"policy": (0.120, 0.3), "neurosurgeon": (0.110, 0.2)},
+              {"policy": (0.118, 0.1), "neurosurgeon": (0.112, 0.2)},
+              ["neurosurgeon", "policy"], ["policy", "neurosurgeon"])  # fmt: skip
+    b["clock"] = "slot"
+    for r in b["rules"].values():
+        r["from_decision"] = {"p50_s": {"measured": 0.036, "slotted_sim": 0.034},
+                              "median_abs_rel_error": 0.125}  # fmt: skip
+    out = demo_table([a, b], bar=0.15)
+    assert "| slot | 36 / 34, 12.5% |" in out and "| arrival | - |" in out
+    assert "* arrival clock: slotted simulator's p50 within 15% of the measured one: 1 of 2" in out
+    assert "* slot clock: slotted simulator's p50 within 15% of the measured one: 2 of 2" in out
+    assert (
+        "* slot clock: ranking of the rules by mean latency, simulator against measured: "
+        "the same in 0 of 1 runs; by p50: 1 of 1" in out
+    )
 
 
 def test_main_reads_a_directory_and_refuses_an_empty_one(tmp_path: Path, capsys) -> None:
