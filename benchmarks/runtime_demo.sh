@@ -3,7 +3,8 @@
 # profile this machine's CPU (class x86_cpu_1t, per node, one thread) for the networks of the
 # policies' scenario, then run `python -m edgesplit.runtime demo` for each policy and seed,
 # writing one JSON report per run (per-task figures included) and a log with the machine and
-# its load. docs/runtime.md ("The demo on a machine with a core per server") has a run of it.
+# its load. docs/runtime.md ("On a machine with a core per server" and "On the slot clock")
+# has runs of it.
 #
 #   benchmarks/runtime_demo.sh OUT_DIR POLICY_DIR [POLICY_DIR ...]
 #
