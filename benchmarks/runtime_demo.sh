@@ -13,9 +13,10 @@
 # PARALLEL_PROFILES (profile the networks side by side, one core each: cores 1, 3, 5, ...;
 # default 1 where the machine has those cores, twice as many as networks, and taskset, else
 # 0), PAIRED (1: the i-th policy runs on the i-th seed alone instead of every seed), CLOCK
-# (the demo's --clock: slot, the default, or arrival). A network already profiled in
-# OUT_DIR/profiles is not profiled again, so a second call adds runs against the same
-# profiles.
+# (the demo's --clock: slot, the default, or arrival), ARRIVAL_SCALE (the demo's
+# --arrival-scale, default 1: multiplies every device's arrival rate). A network already
+# profiled in OUT_DIR/profiles is not profiled again, so a second call adds runs against
+# the same profiles.
 set -euo pipefail
 if [ $# -lt 2 ]; then
     echo "usage: $0 OUT_DIR POLICY_DIR [POLICY_DIR ...]" >&2
@@ -35,6 +36,7 @@ PARALLEL_PROFILES=$(pinned_parallel PARALLEL_PROFILES "${PARALLEL_PROFILES:-}" "
     "${#nets[@]} networks on cores 1, 3, ..., $((need - 1))") || exit 2
 PAIRED=${PAIRED:-0}
 CLOCK=${CLOCK:-slot}
+ARRIVAL_SCALE=${ARRIVAL_SCALE:-1}
 case $CLOCK in slot|arrival) ;; *) echo "CLOCK: '$CLOCK': expected slot or arrival" >&2; exit 2;; esac
 seeds=($SEEDS)
 if [ "$PAIRED" = 1 ] && [ "${#seeds[@]}" -lt $# ]; then  # before any profiling
@@ -90,9 +92,10 @@ for p in "$@"; do
         mine=("${seeds[$k]}")
     fi
     for s in ${mine[@]+"${mine[@]}"}; do
-        say "demo policy $p seed $s clock $CLOCK"
+        say "demo policy $p seed $s clock $CLOCK arrival scale $ARRIVAL_SCALE"
         "$PY" -m edgesplit.runtime demo --policy "$p" --duration-s "$DURATION_S" --seed "$s" \
-            --profile-dir "$out/profiles" --clock "$CLOCK" --per-task --json >"$out/demo_p${k}_s${s}.json" \
+            --profile-dir "$out/profiles" --clock "$CLOCK" \
+            --arrival-scale "$ARRIVAL_SCALE" --per-task --json >"$out/demo_p${k}_s${s}.json" \
             2>>"$out/demo_err.txt"
         say "demo done ($(wc -c <"$out/demo_p${k}_s${s}.json") bytes)"
     done

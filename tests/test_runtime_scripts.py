@@ -44,6 +44,10 @@ esac
 }
 
 
+# the scripts' own settings: a test gives them explicitly, never from the caller's shell
+OURS = ("PARALLEL", "PAIRED", "CLOCK", "ARRIVAL_SCALE")
+
+
 def _run(tmp_path: Path, script: str, args: list[str], ncpu: int, **env: str):
     bin_ = tmp_path / "bin"
     bin_.mkdir(exist_ok=True)
@@ -53,7 +57,7 @@ def _run(tmp_path: Path, script: str, args: list[str], ncpu: int, **env: str):
     log = tmp_path / "stub.log"
     log.touch()
     full = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("PARALLEL", "PAIRED"))},
+        **{k: v for k, v in os.environ.items() if not k.startswith(OURS)},
         "PATH": f"{bin_}:{os.environ['PATH']}",
         "PYTHON": str(bin_ / "fakepython"),
         "FAKE_NCPU": str(ncpu),
@@ -98,6 +102,23 @@ def test_demo_refuses_settings_it_cannot_honour_before_any_work(tmp_path) -> Non
                      PARALLEL_PROFILES="1")  # fmt: skip
     assert done.returncode == 2 and "need 10 cores; this machine has 8" in done.stderr
     assert log == []
+
+
+def test_demo_passes_the_clock_and_the_arrival_scale_and_refuses_an_unknown_clock(tmp_path):
+    out = str(tmp_path / "out")
+    pol = _policies(tmp_path, 1)
+    done, log = _run(tmp_path, "runtime_demo.sh", [out, *pol], 8, SEEDS="0")
+    assert done.returncode == 0, done.stderr
+    demo = [x for x in log if "edgesplit.runtime demo" in x]
+    assert len(demo) == 1 and "--clock slot" in demo[0] and "--arrival-scale 1 " in demo[0]
+    done, log = _run(tmp_path, "runtime_demo.sh", [out, *pol], 8, SEEDS="0", CLOCK="arrival",
+                     ARRIVAL_SCALE="1.5")  # fmt: skip
+    demo = [x for x in log if "edgesplit.runtime demo" in x]
+    assert "--clock arrival" in demo[-1] and "--arrival-scale 1.5 " in demo[-1]
+    (tmp_path / "again").mkdir()
+    done, log = _run(tmp_path / "again", "runtime_demo.sh", [out, *pol], 8, CLOCK="tick")
+    assert done.returncode == 2 and "CLOCK: 'tick': expected slot or arrival" in done.stderr
+    assert log == []  # refused before any work
 
 
 def test_a_failed_parallel_profile_fails_the_demo_script(tmp_path) -> None:
