@@ -753,13 +753,20 @@ def _slotted(
     """The slotted simulator's figures for the recorded arrivals and decisions (each task's
     requested split: the simulator gates a head its own battery cannot pay for), and its
     :class:`~edgesplit.sim.replay.Replay` (batteries from ``charge0``, at least
-    ``min_slots`` slots)."""
+    ``min_slots`` slots). Its figures are of the simulator's latency, or with
+    ``from_arrival`` of that plus the wait for the task's first slot. A task the runtime
+    dropped (``rec`` None) gets a placeholder decision: the replay drops it too (the same
+    queue discipline, :func:`~edgesplit.runtime.slots.slot_schedule`)."""
     from edgesplit.sim.replay import replay
     from edgesplit.sim.schema import Decisions
 
     split, target = [], []
     for r in results:
         rec, i, a = r["rec"], r["device"], r["app"]
+        if rec is None:  # dropped: the whole network on the device, never applied
+            split.append(int(ta.n_valid[a]) - 1)
+            target.append(int(ta.home[i]))
+            continue
         split.append(ta.candidate_names[a].index(rec.requested_candidate or rec.candidate))
         # all-local: the simulator ignores the target; the home edge is always reachable
         target.append(int(ta.home[i]) if rec.target is None else ta.target_names.index(rec.target))

@@ -111,3 +111,22 @@ def test_demo_runs_both_rules_on_the_same_arrivals(policy, clock):
         run_demo(policy, duration_s=1.0, rules=("oracle",))
     with pytest.raises(ValueError, match="clock = 'tick'"):
         run_demo(policy, duration_s=1.0, clock="tick")
+
+
+@pytest.mark.slow
+def test_the_slot_clock_drops_the_tasks_the_simulator_drops(policy):
+    # 20 tasks a second per device, one decided per 100 ms slot: the queues fill and drop
+    rep = run_demo(policy, duration_s=1.0, seed=2, rules=("neurosurgeon",), arrival_scale=10.0,
+                   per_task=True)  # fmt: skip
+    r = rep["rules"]["neurosurgeon"]
+    m, s = r["measured"], r["slotted_sim"]
+    assert m["dropped"] > 0 and m["dropped"] == s["dropped"]
+    assert r["decision_slots_agree"] is True
+    detail = r["tasks_detail"]
+    assert sum(x["dropped"] for x in detail) == m["dropped"] and len(detail) == r["tasks"]
+    # a dropped task is a miss on both sides; the figures are of the tasks that ran
+    assert m["deadline_miss_rate"] >= m["dropped"] / r["tasks"]
+    assert s["deadline_miss_rate"] >= s["dropped"] / r["tasks"]
+    assert sum(r["targets"].values()) == r["tasks"] - m["dropped"]
+    assert np.isfinite([m["p50_s"], m["mean_s"], s["p50_s"], r["p50_rel_error"]["slotted_sim"],
+                        r["median_abs_rel_error"]["slotted_sim"]]).all()  # fmt: skip
