@@ -760,6 +760,11 @@ def _slotted(
     split, target = [], []
     for r in results:
         rec, i, a = r["rec"], r["device"], r["app"]
+        if rec is None:  # dropped by the runtime's slot clock, and so by the replay's queue
+            # (the same discipline); any valid decision: all-local at home
+            split.append(int(ta.n_valid[a]) - 1)
+            target.append(int(ta.home[i]))
+            continue
         split.append(ta.candidate_names[a].index(rec.requested_candidate or rec.candidate))
         # all-local: the simulator ignores the target; the home edge is always reachable
         target.append(int(ta.home[i]) if rec.target is None else ta.target_names.index(rec.target))
