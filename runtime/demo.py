@@ -657,7 +657,9 @@ def _on_slots(
     for every device whose queue has a task (one joint request to the scheduler under the
     policy; Neurosurgeon task by task), then each device's heads in the order decided on
     its :class:`~edgesplit.runtime.slots.HeadLine`, each offload on a thread of its own.
-    Dropped tasks (a full queue) are returned with ``rec`` None."""
+    Dropped tasks (a full queue) are returned with ``rec`` None. Once a head or an offload
+    has failed no further slot is decided; the first error is raised when the heads
+    already decided and the offloads in flight have ended."""
     results: list[dict[str, Any]] = []
     lock = threading.Lock()
     plan: dict[int, list[tuple[int, _Task, int]]] = {}
@@ -702,6 +704,8 @@ def _on_slots(
     lines = {i: HeadLine(head) for i in per_device}
     try:
         for n in sorted(plan):
+            if errors or any(line.errors for line in lines.values()):
+                break  # a head or an offload failed: decide nothing more, raise it below
             due = t0 + n * slot_s
             now = time.perf_counter()
             if now < due:

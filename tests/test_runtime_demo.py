@@ -131,3 +131,27 @@ def test_the_slot_clock_drops_what_finds_the_queue_full_and_reports_the_rest(pol
     # a dropped task is a miss on both sides
     assert m["deadline_miss_rate"] >= m["dropped"] / r["tasks"]
     assert s["deadline_miss_rate"] >= s["dropped"] / r["tasks"]
+
+
+@pytest.mark.slow
+def test_the_slot_clock_stops_deciding_once_a_task_failed(policy, monkeypatch):
+    # a server that answers every task with an error: the run ends at the next slot with
+    # that error, instead of deciding (and failing) every task still to come
+    from edgesplit.runtime import device as device_mod
+
+    started = []
+    real_start = device_mod.Device.start_task
+
+    def start(self, *args, **kwargs):
+        started.append(self.name)
+        return real_start(self, *args, **kwargs)
+
+    def fail(self, p):
+        raise device_mod.RemoteError({"error": "server gone"})
+
+    monkeypatch.setattr(device_mod.Device, "start_task", start)
+    monkeypatch.setattr(device_mod.Device, "finish_task", fail)
+    with pytest.raises(device_mod.RemoteError, match="server gone"):
+        run_demo(policy, duration_s=4.0, seed=1, rules=("neurosurgeon",), clock="slot")
+    # about 30 tasks arrive in 4 s; the heads already decided when the first failed run
+    assert 1 <= len(started) <= 8
