@@ -486,15 +486,17 @@ def _run_rule(
     t0 = time.perf_counter() + 0.5
     for b in bats.values():  # nothing spent yet: slot 0 starts with the arrivals' clock
         b.start = t0
-    if clock == "slot":
-        nsd = {i: NeurosurgeonDecider(ta, ph.rtt_s, ph.backhaul, i)
-               for i in range(len(ta.device_names))}  # fmt: skip
-        results = _on_slots(rule, ta, devices, per_device, t0, float(sims["x86"].slot_s),
-                            scheduler_decider, nsd)  # fmt: skip
-    else:
-        _on_arrival(rule, ta, devices, per_device, t0, recorder, results, lock)
-    for dev in devices.values():
-        dev.close()
+    try:
+        if clock == "slot":
+            nsd = {i: NeurosurgeonDecider(ta, ph.rtt_s, ph.backhaul, i)
+                   for i in range(len(ta.device_names))}  # fmt: skip
+            results = _on_slots(rule, ta, devices, per_device, t0, float(sims["x86"].slot_s),
+                                scheduler_decider, nsd)  # fmt: skip
+        else:
+            _on_arrival(rule, ta, devices, per_device, t0, recorder, results, lock)
+    finally:  # a failed run leaves no connection open
+        for dev in devices.values():
+            dev.close()
     results.sort(key=lambda r: (r["arrival"], r["device"]))
     ran = [r for r in results if r["rec"] is not None]  # what ran (the slot clock drops)
     kept = np.array([r["rec"] is not None for r in results], dtype=bool)

@@ -149,9 +149,19 @@ def test_the_slot_clock_stops_deciding_once_a_task_failed(policy, monkeypatch):
     def fail(self, p):
         raise device_mod.RemoteError({"error": "server gone"})
 
+    closed = []
+    real_close = device_mod.Device.close
+
+    def close(self):
+        closed.append(self.name)
+        real_close(self)
+
     monkeypatch.setattr(device_mod.Device, "start_task", start)
     monkeypatch.setattr(device_mod.Device, "finish_task", fail)
+    monkeypatch.setattr(device_mod.Device, "close", close)
     with pytest.raises(device_mod.RemoteError, match="server gone"):
         run_demo(policy, duration_s=4.0, seed=1, rules=("neurosurgeon",), clock="slot")
     # about 30 tasks arrive in 4 s; the heads already decided when the first failed run
     assert 1 <= len(started) <= 8
+    # and every device's connections were closed all the same
+    assert sorted(closed) == ["orin_0", "orin_1", "pi_0", "pi_1"]
