@@ -55,9 +55,12 @@ decisions:
   the simulator drops (a full queue) count as misses.
 * ``cost_model_replay``: the simulator's head (the table), transfer
   (``bytes * 8 / rate + rtt``) and tail (the ``x86_cpu_1t`` profile) with first-come
-  first-served queues on each device and server in continuous time: no slots and no
-  sharing, the runtime's own order of events. It says how far the cost tables are from
-  what happened; the slotted simulator says how far the simulator's dynamics are.
+  first-served queues on each device and server in continuous time: no slotted dynamics
+  and no sharing, the runtime's own order of events (on the slot clock a head starts at the
+  boundary of the slot that decided it and the device is free once its head ends; on the
+  arrival clock a task starts on its arrival and the device waits for its result). It says
+  how far the cost tables are from what happened; the slotted simulator says how far the
+  simulator's dynamics are.
 
 **Batteries** (a policy trained on a scenario whose devices have a ``battery``, such as
 ``battery``): each such device gets a :class:`~edgesplit.runtime.battery.Battery`
@@ -504,8 +507,8 @@ def _run_rule(
                     for r in results])  # fmt: skip
     deadline = np.array([ta.deadline_s[r["app"]] for r in results])
     pred = np.full(len(results), np.nan)
-    pred[kept] = _replay(ran, ta, ph, tail_x86, prof_index)
     slot_s = float(sims["x86"].slot_s)
+    pred[kept] = _replay(ran, ta, ph, tail_x86, prof_index, slot_s if clock == "slot" else None)
     # the batteries are compared after the same number of slots: at least until the last
     # result (the runtime) and the last decision (the replay)
     end_slot = int(max(r["done"] for r in ran) // slot_s) + 1 if ran else 0
@@ -841,11 +844,14 @@ def _link_rate(ph: Any, i: int, ap: int) -> float:
 
 def _replay(
     results: list[dict[str, Any]], ta: Any, ph: Any, tail_x86: dict[str, np.ndarray],
-    prof_index: dict[str, dict[str, int]],
+    prof_index: dict[str, dict[str, int]], slot_s: float | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Per-task latency from the cost tables: an event replay of the recorded arrivals and
-    decisions with first-come first-served queues on each device (which, as the runtime's
-    device does, waits for a task's result before starting the next) and on each server."""
+    decisions with first-come first-served queues on each device and on each server, in
+    the runtime's order of events: on the arrival clock (``slot_s`` None) a device starts
+    a task on its arrival and waits for its result before the next; on the slot clock
+    (``slot_s``: each result's ``slot`` is the one that decided it) a head starts at its
+    slot's boundary and the device is free for the next once the head ends."""
     by_dev: dict[int, list[int]] = {}
     for k in sorted(range(len(results)), key=lambda k: results[k]["arrival"]):
         by_dev.setdefault(results[k]["device"], []).append(k)
@@ -864,7 +870,8 @@ def _replay(
         if nxt[i] < len(by_dev[i]):
             k = by_dev[i][nxt[i]]
             nxt[i] += 1
-            push(max(results[k]["arrival"], free), "start", k)
+            ready = results[k]["arrival"] if slot_s is None else results[k]["slot"] * slot_s
+            push(max(ready, free), "start", k)
 
     for i in by_dev:
         next_task(i, 0.0)
@@ -886,12 +893,15 @@ def _replay(
             if j >= ta.n_aps and ph.backhaul is not None:
                 tx += ph.backhaul.rtt_s
             push(t + head + tx, "server", k)
+            if slot_s is not None:  # free after the head: the offload goes on
+                next_task(i, t + head)
         else:
             tail = float(tail_x86[app][prof_index[app][rec.candidate]])
             begin = max(t, srv_free.get(rec.target, 0.0))
             srv_free[rec.target] = begin + tail
             out[k] = begin + tail - r["arrival"]
-            next_task(i, begin + tail)
+            if slot_s is None:  # the device waited for the result
+                next_task(i, begin + tail)
     return out
 
 

@@ -80,6 +80,11 @@ def test_demo_runs_both_rules_on_the_same_arrivals(policy, clock):
             assert 0 < fd["p50_s"]["measured"] < m["p50_s"]
             assert 0 < fd["p50_s"]["slotted_sim"] < s["p50_s"]
             assert 0 <= fd["median_abs_rel_error"] < 10
+            # the cost-model replay follows the runtime's order of events on this clock too:
+            # no task starts before the slot that decides it
+            for x in r["tasks_detail"]:
+                if not x["dropped"]:
+                    assert x["cost_model_replay_s"] > x["slotted_sim_slot_wait_s"]
         # nothing finishes sooner than the cost model's unloaded figure allows, bar noise
         assert m["p50_s"] > 0.5 * p["p50_s"]
         assert r["p50_rel_error"]["slotted_sim"] == s["p50_s"] / m["p50_s"] - 1
