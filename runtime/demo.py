@@ -803,10 +803,11 @@ def _batteries(
     for i, b in bats.items():
         mine = [k for k, r in enumerate(results) if r["device"] == i]
         ok = [k for k in mine if not rp.dropped[k]]
+        ran = [k for k in mine if results[k]["rec"] is not None]  # the slot clock drops
         out[ta.device_names[i]] = {
             "measured": {
                 **b.state(end),
-                "tasks": len(mine),
+                "tasks": len(ran),
             },
             "slotted_sim": {
                 "charge_j": float(rp.final_charge_j[i]),
