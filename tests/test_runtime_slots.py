@@ -247,3 +247,29 @@ def test_the_scheduler_decides_a_slots_tasks_in_one_request():
     dec.decide_joint({"b": entry}, {})
     assert sched.requests[1]["devices"]["a"]["task"] is None
     assert "slot" not in sched.requests[1]
+
+
+@pytest.mark.parametrize("head_s", [-0.1, float("nan"), float("inf"), "0.1", True, None])
+def test_head_line_refuses_a_bad_head_time_naming_it(head_s):
+    line = HeadLine(lambda job: None)
+    with pytest.raises(ValueError, match=r"head_s = .*expected a finite number of seconds >= 0"):
+        line.put("a", head_s)
+    line.close()
+    assert line.backlog_s() == 0.0  # nothing was queued
+
+
+def test_head_line_refuses_a_job_after_close():
+    done = []
+    line = HeadLine(done.append)
+    line.put("a", 0.0)
+    line.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        line.put("b", 0.0)  # it would never run
+    assert done == ["a"]
+
+
+def test_slot_schedule_takes_numpy_numbers_and_refuses_a_bool_slot():
+    slots, _, _ = slot_schedule(np.array([0.01, 0.02]), np.float32(0.1), np.int64(2))
+    assert slots.tolist() == [1, 2]
+    with pytest.raises(ValueError, match="slot_s = True"):
+        slot_schedule([0.1], True, 4)
