@@ -292,11 +292,13 @@ class Device:
     ) -> dict[str, Any]:
         """This device's entry of a scheduler request, with a pending task (and, with a
         battery, its ``charge_j`` and ``energy_debt_j`` now)."""
+        with self._lock:  # not while an offload's thread folds in its rate
+            rates = dict(self.rates_mbps)
         entry = {
             "task": {"app": self.app, "waited_s": float(waited_s)},
             "queue_length": int(queue_length),
             "backlog_s": float(backlog_s),
-            "link_mbps": dict(self.rates_mbps),
+            "link_mbps": rates,
         }
         if self.battery is not None:
             entry.update(self.battery.report())
@@ -309,7 +311,8 @@ class Device:
         ap = self.servers[target].access_point or target
         rate = n_bytes * 8 / send_s / 1e6
         w = self.rate_ewma_weight
-        self.rates_mbps[ap] = w * rate + (1.0 - w) * self.rates_mbps[ap]
+        with self._lock:  # a device's offloads overlap: each transfer counts
+            self.rates_mbps[ap] = w * rate + (1.0 - w) * self.rates_mbps[ap]
 
     def poll_backlogs(self) -> dict[str, float]:
         """Ask every server for its backlog (STATUS frames; no pacing, no delay)."""

@@ -273,3 +273,33 @@ def test_slot_schedule_takes_numpy_numbers_and_refuses_a_bool_slot():
     assert slots.tolist() == [1, 2]
     with pytest.raises(ValueError, match="slot_s = True"):
         slot_schedule([0.1], True, 4)
+
+
+class _SlowReads(dict):
+    """A dict whose reads take a while: widens any read-modify-write race on it."""
+
+    def __getitem__(self, key):
+        value = super().__getitem__(key)
+        time.sleep(0.1)
+        return value
+
+
+def test_overlapping_offloads_each_fold_their_rate_into_the_devices_estimate(tiny):
+    parts, srv = tiny
+    # two tensors cross this cut: a frame over the 4096 bytes a rate is measured from
+    name = next(n for n, c in parts.candidates.items() if len(c.cut) == 2)
+    ep = {"edge0": ServerEndpoint(*srv.address, EmulatedLink(SharedPacer(AccessPoint("e"), 2.0)),
+                                  initial_mbps=10.0)}  # fmt: skip
+    dev = Device("d0", parts, ep, FixedDecider(name, "edge0"), engine="onnxruntime", app="tiny",
+                 rate_ewma_weight=0.5)  # fmt: skip
+    dev.rates_mbps = _SlowReads(dev.rates_mbps)
+    pending = [dev.start_task(decision={"split": name, "target": "edge0"}) for _ in range(2)]
+    threads = [threading.Thread(target=dev.finish_task, args=(p,)) for p in pending]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    dev.close()
+    # two transfers measured at 2 Mbps (their airtime) from 10: 10 -> 6 -> 4; a lost
+    # update (both folded into the same old value) leaves 6
+    assert dev.rates_mbps["edge0"] == pytest.approx(4.0)
