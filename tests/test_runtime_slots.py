@@ -135,10 +135,13 @@ def tiny(tmp_path_factory):
 
 def test_a_device_overlaps_its_tasks_on_the_wire_and_each_gets_its_own_result(tiny):
     parts, srv = tiny
-    name = next(n for n, c in parts.candidates.items() if c.kind == "intermediate")
+    # two tensors cross this cut: a frame over the 4096 bytes a rate is measured from
+    name = next(n for n, c in parts.candidates.items() if len(c.cut) == 2)
     ap = AccessPoint("edge0")
-    # a slow link: the second task's head runs while the first's cut is on its way
-    ep = {"edge0": ServerEndpoint(*srv.address, EmulatedLink(SharedPacer(ap, 2.0), 0.01))}
+    # a slow link: the second task's head runs while the first's cut is on its way; the
+    # device starts from another rate than it will measure
+    ep = {"edge0": ServerEndpoint(*srv.address, EmulatedLink(SharedPacer(ap, 2.0), 0.01),
+                                  initial_mbps=10.0)}  # fmt: skip
     dev = Device("d0", parts, ep, FixedDecider(name, "edge0"), engine="onnxruntime", app="tiny")
     rng = np.random.default_rng(3)
     imgs = [rng.integers(0, 256, INPUT_SHAPE, dtype=np.uint8) for _ in range(3)]
