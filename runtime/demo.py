@@ -25,7 +25,8 @@ others). When devices ask (``clock``):
 * ``"slot"`` (default): **the policy as it was trained** (:mod:`edgesplit.runtime.slots`).
   At each of the scenario's slot boundaries, every device whose queue has a task gets a
   decision for the task at its head, all of them in one joint request to the scheduler
-  (with the slot's index, the policy's time feature); a task arriving in a slot is pending
+  (with the slot's index, the policy's time feature, and the other devices' state at that
+  slot: backlog, measured rates, charge); a task arriving in a slot is pending
   from the next, a full queue drops it; a device runs its heads one at a time in the order
   decided and is free for the next head once a head ends (the offload goes on, on a thread
   of its own). Latency is measured from the arrival, so it includes the wait for the
@@ -707,6 +708,7 @@ def _on_slots(
         th.start()
 
     lines = {i: HeadLine(head) for i in per_device}
+    last_dev: dict[int, Device] = {}  # per device, the application it last decided
     try:
         for n in sorted(plan):
             if errors or any(line.errors for line in lines.values()):
@@ -722,12 +724,22 @@ def _on_slots(
                 entries[dev.name] = dev.snapshot_entry((n - pend) * slot_s, q,
                                                        lines[i].backlog_s())  # fmt: skip
                 who[dev.name] = (i, task, dev)
+                last_dev[i] = dev  # the device's latest rates are this application's
             tq = time.perf_counter()
             with lock:
                 backlog = dict(srv_backlog)
             if rule == "policy":
+                # the devices with nothing to decide, as they are at this slot (a joint
+                # policy reads them too): backlog, the rates they measured, their charge
+                idle = {}
+                for i, dname in enumerate(ta.device_names):
+                    if dname not in entries:
+                        dev = last_dev.get(i) or devices[(i, ta.app_names[0])]
+                        line = lines.get(i)
+                        e = dev.snapshot_entry(0.0, 1, line.backlog_s() if line else 0.0)
+                        idle[dname] = e
                 # the slot's index: the time feature (the scheduler caps it at the horizon)
-                decisions = scheduler_decider.decide_joint(entries, backlog, n)
+                decisions = scheduler_decider.decide_joint(entries, backlog, n, idle)
             else:
                 decisions = {name: neurosurgeon[i](dev, entries[name])
                              for name, (i, _, dev) in who.items()}  # fmt: skip

@@ -543,13 +543,19 @@ class SchedulerDecider:
         entries: Mapping[str, dict[str, Any]],
         server_backlog_s: Mapping[str, float],
         slot: int | None = None,
+        idle: Mapping[str, dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """One snapshot for several devices' pending tasks (device name -> entry), the
         others from the board: what a slotted deployment sends once per slot, as the
         policy was trained (one joint decision for the slot's tasks; ``slot``, the slot's
-        index in the policy's episode, is its time feature)."""
+        index in the policy's episode, is its time feature). ``idle``: entries of devices
+        with nothing pending, as they are now (backlog, link rates, charge: a joint
+        policy reads them, as it read the environment's idle devices), for the board;
+        their ``task`` and ``queue_length`` are sent as None and 0."""
         with self._lock:
             self.board.update(entries)
+            for name, e in (idle or {}).items():
+                self.board[name] = {**e, "task": None, "queue_length": 0}
             devices = {}
             mine = next(iter(entries.values()))["link_mbps"] if entries else {}
             for name in self.policy["devices"]:
@@ -584,11 +590,12 @@ class SchedulerDecider:
         entries: Mapping[str, dict[str, Any]],
         server_backlog_s: Mapping[str, float],
         slot: int | None = None,
+        idle: Mapping[str, dict[str, Any]] | None = None,
     ) -> dict[str, dict[str, Any]]:
-        """One request for several devices' pending tasks (:meth:`joint_request`); returns
-        each of those devices' decisions, with the scheduler's ``bandwidth_weight`` and
-        ``compute_weight``."""
-        decisions = self._ask(self.joint_request(entries, server_backlog_s, slot))
+        """One request for several devices' pending tasks (:meth:`joint_request`, with the
+        ``idle`` devices' entries); returns each of those devices' decisions, with the
+        scheduler's ``bandwidth_weight`` and ``compute_weight``."""
+        decisions = self._ask(self.joint_request(entries, server_backlog_s, slot, idle))
         missing = sorted(set(entries) - set(decisions))
         if missing:
             raise RuntimeError(f"the scheduler's answer has no decision for {missing}")

@@ -170,3 +170,30 @@ def test_the_slot_clock_stops_deciding_once_a_task_failed(policy, monkeypatch):
     assert 1 <= len(started) <= 8
     # and every device's connections were closed all the same
     assert sorted(closed) == ["orin_0", "orin_1", "pi_0", "pi_1"]
+
+
+@pytest.mark.slow
+def test_the_slot_clock_sends_every_devices_state_of_that_slot(policy, monkeypatch):
+    # a joint policy reads every device's observation, the idle ones' too: in the
+    # environment an idle device's backlog (and rates, charge) is that slot's, so the
+    # runtime's request must carry it, not what the device said when it last had a task
+    from edgesplit.runtime import slots
+    from edgesplit.scheduler import Scheduler
+
+    requests = []
+    real_decide = Scheduler.decide
+
+    def decide(self, req):
+        requests.append(req)
+        return real_decide(self, req)
+
+    monkeypatch.setattr(Scheduler, "decide", decide)
+    monkeypatch.setattr(slots.HeadLine, "backlog_s", lambda self: 0.123)  # a marker
+    run_demo(policy, duration_s=1.0, seed=1, rules=("policy",), clock="slot")
+    assert requests
+    idle = 0
+    for req in requests:
+        for e in req["devices"].values():
+            assert e["backlog_s"] == 0.123  # read at the slot, by the device's head line
+            idle += e["task"] is None
+    assert idle > 0  # the case this test is for

@@ -306,3 +306,16 @@ def test_overlapping_offloads_each_fold_their_rate_into_the_devices_estimate(tin
     # two transfers measured at 2 Mbps (their airtime) from 10: 10 -> 6 -> 4; a lost
     # update (both folded into the same old value) leaves 6
     assert dev.rates_mbps["edge0"] == pytest.approx(4.0)
+
+
+def test_a_joint_request_carries_the_idle_devices_state_given_with_it():
+    sched = _Recording(["a", "b", "c"])
+    dec = SchedulerDecider(sched)
+    entry = {"task": {"app": "tiny", "waited_s": 0.0}, "queue_length": 1, "backlog_s": 0.0,
+             "link_mbps": {"edge0": 20.0}}  # fmt: skip
+    now = {**entry, "backlog_s": 0.3, "link_mbps": {"edge0": 7.0}}  # b: idle, still busy
+    out = dec.decide_joint({"a": entry}, {}, slot=1, idle={"b": now})
+    sent = sched.requests[0]["devices"]["b"]
+    assert sent["task"] is None and sent["queue_length"] == 0
+    assert sent["backlog_s"] == 0.3 and sent["link_mbps"] == {"edge0": 7.0}
+    assert set(out) == {"a"}  # decisions only for the pending tasks
