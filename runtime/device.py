@@ -551,7 +551,13 @@ class SchedulerDecider:
         index in the policy's episode, is its time feature). ``idle``: entries of devices
         with nothing pending, as they are now (backlog, link rates, charge: a joint
         policy reads them, as it read the environment's idle devices), for the board;
-        their ``task`` and ``queue_length`` are sent as None and 0."""
+        their ``task`` and ``queue_length`` are sent as None and 0.
+
+        Raises ``ValueError`` naming ``slot`` and its value if it is not an integer >= 0."""
+        if slot is not None and not (
+            isinstance(slot, (int, np.integer)) and not isinstance(slot, bool) and slot >= 0
+        ):
+            raise ValueError(f"slot = {slot!r}: expected an integer >= 0 (or None)")
         with self._lock:
             self.board.update(entries)
             for name, e in (idle or {}).items():

@@ -319,3 +319,12 @@ def test_a_joint_request_carries_the_idle_devices_state_given_with_it():
     assert sent["task"] is None and sent["queue_length"] == 0
     assert sent["backlog_s"] == 0.3 and sent["link_mbps"] == {"edge0": 7.0}
     assert set(out) == {"a"}  # decisions only for the pending tasks
+
+
+@pytest.mark.parametrize("slot", [-1, 2.5, True, "3"])
+def test_a_joint_request_refuses_a_bad_slot_naming_it(slot):
+    dec = SchedulerDecider(_Recording(["a", "b", "c"]))
+    entry = {"task": {"app": "tiny"}, "link_mbps": {"edge0": 20.0}}
+    with pytest.raises(ValueError, match=r"slot = .*expected an integer >= 0"):
+        dec.decide_joint({"a": entry}, {}, slot=slot)
+    assert dec.board == {}  # refused before anything was written
