@@ -485,7 +485,8 @@ class Device:
             pool.release(conn)
 
     last_output: np.ndarray | None = None
-    """The network's output for the last task (float32)."""
+    """The network's output for the task that finished last (float32); with overlapping
+    tasks, each task's own is its :attr:`PendingTask.output`."""
 
     def close(self) -> None:
         """Close the connections."""
