@@ -109,6 +109,8 @@ def demo_table(reports: Sequence[dict[str, Any]], bar: float = 0.15) -> str:
                 if fd
                 else "-"
             )
+            if r.get("decision_slots_agree") is False:  # not the replay's tasks and slots
+                fd_s += ", decision slots differ"
             rows.append(
                 f"| {pol} | {rep['seed']} | {rep['tasks']} | {rule} | {trio(r, 'p50_s')} "
                 f"| {err:+.0%} | {trio(r, 'mean_s')} | {trio(r, 'p90_s')} "

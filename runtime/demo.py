@@ -25,7 +25,8 @@ others). When devices ask (``clock``):
 * ``"slot"`` (default): **the policy as it was trained** (:mod:`edgesplit.runtime.slots`).
   At each of the scenario's slot boundaries, every device whose queue has a task gets a
   decision for the task at its head, all of them in one joint request to the scheduler
-  (with the slot's index, the policy's time feature); a task arriving in a slot is pending
+  (with the slot's index, the policy's time feature, and the other devices' state at that
+  slot: backlog, measured rates, charge); a task arriving in a slot is pending
   from the next, a full queue drops it; a device runs its heads one at a time in the order
   decided and is free for the next head once a head ends (the offload goes on, on a thread
   of its own). Latency is measured from the arrival, so it includes the wait for the
@@ -55,9 +56,12 @@ decisions:
   the simulator drops (a full queue) count as misses.
 * ``cost_model_replay``: the simulator's head (the table), transfer
   (``bytes * 8 / rate + rtt``) and tail (the ``x86_cpu_1t`` profile) with first-come
-  first-served queues on each device and server in continuous time: no slots and no
-  sharing, the runtime's own order of events. It says how far the cost tables are from
-  what happened; the slotted simulator says how far the simulator's dynamics are.
+  first-served queues on each device and server in continuous time: no slotted dynamics
+  and no sharing, the runtime's own order of events (on the slot clock a head starts at the
+  boundary of the slot that decided it and the device is free once its head ends; on the
+  arrival clock a task starts on its arrival and the device waits for its result). It says
+  how far the cost tables are from what happened; the slotted simulator says how far the
+  simulator's dynamics are.
 
 **Batteries** (a policy trained on a scenario whose devices have a ``battery``, such as
 ``battery``): each such device gets a :class:`~edgesplit.runtime.battery.Battery`
@@ -486,15 +490,17 @@ def _run_rule(
     t0 = time.perf_counter() + 0.5
     for b in bats.values():  # nothing spent yet: slot 0 starts with the arrivals' clock
         b.start = t0
-    if clock == "slot":
-        nsd = {i: NeurosurgeonDecider(ta, ph.rtt_s, ph.backhaul, i)
-               for i in range(len(ta.device_names))}  # fmt: skip
-        results = _on_slots(rule, ta, devices, per_device, t0, float(sims["x86"].slot_s),
-                            scheduler_decider, nsd)  # fmt: skip
-    else:
-        _on_arrival(rule, ta, devices, per_device, t0, recorder, results, lock)
-    for dev in devices.values():
-        dev.close()
+    try:
+        if clock == "slot":
+            nsd = {i: NeurosurgeonDecider(ta, ph.rtt_s, ph.backhaul, i)
+                   for i in range(len(ta.device_names))}  # fmt: skip
+            results = _on_slots(rule, ta, devices, per_device, t0, float(sims["x86"].slot_s),
+                                scheduler_decider, nsd)  # fmt: skip
+        else:
+            _on_arrival(rule, ta, devices, per_device, t0, recorder, results, lock)
+    finally:  # a failed run leaves no connection open
+        for dev in devices.values():
+            dev.close()
     results.sort(key=lambda r: (r["arrival"], r["device"]))
     ran = [r for r in results if r["rec"] is not None]  # what ran (the slot clock drops)
     kept = np.array([r["rec"] is not None for r in results], dtype=bool)
@@ -502,8 +508,8 @@ def _run_rule(
                     for r in results])  # fmt: skip
     deadline = np.array([ta.deadline_s[r["app"]] for r in results])
     pred = np.full(len(results), np.nan)
-    pred[kept] = _replay(ran, ta, ph, tail_x86, prof_index)
     slot_s = float(sims["x86"].slot_s)
+    pred[kept] = _replay(ran, ta, ph, tail_x86, prof_index, slot_s if clock == "slot" else None)
     # the batteries are compared after the same number of slots: at least until the last
     # result (the runtime) and the last decision (the replay)
     end_slot = int(max(r["done"] for r in ran) // slot_s) + 1 if ran else 0
@@ -511,16 +517,18 @@ def _run_rule(
     from_arrival = clock == "slot"  # the measured latency counts the wait for the slot
     slotted = {k: _slotted(core, results, ta, c0, end_slot, from_arrival)
                for k, core in sims.items()}  # fmt: skip
-    measured = _stats(lat[kept], deadline[kept])
-    measured["deadline_miss_rate"] = float(
-        (np.sum(lat[kept] > deadline[kept]) + np.sum(~kept)) / len(results)
-    )
+    measured, cost_model = (_stats(x[kept], deadline[kept]) for x in (lat, pred))
+    for side, x in ((measured, lat), (cost_model, pred)):
+        # the tasks the runtime dropped are misses for both, as the simulator's drops are
+        side["deadline_miss_rate"] = float(
+            (np.sum(x[kept] > deadline[kept]) + np.sum(~kept)) / len(results)
+        )
     measured["dropped"] = int(np.sum(~kept))
     out = {
         "tasks": len(results),
         "measured": measured,
         "slotted_sim": slotted["x86"][0],
-        "cost_model_replay": _stats(pred[kept], deadline[kept]),
+        "cost_model_replay": cost_model,
         "slotted_sim_as_trained": slotted["as_trained"][0],
     }
     # the offloaded tasks alone: where transfers, server compute and sharing are at stake
@@ -657,7 +665,9 @@ def _on_slots(
     for every device whose queue has a task (one joint request to the scheduler under the
     policy; Neurosurgeon task by task), then each device's heads in the order decided on
     its :class:`~edgesplit.runtime.slots.HeadLine`, each offload on a thread of its own.
-    Dropped tasks (a full queue) are returned with ``rec`` None."""
+    Dropped tasks (a full queue) are returned with ``rec`` None. Once a head or an offload
+    has failed no further slot is decided; the first error is raised when the heads
+    already decided and the offloads in flight have ended."""
     results: list[dict[str, Any]] = []
     lock = threading.Lock()
     plan: dict[int, list[tuple[int, _Task, int]]] = {}
@@ -700,8 +710,11 @@ def _on_slots(
         th.start()
 
     lines = {i: HeadLine(head) for i in per_device}
+    last_dev: dict[int, Device] = {}  # per device, the application it last decided
     try:
         for n in sorted(plan):
+            if errors or any(line.errors for line in lines.values()):
+                break  # a head or an offload failed: decide nothing more, raise it below
             due = t0 + n * slot_s
             now = time.perf_counter()
             if now < due:
@@ -713,12 +726,22 @@ def _on_slots(
                 entries[dev.name] = dev.snapshot_entry((n - pend) * slot_s, q,
                                                        lines[i].backlog_s())  # fmt: skip
                 who[dev.name] = (i, task, dev)
+                last_dev[i] = dev  # the device's latest rates are this application's
             tq = time.perf_counter()
             with lock:
                 backlog = dict(srv_backlog)
             if rule == "policy":
+                # the devices with nothing to decide, as they are at this slot (a joint
+                # policy reads them too): backlog, the rates they measured, their charge
+                idle = {}
+                for i, dname in enumerate(ta.device_names):
+                    if dname not in entries:
+                        dev = last_dev.get(i) or devices[(i, ta.app_names[0])]
+                        line = lines.get(i)
+                        e = dev.snapshot_entry(0.0, 1, line.backlog_s() if line else 0.0)
+                        idle[dname] = e
                 # the slot's index: the time feature (the scheduler caps it at the horizon)
-                decisions = scheduler_decider.decide_joint(entries, backlog, n)
+                decisions = scheduler_decider.decide_joint(entries, backlog, n, idle)
             else:
                 decisions = {name: neurosurgeon[i](dev, entries[name])
                              for name, (i, _, dev) in who.items()}  # fmt: skip
@@ -763,7 +786,8 @@ def _slotted(
     split, target = [], []
     for r in results:
         rec, i, a = r["rec"], r["device"], r["app"]
-        if rec is None:  # dropped: the whole network on the device, never applied
+        if rec is None:  # dropped by the runtime's slot clock, and so by the replay's queue
+            # (the same discipline); any valid decision: all-local at home
             split.append(int(ta.n_valid[a]) - 1)
             target.append(int(ta.home[i]))
             continue
@@ -796,10 +820,11 @@ def _batteries(
     for i, b in bats.items():
         mine = [k for k, r in enumerate(results) if r["device"] == i]
         ok = [k for k in mine if not rp.dropped[k]]
+        ran = [k for k in mine if results[k]["rec"] is not None]  # the slot clock drops
         out[ta.device_names[i]] = {
             "measured": {
                 **b.state(end),
-                "tasks": len(mine),
+                "tasks": len(ran),
             },
             "slotted_sim": {
                 "charge_j": float(rp.final_charge_j[i]),
@@ -837,11 +862,14 @@ def _link_rate(ph: Any, i: int, ap: int) -> float:
 
 def _replay(
     results: list[dict[str, Any]], ta: Any, ph: Any, tail_x86: dict[str, np.ndarray],
-    prof_index: dict[str, dict[str, int]],
+    prof_index: dict[str, dict[str, int]], slot_s: float | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Per-task latency from the cost tables: an event replay of the recorded arrivals and
-    decisions with first-come first-served queues on each device (which, as the runtime's
-    device does, waits for a task's result before starting the next) and on each server."""
+    decisions with first-come first-served queues on each device and on each server, in
+    the runtime's order of events: on the arrival clock (``slot_s`` None) a device starts
+    a task on its arrival and waits for its result before the next; on the slot clock
+    (``slot_s``: each result's ``slot`` is the one that decided it) a head starts at its
+    slot's boundary and the device is free for the next once the head ends."""
     by_dev: dict[int, list[int]] = {}
     for k in sorted(range(len(results)), key=lambda k: results[k]["arrival"]):
         by_dev.setdefault(results[k]["device"], []).append(k)
@@ -860,7 +888,8 @@ def _replay(
         if nxt[i] < len(by_dev[i]):
             k = by_dev[i][nxt[i]]
             nxt[i] += 1
-            push(max(results[k]["arrival"], free), "start", k)
+            ready = results[k]["arrival"] if slot_s is None else results[k]["slot"] * slot_s
+            push(max(ready, free), "start", k)
 
     for i in by_dev:
         next_task(i, 0.0)
@@ -882,12 +911,15 @@ def _replay(
             if j >= ta.n_aps and ph.backhaul is not None:
                 tx += ph.backhaul.rtt_s
             push(t + head + tx, "server", k)
+            if slot_s is not None:  # free after the head: the offload goes on
+                next_task(i, t + head)
         else:
             tail = float(tail_x86[app][prof_index[app][rec.candidate]])
             begin = max(t, srv_free.get(rec.target, 0.0))
             srv_free[rec.target] = begin + tail
             out[k] = begin + tail - r["arrival"]
-            next_task(i, begin + tail)
+            if slot_s is None:  # the device waited for the result
+                next_task(i, begin + tail)
     return out
 
 

@@ -292,11 +292,13 @@ class Device:
     ) -> dict[str, Any]:
         """This device's entry of a scheduler request, with a pending task (and, with a
         battery, its ``charge_j`` and ``energy_debt_j`` now)."""
+        with self._lock:  # not while an offload's thread folds in its rate
+            rates = dict(self.rates_mbps)
         entry = {
             "task": {"app": self.app, "waited_s": float(waited_s)},
             "queue_length": int(queue_length),
             "backlog_s": float(backlog_s),
-            "link_mbps": dict(self.rates_mbps),
+            "link_mbps": rates,
         }
         if self.battery is not None:
             entry.update(self.battery.report())
@@ -309,7 +311,8 @@ class Device:
         ap = self.servers[target].access_point or target
         rate = n_bytes * 8 / send_s / 1e6
         w = self.rate_ewma_weight
-        self.rates_mbps[ap] = w * rate + (1.0 - w) * self.rates_mbps[ap]
+        with self._lock:  # a device's offloads overlap: each transfer counts
+            self.rates_mbps[ap] = w * rate + (1.0 - w) * self.rates_mbps[ap]
 
     def poll_backlogs(self) -> dict[str, float]:
         """Ask every server for its backlog (STATUS frames; no pacing, no delay)."""
@@ -482,7 +485,8 @@ class Device:
             pool.release(conn)
 
     last_output: np.ndarray | None = None
-    """The network's output for the last task (float32)."""
+    """The network's output for the task that finished last (float32); with overlapping
+    tasks, each task's own is its :attr:`PendingTask.output`."""
 
     def close(self) -> None:
         """Close the connections."""
@@ -540,13 +544,25 @@ class SchedulerDecider:
         entries: Mapping[str, dict[str, Any]],
         server_backlog_s: Mapping[str, float],
         slot: int | None = None,
+        idle: Mapping[str, dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """One snapshot for several devices' pending tasks (device name -> entry), the
         others from the board: what a slotted deployment sends once per slot, as the
         policy was trained (one joint decision for the slot's tasks; ``slot``, the slot's
-        index in the policy's episode, is its time feature)."""
+        index in the policy's episode, is its time feature). ``idle``: entries of devices
+        with nothing pending, as they are now (backlog, link rates, charge: a joint
+        policy reads them, as it read the environment's idle devices), for the board;
+        their ``task`` and ``queue_length`` are sent as None and 0.
+
+        Raises ``ValueError`` naming ``slot`` and its value if it is not an integer >= 0."""
+        if slot is not None and not (
+            isinstance(slot, (int, np.integer)) and not isinstance(slot, bool) and slot >= 0
+        ):
+            raise ValueError(f"slot = {slot!r}: expected an integer >= 0 (or None)")
         with self._lock:
             self.board.update(entries)
+            for name, e in (idle or {}).items():
+                self.board[name] = {**e, "task": None, "queue_length": 0}
             devices = {}
             mine = next(iter(entries.values()))["link_mbps"] if entries else {}
             for name in self.policy["devices"]:
@@ -581,11 +597,12 @@ class SchedulerDecider:
         entries: Mapping[str, dict[str, Any]],
         server_backlog_s: Mapping[str, float],
         slot: int | None = None,
+        idle: Mapping[str, dict[str, Any]] | None = None,
     ) -> dict[str, dict[str, Any]]:
-        """One request for several devices' pending tasks (:meth:`joint_request`); returns
-        each of those devices' decisions, with the scheduler's ``bandwidth_weight`` and
-        ``compute_weight``."""
-        decisions = self._ask(self.joint_request(entries, server_backlog_s, slot))
+        """One request for several devices' pending tasks (:meth:`joint_request`, with the
+        ``idle`` devices' entries); returns each of those devices' decisions, with the
+        scheduler's ``bandwidth_weight`` and ``compute_weight``."""
+        decisions = self._ask(self.joint_request(entries, server_backlog_s, slot, idle))
         missing = sorted(set(entries) - set(decisions))
         if missing:
             raise RuntimeError(f"the scheduler's answer has no decision for {missing}")

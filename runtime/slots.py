@@ -28,6 +28,7 @@ heads in the order decided, one at a time, with the backlog a snapshot reports).
 from __future__ import annotations
 
 import math
+import numbers
 import threading
 import time
 from collections import deque
@@ -50,7 +51,7 @@ def slot_schedule(
     Raises ``ValueError`` naming the field and the value for a slot that is not a positive
     number, a capacity below 1, or arrivals that are negative, not finite or out of order.
     """
-    if not (isinstance(slot_s, (int, float)) and math.isfinite(slot_s) and slot_s > 0):
+    if not (_real(slot_s) and math.isfinite(slot_s) and slot_s > 0):
         raise ValueError(f"slot_s = {slot_s!r}: expected a positive number of seconds")
     if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
         raise ValueError(f"capacity = {capacity!r}: expected an integer >= 1")
@@ -85,6 +86,11 @@ def slot_schedule(
     return slot, dropped, queued
 
 
+def _real(x: Any) -> bool:
+    """A real number (numpy's included), not a bool."""
+    return isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_))
+
+
 class HeadLine:
     """A device's heads, one at a time in the order decided, on a thread of their own.
 
@@ -111,8 +117,15 @@ class HeadLine:
         self._thread.start()
 
     def put(self, job: Any, head_s: float) -> None:
-        """Queue a decided task's head (``head_s``: its expected seconds)."""
+        """Queue a decided task's head (``head_s``: its expected seconds, >= 0).
+
+        Raises ``ValueError`` naming ``head_s`` and its value if it is not a finite number
+        >= 0, and ``RuntimeError`` once the line is closed (the job would never run)."""
+        if not (_real(head_s) and math.isfinite(head_s) and head_s >= 0):
+            raise ValueError(f"head_s = {head_s!r}: expected a finite number of seconds >= 0")
         with self._cond:
+            if self._closed:
+                raise RuntimeError("HeadLine.put: the line is closed")
             self._jobs.append((job, float(head_s)))
             self._cond.notify()
 

@@ -179,14 +179,18 @@ def test_a_report_reads_the_clock_once() -> None:
 
 # -- a device driven by a policy trained on battery -----------------------------------------
 @pytest.fixture(scope="module")
-def battery_policy(tmp_path_factory):
+def battery_policy_dir(tmp_path_factory):
     spec = get_agent("ppo")
     env = gym.make(ENV_ID, scenario="battery", decision_mode=spec.decision_mode,
                    action_type=spec.action_type)  # fmt: skip
     model = spec.load_class()("MlpPolicy", env, seed=0, device="cpu", n_steps=64, batch_size=64)
     model.learn(64)
-    out = export_policy(model, "ppo", {"scenario": "battery"}, tmp_path_factory.mktemp("pol"))
-    return Scheduler(load_policy(out))
+    return export_policy(model, "ppo", {"scenario": "battery"}, tmp_path_factory.mktemp("pol"))
+
+
+@pytest.fixture(scope="module")
+def battery_policy(battery_policy_dir):
+    return Scheduler(load_policy(battery_policy_dir))
 
 
 @pytest.fixture(scope="module")
@@ -423,3 +427,21 @@ def test_the_demo_reports_the_batteries_beside_the_replays(tmp_path) -> None:
         # the same decisions: the measured energy is the simulator's, bar measurement
         assert tot["measured"]["spent_j"] == pytest.approx(tot["slotted_sim"]["spent_j"], rel=0.1)
     assert "batteries (measured, after" in format_report(rep)
+
+
+@pytest.mark.slow
+def test_the_demo_counts_a_battery_devices_tasks_without_those_the_slot_clock_dropped(
+    battery_policy_dir,
+) -> None:
+    from edgesplit.runtime.demo import run_demo
+
+    # arrivals far above one decision per slot: the queues fill and tasks drop
+    rep = run_demo(str(battery_policy_dir), duration_s=0.4, seed=3, rules=("neurosurgeon",),
+                   arrival_scale=6.0, clock="slot")  # fmt: skip
+    r = rep["rules"]["neurosurgeon"]
+    assert r["measured"]["dropped"] > 0 and r["decision_slots_agree"] is True
+    ran = 0
+    for b in r["batteries"].values():
+        assert b["measured"]["tasks"] == b["slotted_sim"]["tasks"]  # the tasks that ran
+        ran += b["measured"]["tasks"]
+    assert ran == r["tasks"] - r["measured"]["dropped"]

@@ -135,10 +135,13 @@ def tiny(tmp_path_factory):
 
 def test_a_device_overlaps_its_tasks_on_the_wire_and_each_gets_its_own_result(tiny):
     parts, srv = tiny
-    name = next(n for n, c in parts.candidates.items() if c.kind == "intermediate")
+    # two tensors cross this cut: a frame over the 4096 bytes a rate is measured from
+    name = next(n for n, c in parts.candidates.items() if len(c.cut) == 2)
     ap = AccessPoint("edge0")
-    # a slow link: the second task's head runs while the first's cut is on its way
-    ep = {"edge0": ServerEndpoint(*srv.address, EmulatedLink(SharedPacer(ap, 2.0), 0.01))}
+    # a slow link: the second task's head runs while the first's cut is on its way; the
+    # device starts from another rate than it will measure
+    ep = {"edge0": ServerEndpoint(*srv.address, EmulatedLink(SharedPacer(ap, 2.0), 0.01),
+                                  initial_mbps=10.0)}  # fmt: skip
     dev = Device("d0", parts, ep, FixedDecider(name, "edge0"), engine="onnxruntime", app="tiny")
     rng = np.random.default_rng(3)
     imgs = [rng.integers(0, 256, INPUT_SHAPE, dtype=np.uint8) for _ in range(3)]
@@ -247,3 +250,81 @@ def test_the_scheduler_decides_a_slots_tasks_in_one_request():
     dec.decide_joint({"b": entry}, {})
     assert sched.requests[1]["devices"]["a"]["task"] is None
     assert "slot" not in sched.requests[1]
+
+
+@pytest.mark.parametrize("head_s", [-0.1, float("nan"), float("inf"), "0.1", True, None])
+def test_head_line_refuses_a_bad_head_time_naming_it(head_s):
+    line = HeadLine(lambda job: None)
+    with pytest.raises(ValueError, match=r"head_s = .*expected a finite number of seconds >= 0"):
+        line.put("a", head_s)
+    line.close()
+    assert line.backlog_s() == 0.0  # nothing was queued
+
+
+def test_head_line_refuses_a_job_after_close():
+    done = []
+    line = HeadLine(done.append)
+    line.put("a", 0.0)
+    line.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        line.put("b", 0.0)  # it would never run
+    assert done == ["a"]
+
+
+def test_slot_schedule_takes_numpy_numbers_and_refuses_a_bool_slot():
+    slots, _, _ = slot_schedule(np.array([0.01, 0.02]), np.float32(0.1), np.int64(2))
+    assert slots.tolist() == [1, 2]
+    with pytest.raises(ValueError, match="slot_s = True"):
+        slot_schedule([0.1], True, 4)
+
+
+class _SlowReads(dict):
+    """A dict whose reads take a while: widens any read-modify-write race on it."""
+
+    def __getitem__(self, key):
+        value = super().__getitem__(key)
+        time.sleep(0.1)
+        return value
+
+
+def test_overlapping_offloads_each_fold_their_rate_into_the_devices_estimate(tiny):
+    parts, srv = tiny
+    # two tensors cross this cut: a frame over the 4096 bytes a rate is measured from
+    name = next(n for n, c in parts.candidates.items() if len(c.cut) == 2)
+    ep = {"edge0": ServerEndpoint(*srv.address, EmulatedLink(SharedPacer(AccessPoint("e"), 2.0)),
+                                  initial_mbps=10.0)}  # fmt: skip
+    dev = Device("d0", parts, ep, FixedDecider(name, "edge0"), engine="onnxruntime", app="tiny",
+                 rate_ewma_weight=0.5)  # fmt: skip
+    dev.rates_mbps = _SlowReads(dev.rates_mbps)
+    pending = [dev.start_task(decision={"split": name, "target": "edge0"}) for _ in range(2)]
+    threads = [threading.Thread(target=dev.finish_task, args=(p,)) for p in pending]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    dev.close()
+    # two transfers measured at 2 Mbps (their airtime) from 10: 10 -> 6 -> 4; a lost
+    # update (both folded into the same old value) leaves 6
+    assert dev.rates_mbps["edge0"] == pytest.approx(4.0)
+
+
+def test_a_joint_request_carries_the_idle_devices_state_given_with_it():
+    sched = _Recording(["a", "b", "c"])
+    dec = SchedulerDecider(sched)
+    entry = {"task": {"app": "tiny", "waited_s": 0.0}, "queue_length": 1, "backlog_s": 0.0,
+             "link_mbps": {"edge0": 20.0}}  # fmt: skip
+    now = {**entry, "backlog_s": 0.3, "link_mbps": {"edge0": 7.0}}  # b: idle, still busy
+    out = dec.decide_joint({"a": entry}, {}, slot=1, idle={"b": now})
+    sent = sched.requests[0]["devices"]["b"]
+    assert sent["task"] is None and sent["queue_length"] == 0
+    assert sent["backlog_s"] == 0.3 and sent["link_mbps"] == {"edge0": 7.0}
+    assert set(out) == {"a"}  # decisions only for the pending tasks
+
+
+@pytest.mark.parametrize("slot", [-1, 2.5, True, "3"])
+def test_a_joint_request_refuses_a_bad_slot_naming_it(slot):
+    dec = SchedulerDecider(_Recording(["a", "b", "c"]))
+    entry = {"task": {"app": "tiny"}, "link_mbps": {"edge0": 20.0}}
+    with pytest.raises(ValueError, match=r"slot = .*expected an integer >= 0"):
+        dec.decide_joint({"a": entry}, {}, slot=slot)
+    assert dec.board == {}  # refused before anything was written

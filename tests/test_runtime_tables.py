@@ -174,3 +174,19 @@ def test_main_reads_a_directory_and_refuses_an_empty_one(tmp_path: Path, capsys)
     (tmp_path / "onnxruntime_alexnet_5.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"onnxruntime_alexnet_5\.json: not a JSON report"):
         main(["validate", str(tmp_path)])
+
+
+def test_demo_table_flags_a_slot_run_whose_decision_slots_disagree() -> None:
+    # a slot-clock run whose runtime decided (or dropped) other tasks than the replay did
+    # compares different things: the table says so beside its from-decision figures
+    b = _demo(1, {"policy": (0.120, 0.3), "neurosurgeon": (0.110, 0.2)},
+              {"policy": (0.118, 0.1), "neurosurgeon": (0.112, 0.2)},
+              ["neurosurgeon", "policy"], ["policy", "neurosurgeon"])  # fmt: skip
+    b["clock"] = "slot"
+    for rule, r in b["rules"].items():
+        r["from_decision"] = {"p50_s": {"measured": 0.036, "slotted_sim": 0.034},
+                              "median_abs_rel_error": 0.125}  # fmt: skip
+        r["decision_slots_agree"] = rule == "policy"
+    out = demo_table([b], bar=0.15)
+    assert out.count("| slot | 36 / 34, 12.5% |") == 1  # policy's row: the slots agree
+    assert "| slot | 36 / 34, 12.5%, decision slots differ |" in out
