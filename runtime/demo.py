@@ -437,7 +437,7 @@ def _run_rule(
     ports: dict[str, int], tasks: list[_Task], tail_x86: dict[str, np.ndarray],
     prof_index: dict[str, dict[str, int]], real_head: list[bool], sims: dict[str, Any],
     per_task: bool = False, shared_access_points: bool = True, sc: Any = None,
-    charge0: np.ndarray | None = None, clock: str = "arrival",
+    charge0: np.ndarray | None = None, clock: str = "slot",
 ) -> dict[str, Any]:  # fmt: skip
     board: dict[str, dict[str, Any]] = {}
     # each battery device's own battery, shared by its devices (one per application); its
@@ -625,10 +625,20 @@ def _on_arrival(
     results: list[dict[str, Any]], lock: threading.Lock,
 ) -> None:  # fmt: skip
     """The arrival clock: a thread per device runs its tasks one after the other, each
-    asking for its decision when it starts (and waiting for its result)."""
+    asking for its decision when it starts (and waiting for its result). A task that fails
+    stops its device's thread and, once every thread has ended, the run, with that error."""
+    errors: list[BaseException] = []
 
     def worker(i: int, mine: list[_Task]) -> None:
+        try:
+            run(i, mine)
+        except BaseException as e:  # raised after the threads end
+            errors.append(e)
+
+    def run(i: int, mine: list[_Task]) -> None:
         for n, task in enumerate(mine):
+            if errors:  # another device failed: the run is over
+                return
             due = t0 + task.arrival
             now = time.perf_counter()
             if now < due:
@@ -654,6 +664,8 @@ def _on_arrival(
         th.start()
     for th in threads:
         th.join()
+    if errors:
+        raise errors[0]
 
 
 def _on_slots(
@@ -670,6 +682,7 @@ def _on_slots(
     already decided and the offloads in flight have ended."""
     results: list[dict[str, Any]] = []
     lock = threading.Lock()
+    horizon = max(int(ta.horizon), 1)  # the policy's episode, in slots
     plan: dict[int, list[tuple[int, _Task, int]]] = {}
     for i, mine in per_device.items():
         slots, dropped, queued = slot_schedule([x.arrival for x in mine], slot_s,
@@ -740,8 +753,9 @@ def _on_slots(
                         line = lines.get(i)
                         e = dev.snapshot_entry(0.0, 1, line.backlog_s() if line else 0.0)
                         idle[dname] = e
-                # the slot's index: the time feature (the scheduler caps it at the horizon)
-                decisions = scheduler_decider.decide_joint(entries, backlog, n, idle)
+                # the time feature: the slot's index in an episode of the policy's horizon,
+                # wrapped as consecutive episodes (training never sees the horizon itself)
+                decisions = scheduler_decider.decide_joint(entries, backlog, n % horizon, idle)
             else:
                 decisions = {name: neurosurgeon[i](dev, entries[name])
                              for name, (i, _, dev) in who.items()}  # fmt: skip
@@ -950,7 +964,8 @@ def format_report(rep: dict[str, Any]) -> str:
                 f"{x['mean_s'] * 1e3:8.0f} {x['deadline_miss_rate']:7.1%}"
             )
         err = ", ".join(f"{k} {v:+.1%}" for k, v in r["p50_rel_error"].items())
-        lines.append(f"{'':>13} p50 against measured: {err}; simulator drops "
+        lines.append(f"{'':>13} p50 against measured: {err}; drops, measured "
+                     f"{r['measured'].get('dropped', 0)} and simulator "
                      f"{r['slotted_sim']['dropped']}; targets {r['targets']}")  # fmt: skip
         err = ", ".join(f"{k} {v:.1%}" for k, v in r["median_abs_rel_error"].items())
         lines.append(f"{'':>13} task by task, median |predicted / measured - 1|: {err}")

@@ -4,6 +4,8 @@ replay."""
 
 from __future__ import annotations
 
+import itertools
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -200,3 +202,35 @@ def test_the_slot_clock_sends_every_devices_state_of_that_slot(policy, monkeypat
             assert e["backlog_s"] == 0.123  # read at the slot, by the device's head line
             idle += e["task"] is None
     assert idle > 0  # the case this test is for
+
+
+@pytest.mark.slow
+def test_the_arrival_clock_raises_a_failed_task_instead_of_dropping_its_device(policy, monkeypatch):
+    from edgesplit.runtime import device as device_mod
+
+    def fail(self, p):
+        raise device_mod.RemoteError({"error": "server gone"})
+
+    monkeypatch.setattr(device_mod.Device, "finish_task", fail)
+    with pytest.raises(device_mod.RemoteError, match="server gone"):
+        run_demo(policy, duration_s=1.5, seed=1, rules=("neurosurgeon",), clock="arrival")
+
+
+@pytest.mark.slow
+def test_the_slot_clocks_time_feature_wraps_at_the_policys_horizon(policy, monkeypatch):
+    from edgesplit.runtime.device import SchedulerDecider
+
+    slots = []
+    real = SchedulerDecider.decide_joint
+
+    def record(self, entries, server_backlog_s, slot=None, idle=None):
+        slots.append(slot)
+        return real(self, entries, server_backlog_s, slot, idle)
+
+    monkeypatch.setattr(SchedulerDecider, "decide_joint", record)
+    horizon = SCENARIO["horizon"]  # 50 slots: 5 s
+    rep = run_demo(policy, duration_s=5.6, seed=4, rules=("policy",), arrival_scale=2.0)
+    assert rep["rules"]["policy"]["tasks"] > 0 and slots
+    assert all(0 <= s < horizon for s in slots)  # never the horizon, never past it
+    # the slots after the horizon start a second episode: the feature went back down
+    assert any(b < a for a, b in itertools.pairwise(slots))
