@@ -16,8 +16,10 @@ access point whose rate the scheduler is told). For each task it
 With a :class:`~edgesplit.runtime.battery.Battery` (a device of a scenario with batteries),
 every snapshot entry carries the battery's ``charge_j`` and ``energy_debt_j``; a head the
 charge cannot pay for (the simulator's mask) is replaced by full offload of the raw input
-(candidate 0) to the decision's target or the device's home, as the simulator replaces it
-(:attr:`TaskRecord.forced_offload`); the measured head and send pay their energy.
+(candidate 0) to the decision's target (for a local split, the scheduler's
+``offload_target``, the policy's target output, else the device's home), as the simulator
+replaces it (:attr:`TaskRecord.forced_offload`); the measured head and send pay their
+energy.
 
 It returns a :class:`TaskRecord` of head, transfer, server wait, tail and end-to-end
 seconds (wall clock), with the CPU time of the head and of the tail beside them (on a
@@ -381,9 +383,11 @@ class Device:
         requested, forced = cand.name, False
         if bat is not None and not bat.affordable(self.app, cand.name):
             # the simulator's empty battery: full offload of the raw input, to the chosen
-            # target (the home edge where the decision runs locally)
+            # target; for a local split, the scheduler's offload_target (the policy's target
+            # output, where the simulator sends it), else the home edge
             cand, forced = self.parts.by_index(0), True
-            target = target if target is not None else self.home
+            if target is None:
+                target = decision.get("offload_target") or self.home
             bat.note_forced_offload()
         if cand.kind != "output" and target is not None and target not in self.servers:
             raise ValueError(f"decision target {target!r}: no server of that name "
@@ -622,6 +626,7 @@ class SchedulerDecider:
         return {
             d["device"]: {"split": d["split"], "target": d["target"], "source": d["source"],
                           "bandwidth_weight": d.get("bandwidth_weight", 1.0),
-                          "compute_weight": d.get("compute_weight", 1.0)}
+                          "compute_weight": d.get("compute_weight", 1.0),
+                          "offload_target": d.get("offload_target")}
             for d in answer["decisions"] if d.get("split") is not None
         }  # fmt: skip

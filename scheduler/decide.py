@@ -18,7 +18,9 @@ A request (JSON object)::
       "server_backlog_s": {"edge0": 0.03, "edge1": 0.0, "cloud": 0.0}
     }
 
-The answer names, per device, the split candidate, the target and the two weights, and
+The answer names, per device, the split candidate, the target, the two weights and the
+``offload_target`` (where the raw input goes if the device's battery cannot pay for the head:
+the simulator's full offload, to the policy's target output even beside a local split), and
 where each came from: ``"policy"``, or ``"neurosurgeon"`` (the fallback: the split and
 target minimising this task's own latency at the measured rates, blind to the others) with a
 ``note`` saying why: an application the policy was not trained on (its profile is loaded by
@@ -321,6 +323,9 @@ class Scheduler:
             "split_index": split,
             "runs_locally": local,
             "target": None if local else ta.target_names[target],
+            # where the simulator sends the raw input when the battery cannot pay for the
+            # head (its full offload): the policy's target output, even for a local split
+            "offload_target": ta.target_names[target],
             "bandwidth_weight": bw,
             "compute_weight": cpu,
             "source": source,
@@ -369,6 +374,7 @@ class Scheduler:
                 "split_index": None,
                 "runs_locally": True,
                 "target": None,
+                "offload_target": None,
                 "bandwidth_weight": 1.0,
                 "compute_weight": 1.0,
                 "source": "local",
@@ -387,6 +393,7 @@ class Scheduler:
             "split_index": sp,
             "runs_locally": sp == last,
             "target": None if sp == last else ta.target_names[tg],
+            "offload_target": ta.target_names[tg],
             "bandwidth_weight": 1.0,
             "compute_weight": 1.0,
             "source": "neurosurgeon",

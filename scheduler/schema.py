@@ -145,6 +145,7 @@ def response_schema(ta: Any) -> dict[str, Any]:
             "split_index",
             "runs_locally",
             "target",
+            "offload_target",
             "bandwidth_weight",
             "compute_weight",
             "source",
@@ -157,6 +158,12 @@ def response_schema(ta: Any) -> dict[str, Any]:
             "split_index": {"type": ["integer", "null"], "minimum": 0},
             "runs_locally": {"type": "boolean"},
             "target": {"type": ["string", "null"]},
+            "offload_target": {
+                "type": ["string", "null"],
+                "description": "where the raw input goes when the device's battery cannot "
+                "pay for the head (the simulator's full offload): the policy's target, also "
+                "for a local split",
+            },
             "bandwidth_weight": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
             "compute_weight": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
             "source": {"enum": ["policy", "neurosurgeon", "local"]},

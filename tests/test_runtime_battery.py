@@ -312,6 +312,41 @@ def test_an_empty_battery_never_runs_a_head_the_simulator_masks(battery_policy, 
     assert forced == {0.0: 3, 0.15: 3, 0.33: 2, 0.356: 1, 1.0: 0}[charge]
 
 
+class _LocalDecider:
+    """A local split, with the scheduler's offload_target (or none, as Neurosurgeon's)."""
+
+    def __init__(self, split, offload_target):
+        self.split, self.offload_target = split, offload_target
+
+    def __call__(self, device, entry):
+        d = {"split": self.split, "target": None, "source": "policy"}
+        if self.offload_target is not None:
+            d["offload_target"] = self.offload_target
+        return d
+
+
+@pytest.mark.parametrize("offload_target", ["edge1", None])
+def test_a_forced_offload_after_a_local_split_goes_to_the_policys_target(
+    battery_policy, r18_server, offload_target
+):
+    parts, srv = r18_server
+    ta = battery_policy.tables
+    _, ph = build(SC)
+    i, a = ta.device_names.index("cam_2"), ta.app_names.index("resnet18")
+    local = ta.candidate_names[a][int(ta.n_valid[a]) - 1]
+    heads = {c: float(ta.head_s[i, a, s]) for s, c in enumerate(ta.candidate_names[a])}
+    link = EmulatedLink.constant(50.0, rtt_s=0.002)
+    eps = {t: ServerEndpoint(*srv.address, link) for t in ("edge0", "edge1")}  # one server
+    dev = Device("cam_2", parts, eps, _LocalDecider(local, offload_target),
+                 engine=WaitingHead(parts, heads), app="resnet18",
+                 battery=device_battery(SC, ta, ph, i, 0.0), home="edge0")  # fmt: skip
+    rec = dev.run_task()
+    dev.close()
+    assert rec.forced_offload and rec.requested_candidate == local and rec.candidate_index == 0
+    # where the simulator sends it: the policy's target output; without one, the home edge
+    assert rec.target == (offload_target or "edge0")
+
+
 # -- the slotted replay carries batteries -------------------------------------------------
 def test_the_replay_carries_batteries_as_the_runtime_battery_does() -> None:
     core = Core(SC, 1, backend="numpy")

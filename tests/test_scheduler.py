@@ -110,6 +110,8 @@ def test_joint_policy_sees_and_decides_what_the_env_gives(ppo_dir: Path) -> None
                 assert d["split_index"] == info["split"][i]
                 if not d["runs_locally"]:
                     assert d["target"] == core.tables.target_names[info["target"][i]]
+                # the target a forced full offload goes to, local split or not
+                assert d["offload_target"] == core.tables.target_names[info["target"][i]]
                 assert d["bandwidth_weight"] == info["bw_weight"][i]
                 assert d["compute_weight"] == info["cpu_weight"][i]
         assert not trunc
