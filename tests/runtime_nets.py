@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import torch
 from torch import Tensor, nn
 
@@ -36,3 +39,14 @@ def tiny_resnet() -> TinyResNet:
         net.bn.running_mean.uniform_(-0.5, 0.5)
         net.bn.running_var.uniform_(0.5, 2.0)
     return net.eval()
+
+
+def partition_tiny(out: Path) -> Path:
+    """Partition the tiny network (every candidate) into ``out``, with this folder on
+    ``sys.path`` while the partitioner imports ``runtime_nets:tiny_resnet``; returns ``out``."""
+    from edgesplit.runtime.partition import partition
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(Path(__file__).resolve().parent))
+        partition("runtime_nets:tiny_resnet", out, input_shape=INPUT_SHAPE)
+    return out

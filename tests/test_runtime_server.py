@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from runtime_nets import INPUT_SHAPE, tiny_resnet
+from runtime_nets import INPUT_SHAPE, partition_tiny, tiny_resnet
 
 from edgesplit.runtime.device import Device, FixedDecider, RemoteError, ServerEndpoint
 from edgesplit.runtime.link import EmulatedLink
-from edgesplit.runtime.partition import partition
 from edgesplit.runtime.parts import load_parts, preprocess
 from edgesplit.runtime.server import TailServer
 from edgesplit.runtime.wire import ERROR, RESULT, STATUS, STATUS_REPLY, TASK, pack_frame, read_frame
@@ -30,11 +29,7 @@ TESTS = Path(__file__).resolve().parent
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(TESTS))
-        out = tmp_path_factory.mktemp("tiny")
-        partition("runtime_nets:tiny_resnet", out, input_shape=INPUT_SHAPE)
-        yield out
+    return partition_tiny(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")

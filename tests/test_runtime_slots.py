@@ -8,16 +8,14 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from runtime_nets import INPUT_SHAPE, tiny_resnet
+from runtime_nets import INPUT_SHAPE, partition_tiny, tiny_resnet
 
 from edgesplit.runtime.device import Device, FixedDecider, SchedulerDecider, ServerEndpoint
 from edgesplit.runtime.link import AccessPoint, EmulatedLink, SharedPacer
-from edgesplit.runtime.partition import partition
 from edgesplit.runtime.parts import load_parts, preprocess
 from edgesplit.runtime.server import TailServer
 from edgesplit.runtime.slots import HeadLine, slot_schedule
@@ -25,8 +23,6 @@ from edgesplit.sim.core import Core
 from edgesplit.sim.replay import replay
 from edgesplit.sim.scenario import load_scenario
 from edgesplit.sim.schema import Decisions
-
-TESTS = Path(__file__).resolve().parent
 
 
 @pytest.mark.parametrize("rate_hz", [3.0, 12.0, 40.0])  # light load, queues, drops
@@ -124,11 +120,7 @@ def test_head_line_reraises_a_failed_head_on_close_and_runs_the_rest():
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(TESTS))
-        out = tmp_path_factory.mktemp("tiny")
-        partition("runtime_nets:tiny_resnet", out, input_shape=INPUT_SHAPE)
-    parts = load_parts(out)
+    parts = load_parts(partition_tiny(tmp_path_factory.mktemp("tiny")))
     with TailServer({"tiny": parts}, engine="onnxruntime") as srv:
         yield parts, srv
 
@@ -227,7 +219,8 @@ class _Recording:
         self.requests.append(req)
         return {"decisions": [
             {"device": d, "split": "input" if e["task"] else None, "target": "edge0",
-             "source": "policy", "bandwidth_weight": 0.5, "compute_weight": 0.25}
+             "source": "policy", "bandwidth_weight": 0.5, "compute_weight": 0.25,
+             "offload_target": "edge0"}
             for d, e in req["devices"].items()]}  # fmt: skip
 
 
@@ -245,7 +238,8 @@ def test_the_scheduler_decides_a_slots_tasks_in_one_request():
     assert req["devices"]["b"]["link_mbps"] == {"edge0": 20.0}
     assert set(out) == {"a", "c"}
     assert out["a"] == {"split": "input", "target": "edge0", "source": "policy",
-                        "bandwidth_weight": 0.5, "compute_weight": 0.25}  # fmt: skip
+                        "bandwidth_weight": 0.5, "compute_weight": 0.25,
+                        "offload_target": "edge0"}  # fmt: skip
     # decided: the board holds them idle again for the next request
     dec.decide_joint({"b": entry}, {})
     assert sched.requests[1]["devices"]["a"]["task"] is None
