@@ -106,8 +106,9 @@ def _device(args: argparse.Namespace) -> int:
         decider = FixedDecider(args.candidate, target)
     else:
         raise ValueError("give --scheduler (URL or policy directory) or --candidate")
+    battery = _battery(args, decider)
     dev = Device(args.name, parts, servers, decider, engine=args.engine,
-                 wire_dtype=args.wire_dtype)  # fmt: skip
+                 wire_dtype=args.wire_dtype, battery=battery)  # fmt: skip
     try:
         for _ in range(args.tasks):
             rec = dev.run_task()
@@ -117,6 +118,24 @@ def _device(args: argparse.Namespace) -> int:
     finally:
         dev.close()
     return 0
+
+
+def _battery(args: argparse.Namespace, decider: Any) -> Any:
+    """The device's battery where the scheduler's policy gives it one (its description in
+    ``device_batteries``), starting at ``--charge-j``; None for a mains-powered device."""
+    from .battery import Battery
+
+    specs = getattr(decider, "policy", {}).get("device_batteries", {})
+    if args.name not in specs:
+        if args.charge_j is not None:
+            raise ValueError(f"--charge-j {args.charge_j}: the policy's device {args.name!r} "
+                             "has no battery")  # fmt: skip
+        return None
+    spec = specs[args.name]
+    if args.charge_j is None:
+        raise ValueError(f"--charge-j: the policy's device {args.name!r} has a battery of "
+                         f"{spec.get('capacity_j')} J; give its charge now (J)")  # fmt: skip
+    return Battery.from_spec(spec, args.charge_j, field=f"device_batteries.{args.name}")
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -181,6 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rtt-ms", type=float, default=0.0, help="emulated round-trip delay")
     p.add_argument("--engine", choices=ENGINES, default="torch")
     p.add_argument("--wire-dtype", choices=("float32", "float16", "int8"), default="float32")
+    p.add_argument("--charge-j", type=float,
+                   help="the battery's charge now (J): needed where the scheduler's policy gives "
+                   "this device a battery (a device of the battery scenario)")  # fmt: skip
     p.set_defaults(func=_device)
 
     p = sub.add_parser("validate", help="measured vs simulated latency of every kept candidate")

@@ -169,6 +169,35 @@ class Battery:
         self.forced_offloads = 0
         self._lock = threading.RLock()
 
+    #: the keys of a battery's description (:meth:`from_spec`)
+    SPEC_KEYS = ("capacity_j", "harvest_w", "budget_w", "p_active_w", "p_tx_w", "slot_s",
+                 "head_energy_j")  # fmt: skip
+
+    @classmethod
+    def from_spec(
+        cls, spec: Mapping[str, Any], charge_j: float, *, field: str = "battery", **kwargs: Any
+    ) -> Battery:
+        """A battery from the scheduler's description of a device's
+        (``GET /v1/policy``, ``device_batteries[NAME]``: :data:`SPEC_KEYS`, and an
+        ``initial_charge_j`` range that is ignored here), starting at ``charge_j``; other
+        keyword arguments (``clock``, ``start``, ``energy_debt_j``) are passed on. Raises
+        ``ValueError`` naming ``field`` and the key for a description that is not a mapping
+        or lacks one, or a value out of range.
+
+        >>> spec = {"capacity_j": 100.0, "harvest_w": 1.0, "budget_w": None,
+        ...         "p_active_w": 5.0, "p_tx_w": 2.0, "slot_s": 0.1,
+        ...         "head_energy_j": {"resnet18": {"input": 0.0, "fc": 0.3}}}
+        >>> b = Battery.from_spec(spec, 20.0, start=0.0)
+        >>> b.capacity_j, b.harvest_j, b.affordable("resnet18", "fc", now=0.0)
+        (100.0, 0.1, True)
+        """
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"{field} = {spec!r}: expected a battery's description")
+        missing = [k for k in cls.SPEC_KEYS if k not in spec]
+        if missing:
+            raise ValueError(f"{field}.{missing[0]}: missing from the battery's description")
+        return cls(charge_j=charge_j, **{k: spec[k] for k in cls.SPEC_KEYS}, **kwargs)
+
     # -- the simulator's arithmetic ----------------------------------------------------
     def task_energy_j(self, head_s: float = 0.0, air_s: float = 0.0) -> float:
         """A task's energy from its phases: ``p_active_w x head_s + p_tx_w x air_s`` (J)."""

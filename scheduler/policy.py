@@ -157,10 +157,53 @@ class LoadedPolicy:
                 for i, d in enumerate(ta.device_names)
                 if ta.battery_j[i] > 0
             },
+            # what a battery device needs to keep its battery as the policy was trained
+            # (edgesplit.runtime.battery.Battery.from_spec): the scenario's battery, the
+            # device class's powers, the slot, and each head's modelled energy
+            "device_batteries": self.battery_specs(),
             "sha256": m["onnx"]["sha256"],
             "digest": m["digest"]["value"],
             "edgesplit_version": m.get("edgesplit_version"),
         }
+
+    def battery_specs(self) -> dict[str, dict[str, Any]]:
+        """Per device with a battery: ``capacity_j``, ``initial_charge_j`` (the scenario's
+        range), ``harvest_w``, ``budget_w`` (None: no budget), ``p_active_w`` (the policy's
+        tables), ``p_tx_w`` (the device catalogue's, as the simulator's physics), ``slot_s``
+        and ``head_energy_j`` (application -> candidate -> J, the policy's tables: what the
+        charge must cover). Empty for a policy without batteries."""
+        ta = self.tables
+        if not (ta.battery_j > 0).any():
+            return {}
+        if self._battery_specs is None:
+            from edgesplit.sim.scenario import load_scenario
+            from edgesplit.sim.tables import build
+
+            sc = load_scenario(self.manifest["scenario"])
+            _, ph = build(sc)
+            e = ta.head_energy_j
+            out = {}
+            for i, d in enumerate(ta.device_names):
+                b = sc.devices[i].battery
+                if b is None:
+                    continue
+                out[d] = {
+                    "capacity_j": float(b.capacity_j),
+                    "initial_charge_j": [float(x) for x in b.initial_charge_j],
+                    "harvest_w": float(b.harvest_w),
+                    "budget_w": None if b.budget_w is None else float(b.budget_w),
+                    "p_active_w": float(ta.p_active_w[i]),
+                    "p_tx_w": float(ph.p_tx_w[i]),
+                    "slot_s": float(sc.slot_s),
+                    "head_energy_j": {
+                        app: {c: float(e[i, a, s]) for s, c in enumerate(ta.candidate_names[a])}
+                        for a, app in enumerate(ta.app_names)
+                    },
+                }
+            self._battery_specs = out
+        return self._battery_specs
+
+    _battery_specs: dict[str, dict[str, Any]] | None = None
 
 
 def file_sha256(path: Path) -> str:

@@ -480,3 +480,56 @@ def test_the_demo_counts_a_battery_devices_tasks_without_those_the_slot_clock_dr
         assert b["measured"]["tasks"] == b["slotted_sim"]["tasks"]  # the tasks that ran
         ran += b["measured"]["tasks"]
     assert ran == r["tasks"] - r["measured"]["dropped"]
+
+
+# -- the device command on a battery policy ---------------------------------------------
+
+
+def test_the_scheduler_describes_each_battery_as_the_demo_builds_it(battery_policy):
+    ta = battery_policy.tables
+    _, ph = build(SC)
+    specs = battery_policy.policy.describe()["device_batteries"]
+    assert set(specs) == {d for i, d in enumerate(ta.device_names) if ta.battery_j[i] > 0}
+    for name, spec in specs.items():
+        i = ta.device_names.index(name)
+        got = Battery.from_spec(spec, 12.5, start=0.0)
+        want = device_battery(SC, ta, ph, i, 12.5, start=0.0)
+        for k in ("capacity_j", "p_active_w", "p_tx_w", "slot_s", "harvest_j", "budget_j",
+                  "head_energy_j"):  # fmt: skip
+            assert getattr(got, k) == getattr(want, k), (name, k)
+        assert spec["initial_charge_j"] == list(SC.devices[i].battery.initial_charge_j)
+
+
+def test_a_battery_description_missing_a_key_is_refused_naming_it():
+    with pytest.raises(ValueError, match=r"device_batteries.cam_0.p_tx_w: missing"):
+        Battery.from_spec({"capacity_j": 1.0, "harvest_w": 0.0, "budget_w": None,
+                           "p_active_w": 1.0, "slot_s": 0.1, "head_energy_j": {}}, 0.5,
+                          field="device_batteries.cam_0")  # fmt: skip
+    with pytest.raises(ValueError, match="battery = 3: expected a battery's description"):
+        Battery.from_spec(3, 0.5)
+
+
+def test_the_device_command_runs_a_battery_device_of_the_policy(
+    battery_policy_dir, r18_server, capsys
+):
+    import json
+
+    from edgesplit.runtime.__main__ import main
+
+    parts, srv = r18_server
+    host, port = srv.address
+    base = ["device", "--parts", str(parts.root), "--server", f"edge0={host}:{port}",
+            "--scheduler", str(battery_policy_dir), "--name", "cam_2", "--tasks", "2",
+            "--rate-mbps", "50"]  # fmt: skip
+    assert main([*base, "--charge-j", "30"]) == 0
+    recs = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(recs) == 2 and all(r["source"] == "policy" for r in recs)
+    # the charge it reported to the scheduler: 30 J and what the 2 W harvest brought since
+    # the battery started (the command's set-up takes a few slots), never more than that
+    assert 30.0 <= recs[0]["charge_j"] <= 30.0 + 2.0 * 5.0
+    assert all(r["energy_j"] > 0 for r in recs)  # its heads and sends were paid for
+    # a battery device needs its charge; a mains-powered one refuses one
+    assert main(base) == 2
+    assert "--charge-j: the policy's device 'cam_2' has a battery" in capsys.readouterr().err
+    assert main([*base, "--charge-j", "999"]) == 2
+    assert "charge_j" in capsys.readouterr().err
