@@ -509,6 +509,20 @@ def test_a_battery_description_missing_a_key_is_refused_naming_it():
         Battery.from_spec(3, 0.5)
 
 
+def test_a_bad_value_in_a_battery_description_is_named_under_its_field():
+    spec = {"capacity_j": 1.0, "harvest_w": 0.0, "budget_w": None, "p_active_w": 1.0,
+            "p_tx_w": 0.5, "slot_s": 0.1, "head_energy_j": {"r": {"input": 0.0}}}  # fmt: skip
+    f = "device_batteries.cam_0"
+    for key, bad in (("p_tx_w", math.nan), ("capacity_j", "x"), ("head_energy_j", [1])):
+        with pytest.raises(ValueError, match=rf"^{re.escape(f)}\.{key} = "):
+            Battery.from_spec({**spec, key: bad}, 0.5, field=f)
+    with pytest.raises(ValueError, match=rf"^{re.escape(f)}\.head_energy_j\['r'\]"):
+        Battery.from_spec({**spec, "head_energy_j": {"r": {"input": -1.0}}}, 0.5, field=f)
+    # the charge is not the description's: named as the battery's
+    with pytest.raises(ValueError, match=r"^battery\.charge_j = nan"):
+        Battery.from_spec(spec, math.nan, field=f)
+
+
 def test_the_device_command_runs_a_battery_device_of_the_policy(
     battery_policy_dir, r18_server, capsys
 ):
