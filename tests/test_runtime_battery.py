@@ -546,4 +546,37 @@ def test_the_device_command_runs_a_battery_device_of_the_policy(
     assert main(base) == 2
     assert "--charge-j: the policy's device 'cam_2' has a battery" in capsys.readouterr().err
     assert main([*base, "--charge-j", "999"]) == 2
-    assert "charge_j" in capsys.readouterr().err
+    assert "--charge-j 999.0: expected a finite number >= 0 and <= " in capsys.readouterr().err
+
+
+def test_the_device_command_names_what_is_wrong_with_its_battery(
+    battery_policy_dir, r18_server, capsys, monkeypatch
+):
+    from edgesplit.runtime.__main__ import main
+    from edgesplit.scheduler.policy import LoadedPolicy
+
+    parts, srv = r18_server
+    host, port = srv.address
+    base = ["device", "--parts", str(parts.root), "--server", f"edge0={host}:{port}",
+            "--name", "cam_2", "--tasks", "1", "--rate-mbps", "50"]  # fmt: skip
+    sched = ["--scheduler", str(battery_policy_dir)]
+    # a charge that is not a number in [0, capacity] is named as the option
+    for bad in ("nan", "-1"):
+        assert main([*base, *sched, "--charge-j", bad]) == 2
+        assert f"--charge-j {float(bad)!r}: expected a finite number" in capsys.readouterr().err
+    # fixed decisions have no policy to describe a battery
+    assert main([*base, "--candidate", "input", "--charge-j", "3"]) == 2
+    assert "--charge-j 3.0: needs --scheduler" in capsys.readouterr().err
+    # a scheduler older than the device: its description has no device_batteries
+    describe = LoadedPolicy.describe
+
+    def old(self):
+        d = dict(describe(self))
+        del d["device_batteries"]
+        return d
+
+    monkeypatch.setattr(LoadedPolicy, "describe", old)
+    for extra in ([], ["--charge-j", "30"]):
+        assert main([*base, *sched, *extra]) == 2
+        err = capsys.readouterr().err
+        assert "device_batteries: missing from the scheduler's policy description" in err, err
