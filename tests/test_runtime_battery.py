@@ -10,6 +10,7 @@ never runs a head the simulator masks; bad parameters name the field and the val
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 
@@ -498,6 +499,17 @@ def test_the_scheduler_describes_each_battery_as_the_demo_builds_it(battery_poli
                   "head_energy_j"):  # fmt: skip
             assert getattr(got, k) == getattr(want, k), (name, k)
         assert spec["initial_charge_j"] == list(SC.devices[i].battery.initial_charge_j)
+
+
+def test_the_battery_description_is_json_and_a_callers_copy(battery_policy):
+    pol = battery_policy.policy
+    d = pol.describe()
+    json.dumps(d, allow_nan=False)  # what GET /v1/policy sends: plain JSON, nothing infinite
+    name = next(iter(d["device_batteries"]))
+    d["device_batteries"][name]["capacity_j"] = -1.0  # a caller's change ...
+    d["device_batteries"][name]["head_energy_j"].clear()
+    again = pol.describe()["device_batteries"][name]  # ... is not the next answer's
+    assert again["capacity_j"] > 0 and again["head_energy_j"]
 
 
 def test_a_battery_description_missing_a_key_is_refused_naming_it():
