@@ -348,6 +348,25 @@ def test_a_forced_offload_after_a_local_split_goes_to_the_policys_target(
     assert rec.target == (offload_target or "edge0")
 
 
+def test_a_forced_offload_to_an_unknown_offload_target_is_refused_naming_it(
+    battery_policy, r18_server
+):
+    parts, srv = r18_server
+    ta = battery_policy.tables
+    _, ph = build(SC)
+    i, a = ta.device_names.index("cam_2"), ta.app_names.index("resnet18")
+    local = ta.candidate_names[a][int(ta.n_valid[a]) - 1]
+    heads = {c: float(ta.head_s[i, a, s]) for s, c in enumerate(ta.candidate_names[a])}
+    eps = {"edge0": ServerEndpoint(*srv.address, EmulatedLink.constant(50.0, rtt_s=0.002))}
+    bat = device_battery(SC, ta, ph, i, 0.0)
+    dev = Device("cam_2", parts, eps, _LocalDecider(local, "cloud"),
+                 engine=WaitingHead(parts, heads), app="resnet18", battery=bat)  # fmt: skip
+    with pytest.raises(ValueError, match=r"decision offload_target 'cloud': no server"):
+        dev.run_task()
+    dev.close()
+    assert bat.forced_offloads == 0  # nothing was offloaded
+
+
 # -- the slotted replay carries batteries -------------------------------------------------
 def test_the_replay_carries_batteries_as_the_runtime_battery_does() -> None:
     core = Core(SC, 1, backend="numpy")
