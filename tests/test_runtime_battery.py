@@ -611,3 +611,24 @@ def test_the_device_command_names_what_is_wrong_with_its_battery(
         assert main([*base, *sched, *extra]) == 2
         err = capsys.readouterr().err
         assert "device_batteries: missing from the scheduler's policy description" in err, err
+
+
+def test_the_device_command_keeps_the_same_battery_over_http(battery_policy, r18_server, capsys):
+    import urllib.request
+
+    from edgesplit.runtime.__main__ import main
+
+    parts, srv = r18_server
+    host, port = srv.address
+    with BackgroundServer(create_app(battery_policy)) as httpd:
+        with urllib.request.urlopen(httpd.url + "/v1/policy", timeout=10) as r:
+            spec = json.load(r)["device_batteries"]["cam_2"]
+        assert spec == battery_policy.policy.describe()["device_batteries"]["cam_2"]
+        args = ["device", "--parts", str(parts.root), "--server", f"edge0={host}:{port}",
+                "--scheduler", httpd.url, "--name", "cam_2", "--tasks", "1",
+                "--rate-mbps", "50"]  # fmt: skip
+        assert main([*args, "--charge-j", "30"]) == 0
+        (rec,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+        assert rec["source"] == "policy" and rec["energy_j"] > 0 and rec["charge_j"] >= 30.0
+        assert main([*args, "--charge-j", "nan"]) == 2
+        assert "--charge-j nan: expected a finite number" in capsys.readouterr().err
