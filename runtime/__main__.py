@@ -122,20 +122,39 @@ def _device(args: argparse.Namespace) -> int:
 
 def _battery(args: argparse.Namespace, decider: Any) -> Any:
     """The device's battery where the scheduler's policy gives it one (its description in
-    ``device_batteries``), starting at ``--charge-j``; None for a mains-powered device."""
+    ``device_batteries``), starting at ``--charge-j``; None for a mains-powered device.
+    Raises ``ValueError`` naming ``--charge-j`` or the description's field that is wrong."""
     from .battery import Battery
 
-    specs = getattr(decider, "policy", {}).get("device_batteries", {})
+    desc = getattr(decider, "policy", None)
+    if desc is None:  # fixed decisions: no policy, so no battery to keep
+        if args.charge_j is not None:
+            raise ValueError(f"--charge-j {args.charge_j!r}: needs --scheduler (the battery "
+                             "is described by the scheduler's policy)")  # fmt: skip
+        return None
+    caps = desc.get("device_batteries_j", {})
+    if "device_batteries" not in desc and args.name in caps:
+        raise ValueError(f"device_batteries: missing from the scheduler's policy description "
+                         f"(a scheduler older than this device), where device {args.name!r} "
+                         f"has a battery of {caps[args.name]} J; update the scheduler")  # fmt: skip
+    specs = desc.get("device_batteries", {})
     if args.name not in specs:
         if args.charge_j is not None:
-            raise ValueError(f"--charge-j {args.charge_j}: the policy's device {args.name!r} "
+            raise ValueError(f"--charge-j {args.charge_j!r}: the policy's device {args.name!r} "
                              "has no battery")  # fmt: skip
         return None
     spec = specs[args.name]
     if args.charge_j is None:
         raise ValueError(f"--charge-j: the policy's device {args.name!r} has a battery of "
                          f"{spec.get('capacity_j')} J; give its charge now (J)")  # fmt: skip
-    return Battery.from_spec(spec, args.charge_j, field=f"device_batteries.{args.name}")
+    try:
+        return Battery.from_spec(spec, args.charge_j, field=f"device_batteries.{args.name}")
+    except ValueError as e:
+        if not str(e).startswith("battery.charge_j"):
+            raise
+        why = str(e).partition(": ")[2]
+        raise ValueError(f"--charge-j {args.charge_j!r}: {why} (the battery of device "
+                         f"{args.name!r})") from None  # fmt: skip
 
 
 def _validate(args: argparse.Namespace) -> int:

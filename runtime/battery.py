@@ -181,8 +181,9 @@ class Battery:
         (``GET /v1/policy``, ``device_batteries[NAME]``: :data:`SPEC_KEYS`, and an
         ``initial_charge_j`` range that is ignored here), starting at ``charge_j``; other
         keyword arguments (``clock``, ``start``, ``energy_debt_j``) are passed on. Raises
-        ``ValueError`` naming ``field`` and the key for a description that is not a mapping
-        or lacks one, or a value out of range.
+        ``ValueError`` naming ``field`` and the key for a description that is not a mapping,
+        lacks a key or has a value out of range (``FIELD.KEY = value``), and
+        ``battery.charge_j`` for a charge outside ``[0, capacity_j]`` or not finite.
 
         >>> spec = {"capacity_j": 100.0, "harvest_w": 1.0, "budget_w": None,
         ...         "p_active_w": 5.0, "p_tx_w": 2.0, "slot_s": 0.1,
@@ -196,7 +197,14 @@ class Battery:
         missing = [k for k in cls.SPEC_KEYS if k not in spec]
         if missing:
             raise ValueError(f"{field}.{missing[0]}: missing from the battery's description")
-        return cls(charge_j=charge_j, **{k: spec[k] for k in cls.SPEC_KEYS}, **kwargs)
+        try:
+            return cls(charge_j=charge_j, **{k: spec[k] for k in cls.SPEC_KEYS}, **kwargs)
+        except ValueError as e:  # a bad value of the description: name it under ``field``
+            msg = str(e)
+            key = msg.removeprefix("battery.").split(" ")[0].split("[")[0]
+            if msg.startswith("battery.") and key in cls.SPEC_KEYS:
+                raise ValueError(field + msg[len("battery") :]) from None
+            raise
 
     # -- the simulator's arithmetic ----------------------------------------------------
     def task_energy_j(self, head_s: float = 0.0, air_s: float = 0.0) -> float:

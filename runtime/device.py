@@ -386,8 +386,13 @@ class Device:
             # target; for a local split, the scheduler's offload_target (the policy's target
             # output, where the simulator sends it), else the home edge
             cand, forced = self.parts.by_index(0), True
+            field = "target"
             if target is None:
-                target = decision.get("offload_target") or self.home
+                target, field = decision.get("offload_target"), "offload_target"
+                target = target or self.home
+            if target not in self.servers:  # before the battery counts it
+                raise ValueError(f"decision {field} {target!r}: no server of that name "
+                                 f"(known: {sorted(self.servers)})")  # fmt: skip
             bat.note_forced_offload()
         if cand.kind != "output" and target is not None and target not in self.servers:
             raise ValueError(f"decision target {target!r}: no server of that name "

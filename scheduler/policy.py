@@ -25,6 +25,7 @@ attacker on the deploy host.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -201,7 +202,9 @@ class LoadedPolicy:
                     },
                 }
             self._battery_specs = out
-        return self._battery_specs
+        # a copy: what a caller does with its answer (GET /v1/policy's, a device's) never
+        # changes the next one
+        return copy.deepcopy(self._battery_specs)
 
     _battery_specs: dict[str, dict[str, Any]] | None = None
 

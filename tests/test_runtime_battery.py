@@ -10,6 +10,7 @@ never runs a head the simulator masks; bad parameters name the field and the val
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 
@@ -347,6 +348,25 @@ def test_a_forced_offload_after_a_local_split_goes_to_the_policys_target(
     assert rec.target == (offload_target or "edge0")
 
 
+def test_a_forced_offload_to_an_unknown_offload_target_is_refused_naming_it(
+    battery_policy, r18_server
+):
+    parts, srv = r18_server
+    ta = battery_policy.tables
+    _, ph = build(SC)
+    i, a = ta.device_names.index("cam_2"), ta.app_names.index("resnet18")
+    local = ta.candidate_names[a][int(ta.n_valid[a]) - 1]
+    heads = {c: float(ta.head_s[i, a, s]) for s, c in enumerate(ta.candidate_names[a])}
+    eps = {"edge0": ServerEndpoint(*srv.address, EmulatedLink.constant(50.0, rtt_s=0.002))}
+    bat = device_battery(SC, ta, ph, i, 0.0)
+    dev = Device("cam_2", parts, eps, _LocalDecider(local, "cloud"),
+                 engine=WaitingHead(parts, heads), app="resnet18", battery=bat)  # fmt: skip
+    with pytest.raises(ValueError, match=r"decision offload_target 'cloud': no server"):
+        dev.run_task()
+    dev.close()
+    assert bat.forced_offloads == 0  # nothing was offloaded
+
+
 # -- the slotted replay carries batteries -------------------------------------------------
 def test_the_replay_carries_batteries_as_the_runtime_battery_does() -> None:
     core = Core(SC, 1, backend="numpy")
@@ -500,6 +520,17 @@ def test_the_scheduler_describes_each_battery_as_the_demo_builds_it(battery_poli
         assert spec["initial_charge_j"] == list(SC.devices[i].battery.initial_charge_j)
 
 
+def test_the_battery_description_is_json_and_a_callers_copy(battery_policy):
+    pol = battery_policy.policy
+    d = pol.describe()
+    json.dumps(d, allow_nan=False)  # what GET /v1/policy sends: plain JSON, nothing infinite
+    name = next(iter(d["device_batteries"]))
+    d["device_batteries"][name]["capacity_j"] = -1.0  # a caller's change ...
+    d["device_batteries"][name]["head_energy_j"].clear()
+    again = pol.describe()["device_batteries"][name]  # ... is not the next answer's
+    assert again["capacity_j"] > 0 and again["head_energy_j"]
+
+
 def test_a_battery_description_missing_a_key_is_refused_naming_it():
     with pytest.raises(ValueError, match=r"device_batteries.cam_0.p_tx_w: missing"):
         Battery.from_spec({"capacity_j": 1.0, "harvest_w": 0.0, "budget_w": None,
@@ -507,6 +538,20 @@ def test_a_battery_description_missing_a_key_is_refused_naming_it():
                           field="device_batteries.cam_0")  # fmt: skip
     with pytest.raises(ValueError, match="battery = 3: expected a battery's description"):
         Battery.from_spec(3, 0.5)
+
+
+def test_a_bad_value_in_a_battery_description_is_named_under_its_field():
+    spec = {"capacity_j": 1.0, "harvest_w": 0.0, "budget_w": None, "p_active_w": 1.0,
+            "p_tx_w": 0.5, "slot_s": 0.1, "head_energy_j": {"r": {"input": 0.0}}}  # fmt: skip
+    f = "device_batteries.cam_0"
+    for key, bad in (("p_tx_w", math.nan), ("capacity_j", "x"), ("head_energy_j", [1])):
+        with pytest.raises(ValueError, match=rf"^{re.escape(f)}\.{key} = "):
+            Battery.from_spec({**spec, key: bad}, 0.5, field=f)
+    with pytest.raises(ValueError, match=rf"^{re.escape(f)}\.head_energy_j\['r'\]"):
+        Battery.from_spec({**spec, "head_energy_j": {"r": {"input": -1.0}}}, 0.5, field=f)
+    # the charge is not the description's: named as the battery's
+    with pytest.raises(ValueError, match=r"^battery\.charge_j = nan"):
+        Battery.from_spec(spec, math.nan, field=f)
 
 
 def test_the_device_command_runs_a_battery_device_of_the_policy(
@@ -532,4 +577,58 @@ def test_the_device_command_runs_a_battery_device_of_the_policy(
     assert main(base) == 2
     assert "--charge-j: the policy's device 'cam_2' has a battery" in capsys.readouterr().err
     assert main([*base, "--charge-j", "999"]) == 2
-    assert "charge_j" in capsys.readouterr().err
+    assert "--charge-j 999.0: expected a finite number >= 0 and <= " in capsys.readouterr().err
+
+
+def test_the_device_command_names_what_is_wrong_with_its_battery(
+    battery_policy_dir, r18_server, capsys, monkeypatch
+):
+    from edgesplit.runtime.__main__ import main
+    from edgesplit.scheduler.policy import LoadedPolicy
+
+    parts, srv = r18_server
+    host, port = srv.address
+    base = ["device", "--parts", str(parts.root), "--server", f"edge0={host}:{port}",
+            "--name", "cam_2", "--tasks", "1", "--rate-mbps", "50"]  # fmt: skip
+    sched = ["--scheduler", str(battery_policy_dir)]
+    # a charge that is not a number in [0, capacity] is named as the option
+    for bad in ("nan", "-1"):
+        assert main([*base, *sched, "--charge-j", bad]) == 2
+        assert f"--charge-j {float(bad)!r}: expected a finite number" in capsys.readouterr().err
+    # fixed decisions have no policy to describe a battery
+    assert main([*base, "--candidate", "input", "--charge-j", "3"]) == 2
+    assert "--charge-j 3.0: needs --scheduler" in capsys.readouterr().err
+    # a scheduler older than the device: its description has no device_batteries
+    describe = LoadedPolicy.describe
+
+    def old(self):
+        d = dict(describe(self))
+        del d["device_batteries"]
+        return d
+
+    monkeypatch.setattr(LoadedPolicy, "describe", old)
+    for extra in ([], ["--charge-j", "30"]):
+        assert main([*base, *sched, *extra]) == 2
+        err = capsys.readouterr().err
+        assert "device_batteries: missing from the scheduler's policy description" in err, err
+
+
+def test_the_device_command_keeps_the_same_battery_over_http(battery_policy, r18_server, capsys):
+    import urllib.request
+
+    from edgesplit.runtime.__main__ import main
+
+    parts, srv = r18_server
+    host, port = srv.address
+    with BackgroundServer(create_app(battery_policy)) as httpd:
+        with urllib.request.urlopen(httpd.url + "/v1/policy", timeout=10) as r:
+            spec = json.load(r)["device_batteries"]["cam_2"]
+        assert spec == battery_policy.policy.describe()["device_batteries"]["cam_2"]
+        args = ["device", "--parts", str(parts.root), "--server", f"edge0={host}:{port}",
+                "--scheduler", httpd.url, "--name", "cam_2", "--tasks", "1",
+                "--rate-mbps", "50"]  # fmt: skip
+        assert main([*args, "--charge-j", "30"]) == 0
+        (rec,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+        assert rec["source"] == "policy" and rec["energy_j"] > 0 and rec["charge_j"] >= 30.0
+        assert main([*args, "--charge-j", "nan"]) == 2
+        assert "--charge-j nan: expected a finite number" in capsys.readouterr().err

@@ -159,6 +159,7 @@ for m in {blocked!r}:
     sys.modules[m] = None  # importing them fails
 sys.path.insert(0, {tests!r})
 import numpy as np
+import edgesplit.runtime.__main__  # the device command's module
 from edgesplit.runtime.battery import Battery
 from edgesplit.runtime.device import Device, FixedDecider, ServerEndpoint
 from edgesplit.runtime.parts import load_parts
@@ -169,6 +170,10 @@ with TailServer({{"tiny": parts}}, engine={engine!r}) as srv:
     for name, c in parts.candidates.items():
         t = None if c.kind == "output" else "edge0"
         bat = Battery(10.0, 5.0, 10.0, 4.0, 0.1, harvest_w=1.0, budget_w=1.0, head_energy_j=heads)
+        # as the device command builds it from the scheduler's description
+        bat = Battery.from_spec({{"capacity_j": 10.0, "harvest_w": 1.0, "budget_w": 1.0,
+                                 "p_active_w": 10.0, "p_tx_w": 4.0, "slot_s": 0.1,
+                                 "head_energy_j": heads}}, 5.0)
         d = Device("d0", parts, {{"edge0": ServerEndpoint(*srv.address)}}, FixedDecider(name, t),
                    engine={engine!r}, app="tiny", battery=bat)
         assert "charge_j" in d.snapshot_entry()

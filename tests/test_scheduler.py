@@ -134,6 +134,12 @@ def test_sequential_policy_decides_as_in_the_env(dqn_dir: Path) -> None:
             if d["task"]:
                 assert d["split_index"] == info["split"][i]
                 assert d["bandwidth_weight"] == info["bw_weight"][i]
+                # the env's applied target (reachable-corrected), where a forced full
+                # offload goes, local split or not (a discrete action's target may be one
+                # the device cannot reach)
+                tg = core.tables.target_names[info["target"][i]]
+                assert d["offload_target"] == tg
+                assert d["target"] == (None if d["runs_locally"] else tg)
                 checked += 1
         if trunc:
             break
