@@ -50,3 +50,17 @@ def partition_tiny(out: Path) -> Path:
         mp.syspath_prepend(str(Path(__file__).resolve().parent))
         partition("runtime_nets:tiny_resnet", out, input_shape=INPUT_SHAPE)
     return out
+
+
+def partition_kept(network: str, names: list[str], out: Path) -> Path:
+    """Partition a shipped ``network`` at the profile's candidates named ``names`` (a
+    policy's kept candidates, all of which must exist) into ``out``, without ONNX (the torch
+    engine needs none); returns ``out``."""
+    from edgesplit.cost_models.network import load_network
+    from edgesplit.runtime.partition import partition
+
+    prof = load_network(network)
+    idx = [k for k, c in enumerate(prof.candidates) if c.name in names]
+    assert len(idx) == len(names), (network, names)
+    partition(network, out, candidates=idx, onnx=False)
+    return out

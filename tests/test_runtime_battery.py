@@ -17,16 +17,15 @@ import re
 import gymnasium as gym
 import numpy as np
 import pytest
+from runtime_nets import partition_kept
 
 from edgesplit.agents.export import export_policy
 from edgesplit.agents.registry import get_agent
-from edgesplit.cost_models.network import load_network
 from edgesplit.envs import ENV_ID
 from edgesplit.runtime.battery import Battery
 from edgesplit.runtime.demo import WaitingHead, device_battery
 from edgesplit.runtime.device import Device, FixedDecider, SchedulerDecider, ServerEndpoint
 from edgesplit.runtime.link import EmulatedLink
-from edgesplit.runtime.partition import partition
 from edgesplit.runtime.parts import load_parts
 from edgesplit.runtime.server import TailServer
 from edgesplit.scheduler import Scheduler, load_policy
@@ -198,11 +197,7 @@ def battery_policy(battery_policy_dir):
 def r18_server(tmp_path_factory, battery_policy):
     ta = battery_policy.tables
     names = ta.candidate_names[ta.app_names.index("resnet18")]
-    prof = load_network("resnet18")
-    idx = [k for k, c in enumerate(prof.candidates) if c.name in names]
-    out = tmp_path_factory.mktemp("r18")
-    partition("resnet18", out, candidates=idx, onnx=False)
-    parts = load_parts(out)
+    parts = load_parts(partition_kept("resnet18", names, tmp_path_factory.mktemp("r18")))
     with TailServer({"resnet18": parts}, engine="torch") as srv:
         yield parts, srv
 
@@ -326,10 +321,10 @@ class _LocalDecider:
         return d
 
 
-@pytest.mark.parametrize("offload_target", ["edge1", None])
-def test_a_forced_offload_after_a_local_split_goes_to_the_policys_target(
-    battery_policy, r18_server, offload_target
-):
+def _empty_cam2_local(battery_policy, r18_server, offload_target, targets):
+    """cam_2 with an empty battery, deciding resnet18's local split (with the scheduler's
+    ``offload_target``), its targets all served by the one test server; returns the device,
+    its battery and the local split's name."""
     parts, srv = r18_server
     ta = battery_policy.tables
     _, ph = build(SC)
@@ -337,10 +332,20 @@ def test_a_forced_offload_after_a_local_split_goes_to_the_policys_target(
     local = ta.candidate_names[a][int(ta.n_valid[a]) - 1]
     heads = {c: float(ta.head_s[i, a, s]) for s, c in enumerate(ta.candidate_names[a])}
     link = EmulatedLink.constant(50.0, rtt_s=0.002)
-    eps = {t: ServerEndpoint(*srv.address, link) for t in ("edge0", "edge1")}  # one server
+    eps = {t: ServerEndpoint(*srv.address, link) for t in targets}
+    bat = device_battery(SC, ta, ph, i, 0.0)
     dev = Device("cam_2", parts, eps, _LocalDecider(local, offload_target),
-                 engine=WaitingHead(parts, heads), app="resnet18",
-                 battery=device_battery(SC, ta, ph, i, 0.0), home="edge0")  # fmt: skip
+                 engine=WaitingHead(parts, heads), app="resnet18", battery=bat,
+                 home="edge0")  # fmt: skip
+    return dev, bat, local
+
+
+@pytest.mark.parametrize("offload_target", ["edge1", None])
+def test_a_forced_offload_after_a_local_split_goes_to_the_policys_target(
+    battery_policy, r18_server, offload_target
+):
+    dev, _, local = _empty_cam2_local(battery_policy, r18_server, offload_target,
+                                      ("edge0", "edge1"))  # fmt: skip
     rec = dev.run_task()
     dev.close()
     assert rec.forced_offload and rec.requested_candidate == local and rec.candidate_index == 0
@@ -351,16 +356,7 @@ def test_a_forced_offload_after_a_local_split_goes_to_the_policys_target(
 def test_a_forced_offload_to_an_unknown_offload_target_is_refused_naming_it(
     battery_policy, r18_server
 ):
-    parts, srv = r18_server
-    ta = battery_policy.tables
-    _, ph = build(SC)
-    i, a = ta.device_names.index("cam_2"), ta.app_names.index("resnet18")
-    local = ta.candidate_names[a][int(ta.n_valid[a]) - 1]
-    heads = {c: float(ta.head_s[i, a, s]) for s, c in enumerate(ta.candidate_names[a])}
-    eps = {"edge0": ServerEndpoint(*srv.address, EmulatedLink.constant(50.0, rtt_s=0.002))}
-    bat = device_battery(SC, ta, ph, i, 0.0)
-    dev = Device("cam_2", parts, eps, _LocalDecider(local, "cloud"),
-                 engine=WaitingHead(parts, heads), app="resnet18", battery=bat)  # fmt: skip
+    dev, bat, _ = _empty_cam2_local(battery_policy, r18_server, "cloud", ("edge0",))
     with pytest.raises(ValueError, match=r"decision offload_target 'cloud': no server"):
         dev.run_task()
     dev.close()

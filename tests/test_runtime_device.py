@@ -10,11 +10,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from runtime_nets import partition_kept
 
 from edgesplit.agents.export import export_policy
 from edgesplit.agents.registry import get_agent
 from edgesplit.cost_models import zoo
-from edgesplit.cost_models.network import load_network
 from edgesplit.envs import ENV_ID
 from edgesplit.runtime.device import (
     Device,
@@ -45,12 +45,7 @@ def scheduler(tmp_path_factory):
 def r18(tmp_path_factory, scheduler):
     ta = scheduler.tables
     names = ta.candidate_names[ta.app_names.index("resnet18")]
-    prof = load_network("resnet18")
-    idx = [k for k, c in enumerate(prof.candidates) if c.name in names]
-    assert len(idx) == len(names)
-    out = tmp_path_factory.mktemp("r18")
-    partition("resnet18", out, candidates=idx, onnx=False)  # the torch engine needs no ONNX
-    parts = load_parts(out)
+    parts = load_parts(partition_kept("resnet18", names, tmp_path_factory.mktemp("r18")))
     with TailServer({"resnet18": parts}, engine="torch") as srv:
         yield parts, srv, names
 
