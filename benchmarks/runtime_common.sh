@@ -22,3 +22,11 @@ pinned_parallel() {
 say() { echo "$(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg) | $*" | tee -a "$log"; }
 
 say_machine() { say "machine: $ncpu cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"; }
+
+# wait_all PID...: waits for every PID (all of them, so that none is left running) and sets
+# $failed to how many exited non-zero (not in a subshell: only this shell can wait for them)
+wait_all() {
+    local pid
+    failed=0
+    for pid in "$@"; do wait "$pid" || failed=$((failed + 1)); done
+}

@@ -76,9 +76,8 @@ for n in $NETWORKS; do
         "${cmd[@]}" >>"$out/profiles/log.txt" 2>&1
     fi
 done
-failed=0
-for pid in ${pids[@]+"${pids[@]}"}; do wait "$pid" || failed=$((failed + 1)); done
-if [ "$failed" -gt 0 ]; then  # after every one ended: none is left running
+wait_all ${pids[@]+"${pids[@]}"}
+if [ "$failed" -gt 0 ]; then
     say "$failed profile(s) failed: see $out/profiles/log.txt"
     exit 1
 fi

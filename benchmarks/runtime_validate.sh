@@ -65,9 +65,8 @@ if [ "$PARALLEL" = 1 ]; then
         pids+=($!)
         i=$((i + 1))
     done
-    failed=0
-    for pid in ${pids[@]+"${pids[@]}"}; do wait "$pid" || failed=$((failed + 1)); done
-    if [ "$failed" -gt 0 ]; then  # after every one ended: none is left running
+    wait_all ${pids[@]+"${pids[@]}"}
+    if [ "$failed" -gt 0 ]; then
         say "$failed network(s) failed: see $out/profile_log.txt and $out/validate_err.txt"
         exit 1
     fi
