@@ -11,6 +11,7 @@ import copy
 
 import numpy as np
 import pytest
+from backend_checks import assert_same_fields
 from battery_scenarios import mixed_batteries  # tests/battery_scenarios.py
 
 from edgesplit.envs.common import MaskTable
@@ -144,15 +145,6 @@ def _random_action(rng, ta, e: int, kind: str) -> np.ndarray:
     return rng.uniform(-1.0, 1.0, size=(e, n, ta.continuous_width))
 
 
-def _assert_same_result(ra, rb, where: str) -> None:
-    for name in ra.__dataclass_fields__:
-        x, y = getattr(ra, name), getattr(rb, name)
-        if x.dtype.kind == "f":
-            np.testing.assert_allclose(y, x, rtol=1e-12, atol=1e-15, err_msg=f"{where}: {name}")
-        else:
-            np.testing.assert_array_equal(y, x, err_msg=f"{where}: {name}")
-
-
 @pytest.mark.parametrize("name", SCENARIOS)
 @pytest.mark.parametrize("num_envs", [1, 5])
 def test_numba_step_matches_numpy(name: str, num_envs: int) -> None:
@@ -178,7 +170,7 @@ def test_numba_step_matches_numpy(name: str, num_envs: int) -> None:
         qlen, phase = ref.qlen.copy(), ref.state.phase.copy()
         ra = ref.step_action(act, kind)
         rb = fast.step_action(act, kind)
-        _assert_same_result(ra, rb, where)
+        assert_same_fields(ra, rb, ra.__dataclass_fields__, where)
         for s in STATE:
             np.testing.assert_array_equal(
                 getattr(fast.state, s), getattr(ref.state, s), err_msg=where

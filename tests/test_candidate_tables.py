@@ -18,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import yaml
+from backend_checks import assert_same_fields
 from conformance import pettingzoo_suites  # tests/conformance.py
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
@@ -226,18 +227,8 @@ def test_numba_step_matches_numpy_on_measured_tables() -> None:
         else:
             act = rng.uniform(-1.0, 1.0, size=(e, n, ta.continuous_width))
         ra, rb = ref.step_action(act, kind), fast.step_action(act, kind)
-        for name in ra.__dataclass_fields__:
-            x, y = getattr(ra, name), getattr(rb, name)
-            if x.dtype.kind == "f":
-                np.testing.assert_allclose(y, x, rtol=1e-12, atol=1e-14, err_msg=f"{where} {name}")
-            else:
-                np.testing.assert_array_equal(y, x, err_msg=f"{where} {name}")
-        for name in State.names():
-            x, y = getattr(ref.state, name), getattr(fast.state, name)
-            if np.asarray(x).dtype.kind == "f":
-                np.testing.assert_allclose(y, x, rtol=1e-12, atol=1e-14, err_msg=f"{where} {name}")
-            else:
-                np.testing.assert_array_equal(y, x, err_msg=f"{where} {name}")
+        assert_same_fields(ra, rb, ra.__dataclass_fields__, where, atol=1e-14)
+        assert_same_fields(ref.state, fast.state, State.names(), where, atol=1e-14)
         offloaded += int((ra.has_task & (ra.split < ta.n_valid.min() - 1)).sum())
     assert offloaded > 50  # tails on the measured class were really run
 
